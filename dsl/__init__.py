@@ -1,0 +1,1 @@
+"""The microverify language: grammar, parser, AST, name resolution and type checking."""

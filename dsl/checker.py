@@ -1,0 +1,381 @@
+"""Declarations, layers and statements: the checked module handed to the lowering."""
+
+from __future__ import annotations
+
+from microverify.dsl import ast, ir
+from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, error
+from microverify.dsl.exprs import BUILTINS, CheckFailed, Context, ExprChecker, Globals
+from microverify.dsl.spans import Span
+from microverify.dsl.types import (BOOL, PRINCIPAL, BoolType, BVType, EnumType, MapType, PrincipalType,
+                                   RecordType, Type, is_scalar)
+
+_MAX_BV_WIDTH = 4096
+
+
+class Checker:
+    def __init__(self, module: ast.Module, source: str) -> None:
+        self.module = module
+        self.lines = source.splitlines()
+        self.diagnostics: list[Diagnostic] = []
+        self.exprs = ExprChecker(self.diagnostics, self.resolve_type)
+        self.globals = Globals()
+        self.type_decls: dict[str, ast.TypeDecl] = {}
+        self.resolved: dict[str, Type] = {}
+        self.resolving: list[str] = []
+        self.global_names: dict[str, Span] = {}
+
+    def fail(self, code: str, span: Span, message: str, *notes: str) -> CheckFailed:
+        self.diagnostics.append(error(code, span, message, *notes))
+        return CheckFailed()
+
+    def declare(self, name: str, span: Span, what: str) -> bool:
+        if name in self.global_names or name in BUILTINS:
+            first = self.global_names.get(name)
+            note = (f"first declared at {first}",) if first else ("it is a built-in function",)
+            self.fail("duplicate", span, f"{what} `{name}` is already declared", *note)
+            return False
+        self.global_names[name] = span
+        return True
+
+    # ------------------------------------------------------------------ types
+    def resolve_type(self, t: ast.TypeExpr) -> Type:
+        if isinstance(t, ast.TBool):
+            return BOOL
+        if isinstance(t, ast.TBV):
+            if not 1 <= t.width <= _MAX_BV_WIDTH:
+                raise self.fail("bad-type", t.span, f"bit-vector width must be 1..{_MAX_BV_WIDTH}")
+            return BVType(t.width)
+        if isinstance(t, ast.TPrincipal):
+            return PRINCIPAL
+        if isinstance(t, ast.TMap):
+            key = self.resolve_type(t.key)
+            if not is_scalar(key):
+                raise self.fail("bad-type", t.key.span, f"a map key must be a finite scalar type, not {key}")
+            return MapType(key, self.resolve_type(t.value))
+        if isinstance(t, ast.TRecord):
+            seen: set[str] = set()
+            fields = []
+            for name, ftype, span in t.fields:
+                if name in seen:
+                    raise self.fail("duplicate", span, f"record field `{name}` is declared twice")
+                seen.add(name)
+                fields.append((name, self.resolve_type(ftype)))
+            return RecordType(tuple(fields))
+        if isinstance(t, ast.TEnum):
+            raise self.fail("bad-type", t.span, "an enum must be declared with `type Name = enum {...}`")
+        if isinstance(t, ast.TName):
+            return self.resolve_name(t)
+        raise AssertionError(f"unhandled type node {type(t).__name__}")
+
+    def resolve_name(self, t: ast.TName) -> Type:
+        if t.name in self.resolved:
+            return self.resolved[t.name]
+        decl = self.type_decls.get(t.name)
+        if decl is None:
+            import difflib
+            close = difflib.get_close_matches(t.name, list(self.type_decls), n=1)
+            notes = (f"did you mean `{close[0]}`?",) if close else ()
+            raise self.fail("unknown-type", t.span, f"unknown type `{t.name}`", *notes)
+        if t.name in self.resolving:
+            cycle = " -> ".join(self.resolving[self.resolving.index(t.name):] + [t.name])
+            raise self.fail("recursive-type", decl.span, f"type `{t.name}` is recursive ({cycle})")
+        self.resolving.append(t.name)
+        try:
+            if isinstance(decl.type, ast.TEnum):
+                resolved: Type = self.enum(t.name, decl.type)
+            else:
+                resolved = self.resolve_type(decl.type)
+        finally:
+            self.resolving.pop()
+        self.resolved[t.name] = resolved
+        return resolved
+
+    def enum(self, name: str, t: ast.TEnum) -> EnumType:
+        enum = EnumType(name, tuple(m for m, _ in t.members))
+        for i, (member, span) in enumerate(t.members):
+            if self.declare(member, span, "enum member"):
+                self.globals.enum_members[member] = (enum, i)
+        return enum
+
+    # ------------------------------------------------------------------ module
+    def run(self) -> ir.Module:
+        decls = self.module.decls
+        for d in decls:
+            if isinstance(d, ast.TypeDecl) and self.declare(d.name, d.span, "type"):
+                self.type_decls[d.name] = d
+        for d in decls:
+            if isinstance(d, ast.TypeDecl):
+                self.guard(lambda d=d: self.resolve_name(ast.TName(d.name, d.span)))
+        principals = [p for d in decls if isinstance(d, ast.PrincipalDecl)
+                      if (p := self.guard(lambda d=d: self.principal(d))) is not None]
+        for d in decls:
+            if isinstance(d, ast.OracleDecl):
+                self.guard(lambda d=d: self.oracle(d))
+            elif isinstance(d, ast.ConstDecl):
+                self.guard(lambda d=d: self.const(d))
+        flows = self.policy([d for d in decls if isinstance(d, ast.PolicyDecl)])
+        layers = [layer for d in decls if isinstance(d, ast.LayerDecl)
+                  if (layer := self.guard(lambda d=d: self.layer(d))) is not None]
+        if not any(isinstance(d, ast.LayerDecl) for d in decls) and not self.diagnostics:
+            self.fail("no-layer", Span.point(self.module.file, 1, 1), "this file declares no layer")
+        if self.diagnostics:
+            raise DiagnosticError(self.diagnostics)
+        return ir.Module(self.module.file, tuple(principals), tuple(flows),
+                         tuple(self.globals.oracles.values()), tuple(layers))
+
+    def guard(self, thunk):  # type: ignore[no-untyped-def]
+        try:
+            return thunk()
+        except CheckFailed:
+            return None
+
+    def principal(self, d: ast.PrincipalDecl) -> ir.Principal | None:
+        if not self.declare(d.name, d.span, "principal"):
+            return None
+        ptype = None
+        if d.param_type is not None:
+            ptype = self.resolve_type(d.param_type)
+            if not is_scalar(ptype) or isinstance(ptype, PrincipalType):
+                raise self.fail("bad-type", d.span, f"a principal family is indexed by bool, bv or enum, not {ptype}")
+        p = ir.Principal(d.name, d.param, ptype, d.span)
+        self.globals.principals[d.name] = p
+        return p
+
+    def oracle(self, d: ast.OracleDecl) -> None:
+        if not self.declare(d.name, d.span, "oracle"):
+            return
+        t = self.resolve_type(d.type)
+        if isinstance(t, MapType):
+            raise self.fail("bad-type", d.type.span, "an oracle yields a scalar or a record, not a map")
+        self.globals.oracles[d.name] = ir.Oracle(d.name, t, d.span)
+
+    def const(self, d: ast.ConstDecl) -> None:
+        if not self.declare(d.name, d.span, "constant"):
+            return
+        t = self.resolve_type(d.type)
+        ctx = Context(self.globals, {}, {}, in_body=False, what="a constant")
+        self.globals.consts[d.name] = self.exprs.check(d.value, ctx, t)
+
+    def policy(self, decls: list[ast.PolicyDecl]) -> list[tuple[str, str]]:
+        for extra in decls[1:]:
+            self.fail("duplicate", extra.span, "a module has one policy", f"first at {decls[0].span}")
+        if not decls or decls[0].flows is None:
+            return []
+        flows = []
+        for f in decls[0].flows:
+            for name in (f.source, f.target):
+                if name not in self.globals.principals:
+                    self.fail("bad-policy", f.span, f"`{name}` in the policy is not a principal")
+            flows.append((f.source, f.target))
+        return flows
+
+    # ------------------------------------------------------------------ layers
+    def layer(self, d: ast.LayerDecl) -> ir.Layer:
+        if not self.declare(d.name, d.span, "layer"):
+            raise CheckFailed()
+        fields: dict[str, Type] = {}
+        state: list[ir.StateField] = []
+        for f in d.state:
+            if f.name in fields or f.name in self.global_names:
+                self.fail("duplicate", f.span, f"state field `{f.name}` clashes with an earlier name")
+                continue
+            t = self.guard(lambda f=f: self.resolve_type(f.type))
+            if t is not None:
+                fields[f.name] = t
+                state.append(ir.StateField(f.name, t, f.span))
+        pctx = Context(self.globals, fields, {}, in_body=False, what="`init`")
+        init = [e for p in d.init if (e := self.guard(lambda p=p: self.exprs.check(p, pctx, BOOL)))]
+        invariants = []
+        ictx = Context(self.globals, fields, {}, in_body=False, what="an invariant")
+        for n, inv in enumerate(d.invariants):
+            for k, p in enumerate(inv.preds):
+                e = self.guard(lambda p=p: self.exprs.check(p, ictx, BOOL))
+                if e is not None:
+                    label = inv.name or f"invariant#{n + 1}"
+                    invariants.append(ir.Invariant(label if len(inv.preds) == 1 else f"{label}.{k + 1}",
+                                                   e, p.span))
+        observations = []
+        seen_obs: set[str] = set()
+        for o in d.observes:
+            obs = self.guard(lambda o=o: self.observe(o, fields))
+            if obs is not None:
+                if obs.principal in seen_obs:
+                    self.fail("duplicate", o.span, f"a second observation for `{obs.principal}`")
+                seen_obs.add(obs.principal)
+                observations.append(obs)
+        ops = []
+        seen_ops: set[str] = set()
+        for op in d.ops:
+            if op.name in seen_ops:
+                self.fail("duplicate", op.name_span, f"operation `{op.name}` is declared twice")
+                continue
+            seen_ops.add(op.name)
+            checked = self.guard(lambda op=op: OpChecker(self, fields).op(op))
+            if checked is not None:
+                ops.append(checked)
+        return ir.Layer(d.name, tuple(state), tuple(init), tuple(invariants), tuple(observations),
+                        tuple(ops), d.span)
+
+    def observe(self, o: ast.Observe, fields: dict[str, Type]) -> ir.Observation:
+        p = self.globals.principals.get(o.principal)
+        if p is None:
+            raise self.exprs.unknown(o.principal, o.span, list(self.globals.principals), "principal")
+        if (p.param_type is None) != (o.param is None):
+            want = f"`observe {p.name}({p.param or 'x'})`" if p.param_type else f"`observe {p.name}`"
+            raise self.fail("arity", o.span, f"write {want}: `{p.name}` is "
+                            + ("a family" if p.param_type else "a single principal"))
+        scope: dict[str, tuple[str, Type]] = {}
+        if o.param is not None and p.param_type is not None:
+            scope[o.param] = ("param", p.param_type)
+        ctx = Context(self.globals, fields, scope, in_body=False, observer=(p.name, o.param),
+                      what=f"the observation of `{p.name}`")
+        components = []
+        for c in o.components:
+            comp = self.guard(lambda c=c: self.component(c, ctx))
+            if comp is not None:
+                components.append(comp)
+        return ir.Observation(p.name, o.param, tuple(components), o.span)
+
+    def component(self, c: ast.ObsComponent, ctx: Context) -> ir.ObsComponent:
+        binders: list[tuple[str, Type]] = []
+        extra: dict[str, tuple[str, Type]] = {}
+        for b in c.binders:
+            if b.name in extra or b.name in ctx.locals:
+                raise self.fail("duplicate", b.span, f"`{b.name}` is bound twice")
+            t = self.exprs.binder_type(b)
+            binders.append((b.name, t))
+            extra[b.name] = ("bound", t)
+        inner = ctx.with_locals(extra)
+        where = self.exprs.check(c.where, inner, BOOL) if c.where is not None else None
+        expr = self.exprs.check(c.expr, inner)
+        return ir.ObsComponent(tuple(binders), where, expr, self.snippet(c.span), c.span)
+
+    def snippet(self, span: Span) -> str:
+        if span.line < 1 or span.line > len(self.lines):
+            return ""
+        if span.end_line == span.line:
+            return self.lines[span.line - 1][span.column - 1:span.end_column - 1]
+        return self.lines[span.line - 1][span.column - 1:].rstrip() + " ..."
+
+
+class OpChecker:
+    """Checks one operation: parameters, dom, body statements, returns."""
+
+    def __init__(self, checker: Checker, fields: dict[str, Type]) -> None:
+        self.c = checker
+        self.fields = fields
+        self.result: Type | None = None
+
+    def op(self, d: ast.OpDecl) -> ir.Op:
+        params: list[tuple[str, Type]] = []
+        scope: dict[str, tuple[str, Type]] = {}
+        for p in d.params:
+            if p.name in scope or p.name in self.fields:
+                raise self.c.fail("duplicate", p.span, f"parameter `{p.name}` clashes with an earlier name")
+            t = self.c.resolve_type(p.type)
+            if isinstance(t, MapType):
+                raise self.c.fail("bad-type", p.span, "an operation parameter cannot be a map")
+            params.append((p.name, t))
+            scope[p.name] = ("arg", t)
+        dctx = Context(self.c.globals, self.fields, dict(scope), in_body=False, what="`by`")
+        dom = self.c.exprs.check(d.dom, dctx, PRINCIPAL)
+        self.result = self.c.resolve_type(d.result) if d.result is not None else None
+        body = self.block(d.body, scope)
+        if self.result is not None and not _always_exits(body):
+            raise self.c.fail("missing-return", d.name_span,
+                              f"operation `{d.name}` returns {self.result} but can end without `return`")
+        return ir.Op(d.name, tuple(params), dom, self.result, tuple(body), d.span)
+
+    def ctx(self, scope: dict[str, tuple[str, Type]]) -> Context:
+        return Context(self.c.globals, self.fields, dict(scope), in_body=True, what="an operation")
+
+    def block(self, stmts: tuple[ast.Stmt, ...], outer: dict[str, tuple[str, Type]]) -> list[ir.Stmt]:
+        scope = dict(outer)
+        out = []
+        for s in stmts:
+            checked = self.c.guard(lambda s=s: self.stmt(s, scope))
+            if checked is not None:
+                out.append(checked)
+        return out
+
+    def rhs(self, e: ast.Expr, scope: dict[str, tuple[str, Type]], want: Type | None) -> ir.Expr:
+        if isinstance(e, ast.ReadOracle):
+            return self.c.exprs.check_read(e, self.ctx(scope), want)
+        return self.c.exprs.check(e, self.ctx(scope), want)
+
+    def stmt(self, s: ast.Stmt, scope: dict[str, tuple[str, Type]]) -> ir.Stmt:
+        exprs = self.c.exprs
+        if isinstance(s, ast.Let):
+            if s.name in scope or s.name in self.fields or s.name in self.c.global_names:
+                raise self.c.fail("duplicate", s.span, f"`{s.name}` is already declared; lets may not shadow")
+            want = self.c.resolve_type(s.type) if s.type is not None else None
+            value = self.rhs(s.value, scope, want)
+            scope[s.name] = ("local", value.type)
+            return ir.Let(s.name, value, s.span)
+        if isinstance(s, ast.Assign):
+            return self.assign(s, scope)
+        if isinstance(s, ast.Check):
+            cond = exprs.check(s.cond, self.ctx(scope), BOOL)
+            on_fail = None
+            if s.on_fail is not None:
+                if self.result is None:
+                    raise self.c.fail("return-in-unit-op", s.span,
+                                      "this operation has no result type; use `else halt` or add `-> T`")
+                on_fail = exprs.check(s.on_fail, self.ctx(scope), self.result)
+            return ir.Check(cond, on_fail, s.span)
+        if isinstance(s, ast.If):
+            cond = exprs.check(s.cond, self.ctx(scope), BOOL)
+            return ir.If(cond, tuple(self.block(s.then, scope)), tuple(self.block(s.other, scope)), s.span)
+        if isinstance(s, ast.Return):
+            if self.result is None:
+                raise self.c.fail("return-in-unit-op", s.span, "this operation has no result type")
+            return ir.Return(exprs.check(s.value, self.ctx(scope), self.result), s.span)
+        if isinstance(s, ast.Halt):
+            return ir.Halt(s.span)
+        raise AssertionError(f"unhandled statement {type(s).__name__}")
+
+    def assign(self, s: ast.Assign, scope: dict[str, tuple[str, Type]]) -> ir.Assign:
+        if s.root not in self.fields:
+            if s.root in scope:
+                kind = {"arg": "a parameter", "local": "a `let` binding"}.get(scope[s.root][0], "local")
+                raise self.c.fail("assign-not-state", s.root_span,
+                                  f"cannot assign to `{s.root}`: it is {kind}, not a state field")
+            if s.root in self.c.global_names:
+                raise self.c.fail("assign-not-state", s.root_span,
+                                  f"cannot assign to `{s.root}`: it is not a state field")
+            raise self.c.exprs.unknown(s.root, s.root_span, list(self.fields), "state field")
+        t = self.fields[s.root]
+        path: list[ir.Expr | str] = []
+        for step in s.path:
+            if isinstance(step, ast.LvIndex):
+                if not isinstance(t, MapType):
+                    raise self.c.fail("type-mismatch", step.span, f"indexing a value of type {t}")
+                path.append(self.c.exprs.check(step.index, self.ctx(scope), t.key))
+                t = t.value
+            else:
+                ftype = t.field(step.name) if isinstance(t, RecordType) else None
+                if ftype is None:
+                    raise self.c.fail("type-mismatch", step.span, f"{t} has no field `{step.name}`")
+                path.append(step.name)
+                t = ftype
+        value = self.rhs(s.value, scope, t)
+        return ir.Assign(s.root, tuple(path), value, s.span)
+
+
+def _always_exits(stmts: list[ir.Stmt] | tuple[ir.Stmt, ...]) -> bool:
+    if not stmts:
+        return False
+    last = stmts[-1]
+    if isinstance(last, (ir.Return, ir.Halt)):
+        return True
+    if isinstance(last, ir.If):
+        return _always_exits(last.then) and _always_exits(last.other)
+    return False
+
+
+def check(module: ast.Module, source: str) -> ir.Module:
+    """Resolve names and types; raise DiagnosticError listing every error found."""
+    return Checker(module, source).run()
+
+
+__all__ = ["check", "BoolType", "EnumType"]

@@ -1,0 +1,86 @@
+"""One diagnostic type, a registry of codes, and rendering with a caret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from microverify.dsl.spans import Span
+
+
+class Severity(Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    NOTE = "note"
+
+
+# Every code a diagnostic may carry, with a one-line meaning (docs/language.md lists them).
+CODES: dict[str, str] = {
+    "syntax": "the text does not follow the grammar",
+    "io": "a source file cannot be read",
+    "unknown-name": "a name that is not declared",
+    "unknown-type": "a type name that is not declared",
+    "duplicate": "a name declared twice in the same scope",
+    "recursive-type": "a type alias that refers to itself",
+    "type-mismatch": "an expression of the wrong type",
+    "width-mismatch": "bit-vectors of different widths combined",
+    "literal-range": "an integer literal that does not fit its type",
+    "cannot-infer": "an expression whose type cannot be inferred",
+    "assign-not-state": "an assignment to something that is not a state field",
+    "oracle-in-predicate": "an oracle read outside an operation body",
+    "oracle-read-position": "an oracle read that is not the whole right-hand side of let or :=",
+    "foreign-counter": "an observation that mentions another principal's oracle counter",
+    "missing-return": "an operation with a result type that can end without returning",
+    "return-in-unit-op": "a return in an operation without a result type",
+    "bad-type": "a type that is not allowed where it is used",
+    "bad-policy": "a flows-to pair that names something other than a principal",
+    "unsupported": "a construct the lowering does not support",
+    "no-layer": "a file that declares no layer",
+    "arity": "a call with the wrong number of arguments",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    code: str
+    severity: Severity
+    span: Span
+    message: str
+    notes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.code not in CODES:
+            raise ValueError(f"unregistered diagnostic code {self.code!r}")
+
+
+def error(code: str, span: Span, message: str, *notes: str) -> Diagnostic:
+    return Diagnostic(code, Severity.ERROR, span, message, tuple(notes))
+
+
+class DiagnosticError(Exception):
+    """Raised by a front-end pass that cannot go on; carries every diagnostic so far."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        super().__init__("; ".join(d.message for d in diagnostics))
+        self.diagnostics = diagnostics
+
+
+def render(diag: Diagnostic, sources: dict[str, str]) -> str:
+    """`file:line:col: error: message [code]`, the source line, and a caret under the span."""
+    span = diag.span
+    head = f"{span}: {diag.severity.value}: {diag.message} [{diag.code}]"
+    lines = [head]
+    text = sources.get(span.file)
+    if text is not None and span.line >= 1:
+        src_lines = text.splitlines()
+        if span.line <= len(src_lines):
+            src = src_lines[span.line - 1].rstrip("\n")
+            lines.append(f"  {src}")
+            start = max(span.column - 1, 0)
+            if span.end_line == span.line:
+                width = max(span.end_column - span.column, 1)
+            else:
+                width = max(len(src) - start, 1)
+            lines.append("  " + " " * start + "^" + "~" * (width - 1))
+    lines.extend(f"  note: {n}" for n in diag.notes)
+    return "\n".join(lines)

@@ -1,0 +1,292 @@
+"""Type checking and name resolution of expressions (AST -> typed IR)."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+from microverify.dsl import ast, ir
+from microverify.dsl.diagnostics import Diagnostic, error
+from microverify.dsl.spans import Span
+from collections.abc import Callable
+
+from microverify.dsl.types import (BOOL, COUNTER, PRINCIPAL, BVType, EnumType, MapType, RecordType,
+                                   Type, has_map, is_scalar)
+
+
+class CheckFailed(Exception):
+    """Aborts checking of one expression or statement; its diagnostic is already recorded."""
+
+
+@dataclass
+class Globals:
+    """Module-level names visible to every expression."""
+
+    consts: dict[str, ir.Expr] = field(default_factory=dict)
+    enum_members: dict[str, tuple[EnumType, int]] = field(default_factory=dict)
+    principals: dict[str, ir.Principal] = field(default_factory=dict)
+    oracles: dict[str, ir.Oracle] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """Where an expression is checked."""
+
+    globals: Globals
+    fields: dict[str, Type]
+    locals: dict[str, tuple[str, Type]]  # name -> (kind, type)
+    in_body: bool  # inside an operation body (oracle reads allowed at statement level)
+    observer: tuple[str, str | None] | None = None  # (principal, param) inside `observe`
+    what: str = "a predicate"
+
+    def with_locals(self, extra: dict[str, tuple[str, Type]]) -> Context:
+        return Context(self.globals, self.fields, {**self.locals, **extra}, self.in_body,
+                       self.observer, self.what)
+
+
+_ARITH = {"+": "add", "-": "sub", "*": "mul", "/": "udiv", "%": "urem", "&": "band", "|": "bor",
+          "^": "bxor", "<<": "shl", ">>": "lshr"}
+_ORDER = {"<": "ult", "<=": "ule", ">": "ugt", ">=": "uge"}
+_LOGIC = {"&&": "and", "||": "or", "==>": "implies", "<==>": "iff"}
+_SIGNED = {"slt": "slt", "sle": "sle", "sgt": "sgt", "sge": "sge"}
+_SIGNED_ARITH = {"sdiv": "sdiv", "srem": "srem", "ashr": "ashr"}
+_RESIZE = ("zext", "sext", "trunc")
+BUILTINS = ("counter", *_SIGNED, *_SIGNED_ARITH, *_RESIZE)
+
+
+class ExprChecker:
+    def __init__(self, diagnostics: list[Diagnostic], resolve_type: Callable[[ast.TypeExpr], Type]) -> None:
+        self.diagnostics = diagnostics
+        self.resolve_type = resolve_type
+
+    def fail(self, code: str, span: Span, message: str, *notes: str) -> CheckFailed:
+        self.diagnostics.append(error(code, span, message, *notes))
+        return CheckFailed()
+
+    def expect(self, got: Type, want: Type, span: Span) -> None:
+        if got == want:
+            return
+        if isinstance(got, BVType) and isinstance(want, BVType):
+            raise self.fail("width-mismatch", span, f"expected {want}, found {got}")
+        raise self.fail("type-mismatch", span, f"expected {want}, found {got}")
+
+    # ------------------------------------------------------------------ entry points
+    def check(self, e: ast.Expr, ctx: Context, want: Type | None = None) -> ir.Expr:
+        """Check `e`; `want` is the expected type, needed to give integer literals a width."""
+        if isinstance(e, ast.ReadOracle):
+            if not ctx.in_body:
+                raise self.fail("oracle-in-predicate", e.span,
+                                f"oracle `{e.oracle}` is read in {ctx.what}; oracles may only be "
+                                "read in operation bodies")
+            raise self.fail("oracle-read-position", e.span,
+                            "an oracle read must be the whole right-hand side of `let` or `:=`")
+        result = self._check(e, ctx, want)
+        if want is not None:
+            self.expect(result.type, want, e.span)
+        return result
+
+    def check_read(self, e: ast.ReadOracle, ctx: Context, want: Type | None) -> ir.ReadOracle:
+        oracle = ctx.globals.oracles.get(e.oracle)
+        if oracle is None:
+            raise self.unknown(e.oracle, e.oracle_span, list(ctx.globals.oracles), "oracle")
+        principal = None
+        if e.principal is not None:
+            principal = self.check(e.principal, ctx, PRINCIPAL)
+        if want is not None:
+            self.expect(oracle.type, want, e.span)
+        return ir.ReadOracle(e.oracle, principal, oracle.type, e.span)
+
+    def unknown(self, name: str, span: Span, candidates: list[str], what: str = "name") -> CheckFailed:
+        close = difflib.get_close_matches(name, candidates, n=1)
+        notes = (f"did you mean `{close[0]}`?",) if close else ()
+        return self.fail("unknown-name", span, f"unknown {what} `{name}`", *notes)
+
+    # ------------------------------------------------------------------ dispatch
+    def _check(self, e: ast.Expr, ctx: Context, want: Type | None) -> ir.Expr:
+        if isinstance(e, ast.IntLit):
+            return self.int_lit(e, want)
+        if isinstance(e, ast.BoolLit):
+            return ir.Lit(e.value, BOOL, e.span)
+        if isinstance(e, ast.Name):
+            return self.name(e, ctx)
+        if isinstance(e, ast.Call):
+            return self.call(e, ctx)
+        if isinstance(e, ast.Index):
+            return self.index(e, ctx)
+        if isinstance(e, ast.FieldGet):
+            return self.field_get(e, ctx)
+        if isinstance(e, ast.Unary):
+            return self.unary(e, ctx, want)
+        if isinstance(e, ast.Binary):
+            return self.binary(e, ctx, want)
+        if isinstance(e, ast.Ite):
+            cond = self.check(e.cond, ctx, BOOL)
+            then, other = self.pair(e.then, e.other, ctx, want)
+            return ir.Ite(cond, then, other, then.type, e.span)
+        if isinstance(e, ast.Quant):
+            return self.quant(e, ctx)
+        raise AssertionError(f"unhandled expression node {type(e).__name__}")
+
+    def int_lit(self, e: ast.IntLit, want: Type | None) -> ir.Lit:
+        if want is None:
+            raise self.fail("cannot-infer", e.span,
+                            "cannot infer the width of this integer literal",
+                            "give it a typed context, e.g. compare it with a bv[N] value")
+        if not isinstance(want, BVType):
+            raise self.fail("type-mismatch", e.span, f"expected {want}, found an integer literal")
+        if e.value >= 1 << want.width:
+            raise self.fail("literal-range", e.span, f"{e.value} does not fit in {want}")
+        return ir.Lit(e.value, want, e.span)
+
+    def name(self, e: ast.Name, ctx: Context) -> ir.Expr:
+        if e.name in ctx.locals:
+            kind, t = ctx.locals[e.name]
+            return ir.Ref(e.name, kind, t, e.span)
+        if e.name in ctx.fields:
+            return ir.Ref(e.name, "field", ctx.fields[e.name], e.span)
+        g = ctx.globals
+        if e.name in g.consts:
+            return g.consts[e.name]
+        if e.name in g.enum_members:
+            enum, idx = g.enum_members[e.name]
+            return ir.EnumVal(idx, enum, e.span)
+        if e.name in g.principals:
+            p = g.principals[e.name]
+            if p.param is not None:
+                raise self.fail("type-mismatch", e.span,
+                                f"`{e.name}` is a principal family; write `{e.name}(...)`")
+            return ir.PrincipalVal(e.name, None, PRINCIPAL, e.span)
+        candidates = [*ctx.locals, *ctx.fields, *g.consts, *g.enum_members, *g.principals]
+        raise self.unknown(e.name, e.span, candidates)
+
+    def call(self, e: ast.Call, ctx: Context) -> ir.Expr:
+        g = ctx.globals
+        if e.func in g.principals:
+            p = g.principals[e.func]
+            if p.param_type is None:
+                raise self.fail("arity", e.span, f"principal `{e.func}` takes no parameter")
+            self.arity(e, 1)
+            arg = self.check(e.args[0], ctx, p.param_type)
+            return ir.PrincipalVal(e.func, arg, PRINCIPAL, e.span)
+        if e.func == "counter":
+            return self.counter(e, ctx)
+        if e.func in _SIGNED or e.func in _SIGNED_ARITH:
+            self.arity(e, 2)
+            left, right = self.pair(e.args[0], e.args[1], ctx, None)
+            if not isinstance(left.type, BVType):
+                raise self.fail("type-mismatch", e.span, f"`{e.func}` takes bit-vectors, found {left.type}")
+            rtype = BOOL if e.func in _SIGNED else left.type
+            return ir.Binary(e.func, left, right, rtype, e.span)
+        if e.func in _RESIZE:
+            self.arity(e, 2)
+            operand = self.check(e.args[0], ctx)
+            width_arg = e.args[1]
+            if not isinstance(operand.type, BVType) or not isinstance(width_arg, ast.IntLit):
+                raise self.fail("type-mismatch", e.span,
+                                f"`{e.func}(e, N)` takes a bit-vector and a literal width")
+            width = width_arg.value
+            grows = e.func != "trunc"
+            if width < 1 or (grows and width < operand.type.width) or (not grows and width > operand.type.width):
+                raise self.fail("width-mismatch", width_arg.span,
+                                f"`{e.func}` cannot turn {operand.type} into bv[{width}]")
+            return ir.Resize(e.func, operand, BVType(width), e.span)
+        candidates = [*g.principals, *BUILTINS]
+        raise self.unknown(e.func, e.func_span, candidates, "function or principal family")
+
+    def arity(self, e: ast.Call, n: int) -> None:
+        if len(e.args) != n:
+            raise self.fail("arity", e.span, f"`{e.func}` takes {n} argument(s), found {len(e.args)}")
+
+    def counter(self, e: ast.Call, ctx: Context) -> ir.Counter:
+        self.arity(e, 2)
+        oname = e.args[0]
+        if not isinstance(oname, ast.Name) or oname.name not in ctx.globals.oracles:
+            raise self.fail("unknown-name", e.args[0].span, "`counter(o, P)` takes an oracle name first")
+        principal = self.check(e.args[1], ctx, PRINCIPAL)
+        if ctx.observer is not None and not _is_observer(principal, ctx.observer):
+            who = ctx.observer[0] + (f"({ctx.observer[1]})" if ctx.observer[1] else "")
+            raise self.fail("foreign-counter", e.span,
+                            f"the observation of {who} mentions another principal's counter of "
+                            f"oracle `{oname.name}`",
+                            "a principal observes only its own oracle counters (added automatically)")
+        return ir.Counter(oname.name, principal, COUNTER, e.span)
+
+    def index(self, e: ast.Index, ctx: Context) -> ir.Index:
+        base = self.check(e.base, ctx)
+        if not isinstance(base.type, MapType):
+            raise self.fail("type-mismatch", e.base.span, f"indexing a value of type {base.type}")
+        idx = self.check(e.index, ctx, base.type.key)
+        return ir.Index(base, idx, base.type.value, e.span)
+
+    def field_get(self, e: ast.FieldGet, ctx: Context) -> ir.Field:
+        base = self.check(e.base, ctx)
+        if not isinstance(base.type, RecordType) or base.type.field(e.name) is None:
+            raise self.fail("type-mismatch", e.span, f"{base.type} has no field `{e.name}`")
+        ftype = base.type.field(e.name)
+        assert ftype is not None
+        return ir.Field(base, e.name, ftype, e.span)
+
+    def unary(self, e: ast.Unary, ctx: Context, want: Type | None) -> ir.Unary:
+        if e.op == "!":
+            return ir.Unary("not", self.check(e.operand, ctx, BOOL), BOOL, e.span)
+        operand = self.check(e.operand, ctx, want if isinstance(want, BVType) else None)
+        if not isinstance(operand.type, BVType):
+            raise self.fail("type-mismatch", e.span, f"`{e.op}` takes a bit-vector, found {operand.type}")
+        return ir.Unary("neg" if e.op == "-" else "bnot", operand, operand.type, e.span)
+
+    def pair(self, a: ast.Expr, b: ast.Expr, ctx: Context, want: Type | None) -> tuple[ir.Expr, ir.Expr]:
+        """Check two operands of one type; a literal takes its width from the other side."""
+        if isinstance(a, ast.IntLit) and not isinstance(b, ast.IntLit):
+            right = self.check(b, ctx, want)
+            return self.check(a, ctx, right.type), right
+        left = self.check(a, ctx, want)
+        return left, self.check(b, ctx, left.type)
+
+    def binary(self, e: ast.Binary, ctx: Context, want: Type | None) -> ir.Binary:
+        if e.op in _LOGIC:
+            left, right = self.check(e.left, ctx, BOOL), self.check(e.right, ctx, BOOL)
+            return ir.Binary(_LOGIC[e.op], left, right, BOOL, e.span)
+        if e.op in ("==", "!="):
+            left, right = self.pair(e.left, e.right, ctx, None)
+            if has_map(left.type):
+                raise self.fail("unsupported", e.span, "`==` on maps is not supported; compare entries")
+            return ir.Binary("eq" if e.op == "==" else "ne", left, right, BOOL, e.span)
+        if e.op in _ORDER:
+            left, right = self.pair(e.left, e.right, ctx, None)
+            if not isinstance(left.type, BVType):
+                raise self.fail("type-mismatch", e.span, f"`{e.op}` compares bit-vectors, found {left.type}")
+            return ir.Binary(_ORDER[e.op], left, right, BOOL, e.span)
+        if e.op in _ARITH:
+            left, right = self.pair(e.left, e.right, ctx, want if isinstance(want, BVType) else None)
+            if not isinstance(left.type, BVType):
+                raise self.fail("type-mismatch", e.span, f"`{e.op}` takes bit-vectors, found {left.type}")
+            return ir.Binary(_ARITH[e.op], left, right, left.type, e.span)
+        raise AssertionError(f"unhandled operator {e.op}")
+
+    def quant(self, e: ast.Quant, ctx: Context) -> ir.Quant:
+        binders: list[tuple[str, Type]] = []
+        extra: dict[str, tuple[str, Type]] = {}
+        for b in e.binders:
+            t = self.binder_type(b)
+            if b.name in extra:
+                raise self.fail("duplicate", b.span, f"`{b.name}` is bound twice")
+            binders.append((b.name, t))
+            extra[b.name] = ("bound", t)
+        body = self.check(e.body, ctx.with_locals(extra), BOOL)
+        return ir.Quant(e.kind, tuple(binders), body, BOOL, e.span)
+
+    def binder_type(self, b: ast.Binder) -> Type:
+        t = self.resolve_type(b.type)
+        if not is_scalar(t):
+            raise self.fail("bad-type", b.span, f"`{b.name}` must range over a finite scalar type, not {t}")
+        return t
+
+
+def _is_observer(principal: ir.Expr, observer: tuple[str, str | None]) -> bool:
+    name, param = observer
+    if not isinstance(principal, ir.PrincipalVal) or principal.principal != name:
+        return False
+    if param is None:
+        return principal.arg is None
+    return isinstance(principal.arg, ir.Ref) and principal.arg.kind == "param" and principal.arg.name == param
+

@@ -1,0 +1,273 @@
+"""Typed, name-resolved intermediate representation handed on by the checker.
+
+Every node carries its span; every expression its type. Constants are inlined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from microverify.dsl.spans import Span
+from microverify.dsl.types import Type
+
+
+@dataclass(frozen=True, slots=True)
+class Lit:
+    value: int | bool
+    type: Type
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A name: kind is 'field' (state), 'local' (let), 'arg', 'bound' (quantifier) or 'param'
+    (the family parameter of an observation)."""
+
+    name: str
+    kind: str
+    type: Type
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class EnumVal:
+    index: int
+    type: Type
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class PrincipalVal:
+    principal: str
+    arg: Expr | None
+    type: Type
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    base: Expr
+    index: Expr
+    type: Type
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    base: Expr
+    name: str
+    type: Type
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Unary:
+    op: str  # not, neg, bnot
+    operand: Expr
+    type: Type
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Binary:
+    """op: and or implies iff eq ne ult ule ugt uge slt sle sgt sge add sub mul udiv urem
+    sdiv srem band bor bxor shl lshr ashr."""
+
+    op: str
+    left: Expr
+    right: Expr
+    type: Type
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Ite:
+    cond: Expr
+    then: Expr
+    other: Expr
+    type: Type
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Quant:
+    kind: str  # forall | exists
+    binders: tuple[tuple[str, Type], ...]
+    body: Expr
+    type: Type
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Resize:
+    kind: str  # zext | sext | trunc
+    operand: Expr
+    type: Type
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    oracle: str
+    principal: Expr
+    type: Type
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOracle:
+    """`read o [for P]`; principal None means the operation's dom."""
+
+    oracle: str
+    principal: Expr | None
+    type: Type
+    span: Span
+
+
+Expr = Union[Lit, Ref, EnumVal, PrincipalVal, Index, Field, Unary, Binary, Ite, Quant, Resize,
+             Counter, ReadOracle]
+
+
+@dataclass(frozen=True, slots=True)
+class Let:
+    name: str
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Assign:
+    field: str
+    path: tuple[Expr | str, ...]  # an Expr indexes a map, a str selects a record field
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    cond: Expr
+    on_fail: Expr | None  # None: halt
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class If:
+    cond: Expr
+    then: tuple[Stmt, ...]
+    other: tuple[Stmt, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Return:
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Halt:
+    span: Span
+
+
+Stmt = Union[Let, Assign, Check, If, Return, Halt]
+
+
+@dataclass(frozen=True, slots=True)
+class ObsComponent:
+    binders: tuple[tuple[str, Type], ...]
+    where: Expr | None
+    expr: Expr
+    text: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    principal: str
+    param: str | None
+    components: tuple[ObsComponent, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    name: str
+    params: tuple[tuple[str, Type], ...]
+    dom: Expr
+    result: Type | None
+    body: tuple[Stmt, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Invariant:
+    name: str
+    pred: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class StateField:
+    name: str
+    type: Type
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    name: str
+    fields: tuple[StateField, ...]
+    init: tuple[Expr, ...]
+    invariants: tuple[Invariant, ...]
+    observations: tuple[Observation, ...]
+    ops: tuple[Op, ...]
+    span: Span
+
+    def field_type(self, name: str) -> Type:
+        for f in self.fields:
+            if f.name == name:
+                return f.type
+        raise KeyError(name)
+
+    def observation(self, principal: str) -> Observation | None:
+        for o in self.observations:
+            if o.principal == principal:
+                return o
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    param: str | None
+    param_type: Type | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Oracle:
+    name: str
+    type: Type
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Module:
+    file: str
+    principals: tuple[Principal, ...]
+    flows: tuple[tuple[str, str], ...]  # explicit flows-to pairs; reflexivity is implicit
+    oracles: tuple[Oracle, ...]
+    layers: tuple[Layer, ...]
+
+    def principal(self, name: str) -> Principal:
+        for p in self.principals:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def oracle(self, name: str) -> Oracle:
+        for o in self.oracles:
+            if o.name == name:
+                return o
+        raise KeyError(name)

@@ -1,0 +1,235 @@
+"""Types as Z3 sorts, and structured symbolic values.
+
+Everything is encoded in bit-vectors, booleans and arrays (QF_AUFBV): enums and principals
+are bit-vectors. Bit patterns that name no enum member or principal are *normalised* when
+read from a free source (a state map, an argument, an oracle), so every raw pattern denotes
+some valid value and no well-formedness hypothesis is needed.
+
+A value of a record type is a `RecordVal`; of a map type, a `MapVal` whose inner value has
+the shape of the map's value type with every leaf lifted to an array over the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Union
+
+import z3
+
+from microverify.dsl import ir
+from microverify.dsl.types import BoolType, BVType, EnumType, MapType, PrincipalType, RecordType, Type
+
+
+@dataclass(frozen=True)
+class RecordVal:
+    fields: dict[str, Value]
+
+
+@dataclass(frozen=True)
+class MapVal:
+    type: MapType
+    inner: Value  # leaves are arrays indexed by type.key
+
+
+Value = Union[z3.ExprRef, RecordVal, MapVal]
+
+
+def _bits(n: int) -> int:
+    """Bits needed to tell n values apart (at least 1)."""
+    return max(1, (n - 1).bit_length())
+
+
+class PrincipalEncoding:
+    """A principal is a bit-vector: a tag (which declaration) above a payload (the index)."""
+
+    def __init__(self, principals: tuple[ir.Principal, ...]) -> None:
+        self.principals = principals
+        self.tag_bits = _bits(len(principals))
+        self.payload_bits = max((_width(p.param_type) for p in principals if p.param_type), default=0)
+        self.width = self.tag_bits + self.payload_bits
+        self.tags = {p.name: i for i, p in enumerate(principals)}
+
+    def sort(self, ctx: z3.Context) -> z3.BitVecSortRef:
+        return z3.BitVecSort(self.width, ctx)
+
+    def make(self, name: str, arg: z3.ExprRef | None, ctx: z3.Context) -> z3.BitVecRef:
+        tag = self.tags[name]
+        value = z3.BitVecVal(tag << self.payload_bits, self.width, ctx)
+        if arg is None:
+            return value
+        payload = _to_bv(arg, ctx)
+        if payload.size() < self.width:
+            payload = z3.ZeroExt(self.width - payload.size(), payload)
+        return value | payload
+
+    def is_(self, name: str, term: z3.ExprRef) -> z3.BoolRef:
+        tag = self.tags[name]
+        return z3.Extract(self.width - 1, self.payload_bits, term) == tag
+
+    def param(self, name: str, term: z3.ExprRef) -> z3.ExprRef:
+        p = self.principals[self.tags[name]]
+        assert p.param_type is not None
+        raw = z3.Extract(_width(p.param_type) - 1, 0, term)
+        return _from_bv(raw, p.param_type)
+
+    def normalise(self, term: z3.ExprRef) -> z3.ExprRef:
+        """Map every bit pattern to a canonical principal: unknown tags become the last one,
+        payload bits above the family's index width are cleared."""
+        ctx = term.ctx
+        result = self._canonical(len(self.principals) - 1, term, ctx)
+        for i in reversed(range(len(self.principals) - 1)):
+            p = self.principals[i]
+            result = z3.If(self.is_(p.name, term), self._canonical(i, term, ctx), result)
+        return result
+
+    def _canonical(self, i: int, term: z3.ExprRef, ctx: z3.Context) -> z3.ExprRef:
+        p = self.principals[i]
+        if p.param_type is None:
+            return self.make(p.name, None, ctx)
+        return self.make(p.name, self.param(p.name, term), ctx)
+
+    def domain(self, term: z3.ExprRef) -> z3.BoolRef:
+        """The canonical bit patterns (used to bound a quantifier over principals)."""
+        return term == self.normalise(term)
+
+
+def _width(t: Type) -> int:
+    if isinstance(t, BoolType):
+        return 1
+    if isinstance(t, BVType):
+        return t.width
+    if isinstance(t, EnumType):
+        return _bits(len(t.members))
+    raise AssertionError(f"{t} has no fixed bit width")
+
+
+def _to_bv(term: z3.ExprRef, ctx: z3.Context) -> z3.BitVecRef:
+    if z3.is_bool(term):
+        return z3.If(term, z3.BitVecVal(1, 1, ctx), z3.BitVecVal(0, 1, ctx))
+    return term
+
+
+def _from_bv(raw: z3.ExprRef, t: Type) -> z3.ExprRef:
+    if isinstance(t, BoolType):
+        return raw == 1
+    if isinstance(t, EnumType):
+        return normalise_enum(raw, t)
+    return raw
+
+
+def normalise_enum(term: z3.ExprRef, t: EnumType) -> z3.ExprRef:
+    n = len(t.members)
+    if n == 1 << _bits(n):
+        return term
+    return z3.If(z3.ULT(term, n), term, z3.BitVecVal(0, _bits(n), term.ctx))
+
+
+class Encoder:
+    """Sorts, fresh values, normalisation and structural operations for one module in one context."""
+
+    def __init__(self, module: ir.Module, ctx: z3.Context) -> None:
+        self.module = module
+        self.ctx = ctx
+        self.principals = PrincipalEncoding(module.principals)
+        self._fresh_ids: dict[str, int] = {}
+
+    # -- sorts
+    def sort(self, t: Type) -> z3.SortRef:
+        if isinstance(t, BoolType):
+            return z3.BoolSort(self.ctx)
+        if isinstance(t, (BVType, EnumType)):
+            return z3.BitVecSort(_width(t), self.ctx)
+        if isinstance(t, PrincipalType):
+            return self.principals.sort(self.ctx)
+        raise AssertionError(f"{t} is not a scalar type")
+
+    def normalise(self, t: Type, term: z3.ExprRef) -> z3.ExprRef:
+        if isinstance(t, EnumType):
+            return normalise_enum(term, t)
+        if isinstance(t, PrincipalType):
+            return self.principals.normalise(term)
+        return term
+
+    def domain(self, t: Type, term: z3.ExprRef) -> z3.BoolRef:
+        """Which raw values of a scalar type are canonical (for bounding quantifiers)."""
+        if isinstance(t, (EnumType, PrincipalType)):
+            return term == self.normalise(t, term)
+        return z3.BoolVal(True, self.ctx)
+
+    def unique(self, name: str) -> str:
+        n = self._fresh_ids.get(name, 0)
+        self._fresh_ids[name] = n + 1
+        return name if n == 0 else f"{name}!{n}"
+
+    # -- values
+    def fresh(self, t: Type, name: str, keys: tuple[Type, ...] = ()) -> Value:
+        """A fresh symbolic value of type t; scalars read from it are normalised."""
+        if isinstance(t, RecordType):
+            return RecordVal({f: self.fresh(ft, f"{name}.{f}", keys) for f, ft in t.fields})
+        if isinstance(t, MapType):
+            return MapVal(t, self.fresh(t.value, name, keys + (t.key,)))
+        sort = self.sort(t)
+        for k in reversed(keys):
+            sort = z3.ArraySort(self.sort(k), sort)
+        const = z3.Const(self.unique(name), sort)
+        return const if keys else self.normalise(t, const)
+
+    def select(self, m: MapVal, key: z3.ExprRef) -> Value:
+        return _map_leaves(m.type.value, m.inner, lambda leaf, t: self._select_leaf(leaf, key, t))
+
+    def _select_leaf(self, leaf: z3.ExprRef, key: z3.ExprRef, t: Type) -> z3.ExprRef:
+        got = z3.Select(leaf, key)
+        return got if z3.is_array(got) else self.normalise(t, got)
+
+    def store(self, m: MapVal, key: z3.ExprRef, value: Value) -> MapVal:
+        inner = _zip_leaves(m.inner, value, lambda arr, v: z3.Store(arr, key, v))
+        return MapVal(m.type, inner)
+
+    def ite(self, cond: z3.BoolRef, a: Value, b: Value) -> Value:
+        if z3.is_true(cond):
+            return a
+        if z3.is_false(cond):
+            return b
+        return _zip_leaves(a, b, lambda x, y: x if x.eq(y) else z3.If(cond, x, y))
+
+    def equal(self, t: Type, a: Value, b: Value, witness: Callable[[Type], z3.ExprRef] | None = None) -> z3.BoolRef:
+        """Equality of two values of type t. Maps are compared entry by entry on normalised
+        reads: with `witness`, at one fresh key per map (for goals); otherwise for all keys."""
+        if isinstance(t, RecordType):
+            assert isinstance(a, RecordVal) and isinstance(b, RecordVal)
+            return z3.And([self.equal(ft, a.fields[f], b.fields[f], witness) for f, ft in t.fields]
+                          + [z3.BoolVal(True, self.ctx)])
+        if isinstance(t, MapType):
+            assert isinstance(a, MapVal) and isinstance(b, MapVal)
+            if witness is not None:
+                k = witness(t.key)
+                return self.equal(t.value, self.select(a, k), self.select(b, k), witness)
+            k = z3.Const(self.unique("k"), self.sort(t.key))
+            body = self.equal(t.value, self.select(a, k), self.select(b, k))
+            return z3.ForAll([k], z3.Implies(self.domain(t.key, k), body))
+        assert isinstance(a, z3.ExprRef) and isinstance(b, z3.ExprRef)
+        return a == b
+
+
+def _map_leaves(t: Type, v: Value, f: Callable[[z3.ExprRef, Type], z3.ExprRef]) -> Value:
+    """Apply f to every leaf of v, passing the scalar type of that leaf."""
+    if isinstance(t, RecordType):
+        assert isinstance(v, RecordVal)
+        return RecordVal({name: _map_leaves(ft, v.fields[name], f) for name, ft in t.fields})
+    if isinstance(t, MapType):
+        assert isinstance(v, MapVal)
+        return MapVal(v.type, _map_leaves(t.value, v.inner, f))
+    assert isinstance(v, z3.ExprRef)
+    return f(v, t)
+
+
+def _zip_leaves(a: Value, b: Value, f: Callable[[z3.ExprRef, z3.ExprRef], z3.ExprRef]) -> Value:
+    if isinstance(a, RecordVal):
+        assert isinstance(b, RecordVal)
+        return RecordVal({name: _zip_leaves(a.fields[name], b.fields[name], f) for name in a.fields})
+    if isinstance(a, MapVal):
+        assert isinstance(b, MapVal)
+        return MapVal(a.type, _zip_leaves(a.inner, b.inner, f))
+    assert isinstance(a, z3.ExprRef) and isinstance(b, z3.ExprRef)
+    return f(a, b)

@@ -1,0 +1,228 @@
+"""A layer as a symbolic state machine in one Z3 context: states, init, invariants, dom,
+steps, observations and the flows-to relation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import z3
+
+from microverify.dsl import ir
+from microverify.dsl.spans import Span
+from microverify.dsl.types import Type
+from microverify.layers.encoding import Encoder, Value
+from microverify.layers.execute import Step, execute
+from microverify.layers.lower import Env, bound_vars, goal_pred, lower, pred, scalar
+from microverify.oracles.oracles import COUNTER_TYPE, Oracles, counter_field, counter_fields
+
+State = dict[str, Value]
+
+
+@dataclass(frozen=True)
+class Component:
+    """One observation component of a family: user-written, or an oracle counter."""
+
+    principal: str
+    index: int
+    text: str
+    span: Span
+    source: ir.ObsComponent | None  # None: the counter of `oracle`
+    oracle: str | None = None
+
+    def fields(self) -> set[str]:
+        if self.source is None:
+            return {counter_field(self.oracle or "")}
+        found: set[str] = set()
+        for e in (self.source.expr, self.source.where):
+            if e is not None:
+                _collect_fields(e, found)
+        return found
+
+
+@dataclass
+class Labeled:
+    """A conjunct of a goal with what is needed to explain its failure."""
+
+    label: str
+    term: z3.BoolRef
+    span: Span | None = None
+    component: Component | None = None
+    witnesses: dict[str, tuple[Type, z3.ExprRef]] = field(default_factory=dict)
+    fields: set[str] = field(default_factory=set)  # state fields the conjunct mentions
+
+
+class SymLayer:
+    def __init__(self, module: ir.Module, layer: ir.Layer, ctx: z3.Context) -> None:
+        self.module = module
+        self.layer = layer
+        self.enc = Encoder(module, ctx)
+        self.oracles = Oracles(module, self.enc)
+        self.fields: tuple[ir.StateField, ...] = layer.fields + counter_fields(module)
+
+    @property
+    def ctx(self) -> z3.Context:
+        return self.enc.ctx
+
+    def true(self) -> z3.BoolRef:
+        return z3.BoolVal(True, self.ctx)
+
+    # -- states and arguments
+    def fresh_state(self, tag: str) -> State:
+        return {f.name: self.enc.fresh(f.type, f"{f.name}_{tag}") for f in self.fields}
+
+    def fresh_args(self, op: ir.Op) -> dict[str, Value]:
+        return {name: self.enc.fresh(t, f"arg_{name}") for name, t in op.params}
+
+    def env(self, state: State, vars: dict[str, Value] | None = None) -> Env:
+        return Env(self.enc, state, dict(vars or {}))
+
+    # -- predicates
+    def init(self, s: State) -> z3.BoolRef:
+        return z3.And([pred(e, self.env(s)) for e in self.layer.init] + [self.true()])
+
+    def invariants(self, s: State) -> list[Labeled]:
+        return [Labeled(f"invariant {inv.name}", pred(inv.pred, self.env(s)), inv.span)
+                for inv in self.layer.invariants]
+
+    def invariant(self, s: State) -> z3.BoolRef:
+        return z3.And([x.term for x in self.invariants(s)] + [self.true()])
+
+    def invariant_goals(self, s: State) -> list[Labeled]:
+        """The invariants as goals, outer foralls replaced by witnesses."""
+        goals = []
+        for inv in self.layer.invariants:
+            witnesses: dict[str, tuple[Type, z3.ExprRef]] = {}
+            term = goal_pred(inv.pred, self.env(s), witnesses)
+            mentioned: set[str] = set()
+            _collect_fields(inv.pred, mentioned)
+            goals.append(Labeled(f"invariant {inv.name}", term, inv.span, witnesses=witnesses,
+                                 fields=mentioned))
+        return goals
+
+    # -- operations
+    def dom(self, op: ir.Op, s: State, args: dict[str, Value]) -> z3.ExprRef:
+        return scalar(op.dom, self.env(s, args))
+
+    def step(self, op: ir.Op, s: State, args: dict[str, Value]) -> Step:
+        return execute(self.enc, self.oracles, op, s, args, self.dom(op, s, args))
+
+    # -- principals and policy
+    def observer(self, principal: ir.Principal) -> tuple[z3.ExprRef, z3.ExprRef | None]:
+        """The observer of a family: (principal term, its symbolic parameter or None)."""
+        if principal.param_type is None:
+            return self.enc.principals.make(principal.name, None, self.ctx), None
+        v = self.enc.fresh(principal.param_type, f"u_{principal.param or 'v'}")
+        assert isinstance(v, z3.ExprRef)
+        return self.enc.principals.make(principal.name, v, self.ctx), v
+
+    def flows(self, source: z3.ExprRef, target: z3.ExprRef) -> z3.BoolRef:
+        """source ~> target: reflexive, plus the policy's explicit pairs (not closed transitively)."""
+        pe = self.enc.principals
+        pairs = [z3.And(pe.is_(a, source), pe.is_(b, target)) for a, b in self.module.flows]
+        return z3.Or([source == target, *pairs])
+
+    # -- observation
+    def components(self, principal: ir.Principal) -> list[Component]:
+        obs = self.layer.observation(principal.name)
+        comps = [Component(principal.name, i, c.text, c.span, c)
+                 for i, c in enumerate(obs.components if obs else ())]
+        who = principal.name + (f"({principal.param})" if principal.param else "")
+        for o in self.module.oracles:
+            comps.append(Component(principal.name, len(comps), f"counter({o.name}, {who})", o.span,
+                                   None, o.name))
+        return comps
+
+    def _component_parts(self, comp: Component, param: z3.ExprRef | None, s: State,
+                         vars: dict[str, Value]) -> tuple[z3.BoolRef, Value, Type]:
+        principal = self.module.principal(comp.principal)
+        if comp.source is None:
+            who = self.enc.principals.make(principal.name, param, self.ctx)
+            counters = s[counter_field(comp.oracle or "")]
+            return self.true(), self.enc.select(counters, who), COUNTER_TYPE.value  # type: ignore[arg-type]
+        env = self.env(s, vars)
+        where = pred(comp.source.where, env) if comp.source.where is not None else self.true()
+        return where, lower(comp.source.expr, env), comp.source.expr.type
+
+    def _param_vars(self, principal: ir.Principal, param: z3.ExprRef | None) -> dict[str, Value]:
+        return {principal.param: param} if principal.param and param is not None else {}
+
+    def component_equal(self, comp: Component, param: z3.ExprRef | None, s: State, t: State,
+                        goal: bool) -> Labeled:
+        """s and t agree on one component: same mask, and equal values where the mask holds.
+        As a hypothesis the binders are universally quantified; as a goal they are witnesses."""
+        principal = self.module.principal(comp.principal)
+        binders = comp.source.binders if comp.source is not None else ()
+        consts, guard, values = bound_vars(self.enc, binders, "w_" if goal else "")
+        vars = {**self._param_vars(principal, param), **values}
+        ws, vs, vtype = self._component_parts(comp, param, s, vars)
+        wt, vt, _ = self._component_parts(comp, param, t, vars)
+        witnesses = {name: (bt, c) for (name, bt), c in zip(binders, consts)}
+
+        def witness(key_type: Type) -> z3.ExprRef:
+            c = z3.Const(self.enc.unique("w_key"), self.enc.sort(key_type))
+            witnesses[f"key#{len(witnesses)}"] = (key_type, c)
+            return c
+
+        same = self.enc.equal(vtype, vs, vt, witness if goal else None)
+        body = z3.And(ws == wt, z3.Implies(ws, same))
+        if goal:
+            term = z3.Implies(guard, body)
+        elif consts:
+            term = z3.ForAll(consts, z3.Implies(guard, body))
+        else:
+            term = body
+        return Labeled(f"observation `{comp.text}`", term, comp.span, comp, witnesses, comp.fields())
+
+    def equiv_family(self, principal: ir.Principal, param: z3.ExprRef | None, s: State, t: State,
+                     goal: bool = False) -> list[Labeled]:
+        """s ~u t for u = principal(param), one labelled conjunct per component."""
+        return [self.component_equal(c, param, s, t, goal) for c in self.components(principal)]
+
+    def equiv(self, who: z3.ExprRef, s: State, t: State) -> z3.BoolRef:
+        """s ~who t for a principal term (e.g. dom), as a hypothesis: a case split on families."""
+        pe = self.enc.principals
+        cases = []
+        for p in self.module.principals:
+            param = pe.param(p.name, who) if p.param_type is not None else None
+            agree = z3.And([x.term for x in self.equiv_family(p, param, s, t)] + [self.true()])
+            cases.append(z3.Implies(pe.is_(p.name, who), agree))
+        return z3.And(cases)
+
+
+def op_fields(op: ir.Op) -> set[str]:
+    """State fields an operation mentions anywhere (dom, conditions, assignments, results)."""
+    found: set[str] = set()
+    _collect_fields(op.dom, found)
+    stack: list[ir.Stmt] = list(op.body)
+    while stack:
+        s = stack.pop()
+        if isinstance(s, ir.Assign):
+            found.add(s.field)
+            for e in [s.value, *(p for p in s.path if not isinstance(p, str))]:
+                _collect_fields(e, found)
+        elif isinstance(s, ir.If):
+            _collect_fields(s.cond, found)
+            stack.extend(s.then + s.other)
+        elif isinstance(s, ir.Check):
+            _collect_fields(s.cond, found)
+            if s.on_fail is not None:
+                _collect_fields(s.on_fail, found)
+        elif isinstance(s, (ir.Let, ir.Return)):
+            _collect_fields(s.value, found)
+    return found
+
+
+def _collect_fields(e: ir.Expr, found: set[str]) -> None:
+    """State fields an expression mentions (for choosing what a counterexample shows)."""
+    stack: list[object] = [e]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ir.Ref) and node.kind == "field":
+            found.add(node.name)
+        elif isinstance(node, ir.Counter):
+            found.add(counter_field(node.oracle))
+        for attr in ("base", "index", "operand", "left", "right", "cond", "then", "other", "body",
+                     "arg", "principal"):
+            child = getattr(node, attr, None)
+            if child is not None and not isinstance(child, (str, int, tuple)):
+                stack.append(child)

@@ -1,0 +1,1 @@
+"""Data oracles: declarations, per-principal counters, and the shared uninterpreted functions."""

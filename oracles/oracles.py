@@ -1,0 +1,60 @@
+"""Oracle semantics (DESIGN §3).
+
+An oracle `o : T` is one uninterpreted function `omega_o(principal, index) -> T`, shared by
+both runs of a two-run obligation because it is declared by name in the obligation's context.
+Each principal p has a counter `n_o[p]`, a state field `#o : map[principal] -> bv[32]` that is
+part of p's observation. A read for p yields `omega_o(p, n_o[p])` and increments `n_o[p]`.
+"""
+
+from __future__ import annotations
+
+import z3
+
+from microverify.dsl import ir
+from microverify.dsl.types import COUNTER, PRINCIPAL, MapType, RecordType, Type
+from microverify.layers.encoding import Encoder, MapVal, RecordVal, Value
+
+COUNTER_TYPE = MapType(PRINCIPAL, COUNTER)
+
+
+def counter_field(oracle: str) -> str:
+    """The state field holding oracle `oracle`'s counters (not a legal source-level name)."""
+    return f"#{oracle}"
+
+
+def counter_fields(module: ir.Module) -> tuple[ir.StateField, ...]:
+    return tuple(ir.StateField(counter_field(o.name), COUNTER_TYPE, o.span) for o in module.oracles)
+
+
+class Oracles:
+    """The oracle functions of one module in one Z3 context."""
+
+    def __init__(self, module: ir.Module, enc: Encoder) -> None:
+        self.module = module
+        self.enc = enc
+
+    def value(self, oracle: str, principal: z3.ExprRef, index: z3.ExprRef) -> Value:
+        t = self.module.oracle(oracle).type
+        return self._apply(t, f"omega_{oracle}", principal, index)
+
+    def _apply(self, t: Type, name: str, principal: z3.ExprRef, index: z3.ExprRef) -> Value:
+        if isinstance(t, RecordType):
+            return RecordVal({f: self._apply(ft, f"{name}.{f}", principal, index) for f, ft in t.fields})
+        enc = self.enc
+        fn = z3.Function(name, enc.sort(PRINCIPAL), enc.sort(COUNTER), enc.sort(t))
+        return enc.normalise(t, fn(principal, index))
+
+    def read(self, state: dict[str, Value], oracle: str, principal: z3.ExprRef,
+             guard: z3.BoolRef) -> tuple[Value, z3.ExprRef, dict[str, Value]]:
+        """Read `oracle` for `principal`: (value, index read, state with the counter advanced
+        where `guard` holds)."""
+        name = counter_field(oracle)
+        counters = state[name]
+        assert isinstance(counters, MapVal)
+        index = self.enc.select(counters, principal)
+        assert isinstance(index, z3.ExprRef)
+        value = self.value(oracle, principal, index)
+        bumped = self.enc.store(counters, principal, index + 1)
+        new_state = dict(state)
+        new_state[name] = self.enc.ite(guard, bumped, counters)
+        return value, index, new_state

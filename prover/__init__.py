@@ -1,0 +1,1 @@
+"""Obligations, solving, counterexamples, reports and the `prove` command."""

@@ -1,0 +1,245 @@
+"""Turn a model of a failed obligation into a readable two-run counterexample.
+
+Only the fields that matter are shown (those the failing conjunct mentions, those the
+operation wrote, and for output/domain obligations those the operation reads), map entries
+only at the keys that matter (arguments, locals, witnesses, the observer, written keys).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import z3
+
+from microverify.dsl.spans import Span
+from microverify.dsl.types import BoolType, BVType, EnumType, MapType, PrincipalType, RecordType, Type
+from microverify.layers.encoding import MapVal, RecordVal, Value
+from microverify.layers.model import Labeled, State, op_fields
+from microverify.prover.formula import Formula
+from microverify.prover.obligations import Kind, Obligation
+
+_MAX_KEYS_PER_MAP = 6
+_MAX_ROWS = 40
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    values: tuple[str, ...]
+
+    @property
+    def varies(self) -> bool:
+        return len(set(self.values)) > 1
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    operation: str | None  # "donate(v = 1, p = 0x03)"
+    observer: str | None  # "VM(2)"
+    doms: tuple[str, ...]  # per run
+    results: tuple[str, ...]  # per run, "" when the operation has no result
+    oracle_reads: tuple[str, ...]
+    columns: tuple[str, ...]
+    rows: tuple[Row, ...]
+    failing: tuple[str, ...]
+    responsible: tuple[Span, ...]
+
+
+class _Explainer:
+    def __init__(self, formula: Formula, model: z3.ModelRef) -> None:
+        self.f = formula
+        self.L = formula.layer
+        self.model = model
+        self.keys: dict[Type, list[int]] = {}
+
+    # -- values
+    def num(self, term: z3.ExprRef) -> int:
+        v = self.model.eval(term, model_completion=True)
+        if z3.is_bool(v):
+            return 1 if z3.is_true(v) else 0
+        return v.as_long()  # type: ignore[attr-defined,no-any-return]
+
+    def fmt(self, t: Type, n: int) -> str:
+        if isinstance(t, BoolType):
+            return "true" if n else "false"
+        if isinstance(t, BVType):
+            return str(n) if t.width < 8 else f"0x{n:0{(t.width + 3) // 4}x}"
+        if isinstance(t, EnumType):
+            return t.members[n] if n < len(t.members) else f"<{n}>"
+        if isinstance(t, PrincipalType):
+            pe = self.L.enc.principals
+            tag = n >> pe.payload_bits
+            if tag >= len(pe.principals):
+                return f"<principal {n}>"
+            p = pe.principals[tag]
+            if p.param_type is None:
+                return p.name
+            payload = n & ((1 << pe.payload_bits) - 1)
+            return f"{p.name}({self.fmt(p.param_type, payload)})"
+        raise AssertionError(f"cannot format {t}")
+
+    def show(self, t: Type, v: Value) -> str:
+        if isinstance(t, RecordType):
+            assert isinstance(v, RecordVal)
+            return "{" + ", ".join(f"{f}: {self.show(ft, v.fields[f])}" for f, ft in t.fields) + "}"
+        if isinstance(t, MapType):
+            return "<map>"
+        assert isinstance(v, z3.ExprRef)
+        return self.fmt(t, self.num(v))
+
+    def note_key(self, t: Type, term: z3.ExprRef) -> None:
+        if isinstance(t, (BoolType, BVType, EnumType, PrincipalType)):
+            n = self.num(term)
+            seen = self.keys.setdefault(t, [])
+            if n not in seen:
+                seen.append(n)
+
+    def literal(self, t: Type, n: int) -> z3.ExprRef:
+        if isinstance(t, BoolType):
+            return z3.BoolVal(bool(n), self.L.ctx)
+        return z3.BitVecVal(n, self.L.enc.sort(t).size(), self.L.ctx)  # type: ignore[attr-defined]
+
+    def holds(self, term: z3.BoolRef) -> bool:
+        return z3.is_true(self.model.eval(term, model_completion=True))
+
+    # -- rows
+    def explode(self, t: Type, name: str) -> list[tuple[str, list[tuple[str, object]], Type]]:
+        """(label, path, scalar type) for every scalar a field shows at the interesting keys."""
+        if isinstance(t, RecordType):
+            out = []
+            for f, ft in t.fields:
+                out.extend(self._prefix(self.explode(ft, f"{name}.{f}"), ("field", f)))
+            return out
+        if isinstance(t, MapType):
+            out = []
+            for n in sorted(self.keys.get(t.key, []))[:_MAX_KEYS_PER_MAP]:
+                inner = self.explode(t.value, f"{name}[{self.fmt(t.key, n)}]")
+                out.extend(self._prefix(inner, ("key", (t.key, n))))
+            return out
+        return [(name, [], t)]
+
+    @staticmethod
+    def _prefix(items: list[tuple[str, list[tuple[str, object]], Type]], step: tuple[str, object]) -> list:
+        return [(lbl, [step, *path], st) for lbl, path, st in items]
+
+    def navigate(self, v: Value, path: list[tuple[str, object]]) -> Value:
+        for kind, arg in path:
+            if kind == "field":
+                assert isinstance(v, RecordVal)
+                v = v.fields[arg]  # type: ignore[index]
+            else:
+                assert isinstance(v, MapVal)
+                kt, n = arg  # type: ignore[misc]
+                v = self.L.enc.select(v, self.literal(kt, n))
+        return v
+
+    def rows(self, fields: list[str], states: list[State]) -> list[Row]:
+        types = {f.name: f.type for f in self.L.fields}
+        rows: list[Row] = []
+        for name in fields:
+            shown = name if not name.startswith("#") else f"counter({name[1:]})"
+            for label, path, st in self.explode(types[name], shown):
+                values = []
+                for s in states:
+                    v = self.navigate(s[name], path)
+                    assert isinstance(v, z3.ExprRef)
+                    values.append(self.fmt(st, self.num(v)))
+                rows.append(Row(label, tuple(values)))
+        return rows[:_MAX_ROWS]
+
+
+def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexample:
+    x = _Explainer(formula, model)
+    L, op = formula.layer, formula.op
+    runs = formula.runs
+    # Keys that matter: arguments, locals, doms, observer, witnesses, written keys, oracle reads.
+    if op is not None:
+        for (name, t), v in zip(op.params, formula.args.values()):
+            if isinstance(v, z3.ExprRef):
+                x.note_key(t, v)
+    if formula.observer is not None:
+        principal, param = formula.observer
+        if param is not None and principal.param_type is not None:
+            x.note_key(principal.param_type, param)
+    failing = [g for g in formula.goals if not x.holds(g.term)]
+    for g in failing:
+        for t, c in g.witnesses.values():
+            x.note_key(t, c)
+    written: set[str] = set()
+    responsible: list[Span] = []
+    reads: list[str] = []
+    for r in runs:
+        if r.dom is not None:
+            x.note_key(PrincipalType(), r.dom)
+        if r.step is None:
+            continue
+        for t, v in r.step.locals.values():
+            if isinstance(v, z3.ExprRef):
+                x.note_key(t, v)
+        for w in r.step.writes:
+            if x.holds(w.guard):
+                written.add(w.field)
+                for t, k in w.indices:
+                    x.note_key(t, k)
+        for rd in r.step.reads:
+            if x.holds(rd.guard):
+                x.note_key(PrincipalType(), rd.principal)
+                otype = L.module.oracle(rd.oracle).type
+                reads.append(f"{rd.oracle}({x.fmt(PrincipalType(), x.num(rd.principal))}, "
+                             f"#{x.num(rd.index)}) = {x.show(otype, rd.value)}   [run {r.name}]")
+    # Fields that matter.
+    relevant: set[str] = set().union(*(g.fields for g in failing)) if failing else set()
+    for g in failing:
+        for r in runs:
+            if r.step is None:
+                continue
+            for w in r.step.writes:
+                if w.field in g.fields and x.holds(w.guard) and w.span not in responsible:
+                    responsible.append(w.span)
+    if ob.kind in (Kind.OC, Kind.DC, Kind.DR) and op is not None:
+        relevant |= op_fields(op)
+        if ob.kind is Kind.OC:
+            for r in runs:
+                for e in (r.step.exits if r.step else []):
+                    if x.holds(e.guard) and e.span not in responsible:
+                        responsible.append(e.span)
+        else:
+            responsible.append(op.dom.span)
+    relevant |= written
+    order = [f.name for f in L.fields if f.name in relevant]
+    # Columns.
+    states: list[State] = [r.pre for r in runs]
+    columns = [r.name for r in runs]
+    for r in runs:
+        if r.step is not None:
+            states.append(r.step.post)
+            columns.append(f"step({r.name})")
+    operation = None
+    if op is not None:
+        args = ", ".join(f"{n} = {x.show(t, formula.args[n])}" for n, t in op.params)
+        operation = f"{op.name}({args})"
+    observer = None
+    if formula.observer is not None:
+        principal, param = formula.observer
+        observer = principal.name if param is None else f"{principal.name}({x.fmt(principal.param_type, x.num(param))})"  # type: ignore[arg-type]
+    doms = tuple(x.fmt(PrincipalType(), x.num(r.dom)) for r in runs if r.dom is not None)
+    results = tuple(x.show(op.result, r.step.result) if op is not None and op.result is not None
+                    and r.step is not None and r.step.result is not None else "" for r in runs)
+    return Counterexample(operation, observer, doms, results, tuple(reads), tuple(columns),
+                          tuple(x.rows(order, states)), tuple(_describe(x, g) for g in failing),
+                          tuple(responsible))
+
+
+def _describe(x: _Explainer, g: Labeled) -> str:
+    where = ", ".join(f"{name} = {x.fmt(t, x.num(c))}" for name, (t, c) in g.witnesses.items()
+                      if not name.startswith("key#"))
+    keys = [f"{x.fmt(t, x.num(c))}" for name, (t, c) in g.witnesses.items() if name.startswith("key#")]
+    text = f"{g.label} does not hold"
+    if g.component is not None:
+        text = f"{g.label} differs"
+    if where:
+        text += f" at {where}"
+    if keys:
+        text += f" (entry {', '.join(keys)})"
+    return text
+

@@ -1,0 +1,44 @@
+"""What a solved obligation is made of: labelled hypotheses and goals over one or two runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import z3
+
+from microverify.dsl import ir
+from microverify.layers.execute import Step
+from microverify.layers.model import Labeled, State, SymLayer
+from microverify.layers.encoding import Value
+
+
+@dataclass
+class Run:
+    """One run of the operation from a pre-state (step is None for state-only obligations)."""
+
+    name: str  # "s" or "t"
+    pre: State
+    step: Step | None = None
+    dom: z3.ExprRef | None = None
+
+
+@dataclass
+class Formula:
+    """`valid`: hypotheses imply every goal. `sat`: hypotheses and goals are satisfiable together.
+
+    Either way the hypotheses alone must be satisfiable, or the obligation is VACUOUS.
+    """
+
+    mode: str
+    layer: SymLayer
+    hypotheses: list[Labeled]
+    goals: list[Labeled]
+    op: ir.Op | None = None
+    args: dict[str, Value] = field(default_factory=dict)
+    runs: list[Run] = field(default_factory=list)
+    observer: tuple[ir.Principal, z3.ExprRef | None] | None = None
+    explain_unsat: str = ""  # said when a `sat` obligation has no model
+
+    @property
+    def ctx(self) -> z3.Context:
+        return self.layer.ctx

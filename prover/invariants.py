@@ -1,0 +1,47 @@
+"""Per-layer obligations of DESIGN §2: INIT, INV and VAC."""
+
+from __future__ import annotations
+
+import z3
+
+from microverify.dsl import ir
+from microverify.layers.model import Labeled, SymLayer
+from microverify.prover.formula import Formula, Run
+
+
+def initial(L: SymLayer) -> Formula:
+    # init(s) ⇒ I(s), and init is satisfiable (the hypothesis check)
+    s = L.fresh_state("s")
+    hyps = [Labeled("init(s)", L.init(s))]
+    return Formula("valid", L, hyps, L.invariant_goals(s), runs=[Run("s", s)])
+
+
+def inductive(L: SymLayer, op: ir.Op) -> Formula:
+    # I(s) ∧ ¬halt(s) ⇒ I(step_a(s, x, ω))
+    s = L.fresh_state("s")
+    args = L.fresh_args(op)
+    run = Run("s", s, L.step(op, s, args), L.dom(op, s, args))
+    assert run.step is not None
+    hyps = [Labeled("I(s)", L.invariant(s)), Labeled("s does not halt", z3.Not(run.step.halted))]
+    return Formula("valid", L, hyps, L.invariant_goals(run.step.post), op, args, [run])
+
+
+def invariant_satisfiable(L: SymLayer) -> Formula:
+    # ∃s. I(s)
+    s = L.fresh_state("s")
+    return Formula("sat", L, [], [Labeled("I(s)", L.invariant(s))], runs=[Run("s", s)],
+                   explain_unsat="no state satisfies the invariants")
+
+
+def operation_succeeds(L: SymLayer, op: ir.Op) -> Formula:
+    # ∃s, x. I(s) ∧ ¬halt(s) ∧ no check fails
+    s = L.fresh_state("s")
+    args = L.fresh_args(op)
+    run = Run("s", s, L.step(op, s, args), L.dom(op, s, args))
+    assert run.step is not None
+    goals = [Labeled("I(s)", L.invariant(s)),
+             Labeled(f"`{op.name}` neither halts nor fails a check",
+                     z3.And(z3.Not(run.step.halted), z3.Not(run.step.failed)))]
+    return Formula("sat", L, [], goals, op, args, [run],
+                   explain_unsat=f"`{op.name}` halts or fails a check in every state that satisfies "
+                                 "the invariants")

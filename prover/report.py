@@ -1,0 +1,73 @@
+"""Text reports built from result records: per-obligation lines, counterexamples, summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from microverify.dsl.spans import Span
+from microverify.prover.counterexample import Counterexample
+from microverify.prover.obligations import KIND_NAMES
+from microverify.prover.solve import Result, Status
+
+
+def source_line(span: Span, sources: dict[str, str]) -> str:
+    text = sources.get(span.file)
+    if text is None:
+        return ""
+    lines = text.splitlines()
+    return lines[span.line - 1].strip() if 0 < span.line <= len(lines) else ""
+
+
+def result_line(r: Result) -> str:
+    ob = r.obligation
+    line = f"{r.status.value:<8} {ob.id:<48} {r.seconds:6.2f}s  rlimit {r.rlimit_used}"
+    if r.status is not Status.PROVED and r.detail and r.counterexample is None:
+        line += f"\n         {r.detail}"
+    return line
+
+
+def render_counterexample(r: Result, sources: dict[str, str]) -> str:
+    cex = r.counterexample
+    assert cex is not None
+    ob = r.obligation
+    out = [f"{ob.span}: error: {ob.kind.value} ({KIND_NAMES[ob.kind]}) fails for "
+           + (f"`{ob.op}`" if ob.op else f"layer {ob.layer}")
+           + (f", observer {cex.observer}" if cex.observer else "")]
+    out.append(f"  {source_line(ob.span, sources)}")
+    for f in cex.failing:
+        out.append(f"  what differs: {f}")
+    if cex.operation:
+        doms = " / ".join(cex.doms)
+        out.append(f"  operation:    {cex.operation}   by {doms}")
+    if any(cex.results):
+        out.append("  results:      " + "  |  ".join(f"{c}: {v}" for c, v in zip(("s", "t"), cex.results) if v))
+    for read in cex.oracle_reads:
+        out.append(f"  oracle:       {read}")
+    out.extend(_table(cex))
+    for span in cex.responsible:
+        out.append(f"  {span}: note: responsible statement: {source_line(span, sources)}")
+    return "\n".join(out)
+
+
+def _table(cex: Counterexample) -> list[str]:
+    if not cex.rows:
+        return []
+    width = max(len(row.name) for row in cex.rows)
+    cols = [max([len(c)] + [len(row.values[i]) for row in cex.rows]) for i, c in enumerate(cex.columns)]
+    head = "  " + " " * (width + 2) + "  ".join(c.ljust(w) for c, w in zip(cex.columns, cols))
+    lines = [head]
+    for row in cex.rows:
+        mark = "*" if row.varies else " "
+        cells = "  ".join(v.ljust(w) for v, w in zip(row.values, cols))
+        lines.append(f"  {mark} {row.name.ljust(width)} {cells}".rstrip())
+    lines.append("  (* marks an entry that is not the same in every column)")
+    return lines
+
+
+def summary(results: list[Result]) -> str:
+    counts = Counter(r.status for r in results)
+    total = len(results)
+    parts = [f"{counts[s]} {s.value.lower()}" for s in (Status.FAILED, Status.UNKNOWN, Status.VACUOUS)
+             if counts[s]]
+    head = f"{counts[Status.PROVED]} of {total} obligations proved"
+    return head + (", " + ", ".join(parts) if parts else "")

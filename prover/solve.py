@@ -1,0 +1,118 @@
+"""Solving one obligation: a fresh Z3 context, a fixed seed, an rlimit gate and a timeout.
+
+Every obligation goes through `solve`, the one place that calls `check()`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+import z3
+
+from microverify.dsl import ir
+from microverify.layers.model import SymLayer
+from microverify.prover import invariants, unwinding
+from microverify.prover.counterexample import Counterexample, explain
+from microverify.prover.formula import Formula
+from microverify.prover.obligations import Kind, Obligation
+
+
+class Status(Enum):
+    PROVED = "PROVED"
+    FAILED = "FAILED"
+    UNKNOWN = "UNKNOWN"
+    VACUOUS = "VACUOUS"
+
+
+@dataclass(frozen=True)
+class Options:
+    rlimit: int = 20_000_000  # Z3 resource units per check(); the deterministic gate
+    timeout: float = 60.0  # seconds per check(); a backstop only
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Result:
+    obligation: Obligation
+    status: Status
+    seconds: float
+    rlimit_used: int
+    detail: str = ""  # why UNKNOWN / VACUOUS, or what failed
+    counterexample: Counterexample | None = None
+
+
+def formulate(module: ir.Module, ob: Obligation, ctx: z3.Context) -> Formula:
+    layer = next(layer for layer in module.layers if layer.name == ob.layer)
+    L = SymLayer(module, layer, ctx)
+    op = next((o for o in layer.ops if o.name == ob.op), None) if ob.op else None
+    u = module.principal(ob.observer) if ob.observer else None
+    k = ob.kind
+    if k is Kind.INIT:
+        return invariants.initial(L)
+    if k is Kind.VAC:
+        return invariants.operation_succeeds(L, op) if op else invariants.invariant_satisfiable(L)
+    assert op is not None, f"{ob.id} needs an operation"
+    if k is Kind.INV:
+        return invariants.inductive(L, op)
+    if k is Kind.OC:
+        return unwinding.output_consistency(L, op)
+    if k is Kind.DC:
+        return unwinding.domain_consistency(L, op)
+    assert u is not None, f"{ob.id} needs an observer"
+    if k is Kind.WSC:
+        return unwinding.weak_step_consistency(L, op, u)
+    if k is Kind.LR:
+        return unwinding.local_respect(L, op, u)
+    if k is Kind.DR:
+        return unwinding.domain_respect(L, op, u)
+    raise AssertionError(f"no formula for {k}")
+
+
+def _rlimit_count(solver: z3.Solver) -> int:
+    stats = solver.statistics()
+    for key in stats.keys():
+        if key == "rlimit count":
+            return int(stats.get_key_value(key))
+    return 0
+
+
+def solve(module: ir.Module, ob: Obligation, options: Options) -> Result:
+    start = time.perf_counter()
+    ctx = z3.Context()
+    formula = formulate(module, ob, ctx)
+    solver = z3.Solver(ctx=ctx)
+    solver.set("rlimit", options.rlimit, "timeout", int(options.timeout * 1000),
+               "random_seed", options.seed)
+
+    def done(status: Status, detail: str = "", cex: Counterexample | None = None) -> Result:
+        return Result(ob, status, time.perf_counter() - start, _rlimit_count(solver), detail, cex)
+
+    # 1. The hypotheses alone must be satisfiable; an unsat core names the culprits.
+    tracked = {}
+    for i, h in enumerate(formula.hypotheses):
+        tag = z3.Bool(f"hyp!{i}", ctx)
+        tracked[tag.get_id()] = h.label
+        solver.assert_and_track(h.term, tag)
+    answer = solver.check()
+    if answer == z3.unknown:
+        return done(Status.UNKNOWN, f"checking the hypotheses: {solver.reason_unknown()}")
+    if answer == z3.unsat:
+        core = sorted(tracked[c.get_id()] for c in solver.unsat_core())
+        return done(Status.VACUOUS, "the hypotheses are unsatisfiable: " + (", ".join(core) or "none"))
+
+    # 2. The goal.
+    goals = z3.And([g.term for g in formula.goals] + [z3.BoolVal(True, ctx)])
+    solver.add(goals if formula.mode == "sat" else z3.Not(goals))
+    answer = solver.check()
+    if answer == z3.unknown:
+        return done(Status.UNKNOWN, solver.reason_unknown())
+    if formula.mode == "sat":
+        if answer == z3.sat:
+            return done(Status.PROVED)
+        return done(Status.VACUOUS, formula.explain_unsat)
+    if answer == z3.unsat:
+        return done(Status.PROVED)
+    cex = explain(ob, formula, solver.model())
+    return done(Status.FAILED, "; ".join(cex.failing), cex)
