@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
+
 from microverify.dsl import ast, ir
 from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, error
 from microverify.dsl.exprs import BUILTINS, CheckFailed, Context, ExprChecker, Globals
 from microverify.dsl.spans import Span
-from microverify.dsl.types import (BOOL, PRINCIPAL, BoolType, BVType, EnumType, MapType, PrincipalType,
-                                   RecordType, Type, is_scalar)
+from microverify.dsl.types import (BOOL, PRINCIPAL, BVType, EnumType, MapType, PrincipalType, RecordType,
+                                   Type, has_map, is_scalar)
 
 _MAX_BV_WIDTH = 4096
 
@@ -22,6 +24,7 @@ class Checker:
         self.type_decls: dict[str, ast.TypeDecl] = {}
         self.resolved: dict[str, Type] = {}
         self.resolving: list[str] = []
+        self.broken_types: set[str] = set()  # reported once, then skipped silently
         self.global_names: dict[str, Span] = {}
 
     def fail(self, code: str, span: Span, message: str, *notes: str) -> CheckFailed:
@@ -72,12 +75,15 @@ class Checker:
             return self.resolved[t.name]
         decl = self.type_decls.get(t.name)
         if decl is None:
-            import difflib
             close = difflib.get_close_matches(t.name, list(self.type_decls), n=1)
             notes = (f"did you mean `{close[0]}`?",) if close else ()
             raise self.fail("unknown-type", t.span, f"unknown type `{t.name}`", *notes)
+        if t.name in self.broken_types:
+            raise CheckFailed()
         if t.name in self.resolving:
-            cycle = " -> ".join(self.resolving[self.resolving.index(t.name):] + [t.name])
+            members = self.resolving[self.resolving.index(t.name):]
+            self.broken_types.update(members)
+            cycle = " -> ".join(members + [t.name])
             raise self.fail("recursive-type", decl.span, f"type `{t.name}` is recursive ({cycle})")
         self.resolving.append(t.name)
         try:
@@ -116,8 +122,12 @@ class Checker:
         flows = self.policy([d for d in decls if isinstance(d, ast.PolicyDecl)])
         layers = [layer for d in decls if isinstance(d, ast.LayerDecl)
                   if (layer := self.guard(lambda d=d: self.layer(d))) is not None]
-        if not any(isinstance(d, ast.LayerDecl) for d in decls) and not self.diagnostics:
+        has_layer = any(isinstance(d, ast.LayerDecl) for d in decls)
+        if not has_layer and not self.diagnostics:
             self.fail("no-layer", Span.point(self.module.file, 1, 1), "this file declares no layer")
+        if has_layer and not any(isinstance(d, ast.PrincipalDecl) for d in decls):
+            self.fail("no-principal", Span.point(self.module.file, 1, 1),
+                      "this file declares no principal; declare at least one, e.g. `principal KServ`")
         if self.diagnostics:
             raise DiagnosticError(self.diagnostics)
         return ir.Module(self.module.file, tuple(principals), tuple(flows),
@@ -280,8 +290,13 @@ class OpChecker:
         dctx = Context(self.c.globals, self.fields, dict(scope), in_body=False, what="`by`")
         dom = self.c.exprs.check(d.dom, dctx, PRINCIPAL)
         self.result = self.c.resolve_type(d.result) if d.result is not None else None
+        if self.result is not None and has_map(self.result):
+            assert d.result is not None
+            raise self.c.fail("bad-type", d.result.span, "an operation cannot return a map")
+        errors_before = len(self.c.diagnostics)
         body = self.block(d.body, scope)
-        if self.result is not None and not _always_exits(body):
+        body_ok = len(self.c.diagnostics) == errors_before
+        if self.result is not None and body_ok and not _always_exits(body):
             raise self.c.fail("missing-return", d.name_span,
                               f"operation `{d.name}` returns {self.result} but can end without `return`")
         return ir.Op(d.name, tuple(params), dom, self.result, tuple(body), d.span)
@@ -377,5 +392,3 @@ def check(module: ast.Module, source: str) -> ir.Module:
     """Resolve names and types; raise DiagnosticError listing every error found."""
     return Checker(module, source).run()
 
-
-__all__ = ["check", "BoolType", "EnumType"]

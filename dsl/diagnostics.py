@@ -36,6 +36,7 @@ CODES: dict[str, str] = {
     "bad-policy": "a flows-to pair that names something other than a principal",
     "unsupported": "a construct the lowering does not support",
     "no-layer": "a file that declares no layer",
+    "no-principal": "a file with layers but no principal",
     "arity": "a call with the wrong number of arguments",
 }
 

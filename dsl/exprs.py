@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from microverify.dsl import ast, ir
 from microverify.dsl.diagnostics import Diagnostic, error
 from microverify.dsl.spans import Span
-from collections.abc import Callable
-
 from microverify.dsl.types import (BOOL, COUNTER, PRINCIPAL, BVType, EnumType, MapType, RecordType,
                                    Type, has_map, is_scalar)
 

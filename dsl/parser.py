@@ -406,8 +406,9 @@ def parse(text: str, file: str) -> ast.Module:
 
     def on_error(exc: lark.exceptions.UnexpectedInput) -> bool:
         diagnostics.append(_syntax_diagnostic(file, exc))
-        if isinstance(exc, lark.exceptions.UnexpectedToken):
-            _repair(exc)
+        if not isinstance(exc, lark.exceptions.UnexpectedToken):
+            return False  # a stray character: what follows it is too unreliable to report
+        _repair(exc)
         return len(diagnostics) < _MAX_SYNTAX_ERRORS
 
     try:

@@ -49,6 +49,7 @@ class Labeled:
     component: Component | None = None
     witnesses: dict[str, tuple[Type, z3.ExprRef]] = field(default_factory=dict)
     fields: set[str] = field(default_factory=set)  # state fields the conjunct mentions
+    failure: str = ""  # how to say that it fails; default "<label> does not hold"
 
 
 class SymLayer:

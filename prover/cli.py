@@ -13,9 +13,9 @@ from microverify import __version__
 from microverify.dsl import ir
 from microverify.dsl.diagnostics import DiagnosticError, render
 from microverify.dsl.loader import discover, load_file
-from microverify.prover.obligations import generate
+from microverify.prover.driver import prove_modules
 from microverify.prover.report import render_counterexample, result_line, summary
-from microverify.prover.solve import Options, Result, Status, solve
+from microverify.prover.solve import Options, Result, Status
 
 EXIT_PROVED, EXIT_NOT_PROVED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 REPORT_URL = "the microverify issue tracker"
@@ -63,15 +63,14 @@ def run(paths: list[Path], options: Options, quiet: bool) -> int:
     if not modules:
         click.echo("error: no .mv files found in " + ", ".join(map(str, paths)) + " [io]", err=True)
         return EXIT_BAD_INPUT
-    results: list[Result] = []
-    for module in modules:
-        for ob in generate(module):
-            r = solve(module, ob, options)
-            results.append(r)
-            if not quiet or r.status is not Status.PROVED:
-                click.echo(result_line(r))
-            if r.counterexample is not None:
-                click.echo(render_counterexample(r, sources))
+
+    def report(r: Result) -> None:
+        if not quiet or r.status is not Status.PROVED:
+            click.echo(result_line(r))
+        if r.counterexample is not None:
+            click.echo(render_counterexample(r, sources))
+
+    results = prove_modules(modules, options, report)
     click.echo(summary(results))
     return EXIT_PROVED if all(r.status is Status.PROVED for r in results) else EXIT_NOT_PROVED
 

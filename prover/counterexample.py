@@ -234,7 +234,7 @@ def _describe(x: _Explainer, g: Labeled) -> str:
     where = ", ".join(f"{name} = {x.fmt(t, x.num(c))}" for name, (t, c) in g.witnesses.items()
                       if not name.startswith("key#"))
     keys = [f"{x.fmt(t, x.num(c))}" for name, (t, c) in g.witnesses.items() if name.startswith("key#")]
-    text = f"{g.label} does not hold"
+    text = g.failure or f"{g.label} does not hold"
     if g.component is not None:
         text = f"{g.label} differs"
     if where:

@@ -35,9 +35,10 @@ def render_counterexample(r: Result, sources: dict[str, str]) -> str:
            + (f", observer {cex.observer}" if cex.observer else "")]
     out.append(f"  {source_line(ob.span, sources)}")
     for f in cex.failing:
-        out.append(f"  what differs: {f}")
+        out.append(f"  why:          {f}")
     if cex.operation:
-        doms = " / ".join(cex.doms)
+        doms = cex.doms[0] if len(set(cex.doms)) == 1 else " / ".join(
+            f"{d} (run {run})" for d, run in zip(cex.doms, ("s", "t")))
         out.append(f"  operation:    {cex.operation}   by {doms}")
     if any(cex.results):
         out.append("  results:      " + "  |  ".join(f"{c}: {v}" for c, v in zip(("s", "t"), cex.results) if v))

@@ -50,7 +50,8 @@ def output_consistency(L: SymLayer, op: ir.Op) -> Formula:
     goals = []
     if op.result is not None:
         same = L.enc.equal(op.result, s.step.result, t.step.result)  # type: ignore[arg-type]
-        goals.append(Labeled(f"the result of `{op.name}`", same, op.span))
+        goals.append(Labeled(f"the result of `{op.name}`", same, op.span,
+                             failure=f"the result of `{op.name}` differs between the runs"))
     return Formula("valid", L, hyps, goals, op, args, [s, t])
 
 
@@ -82,7 +83,8 @@ def domain_consistency(L: SymLayer, op: ir.Op) -> Formula:
     # I(s) ∧ I(t) ∧ s ~dom(a,s) t ⇒ dom(a,s) = dom(a,t)
     args, (s, t) = _runs(L, op, ("s", "t"))
     hyps = _base_hypotheses(L, [s, t]) + [_same_dom_view(L, s, t)]
-    goals = [Labeled(f"dom of `{op.name}`", s.dom == t.dom, op.dom.span)]
+    goals = [Labeled(f"dom of `{op.name}`", s.dom == t.dom, op.dom.span,
+                     failure=f"`{op.name}` runs for different principals in the two runs")]
     return Formula("valid", L, hyps, goals, op, args, [s, t])
 
 
@@ -93,5 +95,7 @@ def domain_respect(L: SymLayer, op: ir.Op, u: ir.Principal) -> Formula:
     hyps = _base_hypotheses(L, [s, t]) + [_same_observer_view(L, u, param, s, t)]
     assert s.dom is not None and t.dom is not None
     same = L.flows(s.dom, who) == L.flows(t.dom, who)
-    goals = [Labeled(f"whether dom of `{op.name}` flows to {u.name}", same, op.dom.span)]
+    goals = [Labeled(f"whether dom of `{op.name}` flows to {u.name}", same, op.dom.span,
+                     failure=f"whether `{op.name}`'s principal may flow to the observer differs "
+                             "between runs the observer cannot tell apart")]
     return Formula("valid", L, hyps, goals, op, args, [s, t], (u, param))

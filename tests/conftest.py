@@ -1,0 +1,63 @@
+"""Shared helpers: loading cases, reading `// expect:` headers, proving in-process."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from microverify.dsl import ir
+from microverify.dsl.loader import load_file, load_text
+from microverify.prover.driver import prove_modules
+from microverify.prover.solve import Options, Result, Status
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = ROOT / "tests" / "cases"
+PROOFS = ROOT / "proofs"
+
+_EXPECT = re.compile(r"^//\s*expect:\s*(.+)$")
+
+
+def expectation(path: Path) -> list[str]:
+    """The comma-separated items of the file's first-line `// expect: ...` header."""
+    first = path.read_text().splitlines()[0]
+    m = _EXPECT.match(first)
+    if m is None:
+        raise AssertionError(f"{path} has no `// expect:` header")
+    return [item.strip() for item in m.group(1).split(",")]
+
+
+def load(path: Path) -> ir.Module:
+    return load_file(path, {})
+
+
+def prove_path(path: Path, options: Options | None = None) -> list[Result]:
+    return prove_modules([load(path)], options or Options())
+
+
+def prove_text(text: str, options: Options | None = None) -> list[Result]:
+    return prove_modules([load_text(text, "<test>")], options or Options())
+
+
+def not_proved(results: list[Result]) -> set[tuple[str, str]]:
+    """(kind, op or '-') of every obligation that is not PROVED."""
+    return {(r.obligation.kind.value, r.obligation.op or "-") for r in results
+            if r.status is not Status.PROVED}
+
+
+def cases(folder: str) -> list[Path]:
+    return sorted((CASES / folder).glob("*.mv"))
+
+
+def ids(paths: list[Path]) -> list[str]:
+    return [p.stem for p in paths]
+
+
+@pytest.fixture
+def tmp_mv(tmp_path: Path):  # type: ignore[no-untyped-def]
+    def write(text: str, name: str = "case.mv") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+    return write

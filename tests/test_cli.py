@@ -1,0 +1,133 @@
+"""The `prove` command's contract: exit statuses, diagnostics, summary, configuration."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import CASES
+from microverify.prover import cli
+
+SECURE = """\
+principal KServ
+principal VM(v: bv[1])
+layer L {
+  state { secret : map[bv[1]] -> bv[8] }
+  observe VM(v) { secret[v] }
+  op write(v: bv[1], x: bv[8]) by VM(v) { secret[v] := x }
+}
+"""
+
+
+def prove(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "microverify", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_all_proved_exits_0_with_summary(tmp_mv) -> None:
+    r = prove(str(tmp_mv(SECURE)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "12 of 12 obligations proved"
+
+
+def test_failed_obligation_exits_1_with_counterexample() -> None:
+    r = prove(str(CASES / "kinds" / "wsc_only.mv"))
+    assert r.returncode == 1
+    out = r.stdout
+    assert "FAILED   L/WSC/copy/KServ" in out
+    assert "error: WSC (weak step consistency) fails for `copy`, observer KServ" in out
+    assert "why:          observation `public` differs" in out
+    assert "operation:    copy(v = 0)   by KServ" in out or "operation:    copy(v = 1)   by KServ" in out
+    assert "responsible statement: public := secret[v]" in out
+    assert out.strip().splitlines()[-1] == "11 of 12 obligations proved, 1 failed"
+
+
+def test_contradictory_invariant_is_vacuous_and_exits_1(tmp_mv) -> None:
+    path = tmp_mv(SECURE.replace("observe VM(v)", "invariant { forall v: bv[1]. secret[v] == 1 && secret[v] == 2 }\n  observe VM(v)"))
+    r = prove(str(path))
+    assert r.returncode == 1
+    assert "VACUOUS  L/VAC " in r.stdout
+    assert "VACUOUS  L/WSC/write/VM" in r.stdout
+    assert "the hypotheses are unsatisfiable" in r.stdout
+    assert "PROVED   L/WSC" not in r.stdout
+    assert "0 of 12 obligations proved" in r.stdout
+
+
+def test_hitting_the_rlimit_is_unknown_and_exits_1(tmp_mv) -> None:
+    r = prove("--rlimit", "1", str(tmp_mv(SECURE)))
+    assert r.returncode == 1
+    assert "UNKNOWN" in r.stdout
+    assert "PROVED" not in r.stdout
+    assert "12 unknown" in r.stdout.strip().splitlines()[-1]
+
+
+def test_bad_input_exits_2_with_caret_and_no_traceback() -> None:
+    r = prove(str(CASES / "bad" / "width_mismatch.mv"))
+    assert r.returncode == 2
+    lines = r.stderr.splitlines()
+    assert lines[0].endswith("width_mismatch.mv:8:14: error: expected bv[8], found bv[16] [width-mismatch]")
+    assert lines[1] == "      x := x + y"
+    assert lines[2] == " " * 15 + "^"
+    assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_caret_underlines_the_whole_span() -> None:
+    r = prove(str(CASES / "bad" / "oracle_in_predicate.mv"))
+    assert r.returncode == 2
+    assert "    invariant { read o == x }\n                ^~~~~~\n" in r.stderr
+
+
+def test_missing_file_exits_2(tmp_path: Path) -> None:
+    r = prove(str(tmp_path / "nope.mv"))
+    assert r.returncode == 2
+    assert "no such file" in r.stderr
+
+
+def test_unknown_option_exits_2() -> None:
+    r = prove("--no-such-flag")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+
+
+def test_empty_directory_exits_2(tmp_path: Path) -> None:
+    r = prove(str(tmp_path))
+    assert r.returncode == 2
+    assert "no .mv files" in r.stderr
+
+
+def test_no_arguments_proves_configured_roots(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.microverify]\nroots = ["models"]\n')
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "a.mv").write_text(SECURE)
+    r = prove(cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "12 of 12 obligations proved" in r.stdout
+
+
+def test_no_configuration_defaults_to_proofs(tmp_path: Path) -> None:
+    (tmp_path / "proofs").mkdir()
+    (tmp_path / "proofs" / "a.mv").write_text(SECURE)
+    r = prove(cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_internal_error_exits_3_and_says_how_to_report(monkeypatch: pytest.MonkeyPatch, tmp_mv, capsys) -> None:
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(cli, "prove_modules", boom)
+    monkeypatch.setattr(sys, "argv", ["prove", str(tmp_mv(SECURE))])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    assert info.value.code == 3
+    err = capsys.readouterr().err
+    assert "internal error" in err and "Please report" in err
+
+
+def test_quiet_prints_only_what_is_not_proved() -> None:
+    r = prove("-q", str(CASES / "kinds" / "inv_only.mv"))
+    lines = [ln for ln in r.stdout.splitlines() if ln[:8].strip() in {"PROVED", "FAILED"}]
+    assert [ln.split()[0] for ln in lines] == ["FAILED"]

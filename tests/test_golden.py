@@ -1,0 +1,64 @@
+"""Golden end-to-end cases: ok/ must prove, leak/ must fail with the expected obligation,
+kinds/ must fail with exactly one kind, bad/ must give the expected diagnostics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import cases, expectation, ids, load, not_proved, prove_path
+from microverify.dsl.diagnostics import DiagnosticError
+from microverify.prover.solve import Status
+
+OK = cases("ok") + sorted((Path(__file__).parent.parent / "proofs").rglob("*.mv"))
+LEAK = cases("leak")
+KINDS = cases("kinds")
+BAD = cases("bad")
+
+
+@pytest.mark.parametrize("path", OK, ids=ids(OK))
+def test_ok_cases_prove(path: Path) -> None:
+    results = prove_path(path)
+    assert results, "a proof with no obligations proves nothing"
+    bad = [(r.obligation.id, r.status.value, r.detail) for r in results if r.status is not Status.PROVED]
+    assert bad == []
+
+
+@pytest.mark.parametrize("path", LEAK, ids=ids(LEAK))
+def test_leaky_mutants_are_rejected_by_the_expected_obligation(path: Path) -> None:
+    kind, op = expectation(path)[0].split()
+    results = prove_path(path)
+    failed = [r for r in results if r.obligation.kind.value == kind and (r.obligation.op or "-") == op
+              and r.status is not Status.PROVED]
+    assert failed, f"expected {kind} {op} to fail; not proved: {sorted(not_proved(results))}"
+    assert all(r.status is not Status.UNKNOWN for r in failed)
+
+
+@pytest.mark.parametrize("path", KINDS, ids=ids(KINDS))
+def test_each_kind_case_is_rejected_by_that_kind_alone(path: Path) -> None:
+    """A generator that checks the wrong formula for a kind (e.g. WSC running LR, or DR
+    computing both doms from one state) fails here."""
+    kind, op = expectation(path)[0].split()
+    results = prove_path(path)
+    assert not_proved(results) == {(kind, op)}
+    (failing,) = [r for r in results if r.status is not Status.PROVED]
+    if kind == "VAC":
+        assert failing.status is Status.VACUOUS
+    else:
+        assert failing.status is Status.FAILED
+        assert failing.counterexample is not None and failing.counterexample.failing
+
+
+def test_every_obligation_kind_has_an_isolating_case() -> None:
+    kinds = {expectation(p)[0].split()[0] for p in KINDS}
+    assert kinds == {"OC", "WSC", "LR", "DC", "DR", "INIT", "INV", "VAC"}
+
+
+@pytest.mark.parametrize("path", BAD, ids=ids(BAD))
+def test_bad_input_gives_the_expected_diagnostics(path: Path) -> None:
+    with pytest.raises(DiagnosticError) as info:
+        load(path)
+    got = [(d.code, f"{d.span.line}:{d.span.column}") for d in info.value.diagnostics]
+    want = [tuple(item.split()) for item in expectation(path)]
+    assert got == want
