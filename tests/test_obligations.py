@@ -1,0 +1,50 @@
+"""The obligation generator: a complete product, one query per principal family."""
+
+from __future__ import annotations
+
+import pytest
+
+from microverify.dsl.loader import load_text
+from microverify.prover.obligations import Kind, generate
+
+MODEL = """
+type vmid = bv[{w}]
+principal KServ
+principal VM(v: vmid)
+principal Sched
+layer A {{
+  state {{ x : map[vmid] -> bv[8] }}
+  observe VM(v) {{ x[v] }}
+  op f(v: vmid) by VM(v) {{ x[v] := 1 }}
+  op g() by KServ {{ }}
+  op h() by Sched {{ }}
+}}
+layer B {{
+  state {{ y : bool }}
+  op k() by KServ {{ }}
+}}
+"""
+
+
+@pytest.mark.parametrize("width", [1, 4, 16])
+def test_generator_is_the_full_product_independent_of_the_family_size(width: int) -> None:
+    obs = generate(load_text(MODEL.format(w=width), "t.mv"))
+    ops, principals = 4, 3
+    per_layer = 2  # VAC of the invariant, INIT
+    per_op = 2 + 2 + 3 * principals  # VAC, INV, OC, DC, then WSC/LR/DR per family
+    assert len(obs) == 2 * per_layer + ops * per_op
+    assert len({ob.id for ob in obs}) == len(obs)
+    wsc = [ob for ob in obs if ob.kind is Kind.WSC and ob.op == "f"]
+    assert sorted(ob.observer or "" for ob in wsc) == ["KServ", "Sched", "VM"]
+
+
+def test_every_kind_is_generated() -> None:
+    obs = generate(load_text(MODEL.format(w=2), "t.mv"))
+    assert {ob.kind for ob in obs} == set(Kind)
+
+
+def test_ids_name_layer_kind_op_and_observer() -> None:
+    obs = generate(load_text(MODEL.format(w=2), "t.mv"))
+    ids = {ob.id for ob in obs}
+    assert {"A/VAC", "A/INIT", "A/VAC/f", "A/INV/f", "A/OC/f", "A/DC/f", "A/WSC/f/VM",
+            "A/LR/f/KServ", "A/DR/h/Sched"} <= ids

@@ -1,0 +1,100 @@
+"""Parser: structure, precedence, spans, and syntax diagnostics."""
+
+from __future__ import annotations
+
+import pytest
+
+from microverify.dsl import ast
+from microverify.dsl.diagnostics import DiagnosticError
+from microverify.dsl.parser import parse
+
+
+def expr(text: str) -> ast.Expr:
+    module = parse(f"principal K\nlayer L {{ invariant {{ {text} }} }}", "t.mv")
+    layer = module.decls[-1]
+    assert isinstance(layer, ast.LayerDecl)
+    return layer.invariants[0].preds[0]
+
+
+def shape(e: ast.Expr) -> object:
+    if isinstance(e, ast.Binary):
+        return (e.op, shape(e.left), shape(e.right))
+    if isinstance(e, ast.Unary):
+        return (e.op, shape(e.operand))
+    if isinstance(e, ast.Name):
+        return e.name
+    if isinstance(e, ast.IntLit):
+        return e.value
+    return type(e).__name__
+
+
+@pytest.mark.parametrize("text,want", [
+    ("a + b * c", ("+", "a", ("*", "b", "c"))),
+    ("a - b - c", ("-", ("-", "a", "b"), "c")),
+    ("a && b || c", ("||", ("&&", "a", "b"), "c")),
+    ("a ==> b ==> c", ("==>", "a", ("==>", "b", "c"))),
+    ("a == b && c < d", ("&&", ("==", "a", "b"), ("<", "c", "d"))),
+    ("a | b ^ c & d", ("|", "a", ("^", "b", ("&", "c", "d")))),
+    ("a << 1 + 2", ("<<", "a", ("+", 1, 2))),
+    ("!a && -b == ~c", ("&&", ("!", "a"), ("==", ("-", "b"), ("~", "c")))),
+    ("0x1f == 31", ("==", 31, 31)),
+    ("a <==> b || c", ("<==>", "a", ("||", "b", "c"))),
+], ids=lambda v: str(v) if isinstance(v, str) else "")
+def test_precedence(text: str, want: object) -> None:
+    assert shape(expr(text)) == want
+
+
+def test_spans_point_at_the_source() -> None:
+    e = expr("owner[p] == KServ")
+    assert isinstance(e, ast.Binary)
+    assert (e.span.line, e.span.column, e.span.end_column) == (2, 23, 40)
+    assert isinstance(e.left, ast.Index) and e.left.span.column == 23
+
+
+def test_comments_and_quantifiers() -> None:
+    text = """
+    // a line comment
+    /* a block
+       comment */
+    principal K
+    layer L { invariant q { forall p: bv[2], b: bool. exists x: bv[2]. x == p } }
+    """
+    module = parse(text, "t.mv")
+    layer = module.decls[-1]
+    assert isinstance(layer, ast.LayerDecl)
+    q = layer.invariants[0].preds[0]
+    assert isinstance(q, ast.Quant) and q.kind == "forall" and [b.name for b in q.binders] == ["p", "b"]
+    assert isinstance(q.body, ast.Quant) and q.body.kind == "exists"
+
+
+def test_statements() -> None:
+    module = parse("""principal K
+    layer L { op f(a: bv[8]) by K -> bool {
+        let x = read o for K
+        m[a].pc := x
+        check a != 0 else return false
+        if a == 1 { halt } else if a == 2 { return true } else { }
+        return false
+    } }""", "t.mv")
+    layer = module.decls[-1]
+    assert isinstance(layer, ast.LayerDecl)
+    body = layer.ops[0].body
+    assert [type(s).__name__ for s in body] == ["Let", "Assign", "Check", "If", "Return"]
+    assign = body[1]
+    assert isinstance(assign, ast.Assign)
+    assert [type(p).__name__ for p in assign.path] == ["LvIndex", "LvField"]
+    nested = body[3]
+    assert isinstance(nested, ast.If) and isinstance(nested.other[0], ast.If)
+
+
+def test_several_syntax_errors_in_one_run() -> None:
+    text = "principal K\nlayer L {\n  op f() by K { x := x + + }\n  op g() by K { x :== 1 }\n}\n"
+    with pytest.raises(DiagnosticError) as info:
+        parse(text, "t.mv")
+    assert [(d.code, d.span.line) for d in info.value.diagnostics] == [("syntax", 3), ("syntax", 4)]
+
+
+def test_unexpected_end_of_file() -> None:
+    with pytest.raises(DiagnosticError) as info:
+        parse("principal K\nlayer L {", "t.mv")
+    assert "end of file" in info.value.diagnostics[0].message
