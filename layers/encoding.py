@@ -204,7 +204,8 @@ class Encoder:
             assert isinstance(a, MapVal) and isinstance(b, MapVal)
             if witness is not None:
                 k = witness(t.key)
-                return self.equal(t.value, self.select(a, k), self.select(b, k), witness)
+                same = self.equal(t.value, self.select(a, k), self.select(b, k), witness)
+                return z3.Implies(self.domain(t.key, k), same)
             k = z3.Const(self.unique("k"), self.sort(t.key))
             body = self.equal(t.value, self.select(a, k), self.select(b, k))
             return z3.ForAll([k], z3.Implies(self.domain(t.key, k), body))

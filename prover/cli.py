@@ -14,7 +14,7 @@ from microverify.dsl import ir
 from microverify.dsl.diagnostics import DiagnosticError, render
 from microverify.dsl.loader import discover, load_file
 from microverify.prover.driver import prove_modules
-from microverify.prover.report import render_counterexample, result_line, summary
+from microverify.prover.report import render_counterexample, result_line, summary, theorems
 from microverify.prover.solve import Options, Result, Status
 
 EXIT_PROVED, EXIT_NOT_PROVED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
@@ -71,6 +71,8 @@ def run(paths: list[Path], options: Options, quiet: bool) -> int:
             click.echo(render_counterexample(r, sources))
 
     results = prove_modules(modules, options, report)
+    for line in theorems(modules, results):
+        click.echo(line)
     click.echo(summary(results))
     return EXIT_PROVED if all(r.status is Status.PROVED for r in results) else EXIT_NOT_PROVED
 

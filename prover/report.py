@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from microverify.dsl import ir
 from microverify.dsl.spans import Span
 from microverify.prover.counterexample import Counterexample
 from microverify.prover.obligations import KIND_NAMES
@@ -72,3 +73,37 @@ def summary(results: list[Result]) -> str:
              if counts[s]]
     head = f"{counts[Status.PROVED]} of {total} obligations proved"
     return head + (", " + ", ".join(parts) if parts else "")
+
+
+def _may_halt(stmts: tuple[ir.Stmt, ...]) -> bool:
+    for s in stmts:
+        if isinstance(s, ir.Halt) or (isinstance(s, ir.Check) and s.on_fail is None):
+            return True
+        if isinstance(s, ir.If) and (_may_halt(s.then) or _may_halt(s.other)):
+            return True
+    return False
+
+
+def theorems(modules: list[ir.Module], results: list[Result]) -> list[str]:
+    """What follows for each layer: the noninterference theorem, or why it does not follow."""
+    out = []
+    for module in modules:
+        for layer in module.layers:
+            mine = [r for r in results if r.obligation.file == module.file and r.obligation.layer == layer.name]
+            missing = [r.obligation.id for r in mine if r.status is not Status.PROVED]
+            if missing:
+                out.append(f"no theorem for layer {layer.name} ({module.file}): "
+                           f"{len(missing)} obligation(s) not proved: " + ", ".join(missing[:8])
+                           + (" ..." if len(missing) > 8 else ""))
+                continue
+            observers = ", ".join(p.name + (f"({p.param})" if p.param else "") for p in module.principals)
+            policy = "isolation" if not module.flows else "{" + ", ".join(f"{a} -> {b}" for a, b in module.flows) + "}"
+            halting = [op.name for op in layer.ops if _may_halt(op.body)]
+            out.append(
+                f"theorem: layer {layer.name} ({module.file}) is noninterfering for observers {observers} "
+                f"under policy {policy}: from any two states that satisfy `init` and "
+                "that an observer cannot tell apart, every sequence of operations gives that observer "
+                "the same outputs and the same view in both runs (termination-insensitive; operations "
+                "that may halt: " + (", ".join(halting) or "none") + f"). It rests on {len(mine)} "
+                "proved obligations: INIT, INV, VAC, OC, WSC, LR, DC, DR.")
+    return out
