@@ -101,8 +101,10 @@ def theorems(modules: list[ir.Module], results: list[Result]) -> list[str]:
             halting = [op.name for op in layer.ops if _may_halt(op.body)]
             out.append(
                 f"theorem: layer {layer.name} ({module.file}) is noninterfering for observers {observers} "
-                f"under policy {policy}: from any two states that satisfy `init` and "
-                "that an observer cannot tell apart, every sequence of operations gives that observer "
+                f"under policy {policy}: from any two states that satisfy `init` and that "
+                + ("the observer cannot tell apart" if not module.flows else
+                   "agree for the observer and every principal that can flow to it (transitively)")
+                + ", every sequence of operations gives the observer "
                 "the same outputs and the same view in both runs (termination-insensitive; operations "
                 "that may halt: " + (", ".join(halting) or "none") + f"). It rests on {len(mine)} "
                 "proved obligations: INIT, INV, VAC, OC, WSC, LR, DC, DR.")

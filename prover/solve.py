@@ -37,8 +37,9 @@ class Options:
 class Result:
     obligation: Obligation
     status: Status
-    seconds: float
+    seconds: float  # lowering + solving
     rlimit_used: int
+    lower_seconds: float  # building the terms (symbolic execution), part of `seconds`
     detail: str = ""  # why UNKNOWN / VACUOUS, or what failed
     counterexample: Counterexample | None = None
 
@@ -82,12 +83,13 @@ def solve(module: ir.Module, ob: Obligation, options: Options) -> Result:
     start = time.perf_counter()
     ctx = z3.Context()
     formula = formulate(module, ob, ctx)
+    lowered = time.perf_counter() - start
     solver = z3.Solver(ctx=ctx)
     solver.set("rlimit", options.rlimit, "timeout", int(options.timeout * 1000),
                "random_seed", options.seed)
 
     def done(status: Status, detail: str = "", cex: Counterexample | None = None) -> Result:
-        return Result(ob, status, time.perf_counter() - start, _rlimit_count(solver), detail, cex)
+        return Result(ob, status, time.perf_counter() - start, _rlimit_count(solver), lowered, detail, cex)
 
     # 1. The hypotheses alone must be satisfiable; an unsat core names the culprits.
     tracked = {}
