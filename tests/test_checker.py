@@ -1,0 +1,89 @@
+"""Checker: name resolution and typing produce the IR the lowering relies on."""
+
+from __future__ import annotations
+
+import pytest
+
+from microverify.dsl import ir
+from microverify.dsl.diagnostics import DiagnosticError
+from microverify.dsl.loader import load_text
+from microverify.dsl.types import BOOL, PRINCIPAL, BVType, EnumType, MapType, RecordType
+
+HEADER = """
+type vmid = bv[2]
+type st = enum { Off, On }
+type ctx = record { pc: bv[8], on: st }
+const LIMIT: bv[8] = 0x10
+principal KServ
+principal VM(v: vmid)
+oracle o : bv[8]
+"""
+
+
+def layer(body: str) -> ir.Layer:
+    return load_text(HEADER + "layer L {\n" + body + "\n}", "t.mv").layers[0]
+
+
+def test_types_resolve_through_aliases() -> None:
+    L = layer("state { c : map[vmid] -> ctx; who : principal }")
+    assert L.field_type("c") == MapType(BVType(2), RecordType((("pc", BVType(8)), ("on", EnumType("st", ("Off", "On"))))))
+    assert L.field_type("who") == PRINCIPAL
+
+
+def test_literals_take_their_width_from_context_and_consts_are_inlined() -> None:
+    L = layer("state { x : bv[8] }\n invariant { x + 1 < LIMIT }")
+    pred = L.invariants[0].pred
+    assert isinstance(pred, ir.Binary) and pred.op == "ult"
+    assert isinstance(pred.left, ir.Binary) and pred.left.right == ir.Lit(1, BVType(8), pred.left.right.span)
+    assert isinstance(pred.right, ir.Lit) and pred.right.value == 16
+
+
+def test_names_resolve_to_their_kinds() -> None:
+    L = layer("""state { c : map[vmid] -> ctx }
+    observe VM(v) { c[v].pc where c[v].on == On; counter(o, VM(v)) }
+    op f(v: vmid) by VM(v) { let x = read o
+                             c[v].pc := x }""")
+    comp = L.observations[0].components[0]
+    assert isinstance(comp.where, ir.Binary) and isinstance(comp.where.right, ir.EnumVal)
+    assert comp.where.right.index == 1
+    base = comp.expr
+    assert isinstance(base, ir.Field) and isinstance(base.base, ir.Index)
+    assert isinstance(base.base.index, ir.Ref) and base.base.index.kind == "param"
+    op = L.ops[0]
+    let = op.body[0]
+    assert isinstance(let, ir.Let) and isinstance(let.value, ir.ReadOracle) and let.value.principal is None
+    assign = op.body[1]
+    assert isinstance(assign, ir.Assign) and assign.field == "c" and assign.path[1] == "pc"
+    assert isinstance(op.dom, ir.PrincipalVal) and op.dom.principal == "VM"
+
+
+def test_signed_builtins_and_resizes() -> None:
+    L = layer("state { x : bv[8] }\n invariant { slt(x, 3) ==> zext(x, 16) == sext(x, 16) && trunc(x, 4) == 1 }")
+    pred = L.invariants[0].pred
+    assert isinstance(pred, ir.Binary) and pred.op == "implies"
+    assert isinstance(pred.left, ir.Binary) and pred.left.op == "slt" and pred.left.type == BOOL
+
+
+def test_named_invariant_with_several_predicates_is_labelled_per_predicate() -> None:
+    L = layer("state { x : bv[8] }\n invariant bounds { x < 10; x != 3 }\n invariant { x != 4 }")
+    assert [i.name for i in L.invariants] == ["bounds.1", "bounds.2", "invariant#2"]
+
+
+@pytest.mark.parametrize("body,code", [
+    ("state { x : bv[8] }\n observe VM(v) { counter(o, VM(0)) }", "foreign-counter"),
+    ("state { x : bv[8] }\n observe VM { x }", "arity"),
+    ("state { x : bv[8] }\n observe KServ(k) { x }", "arity"),
+    ("state { x : map[ctx] -> bool }", "bad-type"),
+    ("state { x : bv[0] }", "bad-type"),
+    ("state { x : bv[8] }\n op f() by KServ -> map[vmid] -> bool { return x }", "bad-type"),
+    ("state { x : bv[8] }\n op f() by KServ { let x = 1 }", "duplicate"),
+    ("state { x : bv[8] }\n invariant { forall c: ctx. true }", "bad-type"),
+    ("state { x : st }\n invariant { x < On }", "type-mismatch"),
+    ("state { x : bv[8] }\n op f() by KServ { x := read nope }", "unknown-name"),
+    ("state { x : bv[8] }\n op f() by KServ { x := foo(1) }", "unknown-name"),
+    ("state { x : bv[8] }\n op f() by KServ { x := trunc(x, 9) }", "width-mismatch"),
+])
+def test_rejections(body: str, code: str) -> None:
+    with pytest.raises(DiagnosticError) as info:
+        layer(body)
+    assert code in [d.code for d in info.value.diagnostics]
