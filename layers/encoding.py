@@ -1,9 +1,11 @@
 """Types as Z3 sorts, and structured symbolic values.
 
-Everything is encoded in bit-vectors, booleans and arrays (QF_AUFBV): enums and principals
-are bit-vectors. Bit patterns that name no enum member or principal are *normalised* when
-read from a free source (a state map, an argument, an oracle), so every raw pattern denotes
-some valid value and no well-formedness hypothesis is needed.
+Everything is encoded in bit-vectors, booleans and arrays (AUFBV): enums and principals are
+bit-vectors. Bit patterns that name no enum member or principal ("junk") are excluded by
+well-formedness hypotheses on every free value the encoder creates (a state field, every
+entry of a state map, an argument), collected in `Encoder.wellformed`; oracle outputs, which
+are applications of uninterpreted functions, are *normalised* to a canonical value instead.
+Z3 decides the well-formedness form far better than normalising every read.
 
 A value of a record type is a `RecordVal`; of a map type, a `MapVal` whose inner value has
 the shape of the map's value type with every leaf lifted to an array over the key.
@@ -89,9 +91,21 @@ class PrincipalEncoding:
             return self.make(p.name, None, ctx)
         return self.make(p.name, self.param(p.name, term), ctx)
 
-    def domain(self, term: z3.ExprRef) -> z3.BoolRef:
-        """The canonical bit patterns (used to bound a quantifier over principals)."""
-        return term == self.normalise(term)
+    def wellformed(self, term: z3.ExprRef) -> z3.BoolRef:
+        """The canonical bit patterns: a declared tag, and no payload bits beyond the family's."""
+        ctx = term.ctx
+        cases = []
+        for p in self.principals:
+            if p.param_type is None:
+                cases.append(term == self.make(p.name, None, ctx))
+                continue
+            used = _width(p.param_type)
+            if used < self.payload_bits:
+                cases.append(z3.And(self.is_(p.name, term),
+                                    z3.Extract(self.payload_bits - 1, used, term) == 0))
+            else:
+                cases.append(self.is_(p.name, term))
+        return z3.Or(cases)
 
 
 def _width(t: Type) -> int:
@@ -118,9 +132,13 @@ def _from_bv(raw: z3.ExprRef, t: Type) -> z3.ExprRef:
     return raw
 
 
+def has_junk(t: EnumType) -> bool:
+    return len(t.members) != 1 << _bits(len(t.members))
+
+
 def normalise_enum(term: z3.ExprRef, t: EnumType) -> z3.ExprRef:
     n = len(t.members)
-    if n == 1 << _bits(n):
+    if not has_junk(t):
         return term
     return z3.If(z3.ULT(term, n), term, z3.BitVecVal(0, _bits(n), term.ctx))
 
@@ -133,6 +151,7 @@ class Encoder:
         self.ctx = ctx
         self.principals = PrincipalEncoding(module.principals)
         self._fresh_ids: dict[str, int] = {}
+        self.wellformed: list[z3.BoolRef] = []  # hypotheses excluding junk in fresh values
 
     # -- sorts
     def sort(self, t: Type) -> z3.SortRef:
@@ -152,9 +171,11 @@ class Encoder:
         return term
 
     def domain(self, t: Type, term: z3.ExprRef) -> z3.BoolRef:
-        """Which raw values of a scalar type are canonical (for bounding quantifiers)."""
-        if isinstance(t, (EnumType, PrincipalType)):
-            return term == self.normalise(t, term)
+        """Which raw values of a scalar type are canonical (no junk)."""
+        if isinstance(t, EnumType) and has_junk(t):
+            return z3.ULT(term, len(t.members))
+        if isinstance(t, PrincipalType):
+            return self.principals.wellformed(term)
         return z3.BoolVal(True, self.ctx)
 
     def unique(self, name: str) -> str:
@@ -164,7 +185,7 @@ class Encoder:
 
     # -- values
     def fresh(self, t: Type, name: str, keys: tuple[Type, ...] = ()) -> Value:
-        """A fresh symbolic value of type t; scalars read from it are normalised."""
+        """A fresh symbolic value of type t; its well-formedness goes to `self.wellformed`."""
         if isinstance(t, RecordType):
             return RecordVal({f: self.fresh(ft, f"{name}.{f}", keys) for f, ft in t.fields})
         if isinstance(t, MapType):
@@ -173,14 +194,17 @@ class Encoder:
         for k in reversed(keys):
             sort = z3.ArraySort(self.sort(k), sort)
         const = z3.Const(self.unique(name), sort)
-        return const if keys else self.normalise(t, const)
+        if isinstance(t, PrincipalType) or (isinstance(t, EnumType) and has_junk(t)):
+            bound = [z3.Const(self.unique(f"{name}_k"), self.sort(k)) for k in keys]
+            entry = const
+            for b in bound:
+                entry = z3.Select(entry, b)
+            ok = self.domain(t, entry)
+            self.wellformed.append(z3.ForAll(bound, ok) if bound else ok)
+        return const
 
     def select(self, m: MapVal, key: z3.ExprRef) -> Value:
-        return _map_leaves(m.type.value, m.inner, lambda leaf, t: self._select_leaf(leaf, key, t))
-
-    def _select_leaf(self, leaf: z3.ExprRef, key: z3.ExprRef, t: Type) -> z3.ExprRef:
-        got = z3.Select(leaf, key)
-        return got if z3.is_array(got) else self.normalise(t, got)
+        return _map_leaves(m.type.value, m.inner, lambda leaf, t: z3.Select(leaf, key))
 
     def store(self, m: MapVal, key: z3.ExprRef, value: Value) -> MapVal:
         inner = _zip_leaves(m.inner, value, lambda arr, v: z3.Store(arr, key, v))
@@ -194,8 +218,8 @@ class Encoder:
         return _zip_leaves(a, b, lambda x, y: x if x.eq(y) else z3.If(cond, x, y))
 
     def equal(self, t: Type, a: Value, b: Value, witness: Callable[[Type], z3.ExprRef] | None = None) -> z3.BoolRef:
-        """Equality of two values of type t. Maps are compared entry by entry on normalised
-        reads: with `witness`, at one fresh key per map (for goals); otherwise for all keys."""
+        """Equality of two values of type t. Maps are compared entry by entry: with `witness`,
+        at one fresh key per map (for goals); otherwise for all keys."""
         if isinstance(t, RecordType):
             assert isinstance(a, RecordVal) and isinstance(b, RecordVal)
             return z3.And([self.equal(ft, a.fields[f], b.fields[f], witness) for f, ft in t.fields]

@@ -220,7 +220,7 @@ def _collect_fields(e: ir.Expr, found: set[str]) -> None:
         node = stack.pop()
         if isinstance(node, ir.Ref) and node.kind == "field":
             found.add(node.name)
-        elif isinstance(node, ir.Counter):
+        elif isinstance(node, (ir.Counter, ir.ReadOracle)):
             found.add(counter_field(node.oracle))
         for attr in ("base", "index", "operand", "left", "right", "cond", "then", "other", "body",
                      "arg", "principal"):

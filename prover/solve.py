@@ -12,7 +12,7 @@ from enum import Enum
 import z3
 
 from microverify.dsl import ir
-from microverify.layers.model import SymLayer
+from microverify.layers.model import Labeled, SymLayer
 from microverify.prover import invariants, unwinding
 from microverify.prover.counterexample import Counterexample, explain
 from microverify.prover.formula import Formula
@@ -83,10 +83,21 @@ def solve(module: ir.Module, ob: Obligation, options: Options) -> Result:
     start = time.perf_counter()
     ctx = z3.Context()
     formula = formulate(module, ob, ctx)
+    wellformed = formula.layer.enc.wellformed
+    if wellformed:
+        formula.hypotheses.insert(0, Labeled("well-formed values", z3.And(wellformed)))
     lowered = time.perf_counter() - start
     solver = z3.Solver(ctx=ctx)
     solver.set("rlimit", options.rlimit, "timeout", int(options.timeout * 1000),
                "random_seed", options.seed)
+
+    def why_unknown(stage: str) -> str:
+        reason = solver.reason_unknown()
+        if time.perf_counter() - check_start >= options.timeout * 0.99:
+            return f"{stage}: timeout after {options.timeout:g}s (--timeout)"
+        if reason in ("canceled", "max. resource limit exceeded", "resource limit exceeded"):
+            return f"{stage}: resource limit of {options.rlimit} reached (--rlimit)"
+        return f"{stage}: the solver gave up ({reason})"
 
     def done(status: Status, detail: str = "", cex: Counterexample | None = None) -> Result:
         return Result(ob, status, time.perf_counter() - start, _rlimit_count(solver), lowered, detail, cex)
@@ -97,9 +108,10 @@ def solve(module: ir.Module, ob: Obligation, options: Options) -> Result:
         tag = z3.Bool(f"hyp!{i}", ctx)
         tracked[tag.get_id()] = h.label
         solver.assert_and_track(h.term, tag)
+    check_start = time.perf_counter()
     answer = solver.check()
     if answer == z3.unknown:
-        return done(Status.UNKNOWN, f"checking the hypotheses: {solver.reason_unknown()}")
+        return done(Status.UNKNOWN, why_unknown("checking the hypotheses"))
     if answer == z3.unsat:
         core = sorted(tracked[c.get_id()] for c in solver.unsat_core())
         return done(Status.VACUOUS, "the hypotheses are unsatisfiable: " + (", ".join(core) or "none"))
@@ -107,9 +119,10 @@ def solve(module: ir.Module, ob: Obligation, options: Options) -> Result:
     # 2. The goal.
     goals = z3.And([g.term for g in formula.goals] + [z3.BoolVal(True, ctx)])
     solver.add(goals if formula.mode == "sat" else z3.Not(goals))
+    check_start = time.perf_counter()
     answer = solver.check()
     if answer == z3.unknown:
-        return done(Status.UNKNOWN, solver.reason_unknown())
+        return done(Status.UNKNOWN, why_unknown("checking the goal"))
     if formula.mode == "sat":
         if answer == z3.sat:
             return done(Status.PROVED)

@@ -62,6 +62,7 @@ def test_hitting_the_rlimit_is_unknown_and_exits_1(tmp_mv) -> None:
     assert "UNKNOWN" in r.stdout
     assert "PROVED" not in r.stdout
     assert "12 unknown" in r.stdout.strip().splitlines()[-1]
+    assert "resource limit of 1 reached (--rlimit)" in r.stdout
 
 
 def test_bad_input_exits_2_with_caret_and_no_traceback() -> None:

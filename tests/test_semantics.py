@@ -5,7 +5,6 @@ from __future__ import annotations
 import z3
 
 from microverify.dsl.loader import load_text
-from microverify.dsl.types import EnumType
 from microverify.layers.encoding import Encoder, MapVal, PrincipalEncoding
 from microverify.layers.execute import Step
 from microverify.layers.model import SymLayer
@@ -127,16 +126,21 @@ def test_nested_maps_and_records_update_one_entry() -> None:
     assert valid(L, z3.Implies(z3.Not(changed), post_ab.fields["pc"] == pre_ab.fields["pc"]))  # type: ignore[union-attr]
 
 
-def test_enum_reads_are_normalised() -> None:
+def test_free_enum_and_principal_values_are_well_formed() -> None:
+    """Every entry of a state map of enums or principals is a declared value."""
     ctx = z3.Context()
-    module = load_text(HEADER + "layer L { state { c : map[bv[2]] -> color } }", "t.mv")
+    module = load_text(HEADER + "layer L { state { c : map[bv[2]] -> color; who : map[bv[8]] -> principal } }",
+                       "t.mv")
     enc = Encoder(module, ctx)
-    color = EnumType("color", ("Red", "Green", "Blue"))
-    raw = z3.BitVec("raw", 2, ctx)
-    n = enc.normalise(color, raw)
+    c = enc.fresh(module.layers[0].field_type("c"), "c")
+    o = enc.fresh(module.layers[0].field_type("who"), "who")
+    assert isinstance(c, MapVal) and isinstance(o, MapVal)
+    i, j = z3.BitVec("i", 2, ctx), z3.BitVec("j", 8, ctx)
     s = z3.Solver(ctx=ctx)
-    s.add(z3.Not(z3.And(z3.ULT(n, 3), z3.Implies(z3.ULT(raw, 3), n == raw))))
+    s.add(enc.wellformed)
+    s.add(z3.Or(z3.UGE(enc.select(c, i), 3), z3.Not(enc.principals.wellformed(enc.select(o, j)))))  # type: ignore[arg-type]
     assert s.check() == z3.unsat
+    assert len(enc.wellformed) == 2
 
 
 def test_principal_encoding_round_trips_and_normalises() -> None:
