@@ -57,7 +57,7 @@ def _table(cex: Counterexample) -> list[str]:
     width = max(len(row.name) for row in cex.rows)
     cols = [max([len(c)] + [len(row.values[i]) for row in cex.rows]) for i, c in enumerate(cex.columns)]
     head = "  " + " " * (width + 2) + "  ".join(c.ljust(w) for c, w in zip(cex.columns, cols))
-    lines = [head]
+    lines = [head.rstrip()]
     for row in cex.rows:
         mark = "*" if row.varies else " "
         cells = "  ".join(v.ljust(w) for v, w in zip(row.values, cols))

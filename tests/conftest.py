@@ -54,6 +54,23 @@ def ids(paths: list[Path]) -> list[str]:
     return [p.stem for p in paths]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true",
+                     help="rewrite the `// expect:` header of tests/cases/bad/* with the diagnostics "
+                          "now produced (review the diff before committing)")
+
+
+def rewrite_expectation(path: Path, items: list[str]) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    lines[0] = "// expect: " + ", ".join(items) + "\n"
+    path.write_text("".join(lines))
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
+
+
 @pytest.fixture
 def tmp_mv(tmp_path: Path):  # type: ignore[no-untyped-def]
     def write(text: str, name: str = "case.mv") -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cases, expectation, ids, load, not_proved, prove_path
+from conftest import cases, expectation, ids, load, not_proved, prove_path, rewrite_expectation
 from microverify.dsl.diagnostics import DiagnosticError
 from microverify.prover.solve import Status
 
@@ -56,9 +56,11 @@ def test_every_obligation_kind_has_an_isolating_case() -> None:
 
 
 @pytest.mark.parametrize("path", BAD, ids=ids(BAD))
-def test_bad_input_gives_the_expected_diagnostics(path: Path) -> None:
+def test_bad_input_gives_the_expected_diagnostics(path: Path, update_golden: bool) -> None:
     with pytest.raises(DiagnosticError) as info:
         load(path)
     got = [(d.code, f"{d.span.line}:{d.span.column}") for d in info.value.diagnostics]
+    if update_golden:
+        rewrite_expectation(path, [f"{code} {where}" for code, where in got])
     want = [tuple(item.split()) for item in expectation(path)]
     assert got == want
