@@ -115,10 +115,10 @@ class Checker:
         principals = [p for d in decls if isinstance(d, ast.PrincipalDecl)
                       if (p := self.guard(lambda d=d: self.principal(d))) is not None]
         for d in decls:
-            if isinstance(d, ast.OracleDecl):
-                self.guard(lambda d=d: self.oracle(d))
-            elif isinstance(d, ast.ConstDecl):
-                self.guard(lambda d=d: self.const(d))
+            if isinstance(d, (ast.OracleDecl, ast.ConstDecl)):
+                check_decl = self.oracle if isinstance(d, ast.OracleDecl) else self.const
+                if self.guard(lambda d=d, f=check_decl: f(d) or True) is None:
+                    self.globals.broken.add(d.name)
         flows = self.policy([d for d in decls if isinstance(d, ast.PolicyDecl)])
         layers = [layer for d in decls if isinstance(d, ast.LayerDecl)
                   if (layer := self.guard(lambda d=d: self.layer(d))) is not None]
@@ -155,8 +155,8 @@ class Checker:
         if not self.declare(d.name, d.span, "oracle"):
             return
         t = self.resolve_type(d.type)
-        if isinstance(t, MapType):
-            raise self.fail("bad-type", d.type.span, "an oracle yields a scalar or a record, not a map")
+        if has_map(t):
+            raise self.fail("bad-type", d.type.span, "an oracle yields a scalar or a record of scalars, not a map")
         self.globals.oracles[d.name] = ir.Oracle(d.name, t, d.span)
 
     def const(self, d: ast.ConstDecl) -> None:
@@ -201,7 +201,7 @@ class Checker:
             for k, p in enumerate(inv.preds):
                 e = self.guard(lambda p=p: self.exprs.check(p, ictx, BOOL))
                 if e is not None:
-                    label = inv.name or f"invariant#{n + 1}"
+                    label = inv.name or f"#{n + 1}"
                     invariants.append(ir.Invariant(label if len(inv.preds) == 1 else f"{label}.{k + 1}",
                                                    e, p.span))
         observations = []
@@ -283,8 +283,8 @@ class OpChecker:
             if p.name in scope or p.name in self.fields:
                 raise self.c.fail("duplicate", p.span, f"parameter `{p.name}` clashes with an earlier name")
             t = self.c.resolve_type(p.type)
-            if isinstance(t, MapType):
-                raise self.c.fail("bad-type", p.span, "an operation parameter cannot be a map")
+            if has_map(t):
+                raise self.c.fail("bad-type", p.span, "an operation parameter cannot be or contain a map")
             params.append((p.name, t))
             scope[p.name] = ("arg", t)
         dctx = Context(self.c.globals, self.fields, dict(scope), in_body=False, what="`by`")

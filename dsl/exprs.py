@@ -25,6 +25,7 @@ class Globals:
     enum_members: dict[str, tuple[EnumType, int]] = field(default_factory=dict)
     principals: dict[str, ir.Principal] = field(default_factory=dict)
     oracles: dict[str, ir.Oracle] = field(default_factory=dict)
+    broken: set[str] = field(default_factory=set)  # declared, but rejected: uses say nothing more
 
 
 @dataclass
@@ -86,6 +87,8 @@ class ExprChecker:
 
     def check_read(self, e: ast.ReadOracle, ctx: Context, want: Type | None) -> ir.ReadOracle:
         oracle = ctx.globals.oracles.get(e.oracle)
+        if e.oracle in ctx.globals.broken:
+            raise CheckFailed()
         if oracle is None:
             raise self.unknown(e.oracle, e.oracle_span, list(ctx.globals.oracles), "oracle")
         principal = None
@@ -155,6 +158,8 @@ class ExprChecker:
                 raise self.fail("type-mismatch", e.span,
                                 f"`{e.name}` is a principal family; write `{e.name}(...)`")
             return ir.PrincipalVal(e.name, None, PRINCIPAL, e.span)
+        if e.name in g.broken:
+            raise CheckFailed()
         candidates = [*ctx.locals, *ctx.fields, *g.consts, *g.enum_members, *g.principals]
         raise self.unknown(e.name, e.span, candidates)
 
@@ -235,7 +240,7 @@ class ExprChecker:
 
     def pair(self, a: ast.Expr, b: ast.Expr, ctx: Context, want: Type | None) -> tuple[ir.Expr, ir.Expr]:
         """Check two operands of one type; a literal takes its width from the other side."""
-        if isinstance(a, ast.IntLit) and not isinstance(b, ast.IntLit):
+        if _literal(a) and not _literal(b):
             right = self.check(b, ctx, want)
             return self.check(a, ctx, right.type), right
         left = self.check(a, ctx, want)
@@ -289,3 +294,10 @@ def _is_observer(principal: ir.Expr, observer: tuple[str, str | None]) -> bool:
         return principal.arg is None
     return isinstance(principal.arg, ir.Ref) and principal.arg.kind == "param" and principal.arg.name == param
 
+
+
+def _literal(e: ast.Expr) -> bool:
+    """An integer literal, possibly negated or complemented: its width comes from context."""
+    while isinstance(e, ast.Unary) and e.op in ("-", "~"):
+        e = e.operand
+    return isinstance(e, ast.IntLit)

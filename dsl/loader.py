@@ -23,7 +23,7 @@ def load_file(path: Path, sources: dict[str, str]) -> ir.Module:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise DiagnosticError([error("io", Span.point(name, 0, 0), f"cannot read {name}: {exc}")]) from None
+        raise DiagnosticError([error("io", Span.point(name, 1, 1), f"cannot read {name}: {exc}")]) from None
     sources[name] = text
     return load_text(text, name)
 

@@ -15,6 +15,7 @@ from microverify.dsl.spans import Span
 from microverify.dsl.types import BoolType, BVType, EnumType, MapType, PrincipalType, RecordType, Type
 from microverify.layers.encoding import MapVal, RecordVal, Value
 from microverify.layers.model import Labeled, State, op_fields
+from microverify.oracles.oracles import counter_field
 from microverify.prover.formula import Formula
 from microverify.prover.obligations import Kind, Obligation
 
@@ -196,6 +197,9 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
             for w in r.step.writes:
                 if w.field in g.fields and x.holds(w.guard) and w.span not in responsible:
                     responsible.append(w.span)
+            for rd in r.step.reads:  # a read advances its principal's counter
+                if counter_field(rd.oracle) in g.fields and x.holds(rd.guard) and rd.span not in responsible:
+                    responsible.append(rd.span)
     if ob.kind in (Kind.OC, Kind.DC, Kind.DR) and op is not None:
         relevant |= op_fields(op)
         if ob.kind is Kind.OC:

@@ -62,7 +62,8 @@ def _table(cex: Counterexample) -> list[str]:
         mark = "*" if row.varies else " "
         cells = "  ".join(v.ljust(w) for v, w in zip(row.values, cols))
         lines.append(f"  {mark} {row.name.ljust(width)} {cells}".rstrip())
-    lines.append("  (* marks an entry that is not the same in every column)")
+    if len(cex.columns) > 1:
+        lines.append("  (* marks an entry that is not the same in every column)")
     return lines
 
 

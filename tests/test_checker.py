@@ -66,7 +66,7 @@ def test_signed_builtins_and_resizes() -> None:
 
 def test_named_invariant_with_several_predicates_is_labelled_per_predicate() -> None:
     L = layer("state { x : bv[8] }\n invariant bounds { x < 10; x != 3 }\n invariant { x != 4 }")
-    assert [i.name for i in L.invariants] == ["bounds.1", "bounds.2", "invariant#2"]
+    assert [i.name for i in L.invariants] == ["bounds.1", "bounds.2", "#2"]
 
 
 @pytest.mark.parametrize("body,code", [
@@ -87,3 +87,9 @@ def test_rejections(body: str, code: str) -> None:
     with pytest.raises(DiagnosticError) as info:
         layer(body)
     assert code in [d.code for d in info.value.diagnostics]
+
+
+def test_negated_literal_takes_its_width_from_either_side() -> None:
+    L = layer("state { x : bv[8] }\n invariant { -1 == x; x == -1; ~0 != x }")
+    for inv in L.invariants:
+        assert isinstance(inv.pred, ir.Binary) and inv.pred.left.type == BVType(8)
