@@ -38,7 +38,8 @@ def configured_roots(start: Path) -> list[Path]:
 
 def load_all(paths: list[Path], sources: dict[str, str]) -> tuple[list[ir.Module], list[str]]:
     """Load every file; return the modules and the rendered diagnostics of those that failed."""
-    modules, errors = [], []
+    modules: list[ir.Module] = []
+    errors: list[str] = []
     for path in discover(paths):
         try:
             modules.append(load_file(path, sources))

@@ -20,6 +20,7 @@ from microverify.prover.formula import Formula
 from microverify.prover.obligations import Kind, Obligation
 
 _MAX_KEYS_PER_MAP = 6
+PathStep = str | tuple[Type, int]  # a record field, or a map key (its type and value)
 _MAX_ROWS = 40
 
 
@@ -104,34 +105,34 @@ class _Explainer:
         return z3.is_true(self.model.eval(term, model_completion=True))
 
     # -- rows
-    def explode(self, t: Type, name: str) -> list[tuple[str, list[tuple[str, object]], Type]]:
+    def explode(self, t: Type, name: str) -> list[tuple[str, list[PathStep], Type]]:
         """(label, path, scalar type) for every scalar a field shows at the interesting keys."""
         if isinstance(t, RecordType):
             out = []
             for f, ft in t.fields:
-                out.extend(self._prefix(self.explode(ft, f"{name}.{f}"), ("field", f)))
+                out.extend(self._prefix(self.explode(ft, f"{name}.{f}"), f))
             return out
         if isinstance(t, MapType):
             out = []
             for n in sorted(self.keys.get(t.key, []))[:_MAX_KEYS_PER_MAP]:
                 inner = self.explode(t.value, f"{name}[{self.fmt(t.key, n)}]")
-                out.extend(self._prefix(inner, ("key", (t.key, n))))
+                out.extend(self._prefix(inner, (t.key, n)))
             return out
         return [(name, [], t)]
 
     @staticmethod
-    def _prefix(items: list[tuple[str, list[tuple[str, object]], Type]], step: tuple[str, object]) -> list:
+    def _prefix(items: list[tuple[str, list[PathStep], Type]], step: PathStep) -> list[tuple[str, list[PathStep], Type]]:
         return [(lbl, [step, *path], st) for lbl, path, st in items]
 
-    def navigate(self, v: Value, path: list[tuple[str, object]]) -> Value:
-        for kind, arg in path:
-            if kind == "field":
+    def navigate(self, v: Value, path: list[PathStep]) -> Value:
+        for step in path:
+            if isinstance(step, str):
                 assert isinstance(v, RecordVal)
-                v = v.fields[arg]  # type: ignore[index]
+                v = v.fields[step]
             else:
                 assert isinstance(v, MapVal)
-                kt, n = arg  # type: ignore[misc]
-                v = self.L.enc.select(v, self.literal(kt, n))
+                key_type, key = step
+                v = self.L.enc.select(v, self.literal(key_type, key))
         return v
 
     def rows(self, fields: list[str], states: list[State]) -> list[Row]:
