@@ -202,7 +202,19 @@ class Halt:
     span: Span
 
 
-Stmt = Union[Let, Assign, Check, If, Return, Halt]
+@dataclass(frozen=True, slots=True)
+class Bind:
+    """`bind o = e [for P]`: this step performs the read of oracle `o` that the layer it
+    refines makes, and `e` is the value that read stands for (DESIGN §3)."""
+
+    oracle: str
+    value: Expr
+    principal: Expr | None
+    span: Span
+    oracle_span: Span
+
+
+Stmt = Union[Let, Assign, Check, If, Return, Halt, Bind]
 
 # ---------------------------------------------------------------- declarations
 
@@ -288,6 +300,13 @@ class Param:
 
 
 @dataclass(frozen=True, slots=True)
+class Implements:
+    op: str
+    args: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class OpDecl:
     name: str
     params: tuple[Param, ...]
@@ -296,6 +315,30 @@ class OpDecl:
     body: tuple[Stmt, ...]
     span: Span
     name_span: Span
+    implements: Implements | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AbsIndex:
+    binder: str
+    type: TypeExpr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class AbsField:
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class AbsDef:
+    """`field[x: K].g = e`: part of the abstraction function, for every x."""
+
+    field: str
+    path: tuple[AbsIndex | AbsField, ...]
+    value: Expr
+    span: Span
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,9 +350,18 @@ class LayerDecl:
     observes: tuple[Observe, ...]
     ops: tuple[OpDecl, ...]
     span: Span
+    refines: str | None = None
+    via: str | None = None
+    abstraction: tuple[AbsDef, ...] = ()
 
 
-Decl = Union[ConstDecl, TypeDecl, PrincipalDecl, PolicyDecl, OracleDecl, LayerDecl]
+@dataclass(frozen=True, slots=True)
+class Import:
+    path: str
+    span: Span
+
+
+Decl = Union[Import, ConstDecl, TypeDecl, PrincipalDecl, PolicyDecl, OracleDecl, LayerDecl]
 
 
 @dataclass(frozen=True, slots=True)

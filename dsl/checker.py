@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import difflib
+from dataclasses import replace
 
-from microverify.dsl import ast, ir
+from microverify.dsl import ast, ir, refines
 from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, error
 from microverify.dsl.exprs import BUILTINS, CheckFailed, Context, ExprChecker, Globals
 from microverify.dsl.spans import Span
@@ -15,9 +16,9 @@ _MAX_BV_WIDTH = 4096
 
 
 class Checker:
-    def __init__(self, module: ast.Module, source: str) -> None:
+    def __init__(self, module: ast.Module, sources: dict[str, str]) -> None:
         self.module = module
-        self.lines = source.splitlines()
+        self.sources = sources
         self.diagnostics: list[Diagnostic] = []
         self.exprs = ExprChecker(self.diagnostics, self.resolve_type)
         self.globals = Globals()
@@ -120,8 +121,15 @@ class Checker:
                 if self.guard(lambda d=d, f=check_decl: f(d) or True) is None:
                     self.globals.broken.add(d.name)
         flows = self.policy([d for d in decls if isinstance(d, ast.PolicyDecl)])
-        layers = [layer for d in decls if isinstance(d, ast.LayerDecl)
-                  if (layer := self.guard(lambda d=d: self.layer(d))) is not None]
+        checked: dict[str, ir.Layer] = {}
+        for d in refines.order_layers(self, [d for d in decls if isinstance(d, ast.LayerDecl)]):
+            upper = checked.get(d.refines) if d.refines is not None else None
+            if d.refines is not None and upper is None:
+                continue  # the upper layer is broken or missing: already reported
+            layer = self.guard(lambda d=d, upper=upper: self.layer(d, upper))
+            if layer is not None:
+                checked[d.name] = layer
+        layers = [checked[d.name] for d in decls if isinstance(d, ast.LayerDecl) and d.name in checked]
         has_layer = any(isinstance(d, ast.LayerDecl) for d in decls)
         if not has_layer and not self.diagnostics:
             self.fail("no-layer", Span.point(self.module.file, 1, 1), "this file declares no layer")
@@ -180,7 +188,7 @@ class Checker:
         return flows
 
     # ------------------------------------------------------------------ layers
-    def layer(self, d: ast.LayerDecl) -> ir.Layer:
+    def layer(self, d: ast.LayerDecl, upper: ir.Layer | None) -> ir.Layer:
         if not self.declare(d.name, d.span, "layer"):
             raise CheckFailed()
         fields: dict[str, Type] = {}
@@ -220,11 +228,16 @@ class Checker:
                 self.fail("duplicate", op.name_span, f"operation `{op.name}` is declared twice")
                 continue
             seen_ops.add(op.name)
-            checked = self.guard(lambda op=op: OpChecker(self, fields).op(op))
+            checked = self.guard(lambda op=op: OpChecker(self, fields, upper).op(op))
             if checked is not None:
                 ops.append(checked)
+        abstraction: tuple[ir.AbsDef, ...] = ()
+        if upper is not None:
+            abstraction = refines.abstraction(self, d, fields, upper)
+        elif d.abstraction:
+            self.fail("refinement", d.abstraction[0].span, "an abstraction needs `refines Upper`")
         return ir.Layer(d.name, tuple(state), tuple(init), tuple(invariants), tuple(observations),
-                        tuple(ops), d.span)
+                        tuple(ops), d.span, d.refines, d.via, abstraction)
 
     def observe(self, o: ast.Observe, fields: dict[str, Type]) -> ir.Observation:
         p = self.globals.principals.get(o.principal)
@@ -261,19 +274,21 @@ class Checker:
         return ir.ObsComponent(tuple(binders), where, expr, self.snippet(c.span), c.span)
 
     def snippet(self, span: Span) -> str:
-        if span.line < 1 or span.line > len(self.lines):
+        lines = self.sources.get(span.file, "").splitlines()
+        if span.line < 1 or span.line > len(lines):
             return ""
         if span.end_line == span.line:
-            return self.lines[span.line - 1][span.column - 1:span.end_column - 1]
-        return self.lines[span.line - 1][span.column - 1:].rstrip() + " ..."
+            return lines[span.line - 1][span.column - 1:span.end_column - 1]
+        return lines[span.line - 1][span.column - 1:].rstrip() + " ..."
 
 
 class OpChecker:
     """Checks one operation: parameters, dom, body statements, returns."""
 
-    def __init__(self, checker: Checker, fields: dict[str, Type]) -> None:
+    def __init__(self, checker: Checker, fields: dict[str, Type], upper: ir.Layer | None) -> None:
         self.c = checker
         self.fields = fields
+        self.upper = upper
         self.result: Type | None = None
 
     def op(self, d: ast.OpDecl) -> ir.Op:
@@ -299,7 +314,12 @@ class OpChecker:
         if self.result is not None and body_ok and not _always_exits(body):
             raise self.c.fail("missing-return", d.name_span,
                               f"operation `{d.name}` returns {self.result} but can end without `return`")
-        return ir.Op(d.name, tuple(params), dom, self.result, tuple(body), d.span)
+        op = ir.Op(d.name, tuple(params), dom, self.result, tuple(body), d.span)
+        if self.upper is not None:
+            return replace(op, implements=refines.implements(self.c, d, op, self.upper, self.fields))
+        if d.implements is not None:
+            raise self.c.fail("refinement", d.implements.span, "`implements` needs `refines Upper`")
+        return op
 
     def ctx(self, scope: dict[str, tuple[str, Type]]) -> Context:
         return Context(self.c.globals, self.fields, dict(scope), in_body=True, what="an operation")
@@ -347,6 +367,8 @@ class OpChecker:
             return ir.Return(exprs.check(s.value, self.ctx(scope), self.result), s.span)
         if isinstance(s, ast.Halt):
             return ir.Halt(s.span)
+        if isinstance(s, ast.Bind):
+            return refines.bind(self.c, s, self.ctx(scope), self.upper is not None)
         raise AssertionError(f"unhandled statement {type(s).__name__}")
 
     def assign(self, s: ast.Assign, scope: dict[str, tuple[str, Type]]) -> ir.Assign:
@@ -388,7 +410,7 @@ def _always_exits(stmts: list[ir.Stmt] | tuple[ir.Stmt, ...]) -> bool:
     return False
 
 
-def check(module: ast.Module, source: str) -> ir.Module:
+def check(module: ast.Module, sources: dict[str, str]) -> ir.Module:
     """Resolve names and types; raise DiagnosticError listing every error found."""
-    return Checker(module, source).run()
+    return Checker(module, sources).run()
 

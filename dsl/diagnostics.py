@@ -18,6 +18,8 @@ class Severity(Enum):
 CODES: dict[str, str] = {
     "syntax": "the text does not follow the grammar",
     "io": "a source file cannot be read",
+    "import": "a circular import",
+    "refinement": "a malformed refinement: abstraction, operation mapping or oracle binding",
     "unknown-name": "a name that is not declared",
     "unknown-type": "a type name that is not declared",
     "duplicate": "a name declared twice in the same scope",

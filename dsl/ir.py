@@ -170,7 +170,18 @@ class Halt:
     span: Span
 
 
-Stmt = Union[Let, Assign, Check, If, Return, Halt]
+@dataclass(frozen=True, slots=True)
+class Bind:
+    """The read of oracle `oracle` for `principal` (None: dom) that the refined layer makes
+    here stands for `value`; the counter advances as for a read."""
+
+    oracle: str
+    value: Expr
+    principal: Expr | None
+    span: Span
+
+
+Stmt = Union[Let, Assign, Check, If, Return, Halt, Bind]
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +202,16 @@ class Observation:
 
 
 @dataclass(frozen=True, slots=True)
+class Implements:
+    """The upper operation a lower one refines, with the upper arguments as expressions of the
+    lower arguments and pre-state."""
+
+    op: str
+    args: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class Op:
     name: str
     params: tuple[tuple[str, Type], ...]
@@ -198,6 +219,7 @@ class Op:
     result: Type | None
     body: tuple[Stmt, ...]
     span: Span
+    implements: Implements | None = None  # in a refining layer; None there: a stutter step
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +237,17 @@ class StateField:
 
 
 @dataclass(frozen=True, slots=True)
+class AbsDef:
+    """Part of the abstraction function: upper `field`, along `path` (a (binder, key type)
+    pair for each map level, a name for each record field), is `value` of the lower state."""
+
+    field: str
+    path: tuple[tuple[str, Type] | str, ...]
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class Layer:
     name: str
     fields: tuple[StateField, ...]
@@ -223,6 +256,12 @@ class Layer:
     observations: tuple[Observation, ...]
     ops: tuple[Op, ...]
     span: Span
+    refines: str | None = None
+    via: str | None = None
+    abstraction: tuple[AbsDef, ...] = ()
+
+    def op(self, name: str) -> Op | None:
+        return next((o for o in self.ops if o.name == name), None)
 
     def field_type(self, name: str) -> Type:
         for f in self.fields:
@@ -264,6 +303,12 @@ class Module:
         for p in self.principals:
             if p.name == name:
                 return p
+        raise KeyError(name)
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
         raise KeyError(name)
 
     def oracle(self, name: str) -> Oracle:

@@ -45,6 +45,10 @@ class _ToAst(Transformer[Token, Any]):
         return ast.Module(self.file, tuple(items))
 
     @v_args(meta=True)
+    def import_decl(self, meta: Meta, c: list[Any]) -> ast.Import:
+        return ast.Import(str(c[0])[1:-1], self._span(meta))
+
+    @v_args(meta=True)
     def const_decl(self, meta: Meta, c: list[Any]) -> ast.ConstDecl:
         return ast.ConstDecl(str(c[0]), c[1], c[2], self._span(meta))
 
@@ -111,6 +115,11 @@ class _ToAst(Transformer[Token, Any]):
     @v_args(meta=True)
     def layer_decl(self, meta: Meta, c: list[Any]) -> ast.LayerDecl:
         name, members = str(c[0]), c[1:]
+        refines = via = None
+        if members and isinstance(members[0], tuple) and members[0][0] == "refines":
+            _, refines, via = members[0]
+            members = members[1:]
+        abstraction: list[ast.AbsDef] = []
         state: list[ast.StateField] = []
         init: list[ast.Expr] = []
         invariants: list[ast.Invariant] = []
@@ -127,10 +136,31 @@ class _ToAst(Transformer[Token, Any]):
                 observes.append(m)
             elif isinstance(m, ast.OpDecl):
                 ops.append(m)
+            elif isinstance(m, tuple) and m[0] == "abstraction":
+                abstraction.extend(m[1])
             else:
                 raise AssertionError(f"unhandled layer member {m!r}")
         return ast.LayerDecl(name, tuple(state), tuple(init), tuple(invariants),
-                             tuple(observes), tuple(ops), self._span(meta))
+                             tuple(observes), tuple(ops), self._span(meta), refines, via,
+                             tuple(abstraction))
+
+    def refines(self, c: list[Any]) -> tuple[str, str, str | None]:
+        return ("refines", str(c[0]), str(c[1]) if len(c) > 1 else None)
+
+    def abstraction_block(self, c: list[Any]) -> tuple[str, list[ast.AbsDef]]:
+        return ("abstraction", c)
+
+    @v_args(meta=True)
+    def adef(self, meta: Meta, c: list[Any]) -> ast.AbsDef:
+        return ast.AbsDef(str(c[0]), tuple(c[1:-1]), c[-1], self._span(meta))
+
+    @v_args(meta=True)
+    def adef_index(self, meta: Meta, c: list[Any]) -> ast.AbsIndex:
+        return ast.AbsIndex(str(c[0]), c[1], self._span(meta))
+
+    @v_args(meta=True)
+    def adef_field(self, meta: Meta, c: list[Any]) -> ast.AbsField:
+        return ast.AbsField(str(c[0]), self._span(meta))
 
     def state_block(self, c: list[Any]) -> tuple[str, list[ast.StateField]]:
         return ("state", c)
@@ -183,11 +213,15 @@ class _ToAst(Transformer[Token, Any]):
 
     @v_args(meta=True)
     def op_decl(self, meta: Meta, c: list[Any]) -> ast.OpDecl:
-        name_tok, params, dom = c[0], c[1], c[2]
-        result = c[3][1] if len(c) == 5 else None
-        body = c[-1]
+        name_tok, params, dom, body = c[0], c[1], c[2], c[-1]
+        result = next((x[1] for x in c[3:-1] if isinstance(x, tuple) and x[0] == "result"), None)
+        impl = next((x for x in c[3:-1] if isinstance(x, ast.Implements)), None)
         return ast.OpDecl(str(name_tok), tuple(params), dom, result, tuple(body),
-                          self._span(meta), self._tok(name_tok))
+                          self._span(meta), self._tok(name_tok), impl)
+
+    @v_args(meta=True)
+    def implements(self, meta: Meta, c: list[Any]) -> ast.Implements:
+        return ast.Implements(str(c[0]), tuple(c[1]), self._span(meta))
 
     def params(self, c: list[Any]) -> list[ast.Param]:
         return list(c)
@@ -247,6 +281,11 @@ class _ToAst(Transformer[Token, Any]):
     @v_args(meta=True)
     def halt_stmt(self, meta: Meta, c: list[Any]) -> ast.Halt:
         return ast.Halt(self._span(meta))
+
+    @v_args(meta=True)
+    def bind_stmt(self, meta: Meta, c: list[Any]) -> ast.Bind:
+        principal = c[2] if len(c) > 2 else None
+        return ast.Bind(str(c[0]), c[1], principal, self._span(meta), self._tok(c[0]))
 
     # -- expressions
     def _quant(self, kind: str, meta: Meta, c: list[Any]) -> ast.Quant:

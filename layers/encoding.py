@@ -204,7 +204,7 @@ class Encoder:
         return const
 
     def select(self, m: MapVal, key: z3.ExprRef) -> Value:
-        return _map_leaves(m.type.value, m.inner, lambda leaf, t: z3.Select(leaf, key))
+        return map_leaves(m.type.value, m.inner, lambda leaf, t: z3.Select(leaf, key))
 
     def store(self, m: MapVal, key: z3.ExprRef, value: Value) -> MapVal:
         inner = _zip_leaves(m.inner, value, lambda arr, v: z3.Store(arr, key, v))
@@ -237,14 +237,14 @@ class Encoder:
         return a == b
 
 
-def _map_leaves(t: Type, v: Value, f: Callable[[z3.ExprRef, Type], z3.ExprRef]) -> Value:
+def map_leaves(t: Type, v: Value, f: Callable[[z3.ExprRef, Type], z3.ExprRef]) -> Value:
     """Apply f to every leaf of v, passing the scalar type of that leaf."""
     if isinstance(t, RecordType):
         assert isinstance(v, RecordVal)
-        return RecordVal({name: _map_leaves(ft, v.fields[name], f) for name, ft in t.fields})
+        return RecordVal({name: map_leaves(ft, v.fields[name], f) for name, ft in t.fields})
     if isinstance(t, MapType):
         assert isinstance(v, MapVal)
-        return MapVal(v.type, _map_leaves(t.value, v.inner, f))
+        return MapVal(v.type, map_leaves(t.value, v.inner, f))
     assert isinstance(v, z3.ExprRef)
     return f(v, t)
 

@@ -41,6 +41,18 @@ class OracleRead:
 
 
 @dataclass(frozen=True)
+class Binding:
+    """A `bind`: the refined layer's read of `oracle` at (principal, index) stands for value."""
+
+    oracle: str
+    principal: z3.ExprRef
+    index: z3.ExprRef
+    value: Value
+    guard: z3.BoolRef
+    span: Span
+
+
+@dataclass(frozen=True)
 class Exit:
     """A `return` (or a failed check's return) with its path condition."""
 
@@ -56,6 +68,7 @@ class Step:
     failed: z3.BoolRef  # some check with `else return` failed; the state is unchanged
     writes: list[Write] = field(default_factory=list)
     reads: list[OracleRead] = field(default_factory=list)
+    bindings: list[Binding] = field(default_factory=list)
     exits: list[Exit] = field(default_factory=list)
     locals: dict[str, tuple[Type, Value]] = field(default_factory=dict)
 
@@ -153,6 +166,12 @@ class Executor:
         if isinstance(s, ir.Halt):
             step.halted = z3.Or(step.halted, guard)
             return z3.BoolVal(False, enc.ctx)
+        if isinstance(s, ir.Bind):
+            value = lower(s.value, self.env())
+            principal = scalar(s.principal, self.env()) if s.principal is not None else self.dom
+            index, self.state = self.oracles.advance(self.state, s.oracle, principal, guard)
+            step.bindings.append(Binding(s.oracle, principal, index, value, guard, s.span))
+            return guard
         raise LoweringError(f"cannot execute {type(s).__name__} at {s.span}")
 
     def update(self, old: Value, path: list[z3.ExprRef | str], value: Value) -> Value:

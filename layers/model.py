@@ -35,7 +35,7 @@ class Component:
         found: set[str] = set()
         for e in (self.source.expr, self.source.where):
             if e is not None:
-                _collect_fields(e, found)
+                collect_fields(e, found)
         return found
 
 
@@ -53,10 +53,12 @@ class Labeled:
 
 
 class SymLayer:
-    def __init__(self, module: ir.Module, layer: ir.Layer, ctx: z3.Context) -> None:
+    def __init__(self, module: ir.Module, layer: ir.Layer, ctx: z3.Context,
+                 enc: Encoder | None = None) -> None:
+        """Layers of one obligation share `enc`, so fresh names never collide."""
         self.module = module
         self.layer = layer
-        self.enc = Encoder(module, ctx)
+        self.enc = enc or Encoder(module, ctx)
         self.oracles = Oracles(module, self.enc)
         self.fields: tuple[ir.StateField, ...] = layer.fields + counter_fields(module)
 
@@ -81,6 +83,10 @@ class SymLayer:
     def init(self, s: State) -> z3.BoolRef:
         return z3.And([pred(e, self.env(s)) for e in self.layer.init] + [self.true()])
 
+    def init_goals(self, s: State) -> list[Labeled]:
+        """`init` as goals, outer foralls replaced by witnesses."""
+        return self._goals([(f"init of {self.layer.name}", e) for e in self.layer.init], s)
+
     def invariants(self, s: State) -> list[Labeled]:
         return [Labeled(f"invariant {inv.name}", pred(inv.pred, self.env(s)), inv.span)
                 for inv in self.layer.invariants]
@@ -90,14 +96,16 @@ class SymLayer:
 
     def invariant_goals(self, s: State) -> list[Labeled]:
         """The invariants as goals, outer foralls replaced by witnesses."""
+        return self._goals([(f"invariant {inv.name}", inv.pred) for inv in self.layer.invariants], s)
+
+    def _goals(self, preds: list[tuple[str, ir.Expr]], s: State) -> list[Labeled]:
         goals = []
-        for inv in self.layer.invariants:
+        for label, e in preds:
             witnesses: dict[str, tuple[Type, z3.ExprRef]] = {}
-            term = goal_pred(inv.pred, self.env(s), witnesses)
+            term = goal_pred(e, self.env(s), witnesses)
             mentioned: set[str] = set()
-            _collect_fields(inv.pred, mentioned)
-            goals.append(Labeled(f"invariant {inv.name}", term, inv.span, witnesses=witnesses,
-                                 fields=mentioned))
+            collect_fields(e, mentioned)
+            goals.append(Labeled(label, term, e.span, witnesses=witnesses, fields=mentioned))
         return goals
 
     # -- operations
@@ -193,27 +201,27 @@ class SymLayer:
 def op_fields(op: ir.Op) -> set[str]:
     """State fields an operation mentions anywhere (dom, conditions, assignments, results)."""
     found: set[str] = set()
-    _collect_fields(op.dom, found)
+    collect_fields(op.dom, found)
     stack: list[ir.Stmt] = list(op.body)
     while stack:
         s = stack.pop()
         if isinstance(s, ir.Assign):
             found.add(s.field)
             for e in [s.value, *(p for p in s.path if not isinstance(p, str))]:
-                _collect_fields(e, found)
+                collect_fields(e, found)
         elif isinstance(s, ir.If):
-            _collect_fields(s.cond, found)
+            collect_fields(s.cond, found)
             stack.extend(s.then + s.other)
         elif isinstance(s, ir.Check):
-            _collect_fields(s.cond, found)
+            collect_fields(s.cond, found)
             if s.on_fail is not None:
-                _collect_fields(s.on_fail, found)
+                collect_fields(s.on_fail, found)
         elif isinstance(s, (ir.Let, ir.Return)):
-            _collect_fields(s.value, found)
+            collect_fields(s.value, found)
     return found
 
 
-def _collect_fields(e: ir.Expr, found: set[str]) -> None:
+def collect_fields(e: ir.Expr, found: set[str]) -> None:
     """State fields an expression mentions (for choosing what a counterexample shows)."""
     stack: list[object] = [e]
     while stack:

@@ -44,17 +44,21 @@ class Oracles:
         fn = z3.Function(name, enc.sort(PRINCIPAL), enc.sort(COUNTER), enc.sort(t))
         return enc.normalise(t, fn(principal, index))
 
-    def read(self, state: dict[str, Value], oracle: str, principal: z3.ExprRef,
-             guard: z3.BoolRef) -> tuple[Value, z3.ExprRef, dict[str, Value]]:
-        """Read `oracle` for `principal`: (value, index read, state with the counter advanced
-        where `guard` holds)."""
+    def advance(self, state: dict[str, Value], oracle: str, principal: z3.ExprRef,
+                guard: z3.BoolRef) -> tuple[z3.ExprRef, dict[str, Value]]:
+        """(the index `principal` reads next, the state with its counter advanced where `guard`)."""
         name = counter_field(oracle)
         counters = state[name]
         assert isinstance(counters, MapVal)
         index = self.enc.select(counters, principal)
         assert isinstance(index, z3.ExprRef)
-        value = self.value(oracle, principal, index)
         bumped = self.enc.store(counters, principal, index + 1)
         new_state = dict(state)
         new_state[name] = self.enc.ite(guard, bumped, counters)
-        return value, index, new_state
+        return index, new_state
+
+    def read(self, state: dict[str, Value], oracle: str, principal: z3.ExprRef,
+             guard: z3.BoolRef) -> tuple[Value, z3.ExprRef, dict[str, Value]]:
+        """Read `oracle` for `principal`: (value, index read, state with the counter advanced)."""
+        index, new_state = self.advance(state, oracle, principal, guard)
+        return self.value(oracle, principal, index), index, new_state

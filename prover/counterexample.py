@@ -14,9 +14,9 @@ import z3
 from microverify.dsl.spans import Span
 from microverify.dsl.types import BoolType, BVType, EnumType, MapType, PrincipalType, RecordType, Type
 from microverify.layers.encoding import MapVal, RecordVal, Value
-from microverify.layers.model import Labeled, State, op_fields
+from microverify.layers.model import Labeled, State, SymLayer, collect_fields, op_fields
 from microverify.oracles.oracles import counter_field
-from microverify.prover.formula import Formula
+from microverify.prover.formula import Formula, Table
 from microverify.prover.obligations import Kind, Obligation
 
 _MAX_KEYS_PER_MAP = 6
@@ -39,10 +39,9 @@ class Counterexample:
     operation: str | None  # "donate(v = 1, p = 0x03)"
     observer: str | None  # "VM(2)"
     doms: tuple[str, ...]  # per run
-    results: tuple[str, ...]  # per run, "" when the operation has no result
+    results: tuple[tuple[str, str], ...]  # (run, result) when the operation has a result
     oracle_reads: tuple[str, ...]
-    columns: tuple[str, ...]
-    rows: tuple[Row, ...]
+    tables: tuple[tuple[str, tuple[str, ...], tuple[Row, ...]], ...]  # (title, columns, rows)
     failing: tuple[str, ...]
     responsible: tuple[Span, ...]
 
@@ -135,8 +134,8 @@ class _Explainer:
                 v = self.L.enc.select(v, self.literal(key_type, key))
         return v
 
-    def rows(self, fields: list[str], states: list[State]) -> list[Row]:
-        types = {f.name: f.type for f in self.L.fields}
+    def rows(self, layer: SymLayer, fields: list[str], states: list[State]) -> list[Row]:
+        types = {f.name: f.type for f in layer.fields}
         rows: list[Row] = []
         for name in fields:
             shown = name if not name.startswith("#") else f"counter({name[1:]})"
@@ -189,14 +188,22 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
                 otype = L.module.oracle(rd.oracle).type
                 reads.append(f"{rd.oracle}({x.fmt(PrincipalType(), x.num(rd.principal))}, "
                              f"#{x.num(rd.index)}) = {x.show(otype, rd.value)}   [run {r.name}]")
+        for b in r.step.bindings:
+            if x.holds(b.guard):
+                otype = L.module.oracle(b.oracle).type
+                reads.append(f"{b.oracle}({x.fmt(PrincipalType(), x.num(b.principal))}, "
+                             f"#{x.num(b.index)}) bound to {x.show(otype, b.value)}   [run {r.name}]")
     # Fields that matter.
     relevant: set[str] = set().union(*(g.fields for g in failing)) if failing else set()
+    if op is not None and any(not g.fields for g in failing):  # a result, halting or dom
+        relevant |= op_fields(op)
     for g in failing:
+        blame = g.fields | _abstraction_sources(L, g.fields)
         for r in runs:
-            if r.step is None:
+            if r.step is None or r.upper:
                 continue
             for w in r.step.writes:
-                if w.field in g.fields and x.holds(w.guard) and w.span not in responsible:
+                if w.field in blame and x.holds(w.guard) and w.span not in responsible:
                     responsible.append(w.span)
             for rd in r.step.reads:  # a read advances its principal's counter
                 if counter_field(rd.oracle) in g.fields and x.holds(rd.guard) and rd.span not in responsible:
@@ -211,14 +218,15 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
         else:
             responsible.append(op.dom.span)
     relevant |= written
-    order = [f.name for f in L.fields if f.name in relevant]
-    # Columns.
-    states: list[State] = [r.pre for r in runs]
-    columns = [r.name for r in runs]
-    for r in runs:
-        if r.step is not None:
-            states.append(r.step.post)
-            columns.append(f"step({r.name})")
+    own = [r for r in runs if not r.upper]
+    tables = formula.tables or [Table("", L, [r.name for r in own] + [f"step({r.name})" for r in own if r.step],
+                                      [r.pre for r in own] + [r.step.post for r in own if r.step])]
+    lower_sources = _abstraction_sources(L, relevant)
+    shown = []
+    for table in tables:
+        wanted = relevant | (lower_sources if table.layer.layer is L.layer else set())
+        order = [f.name for f in table.layer.fields if f.name in wanted]
+        shown.append((table.title, tuple(table.columns), tuple(x.rows(table.layer, order, table.states))))
     operation = None
     if op is not None:
         args = ", ".join(f"{n} = {x.show(t, formula.args[n])}" for n, t in op.params)
@@ -227,12 +235,20 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
     if formula.observer is not None:
         principal, param = formula.observer
         observer = principal.name if param is None else f"{principal.name}({x.fmt(principal.param_type, x.num(param))})"  # type: ignore[arg-type]
-    doms = tuple(x.fmt(PrincipalType(), x.num(r.dom)) for r in runs if r.dom is not None)
-    results = tuple(x.show(op.result, r.step.result) if op is not None and op.result is not None
-                    and r.step is not None and r.step.result is not None else "" for r in runs)
-    return Counterexample(operation, observer, doms, results, tuple(reads), tuple(columns),
-                          tuple(x.rows(order, states)), tuple(_describe(x, g) for g in failing),
-                          tuple(responsible))
+    doms = tuple(x.fmt(PrincipalType(), x.num(r.dom)) for r in runs if r.dom is not None and not r.upper)
+    results = tuple((r.name, x.show(op.result, r.step.result)) for r in runs if op is not None
+                    and op.result is not None and r.step is not None and r.step.result is not None)
+    return Counterexample(operation, observer, doms, results, tuple(reads), tuple(shown),
+                          tuple(_describe(x, g) for g in failing), tuple(responsible))
+
+
+def _abstraction_sources(L: SymLayer, upper_fields: set[str]) -> set[str]:
+    """The lower fields the abstraction of these upper fields reads."""
+    found: set[str] = set()
+    for d in L.layer.abstraction:
+        if d.field in upper_fields:
+            collect_fields(d.value, found)
+    return found
 
 
 def _describe(x: _Explainer, g: Labeled) -> str:

@@ -10,7 +10,17 @@ from microverify.prover.solve import Options, Result, solve
 
 
 def obligations(modules: Iterable[ir.Module]) -> list[tuple[ir.Module, Obligation]]:
-    return [(m, ob) for m in modules for ob in generate(m)]
+    """Every obligation once, though a file imported by several others is in each of them."""
+    seen: set[object] = set()
+    out = []
+    for m in modules:
+        context = (m.principals, m.flows, m.oracles)
+        for ob in generate(m):
+            key = (ob, context)
+            if key not in seen:
+                seen.add(key)
+                out.append((m, ob))
+    return out
 
 
 def prove_modules(modules: Iterable[ir.Module], options: Options,

@@ -16,10 +16,21 @@ from microverify.layers.encoding import Value
 class Run:
     """One run of the operation from a pre-state (step is None for state-only obligations)."""
 
-    name: str  # "s" or "t"
+    name: str  # "s" or "t"; for the refined layer's step, "α(s)"
     pre: State
     step: Step | None = None
     dom: z3.ExprRef | None = None
+    upper: bool = False  # a step of the refined (upper) layer, shown for comparison
+
+
+@dataclass
+class Table:
+    """States of one layer shown side by side in a counterexample."""
+
+    title: str
+    layer: SymLayer
+    columns: list[str]
+    states: list[State]
 
 
 @dataclass
@@ -38,6 +49,7 @@ class Formula:
     runs: list[Run] = field(default_factory=list)
     observer: tuple[ir.Principal, z3.ExprRef | None] | None = None
     explain_unsat: str = ""  # said when a `sat` obligation has no model
+    tables: list[Table] = field(default_factory=list)  # default: the runs, before and after
 
     @property
     def ctx(self) -> z3.Context:

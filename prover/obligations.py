@@ -22,6 +22,13 @@ class Kind(Enum):
     LR = "LR"
     DC = "DC"
     DR = "DR"
+    R_INIT = "R-INIT"
+    R_INV = "R-INV"
+    R_STEP = "R-STEP"
+    R_ORACLE = "R-ORACLE"
+    R_DOM = "R-DOM"
+    R_OBS = "R-OBS"
+    R_STUTTER = "R-STUTTER"
 
 
 KIND_NAMES = {
@@ -33,13 +40,20 @@ KIND_NAMES = {
     Kind.LR: "local respect",
     Kind.DC: "domain consistency",
     Kind.DR: "domain respect",
+    Kind.R_INIT: "refinement of the initial states",
+    Kind.R_INV: "refinement of the invariant",
+    Kind.R_STEP: "refinement of a step",
+    Kind.R_ORACLE: "oracle counters advance alike",
+    Kind.R_DOM: "refinement of dom",
+    Kind.R_OBS: "the abstraction hides nothing an observer sees",
+    Kind.R_STUTTER: "a lower-only step changes nothing abstract",
 }
 
 
 @dataclass(frozen=True, slots=True)
 class Obligation:
     kind: Kind
-    file: str
+    file: str  # where the layer is declared
     layer: str
     op: str | None
     observer: str | None  # a principal family name
@@ -56,16 +70,20 @@ class Obligation:
 
 
 def generate(module: ir.Module) -> list[Obligation]:
+    """Invariants for every layer; unwinding for top layers; refinement for the others."""
     out: list[Obligation] = []
     for layer in module.layers:
         out.extend(layer_obligations(module, layer))
-        out.extend(unwinding_obligations(module, layer))
+        if layer.refines is None:
+            out.extend(unwinding_obligations(module, layer))
+        else:
+            out.extend(refinement_obligations(module, layer))
     return out
 
 
 def layer_obligations(module: ir.Module, layer: ir.Layer) -> list[Obligation]:
     """INIT, VAC of the invariant, and per operation VAC and INV."""
-    f = module.file
+    f = layer.span.file
     out = [Obligation(Kind.VAC, f, layer.name, None, None, layer.span),
            Obligation(Kind.INIT, f, layer.name, None, None, layer.span)]
     for op in layer.ops:
@@ -76,7 +94,7 @@ def layer_obligations(module: ir.Module, layer: ir.Layer) -> list[Obligation]:
 
 def unwinding_obligations(module: ir.Module, layer: ir.Layer) -> list[Obligation]:
     """OC and DC per operation; WSC, LR and DR per operation and observer family."""
-    f = module.file
+    f = layer.span.file
     out = []
     for op in layer.ops:
         out.append(Obligation(Kind.OC, f, layer.name, op.name, None, op.span))
@@ -84,4 +102,18 @@ def unwinding_obligations(module: ir.Module, layer: ir.Layer) -> list[Obligation
         for p in module.principals:
             for kind in (Kind.WSC, Kind.LR, Kind.DR):
                 out.append(Obligation(kind, f, layer.name, op.name, p.name, op.span))
+    return out
+
+
+def refinement_obligations(module: ir.Module, layer: ir.Layer) -> list[Obligation]:
+    """DESIGN §4: R-INIT, R-INV; per mapped operation R-STEP, R-ORACLE, R-DOM; per stutter
+    operation R-STUTTER and output consistency at this layer; per observer family R-OBS."""
+    f = layer.span.file
+    out = [Obligation(Kind.R_INIT, f, layer.name, None, None, layer.span),
+           Obligation(Kind.R_INV, f, layer.name, None, None, layer.span)]
+    for op in layer.ops:
+        kinds = (Kind.R_STEP, Kind.R_ORACLE, Kind.R_DOM) if op.implements else (Kind.R_STUTTER, Kind.OC)
+        out.extend(Obligation(k, f, layer.name, op.name, None, op.span) for k in kinds)
+    for p in module.principals:
+        out.append(Obligation(Kind.R_OBS, f, layer.name, None, p.name, layer.span))
     return out

@@ -41,8 +41,8 @@ def render_counterexample(r: Result, sources: dict[str, str]) -> str:
         doms = cex.doms[0] if len(set(cex.doms)) == 1 else " / ".join(
             f"{d} (run {run})" for d, run in zip(cex.doms, ("s", "t")))
         out.append(f"  operation:    {cex.operation}   by {doms}")
-    if any(cex.results):
-        out.append("  results:      " + "  |  ".join(f"{c}: {v}" for c, v in zip(("s", "t"), cex.results) if v))
+    if cex.results:
+        out.append("  results:      " + "  |  ".join(f"{run}: {v}" for run, v in cex.results))
     for read in cex.oracle_reads:
         out.append(f"  oracle:       {read}")
     out.extend(_table(cex))
@@ -52,17 +52,21 @@ def render_counterexample(r: Result, sources: dict[str, str]) -> str:
 
 
 def _table(cex: Counterexample) -> list[str]:
-    if not cex.rows:
-        return []
-    width = max(len(row.name) for row in cex.rows)
-    cols = [max([len(c)] + [len(row.values[i]) for row in cex.rows]) for i, c in enumerate(cex.columns)]
-    head = "  " + " " * (width + 2) + "  ".join(c.ljust(w) for c, w in zip(cex.columns, cols))
-    lines = [head.rstrip()]
-    for row in cex.rows:
-        mark = "*" if row.varies else " "
-        cells = "  ".join(v.ljust(w) for v, w in zip(row.values, cols))
-        lines.append(f"  {mark} {row.name.ljust(width)} {cells}".rstrip())
-    if len(cex.columns) > 1:
+    lines: list[str] = []
+    for title, columns, rows in cex.tables:
+        if not rows:
+            continue
+        if title:
+            lines.append(f"  {title}:")
+        width = max(len(row.name) for row in rows)
+        cols = [max([len(c)] + [len(row.values[i]) for row in rows]) for i, c in enumerate(columns)]
+        head = "  " + " " * (width + 2) + "  ".join(c.ljust(w) for c, w in zip(columns, cols))
+        lines.append(head.rstrip())
+        for row in rows:
+            mark = "*" if row.varies else " "
+            cells = "  ".join(v.ljust(w) for v, w in zip(row.values, cols))
+            lines.append(f"  {mark} {row.name.ljust(width)} {cells}".rstrip())
+    if any(len(columns) > 1 and rows for _, columns, rows in cex.tables):
         lines.append("  (* marks an entry that is not the same in every column)")
     return lines
 
@@ -85,28 +89,59 @@ def _may_halt(stmts: tuple[ir.Stmt, ...]) -> bool:
     return False
 
 
+def stacks(module: ir.Module) -> list[list[ir.Layer]]:
+    """Every chain from a bottom layer (refined by none) up to its top layer (refines none)."""
+    refined = {layer.refines for layer in module.layers if layer.refines is not None}
+    chains = []
+    for bottom in module.layers:
+        if bottom.name in refined:
+            continue
+        chain = [bottom]
+        while chain[-1].refines is not None:
+            chain.append(module.layer(chain[-1].refines))
+        chains.append(chain)
+    return chains
+
+
 def theorems(modules: list[ir.Module], results: list[Result]) -> list[str]:
-    """What follows for each layer: the noninterference theorem, or why it does not follow."""
+    """For each stack, the theorem that follows for its bottom layer, or what is missing."""
     out = []
+    done: set[tuple[str, ...]] = set()
+    refined = {(m.layer(layer.refines).span.file, layer.refines)
+               for m in modules for layer in m.layers if layer.refines is not None}
     for module in modules:
-        for layer in module.layers:
-            mine = [r for r in results if r.obligation.file == module.file and r.obligation.layer == layer.name]
-            missing = [r.obligation.id for r in mine if r.status is not Status.PROVED]
-            if missing:
-                out.append(f"no theorem for layer {layer.name} ({module.file}): "
-                           f"{len(missing)} obligation(s) not proved: " + ", ".join(missing[:8])
-                           + (" ..." if len(missing) > 8 else ""))
+        for chain in stacks(module):
+            if (chain[0].span.file, chain[0].name) in refined:
+                continue  # part of a longer stack loaded in this run
+            key = tuple(f"{layer.span.file}:{layer.name}" for layer in chain)
+            if key in done:
                 continue
-            observers = ", ".join(p.name + (f"({p.param})" if p.param else "") for p in module.principals)
-            policy = "isolation" if not module.flows else "{" + ", ".join(f"{a} -> {b}" for a, b in module.flows) + "}"
-            halting = [op.name for op in layer.ops if _may_halt(op.body)]
-            out.append(
-                f"theorem: layer {layer.name} ({module.file}) is noninterfering for observers {observers} "
-                f"under policy {policy}: from any two states that satisfy `init` and that "
-                + ("the observer cannot tell apart" if not module.flows else
-                   "agree for the observer and every principal that can flow to it (transitively)")
-                + ", every sequence of operations gives the observer "
-                "the same outputs and the same view in both runs (termination-insensitive; operations "
-                "that may halt: " + (", ".join(halting) or "none") + f"). It rests on {len(mine)} "
-                "proved obligations: INIT, INV, VAC, OC, WSC, LR, DC, DR.")
+            done.add(key)
+            names = {(layer.span.file, layer.name) for layer in chain}
+            mine = [r for r in results if (r.obligation.file, r.obligation.layer) in names]
+            out.append(_theorem(module, chain, mine))
     return out
+
+
+def _theorem(module: ir.Module, chain: list[ir.Layer], mine: list[Result]) -> str:
+    bottom, top = chain[0], chain[-1]
+    via = " ⊑ ".join(layer.name for layer in chain)
+    missing = [r.obligation.id for r in mine if r.status is not Status.PROVED]
+    if missing or not mine:
+        return (f"no theorem for {bottom.name} (via {via}): it does not follow, since "
+                f"{len(missing)} obligation(s) are not proved: " + ", ".join(missing[:8])
+                + (" ..." if len(missing) > 8 else ""))
+    observers = ", ".join(p.name + (f"({p.param})" if p.param else "") for p in module.principals)
+    policy = "isolation" if not module.flows else "{" + ", ".join(f"{a} -> {b}" for a, b in module.flows) + "}"
+    halting = sorted({op.name for layer in chain for op in layer.ops if _may_halt(op.body)})
+    kinds = sorted({r.obligation.kind.value for r in mine})
+    whom = "the observer" + (" and every principal that can flow to it" if module.flows else "")
+    start = (f"from states satisfying `init` that agree for {whom}" if len(chain) == 1 else
+             f"from states satisfying `init` whose abstractions in {top.name} agree for {whom}")
+    text = (f"theorem: {bottom.name} is noninterfering for observers {observers} under policy "
+            f"{policy}, via {via}: any two runs of {bottom.name} {start}, doing the same operations "
+            "and receiving the same values at every oracle read, give the observer the same outputs "
+            "and end in states it cannot tell apart (termination-insensitive; operations that may "
+            f"halt: {', '.join(halting) or 'none'}). It rests on {len(mine)} proved obligations of "
+            f"kinds {', '.join(kinds)}.")
+    return text

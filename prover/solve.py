@@ -13,7 +13,7 @@ import z3
 
 from microverify.dsl import ir
 from microverify.layers.model import Labeled, SymLayer
-from microverify.prover import invariants, unwinding
+from microverify.prover import invariants, refinement, unwinding
 from microverify.prover.counterexample import Counterexample, explain
 from microverify.prover.formula import Formula
 from microverify.prover.obligations import Kind, Obligation
@@ -54,9 +54,24 @@ def formulate(module: ir.Module, ob: Obligation, ctx: z3.Context) -> Formula:
         return invariants.initial(L)
     if k is Kind.VAC:
         return invariants.operation_succeeds(L, op) if op else invariants.invariant_satisfiable(L)
+    if k is Kind.R_INIT:
+        return refinement.refined_init(L)
+    if k is Kind.R_INV:
+        return refinement.refined_invariant(L)
+    if k is Kind.R_OBS:
+        assert u is not None, f"{ob.id} needs an observer"
+        return refinement.refined_observation(L, u)
     assert op is not None, f"{ob.id} needs an operation"
     if k is Kind.INV:
         return invariants.inductive(L, op)
+    if k is Kind.R_STEP:
+        return refinement.refined_step(L, op)
+    if k is Kind.R_ORACLE:
+        return refinement.refined_oracles(L, op)
+    if k is Kind.R_DOM:
+        return refinement.refined_dom(L, op)
+    if k is Kind.R_STUTTER:
+        return refinement.stutter(L, op)
     if k is Kind.OC:
         return unwinding.output_consistency(L, op)
     if k is Kind.DC:

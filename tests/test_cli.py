@@ -132,3 +132,36 @@ def test_quiet_prints_only_what_is_not_proved() -> None:
     r = prove("-q", str(CASES / "kinds" / "inv_only.mv"))
     lines = [ln for ln in r.stdout.splitlines() if ln[:8].strip() in {"PROVED", "FAILED"}]
     assert [ln.split()[0] for ln in lines] == ["FAILED"]
+
+
+def test_a_stack_gets_one_transfer_theorem_for_its_bottom_layer() -> None:
+    r = prove("-q", str(CASES / "stacks"), str(CASES / "kinds" / "lr_only.mv"))
+    assert r.returncode == 1
+    lines = r.stdout.splitlines()
+    theorems = [ln for ln in lines if ln.startswith(("theorem:", "no theorem"))]
+    assert len(theorems) == 2
+    assert theorems[0].startswith("theorem: Cached is noninterfering for observers KServ, VM(v) under policy "
+                                  "{KServ -> VM}, via Cached ⊑ Machine ⊑ Spec: any two runs of Cached from "
+                                  "states satisfying `init` whose abstractions in Spec agree")
+    assert "R-OBS" in theorems[0] and "R-STEP" in theorems[0] and "WSC" in theorems[0]
+    assert theorems[1] == ("no theorem for L (via L): it does not follow, since 1 obligation(s) are not "
+                           "proved: L/LR/wipe/VM")
+    # spec.mv and machine.mv are imported by cached.mv too: their obligations are counted once
+    assert lines[-1] == "138 of 139 obligations proved, 1 failed"
+
+
+def test_a_broken_stack_says_which_obligations_are_missing() -> None:
+    r = prove("-q", str(CASES / "leak" / "stack_tlb_no_flush.mv"))
+    assert r.returncode == 1
+    assert ("no theorem for Cached (via Cached ⊑ Machine ⊑ Spec): it does not follow, since 1 "
+            "obligation(s) are not proved: Cached/INV/reclaim") in r.stdout
+
+
+def test_refinement_counterexample_shows_lower_state_alpha_and_both_steps() -> None:
+    r = prove("-q", str(CASES / "leak" / "stack_rstep_no_owner_check.mv"))
+    out = r.stdout
+    assert "error: R-STEP (refinement of a step) fails for `vm_write`" in out
+    assert "why:          α(step_L(s)) and step_U(α(s)) differ in `mem`" in out
+    assert "  lower:\n" in out and "  upper:\n" in out
+    assert "α(s)  step_U(α(s))  α(step_L(s))" in out
+    assert "responsible statement: frame[p].data := x" in out

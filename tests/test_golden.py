@@ -11,7 +11,7 @@ from conftest import cases, expectation, ids, load, not_proved, prove_path, rewr
 from microverify.dsl.diagnostics import DiagnosticError
 from microverify.prover.solve import Status
 
-OK = cases("ok") + sorted((Path(__file__).parent.parent / "proofs").rglob("*.mv"))
+OK = cases("ok") + cases("stacks") + sorted((Path(__file__).parent.parent / "proofs").rglob("*.mv"))
 LEAK = cases("leak")
 KINDS = cases("kinds")
 BAD = cases("bad")

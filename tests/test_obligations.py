@@ -38,9 +38,28 @@ def test_generator_is_the_full_product_independent_of_the_family_size(width: int
     assert sorted(ob.observer or "" for ob in wsc) == ["KServ", "Sched", "VM"]
 
 
+REFINED = MODEL.format(w=2) + """
+layer C refines B {{
+  state {{ z : bool; t : bool }}
+  abstraction {{ y = z }}
+  op k() by KServ {{ }}
+  op tick() by KServ {{ t := !t }}
+}}
+""".replace("{{", "{").replace("}}", "}")
+
+
 def test_every_kind_is_generated() -> None:
-    obs = generate(load_text(MODEL.format(w=2), "t.mv"))
+    obs = generate(load_text(REFINED, "t.mv"))
     assert {ob.kind for ob in obs} == set(Kind)
+
+
+def test_unwinding_only_at_the_top_and_refinement_per_mapped_or_stutter_op() -> None:
+    obs = generate(load_text(REFINED, "t.mv"))
+    c = {ob.id for ob in obs if ob.layer == "C"}
+    assert c == {"C/VAC", "C/INIT", "C/VAC/k", "C/INV/k", "C/VAC/tick", "C/INV/tick",
+                 "C/R-INIT", "C/R-INV", "C/R-STEP/k", "C/R-ORACLE/k", "C/R-DOM/k",
+                 "C/R-STUTTER/tick", "C/OC/tick", "C/R-OBS/KServ", "C/R-OBS/VM", "C/R-OBS/Sched"}
+    assert any(ob.id == "B/WSC/k/VM" for ob in obs)
 
 
 def test_ids_name_layer_kind_op_and_observer() -> None:

@@ -1,0 +1,172 @@
+"""Security-preserving refinement, DESIGN §4: one function per obligation.
+
+The lower layer L refines the upper layer U through α (the layer's `abstraction`); both are
+lowered into one context with a shared encoder, so the oracle functions are the same symbols.
+"""
+
+from __future__ import annotations
+
+import z3
+
+from microverify.dsl import ir
+from microverify.dsl.types import Type
+from microverify.layers.abstraction import abstract
+from microverify.layers.encoding import Value
+from microverify.layers.execute import Step
+from microverify.layers.lower import scalar
+from microverify.layers.model import Labeled, State, SymLayer
+from microverify.prover.formula import Formula, Run, Table
+
+
+def upper_of(L: SymLayer) -> SymLayer:
+    assert L.layer.refines is not None
+    return SymLayer(L.module, L.module.layer(L.layer.refines), L.ctx, L.enc)
+
+
+def alpha(L: SymLayer, U: SymLayer, s: State) -> State:
+    return abstract(L.enc, L.layer, U.layer, s)
+
+
+def _field_goals(U: SymLayer, a: State, b: State, fields: list[ir.StateField], what: str) -> list[Labeled]:
+    """a.f = b.f for each field, maps compared at a witness key (named in a counterexample)."""
+    goals = []
+    for f in fields:
+        witnesses: dict[str, tuple[Type, z3.ExprRef]] = {}
+
+        def witness(key_type: Type, name: str = f.name,
+                    found: dict[str, tuple[Type, z3.ExprRef]] = witnesses) -> z3.ExprRef:
+            c = z3.Const(U.enc.unique(f"w_{name}"), U.enc.sort(key_type))
+            found[f"key#{len(found)}"] = (key_type, c)
+            return c
+
+        same = U.enc.equal(f.type, a[f.name], b[f.name], witness)
+        goals.append(Labeled(f"`{f.name}`", same, f.span, witnesses=witnesses, fields={f.name},
+                             failure=f"{what} `{f.name}`"))
+    return goals
+
+
+def _user_fields(U: SymLayer) -> list[ir.StateField]:
+    return list(U.layer.fields)
+
+
+def _counter_fields(U: SymLayer) -> list[ir.StateField]:
+    return [f for f in U.fields if f.name not in {x.name for x in U.layer.fields}]
+
+
+def refined_init(L: SymLayer) -> Formula:
+    # init_L(s) ⇒ init_U(α(s))
+    U = upper_of(L)
+    s = L.fresh_state("s")
+    a = alpha(L, U, s)
+    return Formula("valid", L, [Labeled("init_L(s)", L.init(s))], U.init_goals(a), runs=[Run("s", s)],
+                   tables=[Table("lower", L, ["s"], [s]), Table("upper", U, ["α(s)"], [a])])
+
+
+def refined_invariant(L: SymLayer) -> Formula:
+    # I_L(s) ⇒ I_U(α(s))
+    U = upper_of(L)
+    s = L.fresh_state("s")
+    a = alpha(L, U, s)
+    return Formula("valid", L, [Labeled("I_L(s)", L.invariant(s))], U.invariant_goals(a), runs=[Run("s", s)],
+                   tables=[Table("lower", L, ["s"], [s]), Table("upper", U, ["α(s)"], [a])])
+
+
+class _Steps:
+    """One lower step and the upper step it must match, from α of the same state."""
+
+    def __init__(self, L: SymLayer, op: ir.Op) -> None:
+        assert op.implements is not None
+        self.U = upper_of(L)
+        self.op = op
+        self.s = L.fresh_state("s")
+        self.args = L.fresh_args(op)
+        upper_op = self.U.layer.op(op.implements.op)
+        assert upper_op is not None
+        self.upper_op: ir.Op = upper_op
+        env = L.env(self.s, self.args)
+        self.upper_args: dict[str, Value] = {
+            name: scalar(e, env) for (name, _), e in zip(self.upper_op.params, op.implements.args)}
+        self.a = alpha(L, self.U, self.s)
+        self.low: Step = L.step(op, self.s, self.args)
+        self.up: Step = self.U.step(self.upper_op, self.a, self.upper_args)
+        self.low_dom = L.dom(op, self.s, self.args)
+        self.up_dom = self.U.dom(self.upper_op, self.a, self.upper_args)
+        self.after = alpha(L, self.U, self.low.post)
+
+    def hypotheses(self, L: SymLayer) -> list[Labeled]:
+        # every `bind` fixes the oracle value the upper layer reads at that (principal, index)
+        binds = [z3.Implies(b.guard, L.enc.equal(L.module.oracle(b.oracle).type,
+                                                  L.oracles.value(b.oracle, b.principal, b.index), b.value))
+                 for b in self.low.bindings]
+        return [Labeled("I_L(s)", L.invariant(self.s)),
+                Labeled("the lower step does not halt", z3.Not(self.low.halted)),
+                Labeled("oracle bindings", z3.And(binds + [L.true()]))]
+
+    def formula(self, L: SymLayer, goals: list[Labeled]) -> Formula:
+        runs = [Run("s", self.s, self.low, self.low_dom), Run("α(s)", self.a, self.up, self.up_dom, upper=True)]
+        tables = [Table("lower", L, ["s", "step_L(s)"], [self.s, self.low.post]),
+                  Table("upper", self.U, ["α(s)", "step_U(α(s))", "α(step_L(s))"],
+                        [self.a, self.up.post, self.after])]
+        return Formula("valid", L, self.hypotheses(L), goals, self.op, self.args, runs, tables=tables)
+
+
+def refined_step(L: SymLayer, op: ir.Op) -> Formula:
+    # I_L(s) ∧ ¬halt_L(s) ⇒ ¬halt_U(α(s)) ∧ α(step_L(s)) = step_U(α(s)) ∧ out_L(s) = out_U(α(s))
+    st = _Steps(L, op)
+    goals = [Labeled(f"`{st.upper_op.name}` does not halt", z3.Not(st.up.halted), st.upper_op.span,
+                     failure=f"the upper `{st.upper_op.name}` halts where the lower `{op.name}` does not")]
+    goals += _field_goals(st.U, st.after, st.up.post, _user_fields(st.U),
+                          "α(step_L(s)) and step_U(α(s)) differ in")
+    if op.result is not None:
+        same = L.enc.equal(op.result, st.low.result, st.up.result)  # type: ignore[arg-type]
+        goals.append(Labeled("the result", same, op.span, failure="the results of the two steps differ"))
+    return st.formula(L, goals)
+
+
+def refined_oracles(L: SymLayer, op: ir.Op) -> Formula:
+    # I_L(s) ∧ ¬halt_L(s) ⇒ n_o(step_L(s)) = n_o(step_U(α(s))) for every oracle o
+    st = _Steps(L, op)
+    goals = _field_goals(st.U, st.after, st.up.post, _counter_fields(st.U),
+                         "the oracle counters advance differently:")
+    return st.formula(L, goals)
+
+
+def refined_dom(L: SymLayer, op: ir.Op) -> Formula:
+    # I_L(s) ⇒ dom_L(a, x, s) = dom_U(a', x', α(s))
+    st = _Steps(L, op)
+    goal = Labeled("dom", st.low_dom == st.up_dom, op.dom.span,
+                   failure=f"`{op.name}` and `{st.upper_op.name}` run for different principals")
+    f = st.formula(L, [goal])
+    f.hypotheses = [Labeled("I_L(s)", L.invariant(st.s))]
+    return f
+
+
+def refined_observation(L: SymLayer, u: ir.Principal) -> Formula:
+    # I_L(s) ∧ I_L(t) ∧ α(s) ~u^U α(t) ⇒ s ~u^L t
+    U = upper_of(L)
+    s, t = L.fresh_state("s"), L.fresh_state("t")
+    a_s, a_t = alpha(L, U, s), alpha(L, U, t)
+    _, param = L.observer(u)
+    agree = z3.And([x.term for x in U.equiv_family(u, param, a_s, a_t)] + [L.true()])
+    hyps = [Labeled("I_L(s)", L.invariant(s)), Labeled("I_L(t)", L.invariant(t)),
+            Labeled("α(s) ~u α(t)", agree)]
+    goals = L.equiv_family(u, param, s, t, goal=True)
+    tables = [Table("lower", L, ["s", "t"], [s, t]), Table("upper", U, ["α(s)", "α(t)"], [a_s, a_t])]
+    return Formula("valid", L, hyps, goals, runs=[Run("s", s), Run("t", t)], observer=(u, param),
+                   tables=tables)
+
+
+def stutter(L: SymLayer, op: ir.Op) -> Formula:
+    # I_L(s) ∧ ¬halt(s) ⇒ α(step(s)) = α(s)
+    U = upper_of(L)
+    s = L.fresh_state("s")
+    args = L.fresh_args(op)
+    step = L.step(op, s, args)
+    a, after = alpha(L, U, s), alpha(L, U, step.post)
+    hyps = [Labeled("I_L(s)", L.invariant(s)), Labeled("s does not halt", z3.Not(step.halted))]
+    goals = _field_goals(U, after, a, list(U.fields), "the lower-only step changes")
+    tables = [Table("lower", L, ["s", "step(s)"], [s, step.post]),
+              Table("upper", U, ["α(s)", "α(step(s))"], [a, after])]
+    return Formula("valid", L, hyps, goals, op, args, [Run("s", s, step, L.dom(op, s, args))],
+                   tables=tables)
+
