@@ -107,12 +107,13 @@ def unwinding_obligations(module: ir.Module, layer: ir.Layer) -> list[Obligation
 
 def refinement_obligations(module: ir.Module, layer: ir.Layer) -> list[Obligation]:
     """DESIGN §4: R-INIT, R-INV; per mapped operation R-STEP, R-ORACLE, R-DOM; per stutter
-    operation R-STUTTER and output consistency at this layer; per observer family R-OBS."""
+    operation R-STUTTER, and output and domain consistency at this layer (no upper operation
+    vouches for its output or for whom it runs: see docs/theory.md); per observer family R-OBS."""
     f = layer.span.file
     out = [Obligation(Kind.R_INIT, f, layer.name, None, None, layer.span),
            Obligation(Kind.R_INV, f, layer.name, None, None, layer.span)]
     for op in layer.ops:
-        kinds = (Kind.R_STEP, Kind.R_ORACLE, Kind.R_DOM) if op.implements else (Kind.R_STUTTER, Kind.OC)
+        kinds = (Kind.R_STEP, Kind.R_ORACLE, Kind.R_DOM) if op.implements else (Kind.R_STUTTER, Kind.OC, Kind.DC)
         out.extend(Obligation(k, f, layer.name, op.name, None, op.span) for k in kinds)
     for p in module.principals:
         out.append(Obligation(Kind.R_OBS, f, layer.name, None, p.name, layer.span))

@@ -8,11 +8,12 @@ Directives, as HTML comments right before a fenced block:
   <!-- console -->
         the next ```console block: `$ cmd` lines are run in the work dir; the output
         that follows each must match (timings normalised); with --update it is rewritten
-  <!-- shell: CMD -->  run CMD in the work dir (hidden setup step)
+  <!-- shell: CMD -->  run CMD in the work dir (hidden setup step); $REPO is the repository
 Usage: python tests/doccheck.py DOC.md WORKDIR [--update]   (tests/test_docs.py runs it)
 """
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -21,6 +22,7 @@ import sys
 from pathlib import Path
 
 PROVE = f"{shlex.quote(sys.executable)} -m microverify"
+ENV = {**os.environ, "REPO": str(Path(__file__).resolve().parent.parent)}
 
 PRELUDE = """type vmid = bv[2]
 type pfn  = bv[4]
@@ -56,7 +58,7 @@ def norm(text: str) -> str:
 def run_cmd(cmd: str, work: Path) -> tuple[str, int]:
     real = re.sub(r"^prove\b", PROVE, cmd)
     p = subprocess.run(real + " 2>&1; echo \"[exit $?]\"", shell=True, cwd=work,
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=ENV)
     out = p.stdout
     # drop the marker, keep it as a separate line the doc may show as `$ echo $?`
     m = re.search(r"\[exit (\d+)\]\n?$", out)
@@ -97,7 +99,7 @@ def main(argv: list[str]) -> int:
         if kind == "shell":
             out_text.append(text[pos: d.end()])
             pos = d.end()
-            subprocess.run(args, shell=True, cwd=work, check=True)
+            subprocess.run(args, shell=True, cwd=work, check=True, env=ENV)
             continue
         f = FENCE.search(text, d.end())
         assert f is not None and text[d.end(): f.start()].strip() == "", f"{doc}:{line}: no block after directive"

@@ -58,7 +58,7 @@ def test_unwinding_only_at_the_top_and_refinement_per_mapped_or_stutter_op() -> 
     c = {ob.id for ob in obs if ob.layer == "C"}
     assert c == {"C/VAC", "C/INIT", "C/VAC/k", "C/INV/k", "C/VAC/tick", "C/INV/tick",
                  "C/R-INIT", "C/R-INV", "C/R-STEP/k", "C/R-ORACLE/k", "C/R-DOM/k",
-                 "C/R-STUTTER/tick", "C/OC/tick", "C/R-OBS/KServ", "C/R-OBS/VM", "C/R-OBS/Sched"}
+                 "C/R-STUTTER/tick", "C/OC/tick", "C/DC/tick", "C/R-OBS/KServ", "C/R-OBS/VM", "C/R-OBS/Sched"}
     assert any(ob.id == "B/WSC/k/VM" for ob in obs)
 
 
