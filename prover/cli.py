@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
+import json
+import os
 import sys
 import tomllib
 import traceback
@@ -13,12 +17,20 @@ from microverify import __version__
 from microverify.dsl import ir
 from microverify.dsl.diagnostics import DiagnosticError, render
 from microverify.dsl.loader import discover, load_file
-from microverify.prover.driver import prove_modules
+from microverify.prover import formats
+from microverify.prover.cache import DEFAULT_DIR
+from microverify.prover.driver import Pair, obligations, prove_pairs
+from microverify.prover.progress import Progress
 from microverify.prover.report import render_counterexample, result_line, summary, theorems
 from microverify.prover.solve import Options, Result, Status
 
 EXIT_PROVED, EXIT_NOT_PROVED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 REPORT_URL = "the microverify issue tracker"
+FORMATS = ("text", "json", "junit", "sarif", "github")
+
+
+class BadInput(Exception):
+    """A usage problem found after option parsing: reported as `error: ...`, exit 2."""
 
 
 def configured_roots(start: Path) -> list[Path]:
@@ -36,50 +48,132 @@ def configured_roots(start: Path) -> list[Path]:
     return [start / "proofs"]
 
 
-def load_all(paths: list[Path], sources: dict[str, str]) -> tuple[list[ir.Module], list[str]]:
-    """Load every file; return the modules and the rendered diagnostics of those that failed."""
-    modules: list[ir.Module] = []
-    errors: list[str] = []
+def load_all(paths: list[Path], sources: dict[str, str]) -> list[ir.Module]:
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise BadInput("\n".join(f"{p}: error: no such file or directory [io]" for p in missing))
+    modules, errors = [], []
     for path in discover(paths):
         try:
             modules.append(load_file(path, sources))
         except DiagnosticError as exc:
             errors.extend(render(d, sources) for d in exc.diagnostics)
-    return modules, errors
-
-
-def run(paths: list[Path], options: Options, quiet: bool) -> int:
-    sources: dict[str, str] = {}
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        for p in missing:
-            click.echo(f"{p}: error: no such file or directory [io]", err=True)
-        return EXIT_BAD_INPUT
-    modules, errors = load_all(paths, sources)
     if errors:
-        for e in errors:
-            click.echo(e, err=True)
-        click.echo(f"{len(errors)} error(s) in the input; nothing was proved", err=True)
-        return EXIT_BAD_INPUT
+        raise BadInput("\n".join(errors) + f"\n{len(errors)} error(s) in the input; nothing was proved")
     if not modules:
-        click.echo("error: no .mv files found in " + ", ".join(map(str, paths)) + " [io]", err=True)
-        return EXIT_BAD_INPUT
+        raise BadInput("error: no .mv files found in " + ", ".join(map(str, paths)) + " [io]")
+    return modules
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise BadInput(f"error: --shard takes I/N with 1 <= I <= N, not {text!r}") from None
+    if not 1 <= i <= n:
+        raise BadInput(f"error: --shard takes I/N with 1 <= I <= N, not {text!r}")
+    return i, n
+
+
+def in_shard(pair: Pair, shard: tuple[int, int]) -> bool:
+    """Stable: a hash of the obligation's file and id, the same on every machine and run."""
+    _, ob = pair
+    digest = hashlib.sha256(f"{ob.file}\0{ob.id}".encode()).hexdigest()
+    return int(digest, 16) % shard[1] == shard[0] - 1
+
+
+def select(pairs: list[Pair], only: tuple[str, ...], shard: tuple[int, int] | None) -> list[Pair]:
+    if only:
+        pairs = [p for p in pairs if any(fnmatch.fnmatchcase(p[1].id, pat) for pat in only)]
+        if not pairs:
+            raise BadInput("error: --only " + " ".join(only) + " matches no obligation (see --list)")
+    if shard is not None:
+        pairs = [p for p in pairs if in_shard(p, shard)]
+    return pairs
+
+
+def list_obligations(pairs: list[Pair], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps([{"id": ob.id, "kind": ob.kind.value, "layer": ob.layer, "operation": ob.op,
+                            "observer": ob.observer, "file": ob.file, "line": ob.span.line}
+                           for _, ob in pairs], indent=2)
+    if fmt != "text":
+        raise BadInput("error: --list prints text or json")
+    return "\n".join(f"{ob.id:<48} {ob.span}" for _, ob in pairs) + f"\n{len(pairs)} obligations"
+
+
+def emit(text: str, output: Path | None) -> None:
+    if output is None:
+        click.echo(text)
+    else:
+        output.write_text(text + "\n")
+
+
+def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: Path | None,
+        only: tuple[str, ...], shard_text: str | None, fmt: str, output: Path | None,
+        list_only: bool, check_only: bool) -> int:
+    sources: dict[str, str] = {}
+    shard = parse_shard(shard_text)
+    modules = load_all(paths, sources)
+    if check_only:
+        click.echo(f"checked {len(sources)} file(s): no errors")
+        return EXIT_PROVED
+    every = obligations(modules)
+    pairs = select(every, only, shard)
+    if list_only:
+        emit(list_obligations(pairs, fmt), output)
+        return EXIT_PROVED
+    text = fmt == "text" or output is not None  # the human report goes to stdout
+    progress = Progress(len(pairs), enabled=sys.stderr.isatty() and not quiet)
 
     def report(r: Result) -> None:
-        if not quiet or r.status is not Status.PROVED:
-            click.echo(result_line(r))
-        if r.counterexample is not None:
-            click.echo(render_counterexample(r, sources))
+        progress.advance(r)
+        if text and (not quiet or r.status is not Status.PROVED):
+            progress.echo(result_line(r))
+        if text and r.counterexample is not None:
+            progress.echo(render_counterexample(r, sources))
 
-    results = prove_modules(modules, options, report)
-    for line in theorems(modules, results):
-        click.echo(line)
-    click.echo(summary(results))
+    with progress:
+        results = prove_pairs(pairs, options, report, jobs, cache_dir)
+    for r in results:
+        for w in r.warnings:
+            click.echo(w, err=True)
+    lines = theorems(modules, results, [ob for _, ob in every])
+    if text:
+        for line in lines:
+            click.echo(line)
+        click.echo(summary(results))
+    if fmt == "json":
+        emit(formats.to_json(results, lines, options, jobs), output)
+    elif fmt == "junit":
+        emit(formats.to_junit(results), output)
+    elif fmt == "sarif":
+        emit(formats.to_sarif(results), output)
+    elif fmt == "github":
+        emit(formats.to_github(results), output)
+    if not text:
+        click.echo(summary(results), err=True)
     return EXIT_PROVED if all(r.status is Status.PROVED for r in results) else EXIT_NOT_PROVED
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Worker processes. [default: all cores]")
+@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_DIR,
+              show_default=True, help="Where PROVED results are cached, keyed by the obligation's formula.")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the cache.")
+@click.option("--list", "list_only", is_flag=True, help="List the obligations (text or json) and exit.")
+@click.option("--only", multiple=True, metavar="PATTERN",
+              help="Only obligations whose id (Layer/KIND/op/Observer) matches this glob; repeatable.")
+@click.option("--shard", metavar="I/N", help="Only the I-th of N stable shards of the obligations.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="Report format.")
+@click.option("--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the report there (the text report still goes to stdout).")
+@click.option("--check", "check_only", is_flag=True, help="Only parse and type-check, then exit.")
 @click.option("--rlimit", type=click.IntRange(min=1), default=Options.rlimit, show_default=True,
               help="Z3 resource limit per solver check: the deterministic gate.")
 @click.option("--timeout", type=click.FloatRange(min=0.001), default=Options.timeout, show_default=True,
@@ -88,14 +182,23 @@ def run(paths: list[Path], options: Options, quiet: bool) -> int:
               help="Z3 random seed.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only obligations that are not proved.")
 @click.version_option(__version__, prog_name="prove")
-def prove(paths: tuple[Path, ...], rlimit: int, timeout: float, seed: int, quiet: bool) -> None:
+def prove(paths: tuple[Path, ...], jobs: int | None, cache_dir: Path, no_cache: bool, list_only: bool,
+          only: tuple[str, ...], shard: str | None, fmt: str, output: Path | None, check_only: bool,
+          rlimit: int, timeout: float, seed: int, quiet: bool) -> None:
     """Prove the noninterference obligations of microverify layers (.mv files or folders).
 
     Without PATHS, proves the roots under [tool.microverify] in pyproject.toml (default proofs/).
     Exit status: 0 all proved, 1 some obligation not proved, 2 bad input, 3 internal error.
     """
     targets = list(paths) or configured_roots(Path.cwd())
-    sys.exit(run(targets, Options(rlimit=rlimit, timeout=timeout, seed=seed), quiet))
+    try:
+        code = run(targets, Options(rlimit=rlimit, timeout=timeout, seed=seed), quiet,
+                   jobs or os.cpu_count() or 1, None if no_cache else cache_dir, only, shard, fmt, output,
+                   list_only, check_only)
+    except BadInput as exc:
+        click.echo(str(exc), err=True)
+        code = EXIT_BAD_INPUT
+    sys.exit(code)
 
 
 def main() -> None:

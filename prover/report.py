@@ -7,7 +7,7 @@ from collections import Counter
 from microverify.dsl import ir
 from microverify.dsl.spans import Span
 from microverify.prover.counterexample import Counterexample
-from microverify.prover.obligations import KIND_NAMES
+from microverify.prover.obligations import KIND_NAMES, Obligation
 from microverify.prover.solve import Result, Status
 
 
@@ -103,8 +103,10 @@ def stacks(module: ir.Module) -> list[list[ir.Layer]]:
     return chains
 
 
-def theorems(modules: list[ir.Module], results: list[Result]) -> list[str]:
-    """For each stack, the theorem that follows for its bottom layer, or what is missing."""
+def theorems(modules: list[ir.Module], results: list[Result], every: list[Obligation]) -> list[str]:
+    """For each stack, the theorem that follows for its bottom layer, or what is missing.
+    `every` is every obligation of the modules: one not run (filtered or sharded out) is
+    missing, so a theorem is never stated from part of its obligations."""
     out = []
     done: set[tuple[str, ...]] = set()
     refined = {(m.layer(layer.refines).span.file, layer.refines)
@@ -119,15 +121,21 @@ def theorems(modules: list[ir.Module], results: list[Result]) -> list[str]:
             done.add(key)
             names = {(layer.span.file, layer.name) for layer in chain}
             mine = [r for r in results if (r.obligation.file, r.obligation.layer) in names]
-            out.append(_theorem(module, chain, mine))
+            needed = {ob for ob in every if (ob.file, ob.layer) in names}
+            out.append(_theorem(module, chain, mine, needed))
     return out
 
 
-def _theorem(module: ir.Module, chain: list[ir.Layer], mine: list[Result]) -> str:
+def _theorem(module: ir.Module, chain: list[ir.Layer], mine: list[Result], needed: set[Obligation]) -> str:
     bottom, top = chain[0], chain[-1]
     via = " ⊑ ".join(layer.name for layer in chain)
     missing = [r.obligation.id for r in mine if r.status is not Status.PROVED]
-    if missing or not mine:
+    unchecked = needed - {r.obligation for r in mine}
+    if unchecked:
+        return (f"no theorem for {bottom.name} (via {via}) from this run: {len(unchecked)} of its "
+                f"{len(needed)} obligations were not selected (--only/--shard)"
+                + (f", and {len(missing)} are not proved: " + ", ".join(missing[:8]) if missing else ""))
+    if missing:
         return (f"no theorem for {bottom.name} (via {via}): it does not follow, since "
                 f"{len(missing)} obligation(s) are not proved: " + ", ".join(missing[:8])
                 + (" ..." if len(missing) > 8 else ""))

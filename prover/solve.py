@@ -6,7 +6,7 @@ Every obligation goes through `solve`, the one place that calls `check()`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 import z3
@@ -14,6 +14,7 @@ import z3
 from microverify.dsl import ir
 from microverify.layers.model import Labeled, SymLayer
 from microverify.prover import invariants, refinement, unwinding
+from microverify.prover.cache import Cache, obligation_key
 from microverify.prover.counterexample import Counterexample, explain
 from microverify.prover.formula import Formula
 from microverify.prover.obligations import Kind, Obligation
@@ -42,6 +43,8 @@ class Result:
     lower_seconds: float  # building the terms (symbolic execution), part of `seconds`
     detail: str = ""  # why UNKNOWN / VACUOUS, or what failed
     counterexample: Counterexample | None = None
+    cached: bool = False  # PROVED by a valid cache entry for exactly this formula
+    warnings: tuple[str, ...] = ()
 
 
 def formulate(module: ir.Module, ob: Obligation, ctx: z3.Context) -> Formula:
@@ -94,14 +97,53 @@ def _rlimit_count(solver: z3.Solver) -> int:
     return 0
 
 
-def solve(module: ir.Module, ob: Obligation, options: Options) -> Result:
-    start = time.perf_counter()
-    ctx = z3.Context()
+def smt2(formula: Formula) -> str:
+    """The obligation as one SMT-LIB2 script: declarations, hypotheses, and the goal (negated
+    for a validity obligation). Deterministic: fresh names are numbered per obligation."""
+    s = z3.Solver(ctx=formula.ctx)
+    for h in formula.hypotheses:
+        s.add(h.term)
+    goals = z3.And([g.term for g in formula.goals] + [z3.BoolVal(True, formula.ctx)])
+    s.add(goals if formula.mode == "sat" else z3.Not(goals))
+    return f"; mode {formula.mode}\n" + s.to_smt2()
+
+
+def build(module: ir.Module, ob: Obligation, ctx: z3.Context) -> Formula:
+    """The obligation's formula, with the well-formedness of every free value as a hypothesis."""
     formula = formulate(module, ob, ctx)
     wellformed = formula.layer.enc.wellformed
     if wellformed:
         formula.hypotheses.insert(0, Labeled("well-formed values", z3.And(wellformed)))
+    return formula
+
+
+def cache_key(formula: Formula, options: Options) -> str:
+    return obligation_key(smt2(formula), f"rlimit={options.rlimit};timeout={options.timeout};seed={options.seed}")
+
+
+def solve(module: ir.Module, ob: Obligation, options: Options, cache: Cache | None = None) -> Result:
+    start = time.perf_counter()
+    formula = build(module, ob, z3.Context())
     lowered = time.perf_counter() - start
+    key = ""
+    if cache is not None:
+        key = cache_key(formula, options)
+        hit = cache.get(key, ob.id)
+        warnings = tuple(cache.warnings)
+        cache.warnings.clear()
+        if hit is not None:
+            return Result(ob, Status.PROVED, time.perf_counter() - start, hit.rlimit_used, lowered,
+                          cached=True, warnings=warnings)
+    result = _check(ob, formula, options, start, lowered)
+    if cache is not None:
+        result = replace(result, warnings=warnings)
+        if result.status is Status.PROVED:
+            cache.put(key, ob.id, result.rlimit_used)
+    return result
+
+
+def _check(ob: Obligation, formula: Formula, options: Options, start: float, lowered: float) -> Result:
+    ctx = formula.ctx
     solver = z3.Solver(ctx=ctx)
     solver.set("rlimit", options.rlimit, "timeout", int(options.timeout * 1000),
                "random_seed", options.seed)
