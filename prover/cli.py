@@ -52,7 +52,8 @@ def load_all(paths: list[Path], sources: dict[str, str]) -> list[ir.Module]:
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise BadInput("\n".join(f"{p}: error: no such file or directory [io]" for p in missing))
-    modules, errors = [], []
+    modules: list[ir.Module] = []
+    errors: list[str] = []
     for path in discover(paths):
         try:
             modules.append(load_file(path, sources))

@@ -119,7 +119,7 @@ def test_internal_error_exits_3_and_says_how_to_report(monkeypatch: pytest.Monke
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(cli, "prove_modules", boom)
+    monkeypatch.setattr(cli, "prove_pairs", boom)
     monkeypatch.setattr(sys, "argv", ["prove", str(tmp_mv(SECURE))])
     with pytest.raises(SystemExit) as info:
         cli.main()
