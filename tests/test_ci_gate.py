@@ -178,3 +178,21 @@ def test_no_progress_bar_when_not_a_terminal() -> None:
     r = prove("--no-cache", str(CASES / "kinds" / "inv_only.mv"))
     assert "\x1b[" not in r.stdout + r.stderr
     assert r.stdout.splitlines()[0].startswith("PROVED   L/VAC")
+
+
+def test_timeout_gives_unknown_with_the_reason() -> None:
+    r = prove("--no-cache", "-j1", "--timeout", "0.001", "--rlimit", "1000000000",
+              str(PROOFS / "tutorial" / "pages.mv"))
+    assert r.returncode == 1
+    assert "timeout after 0.001s (--timeout)" in r.stdout
+    assert "no theorem for Pages" in r.stdout
+
+
+def test_seeds_do_not_change_verdicts() -> None:
+    args = ("--no-cache", "--format", "json", str(CASES / "kinds"))
+    assert verdicts(prove("--seed", "1", *args).stdout) == verdicts(prove("--seed", "12345", *args).stdout)
+
+
+def test_version() -> None:
+    r = prove("--version")
+    assert r.returncode == 0 and r.stdout.startswith("prove, version ")
