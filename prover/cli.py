@@ -19,6 +19,7 @@ from microverify.dsl.diagnostics import DiagnosticError, render
 from microverify.dsl.loader import discover, load_file
 from microverify.prover import formats
 from microverify.prover.cache import DEFAULT_DIR
+from microverify.prover.crosscheck import SOLVERS, available
 from microverify.prover.driver import Pair, obligations, prove_pairs
 from microverify.prover.progress import Progress
 from microverify.prover.report import render_counterexample, result_line, summary, theorems
@@ -141,6 +142,13 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
     for r in results:
         for w in r.warnings:
             click.echo(w, err=True)
+    disagreements = [r for r in results if r.disagreement]
+    for r in disagreements:
+        click.echo(f"{r.obligation.span}: error: cross-check of {r.obligation.id} failed: {r.disagreement}",
+                   err=True)
+    if options.cross_check is not None:
+        click.echo(f"cross-check: {options.cross_check} agrees on {len(results) - len(disagreements)} of "
+                   f"{len(results)} obligations", err=True)
     lines = theorems(modules, results, [ob for _, ob in every])
     if text:
         for line in lines:
@@ -156,6 +164,8 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
         emit(formats.to_github(results), output)
     if not text:
         click.echo(summary(results), err=True)
+    if disagreements:
+        return EXIT_NOT_PROVED
     return EXIT_PROVED if all(r.status is Status.PROVED for r in results) else EXIT_NOT_PROVED
 
 
@@ -175,6 +185,10 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
 @click.option("--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the report there (the text report still goes to stdout).")
 @click.option("--check", "check_only", is_flag=True, help="Only parse and type-check, then exit.")
+@click.option("--dump-smt", type=click.Path(path_type=Path, file_okay=False),
+              help="Write every obligation there as a standalone SMT-LIB2 script.")
+@click.option("--cross-check", type=click.Choice(SOLVERS),
+              help="Re-check every verdict with a second solver through pysmt.")
 @click.option("--rlimit", type=click.IntRange(min=1), default=Options.rlimit, show_default=True,
               help="Z3 resource limit per solver check: the deterministic gate.")
 @click.option("--timeout", type=click.FloatRange(min=0.001), default=Options.timeout, show_default=True,
@@ -185,7 +199,8 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
 @click.version_option(__version__, prog_name="prove")
 def prove(paths: tuple[Path, ...], jobs: int | None, cache_dir: Path, no_cache: bool, list_only: bool,
           only: tuple[str, ...], shard: str | None, fmt: str, output: Path | None, check_only: bool,
-          rlimit: int, timeout: float, seed: int, quiet: bool) -> None:
+          dump_smt: Path | None, cross_check: str | None, rlimit: int, timeout: float, seed: int,
+          quiet: bool) -> None:
     """Prove the noninterference obligations of microverify layers (.mv files or folders).
 
     Without PATHS, proves the roots under [tool.microverify] in pyproject.toml (default proofs/).
@@ -193,7 +208,10 @@ def prove(paths: tuple[Path, ...], jobs: int | None, cache_dir: Path, no_cache: 
     """
     targets = list(paths) or configured_roots(Path.cwd())
     try:
-        code = run(targets, Options(rlimit=rlimit, timeout=timeout, seed=seed), quiet,
+        if cross_check is not None and (why := available(cross_check)) is not None:
+            raise BadInput(f"error: cannot cross-check with {cross_check}: {why}")
+        options = Options(rlimit=rlimit, timeout=timeout, seed=seed, dump_smt=dump_smt, cross_check=cross_check)
+        code = run(targets, options, quiet,
                    jobs or os.cpu_count() or 1, None if no_cache else cache_dir, only, shard, fmt, output,
                    list_only, check_only)
     except BadInput as exc:

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from enum import Enum
 
 import z3
 
 from microverify.dsl import ir
 from microverify.layers.model import Labeled, SymLayer
-from microverify.prover import invariants, refinement, unwinding
+from microverify.prover import export, invariants, refinement, unwinding
 from microverify.prover.cache import Cache, obligation_key
 from microverify.prover.counterexample import Counterexample, explain
+from microverify.prover.crosscheck import cross_check
 from microverify.prover.formula import Formula
 from microverify.prover.obligations import Kind, Obligation
 
@@ -32,6 +34,8 @@ class Options:
     rlimit: int = 20_000_000  # Z3 resource units per check(); the deterministic gate
     timeout: float = 60.0  # seconds per check(); a backstop only
     seed: int = 0
+    dump_smt: Path | None = None  # write every obligation there as SMT-LIB2
+    cross_check: str | None = None  # re-check every verdict with this solver (through pysmt)
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class Result:
     counterexample: Counterexample | None = None
     cached: bool = False  # PROVED by a valid cache entry for exactly this formula
     warnings: tuple[str, ...] = ()
+    disagreement: str = ""  # the second solver's objection (--cross-check), "" if it agrees
 
 
 def formulate(module: ir.Module, ob: Obligation, ctx: z3.Context) -> Formula:
@@ -122,8 +127,19 @@ def cache_key(formula: Formula, options: Options) -> str:
 
 
 def solve(module: ir.Module, ob: Obligation, options: Options, cache: Cache | None = None) -> Result:
+    """Solve one obligation (or take it from the cache), then dump and cross-check it if asked."""
     start = time.perf_counter()
     formula = build(module, ob, z3.Context())
+    result = _solve(ob, formula, options, cache, start)
+    if options.dump_smt is not None:
+        export.dump(ob, formula, options.dump_smt)
+    if options.cross_check is not None:
+        objection = cross_check(ob, formula, result.status.value, options.cross_check, options.timeout)
+        result = replace(result, disagreement=objection)
+    return result
+
+
+def _solve(ob: Obligation, formula: Formula, options: Options, cache: Cache | None, start: float) -> Result:
     lowered = time.perf_counter() - start
     key = ""
     if cache is not None:

@@ -1,0 +1,90 @@
+"""Re-checking an obligation with a second solver (DESIGN §6).
+
+The obligation's SMT-LIB script (prover/export.py) is parsed by pysmt and solved by the named
+solver when it is quantifier-free (QF_AUFBV). pysmt has no logic for quantified arrays and
+bit-vectors, so a script that keeps quantifiers is given to cvc5 through its own SMT-LIB parser
+instead (still a second, independent solver and parser). The answers must agree with Z3's: the
+hypotheses satisfiable, and the main query unsat for a PROVED validity obligation (sat for a
+PROVED `VAC`, sat for a FAILED one). Anything else — a different answer, an unknown, a script
+the second solver cannot take — is reported and makes `prove` exit 1.
+"""
+
+from __future__ import annotations
+
+import io
+
+from microverify.prover.export import script
+from microverify.prover.formula import Formula
+from microverify.prover.obligations import Obligation
+
+SOLVERS = ("cvc5",)
+
+
+def _sat(text: str, solver_name: str, seconds: float) -> bool | None:
+    logic_name = text.split("(set-logic ", 1)[1].split(")", 1)[0]
+    if logic_name != "QF_AUFBV":
+        return _sat_native(text, seconds)
+    from pysmt.logics import get_logic_by_name
+    from pysmt.shortcuts import Solver, get_env
+    from pysmt.smtlib.parser import SmtLibParser
+
+    env = get_env()
+    parsed = SmtLibParser(environment=env).get_script(io.StringIO(text))
+    formula = parsed.get_last_formula()
+    with Solver(name=solver_name, logic=get_logic_by_name(logic_name)) as s:
+        return s.is_sat(formula)
+
+
+def _sat_native(text: str, seconds: float) -> bool | None:
+    """cvc5's own SMT-LIB parser, for scripts with quantifiers (model-based instantiation)."""
+    import cvc5
+
+    solver = cvc5.Solver()
+    solver.setOption("produce-models", "false")
+    solver.setOption("mbqi", "true")
+    solver.setOption("tlimit-per", str(max(1, int(seconds * 1000))))
+    symbols = cvc5.SymbolManager(solver.getTermManager())
+    parser = cvc5.InputParser(solver, symbols)
+    parser.setStringInput(cvc5.InputLanguage.SMT_LIB_2_6, text.replace("(check-sat)", ""), "obligation")
+    while not (command := parser.nextCommand()).isNull():
+        command.invoke(solver, symbols)
+    answer = solver.checkSat()
+    if answer.isUnknown():
+        raise RuntimeError(f"cvc5 answered unknown ({answer.getUnknownExplanation()})")
+    return bool(answer.isSat())
+
+
+def available(solver_name: str) -> str | None:
+    """None if the solver can be used, else why not."""
+    try:
+        from pysmt.shortcuts import get_env
+    except ImportError:
+        return "pysmt is not installed"
+    if solver_name not in get_env().factory.all_solvers():
+        return (f"{solver_name} is not available to pysmt; install it with "
+                f"`pip install 'microverify[{solver_name}]'`")
+    return None
+
+
+def cross_check(ob: Obligation, formula: Formula, status: str, solver_name: str, seconds: float) -> str:
+    """'' when the second solver agrees with `status`, else what went wrong."""
+    if status not in ("PROVED", "FAILED", "VACUOUS"):
+        return ""
+    try:
+        hyps_sat = _sat(script(ob, formula, hypotheses_only=True), solver_name, seconds)
+        main_sat = _sat(script(ob, formula), solver_name, seconds) if hyps_sat else None
+    except Exception as exc:  # noqa: BLE001 - the second solver or pysmt refused the script
+        return f"{solver_name} could not check it: {type(exc).__name__}: {exc}".splitlines()[0]
+    if status == "VACUOUS":
+        agrees = hyps_sat is False or (formula.mode == "sat" and main_sat is False)
+    elif not hyps_sat:
+        agrees = False
+    elif formula.mode == "sat":
+        agrees = main_sat is (status == "PROVED")
+    else:
+        agrees = main_sat is (status == "FAILED")
+    if agrees:
+        return ""
+    answers = f"hypotheses {'sat' if hyps_sat else 'unsat'}" + (
+        "" if main_sat is None else f", query {'sat' if main_sat else 'unsat'}")
+    return f"{solver_name} disagrees with Z3 ({status}): {answers}"

@@ -1,0 +1,79 @@
+"""Obligations as standalone SMT-LIB2 scripts, re-checkable by any SMT-LIB solver.
+
+The script asserts the hypotheses and the goal (negated for a validity obligation), so for a
+validity obligation `unsat` means PROVED, and for a non-vacuity (`VAC`) obligation `sat` does.
+Terms are simplified first, which beta-reduces the reads of abstraction functions (lambdas), so
+most obligations are in QF_AUFBV; those that keep quantifiers are declared AUFBV.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import z3
+
+from microverify.prover.formula import Formula
+from microverify.prover.obligations import KIND_NAMES, Obligation
+
+
+def _walk(term: z3.ExprRef, seen: set[int], found: set[str]) -> None:
+    stack = [term]
+    while stack:
+        t = stack.pop()
+        if t.get_id() in seen:
+            continue
+        seen.add(t.get_id())
+        if z3.is_quantifier(t):
+            found.add("lambda" if t.is_lambda() else "quantifier")
+            stack.append(t.body())
+        elif z3.is_app(t):
+            stack.extend(t.children())
+
+
+def terms(formula: Formula, hypotheses_only: bool = False) -> list[z3.BoolRef]:
+    out = [z3.simplify(h.term) for h in formula.hypotheses]
+    if not hypotheses_only:
+        goals = z3.And([g.term for g in formula.goals] + [z3.BoolVal(True, formula.ctx)])
+        out.append(z3.simplify(goals if formula.mode == "sat" else z3.Not(goals)))
+    return out  # type: ignore[return-value]
+
+
+def logic(assertions: list[z3.BoolRef]) -> str:
+    found: set[str] = set()
+    seen: set[int] = set()
+    for a in assertions:
+        _walk(a, seen, found)
+    if "lambda" in found:
+        return "ALL"
+    return "AUFBV" if "quantifier" in found else "QF_AUFBV"
+
+
+def script(ob: Obligation, formula: Formula, hypotheses_only: bool = False) -> str:
+    assertions = terms(formula, hypotheses_only)
+    solver = z3.Solver(ctx=formula.ctx)
+    solver.add(assertions)
+    body = solver.to_smt2()
+    body = body.replace("; benchmark generated from python API\n", "")
+    body = re.sub(r"\(set-info :status \w+\)\n", "", body)
+    if hypotheses_only:
+        expect = "sat (the hypotheses are satisfiable: not VACUOUS)"
+    elif formula.mode == "sat":
+        expect = "sat means PROVED (a witness exists), unsat means VACUOUS"
+    else:
+        expect = "unsat means PROVED; sat means FAILED"
+    header = (f"; microverify obligation {ob.id}: {ob.kind.value} ({KIND_NAMES[ob.kind]})\n"
+              f"; declared at {ob.span}\n; expected: {expect}\n")
+    return header + f"(set-logic {logic(assertions)})\n" + body
+
+
+def file_name(ob: Obligation) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{Path(ob.file).stem}__{ob.id}")
+    return f"{stem}.smt2"
+
+
+def dump(ob: Obligation, formula: Formula, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / file_name(ob)
+    path.write_text(script(ob, formula))
+    return path
