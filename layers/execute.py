@@ -31,18 +31,9 @@ class Write:
 
 
 @dataclass(frozen=True)
-class OracleRead:
-    oracle: str
-    principal: z3.ExprRef
-    index: z3.ExprRef
-    value: Value
-    guard: z3.BoolRef
-    span: Span
-
-
-@dataclass(frozen=True)
-class Binding:
-    """A `bind`: the refined layer's read of `oracle` at (principal, index) stands for value."""
+class OracleUse:
+    """A `read` of `oracle` for `principal` at `index` (yielding `value`), or a `bind`: the
+    refined layer's read at (principal, index) stands for `value`."""
 
     oracle: str
     principal: z3.ExprRef
@@ -67,8 +58,8 @@ class Step:
     halted: z3.BoolRef
     failed: z3.BoolRef  # some check with `else return` failed; the state is unchanged
     writes: list[Write] = field(default_factory=list)
-    reads: list[OracleRead] = field(default_factory=list)
-    bindings: list[Binding] = field(default_factory=list)
+    reads: list[OracleUse] = field(default_factory=list)
+    bindings: list[OracleUse] = field(default_factory=list)
     exits: list[Exit] = field(default_factory=list)
     locals: dict[str, tuple[Type, Value]] = field(default_factory=dict)
 
@@ -125,7 +116,7 @@ class Executor:
         if isinstance(e, ir.ReadOracle):
             principal = scalar(e.principal, self.env()) if e.principal is not None else self.dom
             value, index, self.state = self.oracles.read(self.state, e.oracle, principal, guard)
-            self.step.reads.append(OracleRead(e.oracle, principal, index, value, guard, e.span))
+            self.step.reads.append(OracleUse(e.oracle, principal, index, value, guard, e.span))
             return value
         return lower(e, self.env())
 
@@ -170,7 +161,7 @@ class Executor:
             value = lower(s.value, self.env())
             principal = scalar(s.principal, self.env()) if s.principal is not None else self.dom
             index, self.state = self.oracles.advance(self.state, s.oracle, principal, guard)
-            step.bindings.append(Binding(s.oracle, principal, index, value, guard, s.span))
+            step.bindings.append(OracleUse(s.oracle, principal, index, value, guard, s.span))
             return guard
         raise LoweringError(f"cannot execute {type(s).__name__} at {s.span}")
 

@@ -6,6 +6,8 @@ lowered into one context with a shared encoder, so the oracle functions are the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import z3
 
 from microverify.dsl import ir
@@ -55,19 +57,20 @@ def _counter_fields(U: SymLayer) -> list[ir.StateField]:
 
 def refined_init(L: SymLayer) -> Formula:
     # init_L(s) ⇒ init_U(α(s))
-    U = upper_of(L)
-    s = L.fresh_state("s")
-    a = alpha(L, U, s)
-    return Formula("valid", L, [Labeled("init_L(s)", L.init(s))], U.init_goals(a), runs=[Run("s", s)],
-                   tables=[Table("lower", L, ["s"], [s]), Table("upper", U, ["α(s)"], [a])])
+    return _state_refinement(L, "init_L(s)", L.init, lambda U, a: U.init_goals(a))
 
 
 def refined_invariant(L: SymLayer) -> Formula:
     # I_L(s) ⇒ I_U(α(s))
+    return _state_refinement(L, "I_L(s)", L.invariant, lambda U, a: U.invariant_goals(a))
+
+
+def _state_refinement(L: SymLayer, label: str, lower: Callable[[State], z3.BoolRef],
+                      upper: Callable[[SymLayer, State], list[Labeled]]) -> Formula:
     U = upper_of(L)
     s = L.fresh_state("s")
     a = alpha(L, U, s)
-    return Formula("valid", L, [Labeled("I_L(s)", L.invariant(s))], U.invariant_goals(a), runs=[Run("s", s)],
+    return Formula("valid", L, [Labeled(label, lower(s))], upper(U, a), runs=[Run("s", s)],
                    tables=[Table("lower", L, ["s"], [s]), Table("upper", U, ["α(s)"], [a])])
 
 

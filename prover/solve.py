@@ -6,6 +6,7 @@ Every obligation goes through `solve`, the one place that calls `check()`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from enum import Enum
@@ -52,46 +53,46 @@ class Result:
     disagreement: str = ""  # the second solver's objection (--cross-check), "" if it agrees
 
 
+# Which function builds each kind of obligation, by what it is about.
+_PER_LAYER: dict[Kind, Callable[[SymLayer], Formula]] = {
+    Kind.INIT: invariants.initial,
+    Kind.R_INIT: refinement.refined_init,
+    Kind.R_INV: refinement.refined_invariant,
+}
+_PER_OP: dict[Kind, Callable[[SymLayer, ir.Op], Formula]] = {
+    Kind.INV: invariants.inductive,
+    Kind.OC: unwinding.output_consistency,
+    Kind.DC: unwinding.domain_consistency,
+    Kind.R_STEP: refinement.refined_step,
+    Kind.R_ORACLE: refinement.refined_oracles,
+    Kind.R_DOM: refinement.refined_dom,
+    Kind.R_STUTTER: refinement.stutter,
+}
+_PER_OP_AND_OBSERVER: dict[Kind, Callable[[SymLayer, ir.Op, ir.Principal], Formula]] = {
+    Kind.WSC: unwinding.weak_step_consistency,
+    Kind.LR: unwinding.local_respect,
+    Kind.DR: unwinding.domain_respect,
+}
+
+
 def formulate(module: ir.Module, ob: Obligation, ctx: z3.Context) -> Formula:
-    layer = next(layer for layer in module.layers if layer.name == ob.layer)
+    layer = module.layer(ob.layer)
     L = SymLayer(module, layer, ctx)
-    op = next((o for o in layer.ops if o.name == ob.op), None) if ob.op else None
+    op = layer.op(ob.op) if ob.op else None
     u = module.principal(ob.observer) if ob.observer else None
     k = ob.kind
-    if k is Kind.INIT:
-        return invariants.initial(L)
     if k is Kind.VAC:
         return invariants.operation_succeeds(L, op) if op else invariants.invariant_satisfiable(L)
-    if k is Kind.R_INIT:
-        return refinement.refined_init(L)
-    if k is Kind.R_INV:
-        return refinement.refined_invariant(L)
+    if k in _PER_LAYER:
+        return _PER_LAYER[k](L)
     if k is Kind.R_OBS:
         assert u is not None, f"{ob.id} needs an observer"
         return refinement.refined_observation(L, u)
     assert op is not None, f"{ob.id} needs an operation"
-    if k is Kind.INV:
-        return invariants.inductive(L, op)
-    if k is Kind.R_STEP:
-        return refinement.refined_step(L, op)
-    if k is Kind.R_ORACLE:
-        return refinement.refined_oracles(L, op)
-    if k is Kind.R_DOM:
-        return refinement.refined_dom(L, op)
-    if k is Kind.R_STUTTER:
-        return refinement.stutter(L, op)
-    if k is Kind.OC:
-        return unwinding.output_consistency(L, op)
-    if k is Kind.DC:
-        return unwinding.domain_consistency(L, op)
+    if k in _PER_OP:
+        return _PER_OP[k](L, op)
     assert u is not None, f"{ob.id} needs an observer"
-    if k is Kind.WSC:
-        return unwinding.weak_step_consistency(L, op, u)
-    if k is Kind.LR:
-        return unwinding.local_respect(L, op, u)
-    if k is Kind.DR:
-        return unwinding.domain_respect(L, op, u)
-    raise AssertionError(f"no formula for {k}")
+    return _PER_OP_AND_OBSERVER[k](L, op, u)
 
 
 def _rlimit_count(solver: z3.Solver) -> int:
