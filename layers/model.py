@@ -50,6 +50,10 @@ class Labeled:
     witnesses: dict[str, tuple[Type, z3.ExprRef]] = field(default_factory=dict)
     fields: set[str] = field(default_factory=set)  # state fields the conjunct mentions
     failure: str = ""  # how to say that it fails; default "<label> does not hold"
+    # A hypothesis about the second run (I(t), t does not halt, s ~ t, ...) that holds when t = s,
+    # given the others: every ~ is reflexive and steps are deterministic. The vacuity check
+    # leaves these out, since the hypotheses are satisfiable iff the rest is (take t = s).
+    reflexive: bool = False
 
 
 class SymLayer:

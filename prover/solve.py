@@ -128,34 +128,34 @@ def cache_key(formula: Formula, options: Options) -> str:
 
 
 def solve(module: ir.Module, ob: Obligation, options: Options, cache: Cache | None = None) -> Result:
-    """Solve one obligation (or take it from the cache), then dump and cross-check it if asked."""
+    """Solve one obligation (or take it from the cache), then dump and cross-check it if asked.
+
+    The cache key is computed from terms built in a context of their own: printing and
+    simplifying terms in the solving context would perturb Z3's search and its rlimit count."""
     start = time.perf_counter()
-    formula = build(module, ob, z3.Context())
-    result = _solve(ob, formula, options, cache, start)
+    hit = None
+    if cache is not None:
+        keyed = build(module, ob, z3.Context())
+        key = cache_key(keyed, options)
+        hit = cache.get(key, ob.id)
+        warnings = tuple(cache.warnings)
+        cache.warnings.clear()
+    if hit is not None:
+        formula = keyed  # not solved: only dumped or cross-checked, if asked
+        result = Result(ob, Status.PROVED, time.perf_counter() - start, hit.rlimit_used,
+                        time.perf_counter() - start, cached=True, warnings=warnings)
+    else:
+        formula = build(module, ob, z3.Context())
+        result = _check(ob, formula, options, start, time.perf_counter() - start)
+        if cache is not None:
+            result = replace(result, warnings=warnings)
+            if result.status is Status.PROVED:
+                cache.put(key, ob.id, result.rlimit_used)
     if options.dump_smt is not None:
         export.dump(ob, formula, options.dump_smt)
     if options.cross_check is not None:
         objection = cross_check(ob, formula, result.status.value, options.cross_check, options.timeout)
         result = replace(result, disagreement=objection)
-    return result
-
-
-def _solve(ob: Obligation, formula: Formula, options: Options, cache: Cache | None, start: float) -> Result:
-    lowered = time.perf_counter() - start
-    key = ""
-    if cache is not None:
-        key = cache_key(formula, options)
-        hit = cache.get(key, ob.id)
-        warnings = tuple(cache.warnings)
-        cache.warnings.clear()
-        if hit is not None:
-            return Result(ob, Status.PROVED, time.perf_counter() - start, hit.rlimit_used, lowered,
-                          cached=True, warnings=warnings)
-    result = _check(ob, formula, options, start, lowered)
-    if cache is not None:
-        result = replace(result, warnings=warnings)
-        if result.status is Status.PROVED:
-            cache.put(key, ob.id, result.rlimit_used)
     return result
 
 
@@ -176,9 +176,12 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
     def done(status: Status, detail: str = "", cex: Counterexample | None = None) -> Result:
         return Result(ob, status, time.perf_counter() - start, _rlimit_count(solver), lowered, detail, cex)
 
-    # 1. The hypotheses alone must be satisfiable; an unsat core names the culprits.
+    # 1. The hypotheses alone must be satisfiable; an unsat core names the culprits. Those that
+    #    hold by reflexivity when t = s are left out here (see Labeled.reflexive), added after.
     tracked = {}
     for i, h in enumerate(formula.hypotheses):
+        if h.reflexive:
+            continue
         tag = z3.Bool(f"hyp!{i}", ctx)
         tracked[tag.get_id()] = h.label
         solver.assert_and_track(h.term, tag)
@@ -190,7 +193,8 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         core = sorted(tracked[c.get_id()] for c in solver.unsat_core())
         return done(Status.VACUOUS, "the hypotheses are unsatisfiable: " + (", ".join(core) or "none"))
 
-    # 2. The goal.
+    # 2. The goal, under every hypothesis.
+    solver.add([h.term for h in formula.hypotheses if h.reflexive])
     goals = z3.And([g.term for g in formula.goals] + [z3.BoolVal(True, ctx)])
     solver.add(goals if formula.mode == "sat" else z3.Not(goals))
     check_start = time.perf_counter()

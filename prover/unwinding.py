@@ -25,21 +25,21 @@ def _runs(L: SymLayer, op: ir.Op, names: tuple[str, ...]) -> tuple[dict, list[Ru
 
 def _base_hypotheses(L: SymLayer, runs: list[Run]) -> list[Labeled]:
     hyps = []
-    for r in runs:
-        hyps.append(Labeled(f"I({r.name})", L.invariant(r.pre)))
+    for i, r in enumerate(runs):
         assert r.step is not None
-        hyps.append(Labeled(f"{r.name} does not halt", z3.Not(r.step.halted)))
+        hyps.append(Labeled(f"I({r.name})", L.invariant(r.pre), reflexive=i > 0))
+        hyps.append(Labeled(f"{r.name} does not halt", z3.Not(r.step.halted), reflexive=i > 0))
     return hyps
 
 
 def _same_dom_view(L: SymLayer, s: Run, t: Run) -> Labeled:
     assert s.dom is not None
-    return Labeled("s ~dom(a,s) t", L.equiv(s.dom, s.pre, t.pre))
+    return Labeled("s ~dom(a,s) t", L.equiv(s.dom, s.pre, t.pre), reflexive=True)
 
 
 def _same_observer_view(L: SymLayer, u: ir.Principal, param: z3.ExprRef | None, s: Run, t: Run) -> Labeled:
     agree = z3.And([x.term for x in L.equiv_family(u, param, s.pre, t.pre)] + [L.true()])
-    return Labeled("s ~u t", agree)
+    return Labeled("s ~u t", agree, reflexive=True)
 
 
 def output_consistency(L: SymLayer, op: ir.Op) -> Formula:
