@@ -1,0 +1,38 @@
+"""The shipped proofs, as a user runs them: `prove proofs/<system>` proves every obligation and
+states the theorem for the bottom layer of each stack, through the whole refinement chain."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import PROOFS
+
+# Each shipped folder, and the theorems `prove` must state for it: (bottom layer, refinement chain).
+THEOREMS = {
+    "tutorial": [("Cpu", "Cpu"), ("IoShare", "IoShare"), ("Pages", "Pages")],
+    "xmhf": [("XmhfDev", "XmhfDev ⊑ Xmhf")],
+    "sekvm": [("KCoreMachine", "KCoreMachine ⊑ KCoreFlat ⊑ KCoreSpec")],
+}
+
+
+def test_every_shipped_folder_is_covered() -> None:
+    assert sorted(p.name for p in PROOFS.iterdir() if p.is_dir()) == sorted(THEOREMS)
+
+
+@pytest.mark.parametrize("folder", sorted(THEOREMS))
+def test_shipped_proof_proves_and_states_the_bottom_theorem(folder: str) -> None:
+    run = subprocess.run([sys.executable, "-m", "microverify", "--no-cache", "-j2", "--format", "json",
+                          str(PROOFS / folder)], capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads(run.stdout)
+    summary = report["summary"]
+    assert summary["total"] > 0 and summary["proved"] == summary["total"], summary
+    stated = [t.split(" is noninterfering")[0].removeprefix("theorem: ") for t in report["theorems"]]
+    chains = [t.split(", via ")[1].split(":")[0] for t in report["theorems"]]
+    assert list(zip(stated, chains)) == THEOREMS[folder]
+    if len(report["theorems"]) == 1:  # one stack: its theorem rests on every obligation
+        assert f"It rests on {summary['total']} proved obligations" in report["theorems"][0]
