@@ -15,7 +15,7 @@ from conftest import PROOFS
 THEOREMS = {
     "tutorial": [("Cpu", "Cpu"), ("IoShare", "IoShare"), ("Pages", "Pages")],
     "xmhf": [("XmhfDev", "XmhfDev ⊑ Xmhf")],
-    "sekvm": [("KCoreMachine", "KCoreMachine ⊑ KCoreFlat ⊑ KCoreSpec")],
+    "sekvm": [("KCoreMachine", "KCoreMachine ⊑ KCoreWalk ⊑ KCoreFlat ⊑ KCoreSpec")],
 }
 
 
