@@ -4,7 +4,9 @@
 
 From one run it reports: wall time at -j1 and at -jN (and their ratio); the front end's share
 (parse + check + lowering) against solving; the cached re-run against the cold run; and the
-per-obligation median and maximum. Absolute seconds are printed for reference only: these
+per-obligation median and maximum; and, per folder, the quantifier-free encoding against the
+quantified one (solve time and wall time; bench/handwritten.py compares with a hand-written
+z3py encoding of the tutorial Pages model). Absolute seconds are printed for reference only: these
 machines are shared and noisy, so compare the ratios.
 """
 
@@ -67,7 +69,26 @@ def main(argv: list[str]) -> int:
           f"p90 {statistics.quantiles(per, n=10)[-1] / med:.1f} x median")
     slow = sorted(zip(per, (ob.id for _, ob in pairs)), reverse=True)[:5]
     print("slowest: " + ", ".join(f"{i} ({t / med:.1f} x)" for t, i in slow))
+    encodings(pairs, args.jobs)
     return 0
+
+
+def encodings(pairs: list, jobs: int) -> None:  # type: ignore[type-arg]
+    """The quantifier-free encoding (the default) against the quantified one, per folder."""
+    print("encoding qf / quantified (-j%d):  solve  total  still quantified" % jobs)
+    by_folder: dict[str, list] = {}  # type: ignore[type-arg]
+    for pair in pairs:
+        by_folder.setdefault(Path(pair[1].file).parent.name, []).append(pair)
+    for folder, group in sorted(by_folder.items()):
+        runs = {}
+        for encoding in ("qf", "quantified"):
+            wall, results = timed(group, Options(encoding=encoding), jobs, None)
+            runs[encoding] = (wall, sum(r.seconds - r.lower_seconds for r in results), results)
+        (qf_wall, qf_solve, qf_res), (q_wall, q_solve, q_res) = runs["qf"], runs["quantified"]
+        assert [r.status for r in qf_res] == [r.status for r in q_res], f"{folder}: the encodings disagree"
+        print(f"  {folder:<28} {qf_solve / q_solve:5.2f}  {qf_wall / q_wall:5.2f}  "
+              f"{sum(r.quantified for r in qf_res)} of {len(qf_res)} (quantified: "
+              f"{sum(r.quantified for r in q_res)})")
 
 
 if __name__ == "__main__":

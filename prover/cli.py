@@ -22,8 +22,8 @@ from microverify.prover.cache import DEFAULT_DIR
 from microverify.prover.crosscheck import SOLVERS, available
 from microverify.prover.driver import Pair, obligations, prove_pairs
 from microverify.prover.progress import Progress
-from microverify.prover.report import render_counterexample, result_line, summary, theorems
-from microverify.prover.solve import Options, Result, Status
+from microverify.prover.report import quantified, render_counterexample, result_line, summary, theorems
+from microverify.prover.solve import ENCODINGS, Options, Result, Status
 
 EXIT_PROVED, EXIT_NOT_PROVED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 REPORT_URL = "the microverify issue tracker"
@@ -154,6 +154,8 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
         for line in lines:
             click.echo(line)
         click.echo(summary(results))
+        if (kept := quantified(results, options)):
+            click.echo(kept)
     if fmt == "json":
         emit(formats.to_json(results, lines, options, jobs), output)
     elif fmt == "junit":
@@ -189,6 +191,9 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
               help="Write every obligation there as a standalone SMT-LIB2 script.")
 @click.option("--cross-check", type=click.Choice(SOLVERS),
               help="Re-check every verdict with a second solver through pysmt.")
+@click.option("--encoding", type=click.Choice(ENCODINGS), default=Options.encoding, show_default=True,
+              help="qf: instantiate quantifiers where that is sound (exact), keep the rest; "
+                   "quantified: leave every quantifier to the solver.")
 @click.option("--rlimit", type=click.IntRange(min=1), default=Options.rlimit, show_default=True,
               help="Z3 resource limit per solver check: the deterministic gate.")
 @click.option("--timeout", type=click.FloatRange(min=0.001), default=Options.timeout, show_default=True,
@@ -199,8 +204,8 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
 @click.version_option(__version__, prog_name="prove")
 def prove(paths: tuple[Path, ...], jobs: int | None, cache_dir: Path, no_cache: bool, list_only: bool,
           only: tuple[str, ...], shard: str | None, fmt: str, output: Path | None, check_only: bool,
-          dump_smt: Path | None, cross_check: str | None, rlimit: int, timeout: float, seed: int,
-          quiet: bool) -> None:
+          dump_smt: Path | None, cross_check: str | None, encoding: str, rlimit: int, timeout: float,
+          seed: int, quiet: bool) -> None:
     """Prove the noninterference obligations of microverify layers (.mv files or folders).
 
     Without PATHS, proves the roots under [tool.microverify] in pyproject.toml (default proofs/).
@@ -210,7 +215,8 @@ def prove(paths: tuple[Path, ...], jobs: int | None, cache_dir: Path, no_cache: 
     try:
         if cross_check is not None and (why := available(cross_check)) is not None:
             raise BadInput(f"error: cannot cross-check with {cross_check}: {why}")
-        options = Options(rlimit=rlimit, timeout=timeout, seed=seed, dump_smt=dump_smt, cross_check=cross_check)
+        options = Options(rlimit=rlimit, timeout=timeout, seed=seed, dump_smt=dump_smt, cross_check=cross_check,
+                          encoding=encoding)
         code = run(targets, options, quiet,
                    jobs or os.cpu_count() or 1, None if no_cache else cache_dir, only, shard, fmt, output,
                    list_only, check_only)

@@ -24,11 +24,12 @@ def _sat(text: str, solver_name: str, seconds: float) -> bool | None:
     logic_name = text.split("(set-logic ", 1)[1].split(")", 1)[0]
     if logic_name != "QF_AUFBV":
         return _sat_native(text, seconds)
+    from pysmt.environment import reset_env
     from pysmt.logics import get_logic_by_name
-    from pysmt.shortcuts import Solver, get_env
+    from pysmt.shortcuts import Solver
     from pysmt.smtlib.parser import SmtLibParser
 
-    env = get_env()
+    env = reset_env()  # scripts are independent: their fresh names (e.g. lambda!1) may clash
     parsed = SmtLibParser(environment=env).get_script(io.StringIO(text))
     formula = parsed.get_last_formula()
     with Solver(name=solver_name, logic=get_logic_by_name(logic_name)) as s:

@@ -14,21 +14,8 @@ from pathlib import Path
 import z3
 
 from microverify.prover.formula import Formula
+from microverify.prover.qf import binders
 from microverify.prover.obligations import KIND_NAMES, Obligation
-
-
-def _walk(term: z3.ExprRef, seen: set[int], found: set[str]) -> None:
-    stack = [term]
-    while stack:
-        t = stack.pop()
-        if t.get_id() in seen:
-            continue
-        seen.add(t.get_id())
-        if z3.is_quantifier(t):
-            found.add("lambda" if t.is_lambda() else "quantifier")
-            stack.append(t.body())
-        elif z3.is_app(t):
-            stack.extend(t.children())
 
 
 def terms(formula: Formula, hypotheses_only: bool = False) -> list[z3.BoolRef]:
@@ -40,10 +27,7 @@ def terms(formula: Formula, hypotheses_only: bool = False) -> list[z3.BoolRef]:
 
 
 def logic(assertions: list[z3.BoolRef]) -> str:
-    found: set[str] = set()
-    seen: set[int] = set()
-    for a in assertions:
-        _walk(a, seen, found)
+    found = binders(assertions)
     if "lambda" in found:
         return "ALL"
     return "AUFBV" if "quantifier" in found else "QF_AUFBV"

@@ -56,9 +56,10 @@ def to_json(results: list[Result], theorems: list[str], options: Options, jobs: 
     doc = {
         "schema": JSON_SCHEMA,
         "tool": {"name": "microverify", "version": __version__, "z3": z3.get_version_string()},
-        "options": {"rlimit": options.rlimit, "timeout": options.timeout, "seed": options.seed, "jobs": jobs},
+        "options": {"rlimit": options.rlimit, "timeout": options.timeout, "seed": options.seed, "jobs": jobs,
+                    "encoding": options.encoding},
         "summary": {"total": len(results), **{s.value.lower(): counts[s] for s in Status},
-                    "cached": sum(r.cached for r in results)},
+                    "cached": sum(r.cached for r in results), "quantified": sum(r.quantified for r in results)},
         "obligations": [{
             "id": r.obligation.id,
             "kind": r.obligation.kind.value,
@@ -69,6 +70,7 @@ def to_json(results: list[Result], theorems: list[str], options: Options, jobs: 
             "time": round(r.seconds, 4),
             "rlimit_used": r.rlimit_used,
             "cached": r.cached,
+            "quantified": r.quantified,
             "detail": r.detail,
             "span": _span(r.obligation.span),
             "counterexample": _cex(r.counterexample),

@@ -50,6 +50,7 @@ class Formula:
     observer: tuple[ir.Principal, z3.ExprRef | None] | None = None
     explain_unsat: str = ""  # said when a `sat` obligation has no model
     tables: list[Table] = field(default_factory=list)  # default: the runs, before and after
+    quantified: bool = False  # some hypothesis or goal still has a quantifier (set by solve.build)
 
     @property
     def ctx(self) -> z3.Context:

@@ -8,7 +8,7 @@ from microverify.dsl import ir
 from microverify.dsl.spans import Span
 from microverify.prover.counterexample import Counterexample
 from microverify.prover.obligations import KIND_NAMES, Obligation
-from microverify.prover.solve import Result, Status
+from microverify.prover.solve import Options, Result, Status
 
 
 def source_line(span: Span, sources: dict[str, str]) -> str:
@@ -78,6 +78,16 @@ def summary(results: list[Result]) -> str:
              if counts[s]]
     head = f"{counts[Status.PROVED]} of {total} obligations proved"
     return head + (", " + ", ".join(parts) if parts else "")
+
+
+def quantified(results: list[Result], options: Options) -> str:
+    """Which obligations were solved with quantifiers although the qf encoding was asked for."""
+    kept = [r.obligation.id for r in results if r.quantified]
+    if options.encoding != "qf" or not kept:
+        return ""
+    shown = ", ".join(kept[:8]) + (f", and {len(kept) - 8} more" if len(kept) > 8 else "")
+    return (f"note: {len(kept)} of {len(results)} obligations keep quantifiers (outside the array "
+            f"property fragment and too large to expand; docs/theory.md §9): {shown}")
 
 
 def _may_halt(stmts: tuple[ir.Stmt, ...]) -> bool:

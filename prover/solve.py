@@ -15,7 +15,7 @@ import z3
 
 from microverify.dsl import ir
 from microverify.layers.model import Labeled, SymLayer
-from microverify.prover import export, invariants, refinement, unwinding
+from microverify.prover import export, invariants, qf, refinement, unwinding
 from microverify.prover.cache import Cache, obligation_key
 from microverify.prover.counterexample import Counterexample, explain
 from microverify.prover.crosscheck import cross_check
@@ -37,6 +37,7 @@ class Options:
     seed: int = 0
     dump_smt: Path | None = None  # write every obligation there as SMT-LIB2
     cross_check: str | None = None  # re-check every verdict with this solver (through pysmt)
+    encoding: str = "qf"  # "qf": quantifiers instantiated where sound (prover/qf.py); "quantified"
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Result:
     cached: bool = False  # PROVED by a valid cache entry for exactly this formula
     warnings: tuple[str, ...] = ()
     disagreement: str = ""  # the second solver's objection (--cross-check), "" if it agrees
+    quantified: bool = False  # the formula solved still has quantifiers
 
 
 # Which function builds each kind of obligation, by what it is about.
@@ -114,13 +116,33 @@ def smt2(formula: Formula) -> str:
     return f"; mode {formula.mode}\n" + s.to_smt2()
 
 
-def build(module: ir.Module, ob: Obligation, ctx: z3.Context) -> Formula:
-    """The obligation's formula, with the well-formedness of every free value as a hypothesis."""
+ENCODINGS = ("qf", "quantified")
+
+
+def build(module: ir.Module, ob: Obligation, ctx: z3.Context, encoding: str = "qf") -> Formula:
+    """The obligation's formula, with the well-formedness of every free value as a hypothesis;
+    in the "qf" encoding, without its quantifiers where they can be removed soundly."""
     formula = formulate(module, ob, ctx)
     wellformed = formula.layer.enc.wellformed
     if wellformed:
         formula.hypotheses.insert(0, Labeled("well-formed values", z3.And(wellformed)))
+    formula.quantified = not (encoding == "qf" and _quantifier_free(formula)) and \
+        qf.has_quantifier([h.term for h in formula.hypotheses] + [g.term for g in formula.goals])
     return formula
+
+
+def _quantifier_free(formula: Formula) -> bool:
+    """Replace the terms by their quantifier-free versions, if every quantifier could go."""
+    e = qf.eliminate([h.term for h in formula.hypotheses], [g.term for g in formula.goals],
+                     1 if formula.mode == "sat" else -1)
+    if not e.quantifier_free:
+        return False  # keep the quantified formula whole: it is exact
+    formula.hypotheses = [replace(h, term=t) for h, t in zip(formula.hypotheses, e.hypotheses)]
+    formula.goals = [replace(g, term=t) for g, t in zip(formula.goals, e.goals)]
+    if e.side:
+        formula.hypotheses.append(Labeled("index-set instantiation: each λ is an index outside I",
+                                          z3.And(e.side)))
+    return True
 
 
 def cache_key(formula: Formula, options: Options) -> str:
@@ -135,7 +157,7 @@ def solve(module: ir.Module, ob: Obligation, options: Options, cache: Cache | No
     start = time.perf_counter()
     hit = None
     if cache is not None:
-        keyed = build(module, ob, z3.Context())
+        keyed = build(module, ob, z3.Context(), options.encoding)
         key = cache_key(keyed, options)
         hit = cache.get(key, ob.id)
         warnings = tuple(cache.warnings)
@@ -145,12 +167,13 @@ def solve(module: ir.Module, ob: Obligation, options: Options, cache: Cache | No
         result = Result(ob, Status.PROVED, time.perf_counter() - start, hit.rlimit_used,
                         time.perf_counter() - start, cached=True, warnings=warnings)
     else:
-        formula = build(module, ob, z3.Context())
+        formula = build(module, ob, z3.Context(), options.encoding)
         result = _check(ob, formula, options, start, time.perf_counter() - start)
         if cache is not None:
             result = replace(result, warnings=warnings)
             if result.status is Status.PROVED:
                 cache.put(key, ob.id, result.rlimit_used)
+    result = replace(result, quantified=formula.quantified)
     if options.dump_smt is not None:
         export.dump(ob, formula, options.dump_smt)
     if options.cross_check is not None:

@@ -15,19 +15,21 @@ import pytest
 
 from conftest import ROOT, expectation, ids, load
 from microverify.prover.driver import obligations, prove_pairs
-from microverify.prover.solve import Options, Status
+from microverify.prover.solve import ENCODINGS, Options, Status
 
 MUTANTS = sorted(p for p in (ROOT / "tests" / "mutants").rglob("*.mv")
                  if p.read_text().startswith("// expect:"))
 
 
+@pytest.mark.parametrize("encoding", ENCODINGS)
 @pytest.mark.parametrize("path", MUTANTS, ids=[f"{p.parent.name}/{p.stem}" for p in MUTANTS] or ids(MUTANTS))
-def test_mutant_is_rejected_by_the_expected_obligation(path: Path) -> None:
+def test_mutant_is_rejected_by_the_expected_obligation(path: Path, encoding: str) -> None:
+    """In both encodings (prover/qf.py): the quantifier-free one must not lose a counterexample."""
     kind, op = expectation(path)[0].split()
     pairs = [(m, ob) for m, ob in obligations([load(path)])
              if ob.kind.value == kind and (ob.op or "-") == op]
     assert pairs, f"no {kind} obligation for {op}"
-    results = prove_pairs(pairs, Options())
+    results = prove_pairs(pairs, Options(encoding=encoding))
     assert any(r.status is Status.FAILED and r.counterexample is not None
                or (kind == "VAC" and r.status is Status.VACUOUS) for r in results), \
         [(r.obligation.id, r.status.value, r.detail) for r in results]

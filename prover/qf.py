@@ -1,0 +1,360 @@
+"""The quantifier-free encoding of an obligation: its quantifiers replaced by ground instances.
+
+Observation equivalence, invariants and well-formedness over maps are `forall`s over indices.
+This module removes them where that is sound, in three passes over the asserted terms (the
+hypotheses, and the goal as it is asserted: negated for a validity obligation):
+
+1. Skolemization. A quantifier that is existential where it is asserted (`exists` in a positive
+   position, `forall` in a negative one, e.g. in the negated goal) and is not under a universal
+   one becomes its body over fresh constants. Equisatisfiable.
+2. The index set I: for each index sort, the ground terms the formula reads or writes arrays at
+   (`select`/`store` indices), after skolemization.
+3. Instantiation of every universal quantifier (in a positive position of the hypotheses):
+   - in the array property fragment (Bradley, Manna and Sipma, "What's decidable about arrays?"),
+     i.e. each bound variable occurs only as a whole index of an array read: over I ∪ {λ},
+     λ a fresh index distinct from every term of I. For an index theory with equality only,
+     this is complete: a model of the instances extends to a model of the quantifier by reading
+     every array at an index outside I where it reads it at λ. When |I| + 1 would not be smaller
+     than the sort, every value of the sort is taken instead;
+   - otherwise, over every value of its (finite) sorts if there are at most EXPAND_LIMIT
+     combinations: an exact expansion;
+   - otherwise the quantifier stays, and the obligation is reported as quantified.
+   A quantifier in both polarities (under `==` of Booleans or an `if` condition) is expanded or
+   kept, never instantiated over I.
+
+Soundness does not rest on completeness: replacing a universal hypothesis by some of its
+instances only weakens the hypotheses, so `unsat` (PROVED) carries over to the quantified
+obligation whatever the instances. Completeness (a `sat` answer being a real counterexample, and
+the vacuity check being exact) rests on the fragment argument above; tests/test_qf.py compares
+the verdicts of both encodings on every shipped proof, case and mutant.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import z3
+from z3.z3 import _to_expr_ref  # a raw AST as an expression (not exported by z3)
+
+EXPAND_LIMIT = 64  # the most values an exact expansion of one quantifier may range over
+MAX_ROUNDS = 4  # growing the index set I with the terms the instances read at, until it closes
+
+
+@dataclass
+class Elimination:
+    """The rewritten terms, the extra hypotheses (λ distinct from I), and what stayed quantified."""
+
+    hypotheses: list[z3.BoolRef]
+    goals: list[z3.BoolRef]
+    side: list[z3.BoolRef] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # why quantifiers stay, if any do
+
+    @property
+    def quantifier_free(self) -> bool:
+        return not self.kept
+
+
+def _simplify(t: z3.ExprRef) -> z3.ExprRef:
+    """Z3's simplifier (it also beta-reduces reads of lambdas), but keeping comparisons of
+    bit-vectors whole: by default it splits `k < 10` into tests of k's high and low bits, which
+    would hide a guard of the fragment."""
+    return z3.simplify(t, bv_le2extract=False)
+
+
+def _sort_size(sort: z3.SortRef) -> int | None:
+    if sort.kind() == z3.Z3_BOOL_SORT:
+        return 2
+    if sort.kind() == z3.Z3_BV_SORT:
+        return 1 << sort.size()  # type: ignore[attr-defined, no-any-return]
+    return None
+
+
+def _values(sort: z3.SortRef) -> list[z3.ExprRef]:
+    if sort.kind() == z3.Z3_BOOL_SORT:
+        return [z3.BoolVal(False, sort.ctx), z3.BoolVal(True, sort.ctx)]
+    return [z3.BitVecVal(v, sort.size(), sort.ctx) for v in range(1 << sort.size())]  # type: ignore[attr-defined]
+
+
+def _open(q: z3.QuantifierRef, names: str) -> tuple[list[z3.ExprRef], z3.ExprRef]:
+    """The body of q over fresh constants, one per bound variable (in var_name order)."""
+    consts = [z3.FreshConst(q.var_sort(i), names) for i in range(q.num_vars())]
+    return consts, z3.substitute_vars(q.body(), *reversed(consts))
+
+
+# Term walks use Z3's C API on raw ASTs: z3py's wrappers cost more than the walk itself.
+_APP, _VAR, _QUANT = z3.Z3_APP_AST, z3.Z3_VAR_AST, z3.Z3_QUANTIFIER_AST
+
+
+class _Terms:
+    """Raw views of the ASTs of one context."""
+
+    def __init__(self, ctx: z3.Context) -> None:
+        self.ctx = ctx
+        self.c = ctx.ref()
+
+    def id(self, a: z3.Ast) -> int:
+        return z3.Z3_get_ast_id(self.c, a)  # type: ignore[no-any-return]
+
+    def kind(self, a: z3.Ast) -> int:
+        k = z3.Z3_get_ast_kind(self.c, a)
+        return _APP if k == z3.Z3_NUMERAL_AST else k  # type: ignore[no-any-return]
+
+    def args(self, a: z3.Ast) -> list[z3.Ast]:
+        return [z3.Z3_get_app_arg(self.c, a, i) for i in range(z3.Z3_get_app_num_args(self.c, a))]
+
+    def op(self, a: z3.Ast) -> int:
+        return z3.Z3_get_decl_kind(self.c, z3.Z3_get_app_decl(self.c, a))  # type: ignore[no-any-return]
+
+    def body(self, a: z3.Ast) -> z3.Ast:
+        return z3.Z3_get_quantifier_body(self.c, a)
+
+    def is_lambda(self, a: z3.Ast) -> bool:
+        return bool(z3.Z3_is_lambda(self.c, a))
+
+    def expr(self, a: z3.Ast) -> z3.ExprRef:
+        return _to_expr_ref(a, self.ctx)  # type: ignore[no-any-return]
+
+    def children_polarity(self, a: z3.Ast, pol: int) -> list[tuple[z3.Ast, int]]:
+        """Each argument of a with its polarity: +1 positive, -1 negative, 0 both."""
+        args, op = self.args(a), self.op(a)
+        if op == z3.Z3_OP_NOT:
+            return [(args[0], -pol)]
+        if op in (z3.Z3_OP_AND, z3.Z3_OP_OR):
+            return [(x, pol) for x in args]
+        if op == z3.Z3_OP_IMPLIES:
+            return [(args[0], -pol), (args[1], pol)]
+        if op == z3.Z3_OP_ITE:
+            return [(args[0], 0), (args[1], pol), (args[2], pol)]
+        return [(x, 0) for x in args]
+
+    def walk(self, roots: list[z3.Ast]) -> Iterator[z3.Ast]:
+        """Every distinct subterm once, quantifier bodies included."""
+        seen: set[int] = set()
+        stack = list(roots)
+        while stack:
+            a = stack.pop()
+            i = self.id(a)
+            if i in seen:
+                continue
+            seen.add(i)
+            yield a
+            k = self.kind(a)
+            if k == _APP:
+                stack.extend(self.args(a))
+            elif k == _QUANT:
+                stack.append(self.body(a))
+
+    def ground(self, a: z3.Ast, memo: dict[int, bool]) -> bool:
+        """No free (de Bruijn) variable in a."""
+        i = self.id(a)
+        if i not in memo:
+            k = self.kind(a)
+            memo[i] = k == _APP and all(self.ground(x, memo) for x in self.args(a))
+        return memo[i]
+
+
+def _outermost(terms: _Terms, t: z3.ExprRef, pol: int) -> dict[int, tuple[z3.QuantifierRef, set[int]]]:
+    """The binders of t not inside another one (lambdas too), with their polarities."""
+    found: dict[int, tuple[z3.QuantifierRef, set[int]]] = {}
+    seen: set[tuple[int, int]] = set()
+    stack = [(t.as_ast(), pol)]
+    while stack:
+        a, p = stack.pop()
+        key = (terms.id(a), p)
+        if key in seen:
+            continue
+        seen.add(key)
+        k = terms.kind(a)
+        if k == _QUANT:
+            found.setdefault(key[0], (terms.expr(a), set()))[1].add(p)  # type: ignore[arg-type]
+        elif k == _APP:
+            stack.extend(terms.children_polarity(a, p))
+    return found
+
+
+def _existential(q: z3.QuantifierRef, pol: int) -> bool:
+    return (q.is_exists() and pol == 1) or (q.is_forall() and pol == -1)
+
+
+class _Eliminator:
+    def __init__(self, ctx: z3.Context) -> None:
+        self.ctx = ctx
+        self.terms = _Terms(ctx)
+        self.index: dict[z3.SortRef, dict[int, z3.ExprRef]] = {}
+        self.lambdas: dict[tuple[z3.SortRef, int, int], z3.ExprRef] = {}  # λ per sort and region
+        self.fresh: dict[tuple[z3.SortRef, int, int], z3.ExprRef] = {}  # the λs this round uses
+        self.kept: list[str] = []  # why a quantifier stays
+        self.made: list[z3.ExprRef] = []  # the instances made this round
+
+    # -- pass 1
+    def skolemize(self, t: z3.ExprRef, pol: int) -> z3.ExprRef:
+        pairs = []
+        for q, pols in _outermost(self.terms, t, pol).values():
+            if len(pols) == 1 and not q.is_lambda() and _existential(q, p := next(iter(pols))):
+                _, body = _open(q, "sk")
+                pairs.append((q, self.skolemize(body, p)))
+        return z3.substitute(t, *pairs) if pairs else t
+
+    # -- pass 2
+    def collect_index(self, roots: list[z3.ExprRef]) -> None:
+        memo: dict[int, bool] = {}
+        for a in self.terms.walk([r.as_ast() for r in roots]):
+            if self.terms.kind(a) != _APP:
+                continue
+            op = self.terms.op(a)
+            if op in (z3.Z3_OP_SELECT, z3.Z3_OP_STORE):
+                args = self.terms.args(a)
+                for i in args[1:len(args) - (op == z3.Z3_OP_STORE)]:
+                    if self.terms.ground(i, memo):
+                        index = self.terms.expr(i)
+                        self.index.setdefault(index.sort(), {})[index.get_id()] = index
+
+    # -- pass 3
+    def instantiate(self, t: z3.ExprRef, pol: int) -> z3.ExprRef:
+        pairs = []
+        for q, pols in _outermost(self.terms, t, pol).values():
+            p = next(iter(pols)) if len(pols) == 1 else 0
+            replaced = self._replace(q, p)
+            if replaced is not None:
+                pairs.append((q, replaced))
+        return z3.substitute(t, *pairs) if pairs else t
+
+    def _replace(self, q: z3.QuantifierRef, pol: int) -> z3.ExprRef | None:
+        if q.is_lambda():
+            self.kept.append(f"a lambda that is not applied: {q.sexpr()[:160]}")
+            return None
+        consts, body = _open(q, "i")
+        sorts = [q.var_sort(i) for i in range(q.num_vars())]
+        universal = pol != 0 and not _existential(q, pol)
+        atoms = _fragment_atoms(self.terms, body, consts) if universal else None
+        if atoms is not None:
+            choices = [self._choices(c, atoms[c.get_id()]) for c in consts]
+        elif all(_sort_size(s) is not None for s in sorts) and \
+                math.prod(_sort_size(s) or 0 for s in sorts) <= EXPAND_LIMIT:
+            choices = [[(v, []) for v in _values(s)] for s in sorts]
+        else:
+            self.kept.append(f"{'universal' if universal else 'existential' if pol else 'mixed-polarity'} "
+                             f"quantifier over {', '.join(map(str, sorts))} outside the array property "
+                             f"fragment, too large to expand: {q.sexpr()[:160]}")
+            return None
+        neutral = z3.BoolVal(q.is_forall(), self.ctx)
+        instances = []
+        for combo in itertools.product(*choices):
+            fixed = [pair for _, known in combo for pair in known]  # guard atoms known in a region
+            instance = _simplify(z3.substitute(z3.substitute(body, *fixed) if fixed else body,
+                                                 *zip(consts, (term for term, _ in combo))))
+            if not instance.eq(neutral):
+                instances.append(self.instantiate(instance, pol))
+                self.made.append(instance)
+        if q.is_forall():
+            return z3.And(instances + [neutral])
+        return z3.Or(instances + [neutral])
+
+    def _choices(self, const: z3.ExprRef, atoms: list[z3.BoolRef]) -> list[Choice]:
+        """Where to instantiate a bound variable of the fragment: at each index term of I, and in
+        each region of its sort between the numerals its guard atoms compare it with, at a fresh
+        λ of that region outside I (where the atoms are constant), or at every value of the
+        region when it is too small to surely hold such a λ."""
+        sort = const.sort()
+        index = list(self.index.get(sort, {}).values())
+        out: list[Choice] = [(t, []) for t in index]
+        width = sort.size()  # type: ignore[attr-defined]
+        cuts = {0}
+        for atom in atoms:
+            n = next(x for x in atom.children() if z3.is_bv_value(x)).as_long()  # type: ignore[attr-defined]
+            cuts.update(c for c in (n, n + 1) if c < 1 << width)
+        bounds = sorted(cuts) + [1 << width]
+        for lo, hi in zip(bounds, bounds[1:]):
+            known = [(atom, _simplify(z3.substitute(atom, (const, z3.BitVecVal(lo, width, self.ctx)))))
+                     for atom in atoms]
+            if hi - lo <= len(index) + 1:
+                out += [(z3.BitVecVal(v, width, self.ctx), []) for v in range(lo, hi)]
+                continue
+            key = (sort, lo, hi)
+            if key not in self.lambdas:
+                self.lambdas[key] = z3.FreshConst(sort, "lambda")
+            lam = self.fresh[key] = self.lambdas[key]
+            out.append((lam, known))
+        return out
+
+    def side(self) -> list[z3.BoolRef]:
+        """Each λ lies in its region and differs from every index term of its sort (satisfiable:
+        the region has more values than I has terms)."""
+        out = []
+        for (sort, lo, hi), lam in self.fresh.items():
+            width = sort.size()  # type: ignore[attr-defined]
+            inside = [z3.ULE(z3.BitVecVal(lo, width, self.ctx), lam), z3.ULE(lam, z3.BitVecVal(hi - 1, width, self.ctx))]
+            out.append(z3.And(inside + [lam != t for t in self.index.get(sort, {}).values()]))
+        return out
+
+
+Choice = tuple[z3.ExprRef, list[tuple[z3.BoolRef, z3.BoolRef]]]  # a term, and guard atoms fixed there
+_COMPARISONS = {z3.Z3_OP_EQ, z3.Z3_OP_ULEQ, z3.Z3_OP_ULT, z3.Z3_OP_UGEQ, z3.Z3_OP_UGT}
+
+
+def _fragment_atoms(terms: _Terms, body: z3.ExprRef, consts: list[z3.ExprRef]) -> dict[int, list[z3.BoolRef]] | None:
+    """None unless each bit-vector constant of consts occurs in body only as a whole index of an
+    array read or in an (unsigned) comparison with a numeral; else those comparisons per constant."""
+    bound = {c.get_id() for c in consts}
+    if body.get_id() in bound or any(not z3.is_bv(c) for c in consts):
+        return None
+    atoms: dict[int, dict[int, z3.BoolRef]] = {i: {} for i in bound}
+    for a in terms.walk([body.as_ast()]):
+        if terms.kind(a) != _APP:
+            continue
+        args = terms.args(a)
+        mine = [x for x in args if terms.id(x) in bound]
+        if not mine:
+            continue
+        op = terms.op(a)
+        if op == z3.Z3_OP_SELECT and terms.id(args[0]) not in bound:
+            continue
+        numeral = [x for x in args if z3.Z3_get_ast_kind(terms.c, x) == z3.Z3_NUMERAL_AST]
+        if op in _COMPARISONS and len(args) == 2 and len(mine) == 1 and len(numeral) == 1:
+            atoms[terms.id(mine[0])][terms.id(a)] = terms.expr(a)  # type: ignore[assignment]
+            continue
+        return None  # a bound constant used some other way
+    return {i: list(found.values()) for i, found in atoms.items()}
+
+
+def binders(terms: list[z3.BoolRef]) -> set[str]:
+    """Which binders the terms contain: "lambda", "quantifier" (forall or exists), or none."""
+    if not terms:
+        return set()
+    raw = _Terms(terms[0].ctx)
+    return {"lambda" if raw.is_lambda(a) else "quantifier"
+            for a in raw.walk([t.as_ast() for t in terms]) if raw.kind(a) == _QUANT}
+
+
+def has_quantifier(terms: list[z3.BoolRef]) -> bool:
+    """A forall, exists or lambda: not quantifier-free (a lambda is a quantifier to a solver)."""
+    return bool(binders(terms))
+
+
+def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polarity: int) -> Elimination:
+    """Hypotheses and goals without quantifiers where that is sound. goal_polarity is -1 when
+    the goals are asserted negated (a validity obligation), +1 when asserted as they are."""
+    ctx = (hypotheses + goals)[0].ctx
+    e = _Eliminator(ctx)
+    polarity = [1] * len(hypotheses) + [goal_polarity] * len(goals)
+    simple = [_simplify(t) for t in hypotheses + goals]  # also beta-reduces lambdas
+    skolem = [e.skolemize(t, p) for t, p in zip(simple, polarity)]
+    e.collect_index(skolem)
+    for _ in range(MAX_ROUNDS):
+        e.kept, e.fresh, e.made = [], {}, []
+        done = [e.instantiate(t, p) for t, p in zip(skolem, polarity)]
+        if not e.fresh:
+            break  # no instantiation over I: nothing rests on I being complete
+        before = {s: set(terms) for s, terms in e.index.items()}
+        e.collect_index(e.made)  # the rest of the terms was collected before
+        for lam in e.lambdas.values():  # λs are not index terms
+            e.index.get(lam.sort(), {}).pop(lam.get_id(), None)
+        if all(set(terms) <= before.get(s, set()) for s, terms in e.index.items()):
+            break  # instances read arrays only at I ∪ {λ}: I is closed
+    else:
+        e.kept.append("the index set did not close: instances over it may not be complete")
+    n = len(hypotheses)
+    return Elimination(done[:n], done[n:], e.side(), e.kept)  # type: ignore[arg-type]
