@@ -145,7 +145,7 @@ def test_json_report_schema() -> None:
     assert set(doc) == {"schema", "tool", "options", "summary", "obligations", "theorems"}
     failed = [o for o in doc["obligations"] if o["status"] == "FAILED"]
     (o,) = failed
-    assert set(o) == {"id", "kind", "layer", "operation", "observer", "status", "time", "rlimit_used", "cached",
+    assert set(o) == {"id", "kind", "layer", "operation", "observer", "status", "time", "rlimit_used", "cached", "quantified",
                       "detail", "span", "counterexample"}
     assert (o["id"], o["kind"], o["operation"], o["span"]["line"]) == ("L/OC/peek", "OC", "peek", 12)
     cex = o["counterexample"]
