@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from microverify.dsl.loader import discover, load_file
-from microverify.prover.driver import obligations, prove_pairs
+from microverify.prover.driver import Pair, obligations, prove_pairs
 from microverify.prover.solve import Options, Result, Status
 
 
@@ -73,10 +73,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def encodings(pairs: list, jobs: int) -> None:  # type: ignore[type-arg]
+def encodings(pairs: list[Pair], jobs: int) -> None:
     """The quantifier-free encoding (the default) against the quantified one, per folder."""
     print("encoding qf / quantified (-j%d):  solve  total  still quantified" % jobs)
-    by_folder: dict[str, list] = {}  # type: ignore[type-arg]
+    by_folder: dict[str, list[Pair]] = {}
     for pair in pairs:
         by_folder.setdefault(Path(pair[1].file).parent.name, []).append(pair)
     for folder, group in sorted(by_folder.items()):

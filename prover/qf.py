@@ -188,6 +188,10 @@ class _Eliminator:
         self.fresh: dict[tuple[z3.SortRef, int, int], z3.ExprRef] = {}  # the λs this round uses
         self.kept: list[str] = []  # why a quantifier stays
         self.made: list[z3.ExprRef] = []  # the instances made this round
+        # The regions of each index sort: cut at every numeral a guard compares a bound variable
+        # with (and the next value), over all quantifiers; completeness needs one partition.
+        self.cuts: dict[z3.SortRef, set[int]] = {}
+        self.refined = False  # the partition got finer this round
 
     # -- pass 1
     def skolemize(self, t: z3.ExprRef, pol: int) -> z3.ExprRef:
@@ -262,10 +266,12 @@ class _Eliminator:
         index = list(self.index.get(sort, {}).values())
         out: list[Choice] = [(t, []) for t in index]
         width = sort.size()  # type: ignore[attr-defined]
-        cuts = {0}
+        cuts = self.cuts.setdefault(sort, {0})  # one partition per sort, shared by every quantifier
+        size = len(cuts)
         for atom in atoms:
             n = next(x for x in atom.children() if z3.is_bv_value(x)).as_long()  # type: ignore[attr-defined]
             cuts.update(c for c in (n, n + 1) if c < 1 << width)
+        self.refined |= len(cuts) > size
         bounds = sorted(cuts) + [1 << width]
         for lo, hi in zip(bounds, bounds[1:]):
             known = [(atom, _simplify(z3.substitute(atom, (const, z3.BitVecVal(lo, width, self.ctx)))))
@@ -344,7 +350,7 @@ def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polari
     skolem = [e.skolemize(t, p) for t, p in zip(simple, polarity)]
     e.collect_index(skolem)
     for _ in range(MAX_ROUNDS):
-        e.kept, e.fresh, e.made = [], {}, []
+        e.kept, e.fresh, e.made, e.refined = [], {}, [], False
         done = [e.instantiate(t, p) for t, p in zip(skolem, polarity)]
         if not e.fresh:
             break  # no instantiation over I: nothing rests on I being complete
@@ -352,9 +358,9 @@ def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polari
         e.collect_index(e.made)  # the rest of the terms was collected before
         for lam in e.lambdas.values():  # λs are not index terms
             e.index.get(lam.sort(), {}).pop(lam.get_id(), None)
-        if all(set(terms) <= before.get(s, set()) for s, terms in e.index.items()):
-            break  # instances read arrays only at I ∪ {λ}: I is closed
+        if not e.refined and all(set(terms) <= before.get(s, set()) for s, terms in e.index.items()):
+            break  # instances read arrays only at I ∪ {λ}, over one partition: I is closed
     else:
-        e.kept.append("the index set did not close: instances over it may not be complete")
+        e.kept.append("the index set or the regions did not close: instances may not be complete")
     n = len(hypotheses)
     return Elimination(done[:n], done[n:], e.side(), e.kept)  # type: ignore[arg-type]

@@ -126,7 +126,8 @@ def build(module: ir.Module, ob: Obligation, ctx: z3.Context, encoding: str = "q
     wellformed = formula.layer.enc.wellformed
     if wellformed:
         formula.hypotheses.insert(0, Labeled("well-formed values", z3.And(wellformed)))
-    formula.quantified = not (encoding == "qf" and _quantifier_free(formula)) and \
+    removed = encoding == "qf" and _quantifier_free(formula)
+    formula.quantified = not removed and \
         qf.has_quantifier([h.term for h in formula.hypotheses] + [g.term for g in formula.goals])
     return formula
 

@@ -124,3 +124,13 @@ def test_quantifier_free_encoding_agrees_with_z3_on_the_quantified_formula(
     quantified = verdict(hyps + facts, goals, eliminated=False)
     assert quantified != z3.unknown
     assert verdict(hyps + facts, goals, eliminated=True) == quantified
+
+
+def test_every_quantifier_is_instantiated_in_the_regions_of_every_other() -> None:
+    """Found by the property test: equal everywhere, yet B < A below 3, is unsatisfiable; the
+    unguarded quantifier must be instantiated in the region [0, 3) of the guarded one too."""
+    a, b = arrays("A", "B")
+    k, p = z3.BitVecs("k p", 8)
+    hyps = [z3.ForAll([k], a[k] == b[k]), z3.ForAll([k], z3.Implies(z3.ULT(k, 3), z3.ULT(b[k], a[k])))]
+    assert verdict(hyps, [z3.ULT(a[p], b[p])], eliminated=False) == z3.unsat
+    assert verdict(hyps, [z3.ULT(a[p], b[p])], eliminated=True) == z3.unsat
