@@ -4,7 +4,7 @@ quantified, and a property test that the encodings agree with Z3 on the quantifi
 from __future__ import annotations
 
 import z3
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from microverify.prover.qf import eliminate, has_quantifier
@@ -13,13 +13,15 @@ BV8 = z3.BitVecSort(8)
 
 
 def verdict(hyps: list[z3.BoolRef], goals: list[z3.BoolRef], *, eliminated: bool) -> z3.CheckSatResult:
-    """sat/unsat of the hypotheses with the goals asserted negated (a validity obligation)."""
+    """sat/unsat of the hypotheses with the goals asserted negated (a validity obligation);
+    unknown if Z3 needs more than an rlimit that keeps every test fast."""
     if eliminated:
         e = eliminate(hyps, goals, -1)
         assert e.quantifier_free, e.kept
         hyps, goals = e.hypotheses + e.side, e.goals
         assert not has_quantifier(hyps + goals)
     s = z3.Solver()
+    s.set("rlimit", 5_000_000, "random_seed", 0)
     s.add(hyps)
     s.add(z3.Not(z3.And(goals)))
     return s.check()
@@ -116,13 +118,13 @@ def ground(draw: st.DrawFn) -> z3.BoolRef:
                                  z3.ULT(x, y)]))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)  # the same examples on every run
 @given(st.lists(universal(), min_size=1, max_size=3), st.lists(ground(), max_size=2),
        st.lists(st.one_of(ground(), universal()), min_size=1, max_size=2))
 def test_quantifier_free_encoding_agrees_with_z3_on_the_quantified_formula(
         hyps: list[z3.BoolRef], facts: list[z3.BoolRef], goals: list[z3.BoolRef]) -> None:
     quantified = verdict(hyps + facts, goals, eliminated=False)
-    assert quantified != z3.unknown
+    assume(quantified != z3.unknown)  # a formula Z3 cannot decide quickly says nothing here
     assert verdict(hyps + facts, goals, eliminated=True) == quantified
 
 
