@@ -22,8 +22,10 @@ How it differs from what microverify builds (hand-optimisations an expert would 
 - `check ... else halt` only adds to the halting condition: the post-state is computed as if
   the check passed (no obligation looks at a halting run); microverify guards every write by
   its path condition. A failed `check ... else return` keeps the whole state, as in microverify.
-- No middle check: between its two checks microverify adds the second-run hypotheses and checks
-  once more (answer ignored; it helps Z3 find counterexamples). That is in our solve time.
+- No middle check: for a formula that keeps quantifiers, microverify adds the second-run
+  hypotheses between its two checks and checks once more (answer ignored; it helps Z3 find
+  counterexamples under quantified hypotheses). That is in the quantified encoding's solve time;
+  the quantifier-free encoding skips it.
 
 Times are per obligation, the minimum of N runs, the three sides interleaved obligation by
 obligation and garbage collected in between (outside the timings). Solve = the solver's checks;

@@ -20,6 +20,19 @@ from microverify.prover.obligations import Obligation
 SOLVERS = ("cvc5",)
 
 
+def _options(solver_name: str, seconds: float) -> dict[str, str]:
+    """Options set on top of pysmt's defaults.
+
+    pysmt turns on cvc5's ITE simplification ("ite-simp", "simp-ite-compress"), and with it
+    cvc5 1.4 answers sat on some unsat QF_AUFBV scripts (KCoreMachine/INV/host_access in
+    proofs/sekvm; cvc5 without them agrees with Z3): a preprocessing heuristic, switched off.
+    cvc5's own decision heuristic ("internal") decides the SeKVM obligations in a second where
+    the default (justification) runs out of time."""
+    assert solver_name == "cvc5", solver_name
+    return {"ite-simp": "false", "simp-ite-compress": "false", "decision": "internal",
+            "tlimit-per": str(_milliseconds(seconds))}
+
+
 def _sat(text: str, solver_name: str, seconds: float) -> bool | None:
     logic_name = text.split("(set-logic ", 1)[1].split(")", 1)[0]
     if logic_name != "QF_AUFBV":
@@ -32,8 +45,13 @@ def _sat(text: str, solver_name: str, seconds: float) -> bool | None:
     env = reset_env()  # scripts are independent: their fresh names (e.g. lambda!1) may clash
     parsed = SmtLibParser(environment=env).get_script(io.StringIO(text))
     formula = parsed.get_last_formula()
-    with Solver(name=solver_name, logic=get_logic_by_name(logic_name)) as s:
+    with Solver(name=solver_name, logic=get_logic_by_name(logic_name),
+                solver_options=_options(solver_name, seconds)) as s:
         return s.is_sat(formula)
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
 
 
 def _sat_native(text: str, seconds: float) -> bool | None:
@@ -43,7 +61,7 @@ def _sat_native(text: str, seconds: float) -> bool | None:
     solver = cvc5.Solver()
     solver.setOption("produce-models", "false")
     solver.setOption("mbqi", "true")
-    solver.setOption("tlimit-per", str(max(1, int(seconds * 1000))))
+    solver.setOption("tlimit-per", str(_milliseconds(seconds)))
     symbols = cvc5.SymbolManager(solver.getTermManager())
     parser = cvc5.InputParser(solver, symbols)
     parser.setStringInput(cvc5.InputLanguage.SMT_LIB_2_6, text.replace("(check-sat)", ""), "obligation")

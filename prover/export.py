@@ -2,8 +2,10 @@
 
 The script asserts the hypotheses and the goal (negated for a validity obligation), so for a
 validity obligation `unsat` means PROVED, and for a non-vacuity (`VAC`) obligation `sat` does.
-Terms are simplified first, which beta-reduces the reads of abstraction functions (lambdas), so
-most obligations are in QF_AUFBV; those that keep quantifiers are declared AUFBV.
+Terms are simplified first, which beta-reduces the reads of abstraction functions (lambdas).
+SMT-LIB 2.6 has no lambda: a lambda left (in the quantified encoding) is replaced by an array
+constant defined by a universal hypothesis, as in pass 0 of prover/qf.py. Quantifier-free
+obligations are declared QF_AUFBV, those that keep quantifiers AUFBV.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 import z3
 
 from microverify.prover.formula import Formula
-from microverify.prover.qf import binders
+from microverify.prover.qf import binders, define_lambdas
 from microverify.prover.obligations import KIND_NAMES, Obligation
 
 
@@ -23,12 +25,13 @@ def terms(formula: Formula, hypotheses_only: bool = False) -> list[z3.BoolRef]:
     if not hypotheses_only:
         goals = z3.And([g.term for g in formula.goals] + [z3.BoolVal(True, formula.ctx)])
         out.append(z3.simplify(goals if formula.mode == "sat" else z3.Not(goals)))
-    return out  # type: ignore[return-value]
+    replaced, definitions = define_lambdas(out)  # type: ignore[arg-type]
+    return definitions + replaced
 
 
 def logic(assertions: list[z3.BoolRef]) -> str:
     found = binders(assertions)
-    if "lambda" in found:
+    if "lambda" in found:  # one under a quantifier, with free variables: not SMT-LIB 2.6
         return "ALL"
     return "AUFBV" if "quantifier" in found else "QF_AUFBV"
 

@@ -1,9 +1,15 @@
 """The quantifier-free encoding of an obligation: its quantifiers replaced by ground instances.
 
 Observation equivalence, invariants and well-formedness over maps are `forall`s over indices.
-This module removes them where that is sound, in three passes over the asserted terms (the
+This module removes them where that is sound, in four passes over the asserted terms (the
 hypotheses, and the goal as it is asserted: negated for a validity obligation):
 
+0. Lambda definitions. Z3's simplifier beta-reduces a read of a lambda (an abstraction function
+   of a refinement, layers/abstraction.py), but a lambda that is written to, chosen by an `if`
+   or compared whole stays. Each such lambda `λx1…λxn. B` becomes a fresh array constant `a`
+   with the hypothesis `∀x1…xn. a[x1]…[xn] = B`: by extensionality it makes `a` that lambda, so
+   the formula is equisatisfiable, and the definition is a universal like any other (pass 3).
+   The exported scripts use the same definitions (prover/export.py): SMT-LIB has no lambda.
 1. Skolemization. A quantifier that is existential where it is asserted (`exists` in a positive
    position, `forall` in a negative one, e.g. in the negated goal) and is not under a universal
    one becomes its body over fresh constants. Equisatisfiable.
@@ -39,17 +45,19 @@ from dataclasses import dataclass, field
 import z3
 from z3.z3 import _to_expr_ref  # a raw AST as an expression (not exported by z3)
 
-EXPAND_LIMIT = 64  # the most values an exact expansion of one quantifier may range over
+EXPAND_LIMIT = 256  # the most values an exact expansion of one quantifier may range over
 MAX_ROUNDS = 4  # growing the index set I with the terms the instances read at, until it closes
 
 
 @dataclass
 class Elimination:
-    """The rewritten terms, the extra hypotheses (λ distinct from I), and what stayed quantified."""
+    """The rewritten terms, the extra hypotheses (λ distinct from I, lambdas' constants defined),
+    and what stayed quantified."""
 
     hypotheses: list[z3.BoolRef]
     goals: list[z3.BoolRef]
     side: list[z3.BoolRef] = field(default_factory=list)
+    definitions: list[z3.BoolRef] = field(default_factory=list)  # of lambdas' constants, instantiated
     kept: list[str] = field(default_factory=list)  # why quantifiers stay, if any do
 
     @property
@@ -175,6 +183,51 @@ def _outermost(terms: _Terms, t: z3.ExprRef, pol: int) -> dict[int, tuple[z3.Qua
     return found
 
 
+class Definitions:
+    """Lambdas replaced by array constants, each with its defining universal hypothesis."""
+
+    def __init__(self, ctx: z3.Context) -> None:
+        self.terms = _Terms(ctx)
+        self.constants: dict[int, z3.ExprRef] = {}  # lambda's AST id -> its constant
+        self.new: list[z3.BoolRef] = []  # definitions not yet taken by the caller
+
+    def constant(self, lam: z3.QuantifierRef) -> z3.ExprRef:
+        """The constant standing for a lambda without free variables (defined on first use)."""
+        key = lam.get_id()
+        if key not in self.constants:
+            a = self.constants[key] = z3.FreshConst(lam.sort(), "abs")
+            consts: list[z3.ExprRef] = []
+            body: z3.ExprRef = lam
+            while z3.is_quantifier(body) and body.is_lambda():  # type: ignore[attr-defined]
+                fresh, body = _open(body, "x")  # type: ignore[arg-type]
+                consts += fresh
+            read = a
+            for c in consts:
+                read = z3.Select(read, c)
+            # Lambdas inside body may read consts: they are defined once instantiated (pass 3).
+            self.new.append(z3.ForAll(consts, read == body))
+        return self.constants[key]
+
+    def replace(self, t: z3.ExprRef) -> z3.ExprRef:
+        """t with each lambda not under a binder replaced by its constant."""
+        pairs = [(q, self.constant(q)) for q, _ in _outermost(self.terms, t, 1).values() if q.is_lambda()]
+        return z3.substitute(t, *pairs) if pairs else t
+
+    def take(self) -> list[z3.BoolRef]:
+        out, self.new = self.new, []
+        return out
+
+
+def define_lambdas(terms: list[z3.BoolRef]) -> tuple[list[z3.BoolRef], list[z3.BoolRef]]:
+    """The terms with their lambdas (outside binders) replaced by constants, and the constants'
+    definitions (pass 0)."""
+    if not terms:
+        return [], []
+    d = Definitions(terms[0].ctx)
+    out = [d.replace(t) for t in terms]
+    return out, d.take()  # type: ignore[return-value]
+
+
 def _existential(q: z3.QuantifierRef, pol: int) -> bool:
     return (q.is_exists() and pol == 1) or (q.is_forall() and pol == -1)
 
@@ -183,6 +236,7 @@ class _Eliminator:
     def __init__(self, ctx: z3.Context) -> None:
         self.ctx = ctx
         self.terms = _Terms(ctx)
+        self.definitions = Definitions(ctx)
         self.index: dict[z3.SortRef, dict[int, z3.ExprRef]] = {}
         self.lambdas: dict[tuple[z3.SortRef, int, int], z3.ExprRef] = {}  # λ per sort and region
         self.fresh: dict[tuple[z3.SortRef, int, int], z3.ExprRef] = {}  # the λs this round uses
@@ -227,9 +281,8 @@ class _Eliminator:
         return z3.substitute(t, *pairs) if pairs else t
 
     def _replace(self, q: z3.QuantifierRef, pol: int) -> z3.ExprRef | None:
-        if q.is_lambda():
-            self.kept.append(f"a lambda that is not applied: {q.sexpr()[:160]}")
-            return None
+        if q.is_lambda():  # inside an instance: without free variables
+            return self.definitions.constant(q)
         consts, body = _open(q, "i")
         sorts = [q.var_sort(i) for i in range(q.num_vars())]
         universal = pol != 0 and not _existential(q, pol)
@@ -326,6 +379,78 @@ def _fragment_atoms(terms: _Terms, body: z3.ExprRef, consts: list[z3.ExprRef]) -
     return {i: list(found.values()) for i, found in atoms.items()}
 
 
+class _Reads:
+    """Reads pushed through writes and choices, down to the arrays the formula declares (pass 4):
+    `select(store(a, j, v), i)` becomes `ite(i = j, v, select(a, i))` and `select(ite(c, a, b), i)`
+    becomes `ite(c, select(a, i), select(b, i))`, the read-over-write axiom: an equivalence."""
+
+    def __init__(self, ctx: z3.Context) -> None:
+        self.t = _Terms(ctx)
+        self.c = self.t.c
+        self.made: dict[int, z3.ExprRef] = {}  # a rewritten term per AST id; keeps new ASTs alive
+        self.reads: dict[tuple[int, int], z3.Ast] = {}
+
+    def _keep(self, raw: z3.Ast) -> z3.Ast:
+        e = self.t.expr(raw)
+        self.made.setdefault(e.get_id(), e)
+        return e.as_ast()
+
+    def term(self, a: z3.Ast) -> z3.Ast:
+        key = self.t.id(a)
+        if key in self.made:
+            return self.made[key].as_ast()
+        args = self.t.args(a) if self.t.kind(a) == _APP else []
+        if args and self.t.op(a) == z3.Z3_OP_SELECT and len(args) == 2:
+            out = self.read(args[0], self.term(args[1]))
+        else:
+            new = [self.term(x) for x in args]
+            same = all(self.t.id(x) == self.t.id(y) for x, y in zip(args, new))
+            out = a if same else z3.Z3_update_term(self.c, a, len(new), (z3.Ast * len(new))(*new))
+        self.made[key] = self.t.expr(out)
+        return self._keep(out)
+
+    def read(self, array: z3.Ast, i: z3.Ast) -> z3.Ast:
+        """The value of `select(array, i)`, i already rewritten."""
+        key = (self.t.id(array), self.t.id(i))
+        if key not in self.reads:
+            self.reads[key] = self._keep(self._read(array, i))
+        return self.reads[key]
+
+    def _read(self, array: z3.Ast, i: z3.Ast) -> z3.Ast:
+        op = self.t.op(array) if self.t.kind(array) == _APP else None
+        args = self.t.args(array) if op is not None else []
+        if op == z3.Z3_OP_STORE and len(args) == 3:
+            j, v = self.term(args[1]), self.term(args[2])
+            if self.t.id(i) == self.t.id(j):
+                return v
+            if self._value(i) and self._value(j):  # distinct values
+                return self.read(args[0], i)
+            same = self._keep(z3.Z3_mk_eq(self.c, i, j))  # kept now: the read below makes terms
+            return self._ite(same, v, self.read(args[0], i))
+        if op == z3.Z3_OP_ITE:
+            return self._ite(self.term(args[0]), self.read(args[1], i), self.read(args[2], i))
+        if op == z3.Z3_OP_CONST_ARRAY:
+            return self.term(args[0])
+        whole = self.term(array)
+        if self.t.id(whole) != self.t.id(array):  # a read of a nested array, now pushed down
+            return self.read(whole, i)
+        return z3.Z3_mk_select(self.c, array, i)
+
+    def _ite(self, c: z3.Ast, a: z3.Ast, b: z3.Ast) -> z3.Ast:
+        return a if self.t.id(a) == self.t.id(b) else z3.Z3_mk_ite(self.c, c, a, b)
+
+    def _value(self, a: z3.Ast) -> bool:
+        return bool(z3.Z3_is_numeral_ast(self.c, a)) or self.t.op(a) in (z3.Z3_OP_TRUE, z3.Z3_OP_FALSE)
+
+
+def expand_reads(terms: list[z3.BoolRef]) -> list[z3.BoolRef]:
+    """Quantifier-free terms with every read pushed down to a declared array (pass 4)."""
+    if not terms:
+        return []
+    r = _Reads(terms[0].ctx)
+    return [r.t.expr(r.term(t.as_ast())) for t in terms]  # type: ignore[misc]
+
+
 def binders(terms: list[z3.BoolRef]) -> set[str]:
     """Which binders the terms contain: "lambda", "quantifier" (forall or exists), or none."""
     if not terms:
@@ -346,21 +471,28 @@ def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polari
     ctx = (hypotheses + goals)[0].ctx
     e = _Eliminator(ctx)
     polarity = [1] * len(hypotheses) + [goal_polarity] * len(goals)
-    simple = [_simplify(t) for t in hypotheses + goals]  # also beta-reduces lambdas
+    simple = [e.definitions.replace(_simplify(t)) for t in hypotheses + goals]  # passes 0 and 1
     skolem = [e.skolemize(t, p) for t, p in zip(simple, polarity)]
-    e.collect_index(skolem)
+    definitions = e.definitions.take()  # universal hypotheses: nothing to skolemize
+    e.collect_index(skolem + definitions)
     for _ in range(MAX_ROUNDS):
         e.kept, e.fresh, e.made, e.refined = [], {}, [], False
         done = [e.instantiate(t, p) for t, p in zip(skolem, polarity)]
-        if not e.fresh:
+        defined = [e.instantiate(t, 1) for t in definitions]
+        new = e.definitions.take()  # of lambdas met in instances
+        definitions += new
+        if not e.fresh and not new:
             break  # no instantiation over I: nothing rests on I being complete
         before = {s: set(terms) for s, terms in e.index.items()}
-        e.collect_index(e.made)  # the rest of the terms was collected before
+        e.collect_index(e.made + new)  # the rest of the terms was collected before
         for lam in e.lambdas.values():  # λs are not index terms
             e.index.get(lam.sort(), {}).pop(lam.get_id(), None)
-        if not e.refined and all(set(terms) <= before.get(s, set()) for s, terms in e.index.items()):
+        if not new and not e.refined and all(set(terms) <= before.get(s, set()) for s, terms in e.index.items()):
             break  # instances read arrays only at I ∪ {λ}, over one partition: I is closed
     else:
         e.kept.append("the index set or the regions did not close: instances may not be complete")
-    n = len(hypotheses)
-    return Elimination(done[:n], done[n:], e.side(), e.kept)  # type: ignore[arg-type]
+    n, side = len(hypotheses), e.side()
+    if not e.kept:
+        expanded = expand_reads(done + side + defined)  # type: ignore[arg-type]
+        done, side, defined = expanded[:len(done)], expanded[len(done):len(done) + len(side)], expanded[len(done) + len(side):]
+    return Elimination(done[:n], done[n:], side, defined, e.kept)  # type: ignore[arg-type]

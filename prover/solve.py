@@ -140,6 +140,9 @@ def _quantifier_free(formula: Formula) -> bool:
         return False  # keep the quantified formula whole: it is exact
     formula.hypotheses = [replace(h, term=t) for h, t in zip(formula.hypotheses, e.hypotheses)]
     formula.goals = [replace(g, term=t) for g, t in zip(formula.goals, e.goals)]
+    if e.definitions:
+        formula.hypotheses.append(Labeled("definitions of the constants standing for lambdas",
+                                          z3.And(e.definitions)))
     if e.side:
         formula.hypotheses.append(Labeled("index-set instantiation: each λ is an index outside I",
                                           z3.And(e.side)))
@@ -220,11 +223,12 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
     # 2. The goal, under every hypothesis. Checking all hypotheses first is not needed for
     #    soundness (step 1 settled vacuity), but Z3 then finds counterexamples under quantified
     #    hypotheses far more often than when they arrive with the negated goal; an UNKNOWN here
-    #    is ignored.
+    #    is ignored. A quantifier-free formula gains nothing from it, so it is skipped there.
     reflexive = [h.term for h in formula.hypotheses if h.reflexive]
     if reflexive:
         solver.add(reflexive)
-        solver.check()
+        if formula.quantified:
+            solver.check()
     goals = z3.And([g.term for g in formula.goals] + [z3.BoolVal(True, ctx)])
     solver.add(goals if formula.mode == "sat" else z3.Not(goals))
     check_start = time.perf_counter()

@@ -7,7 +7,7 @@ import z3
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from microverify.prover.qf import eliminate, has_quantifier
+from microverify.prover.qf import eliminate, expand_reads, has_quantifier
 
 BV8 = z3.BitVecSort(8)
 
@@ -18,7 +18,7 @@ def verdict(hyps: list[z3.BoolRef], goals: list[z3.BoolRef], *, eliminated: bool
     if eliminated:
         e = eliminate(hyps, goals, -1)
         assert e.quantifier_free, e.kept
-        hyps, goals = e.hypotheses + e.side, e.goals
+        hyps, goals = e.hypotheses + e.side + e.definitions, e.goals
         assert not has_quantifier(hyps + goals)
     s = z3.Solver()
     s.set("rlimit", 5_000_000, "random_seed", 0)
@@ -59,9 +59,11 @@ def test_lambda_instances_keep_the_vacuity_check_exact() -> None:
     a 1 at an index of a region where entries must be 0, unsatisfiable."""
     (a,) = arrays("a")
     k, p = z3.BitVecs("k p", 8)
-    zero = z3.ForAll([k], z3.Or(k == p, a[k] == 0))  # k == p: not a numeral, so not the fragment
+    (wide,) = arrays("wide", index=z3.BitVecSort(16))
+    k16, p16 = z3.BitVecs("k16 p16", 16)
+    zero = z3.ForAll([k16], z3.Or(k16 == p16, wide[k16] == 0))  # k == p: not the fragment
     e = eliminate([zero], [z3.BoolVal(True)], -1)
-    assert not e.quantifier_free  # 256 values: too many to expand, and not the fragment
+    assert not e.quantifier_free  # 65536 values: too many to expand, and not the fragment
     region = z3.ForAll([k], z3.Or(z3.ULT(k, 100), a[k] == 0))
     for extra, expected in [(a[p] == 1, z3.sat), (z3.And(a[p] == 1, z3.UGE(p, 100)), z3.unsat)]:
         e = eliminate([region, extra], [z3.BoolVal(True)], -1)
@@ -79,17 +81,44 @@ def test_small_sorts_outside_the_fragment_are_expanded() -> None:
     assert verdict([nested], [a[a[1]] == 1], eliminated=True) == z3.unsat
 
 
+def test_lambdas_written_to_or_compared_whole_become_defined_constants() -> None:
+    """A read of a lambda is beta-reduced; one written to, chosen by an `if` or compared whole
+    is replaced by a constant with a universal definition, which is then instantiated."""
+    a, b = arrays("a", "b")
+    k, p, q = z3.BitVecs("k p q", 8)
+    doubled = z3.Lambda([k], a[k] + a[k])
+    written = z3.Store(doubled, p, 0)
+    assert verdict([q != p], [written[q] == a[q] * 2], eliminated=True) == z3.unsat
+    assert verdict([], [written[q] == a[q] * 2], eliminated=True) == z3.sat  # q = p, a[p] ≠ 0
+    chosen = z3.If(p == q, doubled, b)
+    assert verdict([b == doubled], [chosen[q] == a[q] + a[q]], eliminated=True) == z3.unsat
+    assert verdict([], [chosen[q] == a[q] + a[q]], eliminated=True) == z3.sat
+    e = eliminate([written[q] == 1], [z3.BoolVal(True)], -1)
+    assert e.quantifier_free and len(e.definitions) == 1
+
+
+def test_nested_lambdas_define_one_constant_per_dimension_when_they_are_instantiated() -> None:
+    """λx. λy. m[x][y] + 1, written at [p][q]: the inner lambdas are defined as instances meet
+    them, and the result reads like the 2-D map it stands for."""
+    m = z3.Array("m", BV8, z3.ArraySort(BV8, BV8))
+    x, y, p, q, r = z3.BitVecs("x y p q r", 8)
+    plus = z3.Lambda([x], z3.Lambda([y], m[x][y] + 1))
+    row = z3.Store(plus, p, z3.Store(plus[p], q, 0))
+    assert verdict([z3.Or(r != q)], [row[p][r] == m[p][r] + 1], eliminated=True) == z3.unsat
+    assert verdict([], [row[p][r] == m[p][r] + 1], eliminated=True) == z3.sat
+
+
 def test_what_cannot_go_is_kept_and_said() -> None:
-    (a,) = arrays("a")
-    k = z3.BitVec("k", 8)
+    (a,) = arrays("a", index=z3.BitVecSort(16), value=z3.BitVecSort(16))
+    k = z3.BitVec("k", 16)
     e = eliminate([z3.ForAll([k], a[a[k]] == k)], [z3.BoolVal(True)], -1)
     assert not e.quantifier_free
     assert "outside the array property fragment" in e.kept[0]
 
 
 # -- property: on random formulas of the shape the lowering produces, the quantifier-free
-#    encoding gives Z3's answer on the quantified one (over an 8-bit index: too many values to
-#    expand, so the fragment's instances over I and the λs of each region are what is tested).
+#    encoding gives Z3's answer on the quantified one (over an 8-bit index; every quantifier is in
+#    the fragment, so its instances over I and the λs of each region are what is tested).
 
 BV4 = z3.BitVecSort(4)
 _A, _B = z3.Array("A", BV8, BV4), z3.Array("B", BV8, BV4)
@@ -136,3 +165,47 @@ def test_every_quantifier_is_instantiated_in_the_regions_of_every_other() -> Non
     hyps = [z3.ForAll([k], a[k] == b[k]), z3.ForAll([k], z3.Implies(z3.ULT(k, 3), z3.ULT(b[k], a[k])))]
     assert verdict(hyps, [z3.ULT(a[p], b[p])], eliminated=False) == z3.unsat
     assert verdict(hyps, [z3.ULT(a[p], b[p])], eliminated=True) == z3.unsat
+
+
+# -- pass 4: reads pushed through stores and ifs are the same terms (Z3 proves each equality)
+
+_M = z3.Array("M", BV8, z3.ArraySort(BV8, BV4))  # a 2-D map, as the encoder lays one out
+_C = z3.Bool("C")
+
+
+@st.composite
+def array_term(draw: st.DrawFn, depth: int = 2) -> z3.ArrayRef:
+    base = draw(st.sampled_from([_A, _B, _M[_index(draw)], z3.K(BV8, z3.BitVecVal(5, 4))]))
+    if depth == 0:
+        return base
+    sub = draw(array_term(depth - 1))
+    return draw(st.sampled_from([
+        base, z3.Store(sub, _index(draw), draw(st.sampled_from([_A[_P], z3.BitVecVal(1, 4)]))),
+        z3.If(draw(st.sampled_from([_C, _P == _Q])), sub, base),
+        z3.Store(_M, _index(draw), sub)[_index(draw)]]))
+
+
+def test_reads_over_writes_are_expanded_to_reads_of_declared_arrays() -> None:
+    (e,) = expand_reads([z3.Store(z3.If(_C, _A, _B), _P, 1)[_Q] == 0])
+    assert z3.eq(e, z3.If(_Q == _P, z3.BitVecVal(1, 4), z3.If(_C, _A[_Q], _B[_Q])) == 0)
+    (e,) = expand_reads([z3.Store(_A, 3, 1)[4] == z3.Store(_A, 3, 1)[3]])
+    assert z3.eq(e, _A[4] == 1)  # distinct numerals decide the comparison
+
+
+def _writes_or_choices(t: z3.ExprRef) -> bool:
+    """A store, a constant array or an if between arrays anywhere in t."""
+    if z3.is_store(t) or z3.is_const_array(t) or (z3.is_app_of(t, z3.Z3_OP_ITE) and z3.is_array(t)):
+        return True
+    return any(_writes_or_choices(c) for c in t.children())
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(array_term(), st.lists(st.integers(0, 255), min_size=1, max_size=3))
+def test_expanded_reads_equal_the_reads_they_replace(array: z3.ArrayRef, at: list[int]) -> None:
+    reads = [array[_P], array[_Q]] + [array[z3.BitVecVal(i, 8)] for i in at]
+    original = z3.Concat(*reads) if len(reads) > 1 else reads[0]
+    (expanded,) = expand_reads([original == z3.BitVecVal(0, original.size())])
+    assert not _writes_or_choices(expanded)
+    s = z3.Solver()
+    s.add((original == 0) != expanded)
+    assert s.check() == z3.unsat
