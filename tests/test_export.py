@@ -12,17 +12,20 @@ import z3
 
 from conftest import CASES
 from microverify.dsl.loader import load_file
-from microverify.prover.crosscheck import available, cross_check
+from microverify.prover.crosscheck import _sat, available, cross_check
 from microverify.prover.driver import obligations
+from microverify.prover.export import script
 from microverify.prover.solve import build
+
+PROOFS = Path(__file__).resolve().parent.parent / "proofs"
 
 pytest.importorskip("cvc5")
 
 
-def formula_of(path: Path, obligation_id: str):  # type: ignore[no-untyped-def]
+def formula_of(path: Path, obligation_id: str, encoding: str = "qf"):  # type: ignore[no-untyped-def]
     module = load_file(path, {})
     (ob,) = [ob for _, ob in obligations([module]) if ob.id == obligation_id]
-    return ob, build(module, ob, z3.Context())
+    return ob, build(module, ob, z3.Context(), encoding)
 
 
 def test_dump_smt_writes_one_standalone_script_per_obligation(tmp_path: Path) -> None:
@@ -60,3 +63,28 @@ def test_cross_check_from_the_command_line() -> None:
                         str(CASES / "kinds" / "oc_only.mv")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 1  # the OC leak
     assert "cross-check: cvc5 agrees on 12 of 12 obligations" in r.stderr
+
+
+def test_a_lambda_left_in_the_quantified_encoding_is_exported_as_a_defined_constant() -> None:
+    """The step writes the upper map, so the abstraction's lambda is stored to, not only read:
+    Z3 keeps it; SMT-LIB 2.6 has no lambda, so the script defines a constant by a forall."""
+    ob, f = formula_of(CASES / "stacks" / "machine.mv", "Machine/R-STEP/vm_write", "quantified")
+    assert f.quantified
+    text = script(ob, f)
+    assert "(lambda" not in text and "(set-logic AUFBV)" in text and "(forall" in text
+    s = z3.Solver()
+    s.add(z3.parse_smt2_string(text))
+    assert s.check() == z3.unsat  # PROVED, as with the lambda
+    ob, f = formula_of(CASES / "stacks" / "machine.mv", "Machine/R-STEP/vm_write")  # qf: none left
+    assert not f.quantified and "(set-logic QF_AUFBV)" in script(ob, f)
+
+
+def test_cvc5_runs_without_the_ite_simplification_that_answers_sat_on_an_unsat_script() -> None:
+    text = (Path(__file__).parent / "data" / "cvc5_ite_simp_wrong_sat.smt2").read_text()
+    assert _sat(text, "cvc5", 60) is False
+    from pysmt.environment import reset_env
+    from pysmt.shortcuts import Solver
+    from pysmt.smtlib.parser import SmtLibParser
+    formula = SmtLibParser(environment=reset_env()).get_script(io.StringIO(text)).get_last_formula()
+    with Solver(name="cvc5", logic="QF_AUFBV") as s:  # pysmt's defaults: the wrong answer
+        assert s.is_sat(formula)
