@@ -248,10 +248,13 @@ class _Eliminator:
         self.refined = False  # the partition got finer this round
 
     # -- pass 1
+    # -- passes 0 and 1, in one walk
     def skolemize(self, t: z3.ExprRef, pol: int) -> z3.ExprRef:
         pairs = []
         for q, pols in _outermost(self.terms, t, pol).values():
-            if len(pols) == 1 and not q.is_lambda() and _existential(q, p := next(iter(pols))):
+            if q.is_lambda():
+                pairs.append((q, self.definitions.constant(q)))
+            elif len(pols) == 1 and _existential(q, p := next(iter(pols))):
                 _, body = _open(q, "sk")
                 pairs.append((q, self.skolemize(body, p)))
         return z3.substitute(t, *pairs) if pairs else t
@@ -471,8 +474,7 @@ def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polari
     ctx = (hypotheses + goals)[0].ctx
     e = _Eliminator(ctx)
     polarity = [1] * len(hypotheses) + [goal_polarity] * len(goals)
-    simple = [e.definitions.replace(_simplify(t)) for t in hypotheses + goals]  # passes 0 and 1
-    skolem = [e.skolemize(t, p) for t, p in zip(simple, polarity)]
+    skolem = [e.skolemize(_simplify(t), p) for t, p in zip(hypotheses + goals, polarity)]
     definitions = e.definitions.take()  # universal hypotheses: nothing to skolemize
     e.collect_index(skolem + definitions)
     for _ in range(MAX_ROUNDS):
