@@ -1,7 +1,7 @@
 """The quantifier-free encoding of an obligation: its quantifiers replaced by ground instances.
 
 Observation equivalence, invariants and well-formedness over maps are `forall`s over indices.
-This module removes them where that is sound, in four passes over the asserted terms (the
+This module removes them where that is sound, in five passes over the asserted terms (the
 hypotheses, and the goal as it is asserted: negated for a validity obligation):
 
 0. Lambda definitions. Z3's simplifier beta-reduces a read of a lambda (an abstraction function
@@ -27,6 +27,9 @@ hypotheses, and the goal as it is asserted: negated for a validity obligation):
    - otherwise the quantifier stays, and the obligation is reported as quantified.
    A quantifier in both polarities (under `==` of Booleans or an `if` condition) is expanded or
    kept, never instantiated over I.
+4. Reads pushed down (when no quantifier is left): by the read-over-write axiom, a read of a
+   store or of an `if` between arrays becomes an `if` over reads, until every read is of an
+   array the formula declares. An equivalence; it makes the formula easier for Z3 and cvc5.
 
 Soundness does not rest on completeness: replacing a universal hypothesis by some of its
 instances only weakens the hypotheses, so `unsat` (PROVED) carries over to the quantified
@@ -247,7 +250,6 @@ class _Eliminator:
         self.cuts: dict[z3.SortRef, set[int]] = {}
         self.refined = False  # the partition got finer this round
 
-    # -- pass 1
     # -- passes 0 and 1, in one walk
     def skolemize(self, t: z3.ExprRef, pol: int) -> z3.ExprRef:
         pairs = []
@@ -393,24 +395,27 @@ class _Reads:
         self.made: dict[int, z3.ExprRef] = {}  # a rewritten term per AST id; keeps new ASTs alive
         self.reads: dict[tuple[int, int], z3.Ast] = {}
 
+    def expand(self, t: z3.ExprRef) -> z3.ExprRef:
+        return self.t.expr(self.term(t.as_ast()))
+
     def _keep(self, raw: z3.Ast) -> z3.Ast:
+        """raw, referenced until the rewriting ends; a new term is already rewritten."""
         e = self.t.expr(raw)
         self.made.setdefault(e.get_id(), e)
         return e.as_ast()
 
     def term(self, a: z3.Ast) -> z3.Ast:
         key = self.t.id(a)
-        if key in self.made:
-            return self.made[key].as_ast()
-        args = self.t.args(a) if self.t.kind(a) == _APP else []
-        if args and self.t.op(a) == z3.Z3_OP_SELECT and len(args) == 2:
-            out = self.read(args[0], self.term(args[1]))
-        else:
-            new = [self.term(x) for x in args]
-            same = all(self.t.id(x) == self.t.id(y) for x, y in zip(args, new))
-            out = a if same else z3.Z3_update_term(self.c, a, len(new), (z3.Ast * len(new))(*new))
-        self.made[key] = self.t.expr(out)
-        return self._keep(out)
+        if key not in self.made:
+            args = self.t.args(a) if self.t.kind(a) == _APP else []
+            if args and self.t.op(a) == z3.Z3_OP_SELECT and len(args) == 2:
+                out = self.read(args[0], self.term(args[1]))
+            else:
+                new = [self.term(x) for x in args]
+                same = all(self.t.id(x) == self.t.id(y) for x, y in zip(args, new))
+                out = a if same else z3.Z3_update_term(self.c, a, len(new), (z3.Ast * len(new))(*new))
+            self.made[key] = self.t.expr(self._keep(out))
+        return self.made[key].as_ast()
 
     def read(self, array: z3.Ast, i: z3.Ast) -> z3.Ast:
         """The value of `select(array, i)`, i already rewritten."""
@@ -450,8 +455,8 @@ def expand_reads(terms: list[z3.BoolRef]) -> list[z3.BoolRef]:
     """Quantifier-free terms with every read pushed down to a declared array (pass 4)."""
     if not terms:
         return []
-    r = _Reads(terms[0].ctx)
-    return [r.t.expr(r.term(t.as_ast())) for t in terms]  # type: ignore[misc]
+    reads = _Reads(terms[0].ctx)
+    return [reads.expand(t) for t in terms]  # type: ignore[misc]
 
 
 def binders(terms: list[z3.BoolRef]) -> set[str]:
@@ -493,8 +498,9 @@ def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polari
             break  # instances read arrays only at I ∪ {λ}, over one partition: I is closed
     else:
         e.kept.append("the index set or the regions did not close: instances may not be complete")
-    n, side = len(hypotheses), e.side()
-    if not e.kept:
-        expanded = expand_reads(done + side + defined)  # type: ignore[arg-type]
-        done, side, defined = expanded[:len(done)], expanded[len(done):len(done) + len(side)], expanded[len(done) + len(side):]
+    side = e.side()
+    if not e.kept:  # pass 4
+        reads = _Reads(ctx)
+        done, side, defined = ([reads.expand(t) for t in group] for group in (done, side, defined))
+    n = len(hypotheses)
     return Elimination(done[:n], done[n:], side, defined, e.kept)  # type: ignore[arg-type]
