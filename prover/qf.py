@@ -201,12 +201,11 @@ class Definitions:
             a = self.constants[key] = z3.FreshConst(lam.sort(), "abs")
             consts: list[z3.ExprRef] = []
             body: z3.ExprRef = lam
+            read: z3.ExprRef = a
             while z3.is_quantifier(body) and body.is_lambda():  # type: ignore[attr-defined]
                 fresh, body = _open(body, "x")  # type: ignore[arg-type]
                 consts += fresh
-            read = a
-            for c in consts:
-                read = z3.Select(read, c)
+                read = z3.Select(read, *fresh)  # one level of nesting, all of its indices
             # Lambdas inside body may read consts: they are defined once instantiated (pass 3).
             self.new.append(z3.ForAll(consts, read == body))
         return self.constants[key]

@@ -108,6 +108,14 @@ def test_nested_lambdas_define_one_constant_per_dimension_when_they_are_instanti
     assert verdict([], [row[p][r] == m[p][r] + 1], eliminated=True) == z3.sat
 
 
+def test_a_lambda_over_two_indices_is_defined_by_a_read_at_both() -> None:
+    x, y, p, q = z3.BitVecs("x y p q", 8)
+    a = z3.Array("a2", BV8, BV8, BV8)
+    swapped = z3.Store(z3.Lambda([x, y], a[y, x]), p, p, 0)
+    assert verdict([p != q], [swapped[p, q] == a[q, p]], eliminated=True) == z3.unsat
+    assert verdict([], [swapped[p, q] == a[q, p]], eliminated=True) == z3.sat
+
+
 def test_what_cannot_go_is_kept_and_said() -> None:
     (a,) = arrays("a", index=z3.BitVecSort(16), value=z3.BitVecSort(16))
     k = z3.BitVec("k", 16)
