@@ -96,7 +96,7 @@ def _open(q: z3.QuantifierRef, names: str) -> tuple[list[z3.ExprRef], z3.ExprRef
 
 
 # Term walks use Z3's C API on raw ASTs: z3py's wrappers cost more than the walk itself.
-_APP, _VAR, _QUANT = z3.Z3_APP_AST, z3.Z3_VAR_AST, z3.Z3_QUANTIFIER_AST
+_APP, _QUANT = z3.Z3_APP_AST, z3.Z3_QUANTIFIER_AST
 
 
 class _Terms:
