@@ -204,14 +204,16 @@ class Halt:
 
 @dataclass(frozen=True, slots=True)
 class Bind:
-    """`bind o = e [for P]`: this step performs the read of oracle `o` that the layer it
-    refines makes, and `e` is the value that read stands for (DESIGN §3)."""
+    """`bind o = e [for P] [from Q]`: this step performs the read of oracle `o` that the layer
+    it refines makes, `e` is the value that read stands for (DESIGN §3), and `Q` is the member
+    of the oracle's source family whose view must determine it."""
 
     oracle: str
     value: Expr
     principal: Expr | None
     span: Span
     oracle_span: Span
+    source: Expr | None = None
 
 
 Stmt = Union[Let, Assign, Check, If, Return, Halt, Bind]
@@ -260,6 +262,8 @@ class OracleDecl:
     name: str
     type: TypeExpr
     span: Span
+    source: str | None = None  # `from P`: the principal (family) whose choice or data it carries
+    source_span: Span | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,7 +165,16 @@ class Checker:
         t = self.resolve_type(d.type)
         if has_map(t):
             raise self.fail("bad-type", d.type.span, "an oracle yields a scalar or a record of scalars, not a map")
-        self.globals.oracles[d.name] = ir.Oracle(d.name, t, d.span)
+        if d.source is None:
+            raise self.fail("oracle-source", d.span,
+                            f"oracle `{d.name}` declares no source: add `from P`, the principal (or "
+                            "family) whose choice or data its values carry",
+                            "a `bind` of the oracle must prove that its value is determined by what "
+                            "the source sees (docs/language.md, section 3.5)")
+        if d.source not in self.globals.principals:
+            raise self.exprs.unknown(d.source, d.source_span or d.span, list(self.globals.principals),
+                                     "principal")
+        self.globals.oracles[d.name] = ir.Oracle(d.name, t, d.span, d.source)
 
     def const(self, d: ast.ConstDecl) -> None:
         if not self.declare(d.name, d.span, "constant"):
@@ -234,6 +243,7 @@ class Checker:
         abstraction: tuple[ir.AbsDef, ...] = ()
         if upper is not None:
             abstraction = refines.abstraction(self, d, fields, upper)
+            refines.read_or_bind(self, ops)
         elif d.abstraction:
             self.fail("refinement", d.abstraction[0].span, "an abstraction needs `refines Upper`")
         return ir.Layer(d.name, tuple(state), tuple(init), tuple(invariants), tuple(observations),

@@ -31,6 +31,7 @@ CODES: dict[str, str] = {
     "assign-not-state": "an assignment to something that is not a state field",
     "oracle-in-predicate": "an oracle read outside an operation body",
     "oracle-read-position": "an oracle read that is not the whole right-hand side of let or :=",
+    "oracle-source": "an oracle without a source (`from P`), or a bind whose source is not the oracle's",
     "foreign-counter": "an observation that mentions another principal's oracle counter",
     "missing-return": "an operation with a result type that can end without returning",
     "return-in-unit-op": "a return in an operation without a result type",

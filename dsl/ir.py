@@ -173,12 +173,14 @@ class Halt:
 @dataclass(frozen=True, slots=True)
 class Bind:
     """The read of oracle `oracle` for `principal` (None: dom) that the refined layer makes
-    here stands for `value`; the counter advances as for a read."""
+    here stands for `value`; the counter advances as for a read. `source` is the principal of
+    the oracle's source family whose view must determine `value` (R-BIND)."""
 
     oracle: str
     value: Expr
     principal: Expr | None
     span: Span
+    source: Expr
 
 
 Stmt = Union[Let, Assign, Check, If, Return, Halt, Bind]
@@ -289,6 +291,7 @@ class Oracle:
     name: str
     type: Type
     span: Span
+    source: str  # the principal (or family) whose choice or data the values carry
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,7 +76,12 @@ class _ToAst(Transformer[Token, Any]):
 
     @v_args(meta=True)
     def oracle_decl(self, meta: Meta, c: list[Any]) -> ast.OracleDecl:
-        return ast.OracleDecl(str(c[0]), c[1], self._span(meta))
+        source = c[2] if len(c) > 2 else None
+        return ast.OracleDecl(str(c[0]), c[1], self._span(meta), str(source) if source else None,
+                              self._tok(source) if source else None)
+
+    def oracle_source(self, c: list[Any]) -> Any:
+        return c[0]
 
     # -- types
     @v_args(meta=True)
@@ -284,8 +289,15 @@ class _ToAst(Transformer[Token, Any]):
 
     @v_args(meta=True)
     def bind_stmt(self, meta: Meta, c: list[Any]) -> ast.Bind:
-        principal = c[2] if len(c) > 2 else None
-        return ast.Bind(str(c[0]), c[1], principal, self._span(meta), self._tok(c[0]))
+        principal = next((x[1] for x in c[2:] if x[0] == "for"), None)
+        source = next((x[1] for x in c[2:] if x[0] == "from"), None)
+        return ast.Bind(str(c[0]), c[1], principal, self._span(meta), self._tok(c[0]), source)
+
+    def bind_for(self, c: list[Any]) -> tuple[str, Any]:
+        return ("for", c[0])
+
+    def bind_from(self, c: list[Any]) -> tuple[str, Any]:
+        return ("from", c[0])
 
     # -- expressions
     def _quant(self, kind: str, meta: Meta, c: list[Any]) -> ast.Quant:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from microverify.dsl import ast, ir
 from microverify.dsl.exprs import Context
+from microverify.dsl.spans import Span
 from microverify.dsl.types import PRINCIPAL, MapType, RecordType, Type
 
 if TYPE_CHECKING:
@@ -154,5 +155,51 @@ def bind(checker: Checker, s: ast.Bind, ctx: Context, refining: bool) -> ir.Bind
     if s.principal is not None:
         principal = checker.exprs.check(s.principal, ctx, PRINCIPAL)
     value = checker.exprs.check(s.value, ctx, oracle.type)
-    return ir.Bind(s.oracle, value, principal, s.span)
+    return ir.Bind(s.oracle, value, principal, s.span, _bind_source(checker, s, ctx, oracle))
 
+
+def _bind_source(checker: Checker, s: ast.Bind, ctx: Context, oracle: ir.Oracle) -> ir.Expr:
+    """The member of the oracle's source family that `from Q` names (a single principal may
+    be left implicit): R-BIND proves that the bound value is determined by its view, and that
+    Q is of that family."""
+    family = checker.globals.principals[oracle.source]
+    if s.source is None:
+        if family.param_type is not None:
+            raise checker.fail("oracle-source", s.span,
+                               f"say which {family.name} the value of `{s.oracle}` comes from: "
+                               f"`bind {s.oracle} = ... from {family.name}(...)`",
+                               f"oracle `{s.oracle}` is declared `from {family.name}` at {oracle.span}")
+        return ir.PrincipalVal(family.name, None, PRINCIPAL, s.span)
+    source = checker.exprs.check(s.source, ctx, PRINCIPAL)
+    # Any principal-valued expression may name the source (`from owner[p]`); R-BIND proves that
+    # it is a member of the family. A constructor of another family is wrong on its face.
+    if isinstance(source, ir.PrincipalVal) and source.principal != family.name:
+        raise checker.fail("oracle-source", s.source.span,
+                           f"the source of `{s.oracle}` is {family.name}"
+                           + ("(...)" if family.param_type is not None else "")
+                           + ": write it here as " + (f"`{family.name}(e)`" if family.param_type
+                                                      else f"`{family.name}`"),
+                           f"oracle `{s.oracle}` is declared `from {family.name}` at {oracle.span}")
+    return source
+
+
+def read_or_bind(checker: Checker, ops: list[ir.Op]) -> None:
+    """A refining layer either reads an oracle (its values come from outside, as in the layer
+    above) or binds it (its values are this layer's state), never both: the two runs of the
+    transfer theorem must agree on which index is which kind (docs/theory.md §7)."""
+    reads: dict[str, Span] = {}
+    binds: dict[str, Span] = {}
+    for op in ops:
+        stack: list[ir.Stmt] = list(op.body)
+        while stack:
+            st = stack.pop()
+            if isinstance(st, ir.If):
+                stack.extend(st.then + st.other)
+            elif isinstance(st, ir.Bind):
+                binds.setdefault(st.oracle, st.span)
+            elif isinstance(st, (ir.Let, ir.Assign)) and isinstance(st.value, ir.ReadOracle):
+                reads.setdefault(st.value.oracle, st.value.span)
+    for name in sorted(set(reads) & set(binds)):
+        checker.fail("refinement", binds[name],
+                     f"this layer both reads and binds oracle `{name}`; a refining layer does one "
+                     "or the other with each oracle", f"the read is at {reads[name]}")

@@ -100,11 +100,13 @@ class PrincipalEncoding:
                 cases.append(term == self.make(p.name, None, ctx))
                 continue
             used = _width(p.param_type)
+            case = [self.is_(p.name, term)]
             if used < self.payload_bits:
-                cases.append(z3.And(self.is_(p.name, term),
-                                    z3.Extract(self.payload_bits - 1, used, term) == 0))
-            else:
-                cases.append(self.is_(p.name, term))
+                case.append(z3.Extract(self.payload_bits - 1, used, term) == 0)
+            if isinstance(p.param_type, EnumType) and has_junk(p.param_type):
+                # an index that names no member of the enum is no principal (Timer(<3>))
+                case.append(z3.ULT(z3.Extract(used - 1, 0, term), len(p.param_type.members)))
+            cases.append(z3.And(case))
         return z3.Or(cases)
 
 

@@ -41,6 +41,8 @@ class OracleUse:
     value: Value
     guard: z3.BoolRef
     span: Span
+    source: z3.ExprRef | None = None  # a bind's source principal (whose view determines value)
+    bind: ir.Bind | None = None
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,8 @@ class Executor:
             value = lower(s.value, self.env())
             principal = scalar(s.principal, self.env()) if s.principal is not None else self.dom
             index, self.state = self.oracles.advance(self.state, s.oracle, principal, guard)
-            step.bindings.append(OracleUse(s.oracle, principal, index, value, guard, s.span))
+            source = scalar(s.source, self.env())
+            step.bindings.append(OracleUse(s.oracle, principal, index, value, guard, s.span, source, s))
             return guard
         raise LoweringError(f"cannot execute {type(s).__name__} at {s.span}")
 

@@ -54,6 +54,7 @@ class Labeled:
     # given the others: every ~ is reflexive and steps are deterministic. The vacuity check
     # leaves these out, since the hypotheses are satisfiable iff the rest is (take t = s).
     reflexive: bool = False
+    shown: dict[str, tuple[Type, z3.ExprRef]] = field(default_factory=dict)  # values to print on failure
 
 
 class SymLayer:

@@ -191,8 +191,9 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
         for b in r.step.bindings:
             if x.holds(b.guard):
                 otype = L.module.oracle(b.oracle).type
+                source = f" from {x.fmt(PrincipalType(), x.num(b.source))}" if b.source is not None else ""
                 reads.append(f"{b.oracle}({x.fmt(PrincipalType(), x.num(b.principal))}, "
-                             f"#{x.num(b.index)}) bound to {x.show(otype, b.value)}   [run {r.name}]")
+                             f"#{x.num(b.index)}) bound to {x.show(otype, b.value)}{source}   [run {r.name}]")
     # Fields that matter.
     relevant: set[str] = set().union(*(g.fields for g in failing)) if failing else set()
     if op is not None and any(not g.fields for g in failing):  # a result, halting or dom
@@ -208,6 +209,10 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
             for rd in r.step.reads:  # a read advances its principal's counter
                 if counter_field(rd.oracle) in g.fields and x.holds(rd.guard) and rd.span not in responsible:
                     responsible.append(rd.span)
+    if ob.kind in (Kind.R_ARGS, Kind.R_BIND):  # the `implements` argument or the `bind`
+        for g in failing:
+            if g.span is not None and g.span not in responsible:
+                responsible.append(g.span)
     if ob.kind in (Kind.OC, Kind.DC, Kind.DR) and op is not None:
         relevant |= op_fields(op)
         if ob.kind is Kind.OC:
@@ -262,5 +267,7 @@ def _describe(x: _Explainer, g: Labeled) -> str:
         text += f" at {where}"
     if keys:
         text += f" (entry {', '.join(keys)})"
+    if g.shown:
+        text += ": " + ", ".join(f"{name} = {x.fmt(t, x.num(c))}" for name, (t, c) in g.shown.items())
     return text
 

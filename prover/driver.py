@@ -8,6 +8,7 @@ jobs, so the report is the same for any `-j`.
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -22,17 +23,39 @@ Pair = tuple[ir.Module, Obligation]
 
 
 def obligations(modules: Iterable[ir.Module]) -> list[Pair]:
-    """Every obligation once, though a file imported by several others is in each of them."""
+    """Every obligation once, though a file imported by several others is in each of them.
+
+    Two copies are the same obligation only if everything it is built from is the same: the
+    module's principals, policy and oracles, and the checked IR of the layer and of every layer
+    it refines (a type alias the importing file declares can change what an imported layer
+    means, so the file and the layer's name are not enough)."""
     seen: set[object] = set()
     out = []
     for m in modules:
         context = (m.principals, m.flows, m.oracles)
+        chains: dict[str, str] = {}
         for ob in generate(m):
-            key = (ob, context)
+            if ob.layer not in chains:
+                chains[ob.layer] = _digest(_chain(m, ob.layer))
+            key = (ob, context, chains[ob.layer])
             if key not in seen:
                 seen.add(key)
                 out.append((m, ob))
     return out
+
+
+def _digest(layers: tuple[ir.Layer, ...]) -> str:
+    """A digest of the layers' IR (its repr spells out every node, type and span): hashing and
+    comparing the IR itself is slow, as nothing in it caches a hash."""
+    return hashlib.sha256(repr(layers).encode()).hexdigest()
+
+
+def _chain(module: ir.Module, name: str) -> tuple[ir.Layer, ...]:
+    """The layer and the layers above it, up to the top of its stack."""
+    out = [module.layer(name)]
+    while out[-1].refines is not None:
+        out.append(module.layer(out[-1].refines))
+    return tuple(out)
 
 
 def prove_modules(modules: Iterable[ir.Module], options: Options,

@@ -11,6 +11,7 @@ from enum import Enum
 
 from microverify.dsl import ir
 from microverify.dsl.spans import Span
+from microverify.layers.model import collect_fields
 
 
 class Kind(Enum):
@@ -27,6 +28,8 @@ class Kind(Enum):
     R_STEP = "R-STEP"
     R_ORACLE = "R-ORACLE"
     R_DOM = "R-DOM"
+    R_ARGS = "R-ARGS"
+    R_BIND = "R-BIND"
     R_OBS = "R-OBS"
     R_STUTTER = "R-STUTTER"
 
@@ -45,6 +48,8 @@ KIND_NAMES = {
     Kind.R_STEP: "refinement of a step",
     Kind.R_ORACLE: "oracle counters advance alike",
     Kind.R_DOM: "refinement of dom",
+    Kind.R_ARGS: "the upper arguments are determined by what the principal sees",
+    Kind.R_BIND: "a bound oracle value is determined by what its source sees",
     Kind.R_OBS: "the abstraction hides nothing an observer sees",
     Kind.R_STUTTER: "a lower-only step changes nothing abstract",
 }
@@ -106,15 +111,49 @@ def unwinding_obligations(module: ir.Module, layer: ir.Layer) -> list[Obligation
 
 
 def refinement_obligations(module: ir.Module, layer: ir.Layer) -> list[Obligation]:
-    """DESIGN §4: R-INIT, R-INV; per mapped operation R-STEP, R-ORACLE, R-DOM; per stutter
-    operation R-STUTTER, and output and domain consistency at this layer (no upper operation
-    vouches for its output or for whom it runs: see docs/theory.md); per observer family R-OBS."""
+    """DESIGN §4: R-INIT, R-INV; per mapped operation R-STEP, R-ORACLE, R-DOM, and R-ARGS when
+    an upper argument depends on the state; per stutter operation R-STUTTER, and output and
+    domain consistency at this layer (no upper operation vouches for its output or for whom it
+    runs: see docs/theory.md); R-BIND per operation that binds an oracle; per observer family
+    R-OBS."""
     f = layer.span.file
     out = [Obligation(Kind.R_INIT, f, layer.name, None, None, layer.span),
            Obligation(Kind.R_INV, f, layer.name, None, None, layer.span)]
     for op in layer.ops:
-        kinds = (Kind.R_STEP, Kind.R_ORACLE, Kind.R_DOM) if op.implements else (Kind.R_STUTTER, Kind.OC, Kind.DC)
+        kinds: tuple[Kind, ...] = (Kind.R_STEP, Kind.R_ORACLE, Kind.R_DOM) if op.implements else \
+            (Kind.R_STUTTER, Kind.OC, Kind.DC)
+        if op.implements and state_dependent_args(op):
+            kinds += (Kind.R_ARGS,)
+        if binds(op):
+            kinds += (Kind.R_BIND,)
         out.extend(Obligation(k, f, layer.name, op.name, None, op.span) for k in kinds)
     for p in module.principals:
         out.append(Obligation(Kind.R_OBS, f, layer.name, None, p.name, layer.span))
+    return out
+
+
+def state_dependent_args(op: ir.Op) -> list[int]:
+    """The positions of the upper arguments that read the state. The others are expressions of
+    the lower arguments and constants, the same in any two runs of the operation: they need no
+    R-ARGS goal."""
+    assert op.implements is not None
+    out = []
+    for i, e in enumerate(op.implements.args):
+        found: set[str] = set()
+        collect_fields(e, found)
+        if found:
+            out.append(i)
+    return out
+
+
+def binds(op: ir.Op) -> list[ir.Bind]:
+    """The `bind` statements of an operation, in source order."""
+    out: list[ir.Bind] = []
+    stack: list[ir.Stmt] = list(reversed(op.body))
+    while stack:
+        s = stack.pop()
+        if isinstance(s, ir.Bind):
+            out.append(s)
+        elif isinstance(s, ir.If):
+            stack.extend(reversed(s.then + s.other))
     return out

@@ -191,14 +191,18 @@ class Definitions:
 
     def __init__(self, ctx: z3.Context) -> None:
         self.terms = _Terms(ctx)
-        self.constants: dict[int, z3.ExprRef] = {}  # lambda's AST id -> its constant
+        # lambda's AST id -> (the lambda, its constant). The lambda is kept referenced: once Z3
+        # frees a term it may give its id to a new, different one, which would then be taken
+        # for the first lambda and get its constant.
+        self.constants: dict[int, tuple[z3.QuantifierRef, z3.ExprRef]] = {}
         self.new: list[z3.BoolRef] = []  # definitions not yet taken by the caller
 
     def constant(self, lam: z3.QuantifierRef) -> z3.ExprRef:
         """The constant standing for a lambda without free variables (defined on first use)."""
         key = lam.get_id()
         if key not in self.constants:
-            a = self.constants[key] = z3.FreshConst(lam.sort(), "abs")
+            a = z3.FreshConst(lam.sort(), "abs")
+            self.constants[key] = (lam, a)
             consts: list[z3.ExprRef] = []
             body: z3.ExprRef = lam
             read: z3.ExprRef = a
@@ -208,7 +212,7 @@ class Definitions:
                 read = z3.Select(read, *fresh)  # one level of nesting, all of its indices
             # Lambdas inside body may read consts: they are defined once instantiated (pass 3).
             self.new.append(z3.ForAll(consts, read == body))
-        return self.constants[key]
+        return self.constants[key][1]
 
     def replace(self, t: z3.ExprRef) -> z3.ExprRef:
         """t with each lambda not under a binder replaced by its constant."""

@@ -11,13 +11,15 @@ from collections.abc import Callable
 import z3
 
 from microverify.dsl import ir
-from microverify.dsl.types import Type
+from microverify.dsl.types import Type, is_scalar
 from microverify.layers.abstraction import abstract
 from microverify.layers.encoding import Value
 from microverify.layers.execute import Step
 from microverify.layers.lower import scalar
-from microverify.layers.model import Labeled, State, SymLayer
+from microverify.layers.model import Labeled, State, SymLayer, collect_fields
 from microverify.prover.formula import Formula, Run, Table
+from microverify.prover.obligations import state_dependent_args
+from microverify.prover.unwinding import base_hypotheses, runs
 
 
 def upper_of(L: SymLayer) -> SymLayer:
@@ -127,11 +129,90 @@ def refined_step(L: SymLayer, op: ir.Op) -> Formula:
 
 
 def refined_oracles(L: SymLayer, op: ir.Op) -> Formula:
-    # I_L(s) ∧ ¬halt_L(s) ⇒ n_o(step_L(s)) = n_o(step_U(α(s))) for every oracle o
+    # I_L(s) ∧ ¬halt_L(s) ∧ B ⇒ n_o(step_L(s)) = n_o(step_U(α(s))) for every oracle o, and every
+    # bind of the upper step binds the value the lower step binds at that index: ω_o(P, n) = e_U
     st = _Steps(L, op)
     goals = _field_goals(st.U, st.after, st.up.post, _counter_fields(st.U),
                          "the oracle counters advance differently:")
+    for u in st.up.bindings:
+        bound = L.oracles.value(u.oracle, u.principal, u.index)
+        same = L.enc.equal(L.module.oracle(u.oracle).type, bound, u.value)
+        goals.append(Labeled(f"the upper `bind {u.oracle}`", z3.Implies(u.guard, same), u.span,
+                             failure=f"the upper layer binds `{u.oracle}` to a value that the lower step "
+                                     "does not bind at the same index"))
     return st.formula(L, goals)
+
+
+def _two_runs(L: SymLayer, op: ir.Op) -> tuple[dict[str, Value], list[Run], list[Labeled]]:
+    """Two lower runs of `op` with the same arguments, neither halting, from states satisfying
+    the invariant."""
+    args, (s, t) = runs(L, op, ("s", "t"))
+    return args, [s, t], base_hypotheses(L, [s, t])
+
+
+def _views_agree(L: SymLayer, U: SymLayer, who: z3.ExprRef, s: State, t: State) -> z3.BoolRef:
+    """s ~who t at the lower layer and α(s) ~who α(t) at the upper one: what the transfer proof
+    knows of any principal that can flow to the observer (R-OBS makes the second imply the first)."""
+    return z3.And(L.equiv(who, s, t), U.equiv(who, alpha(L, U, s), alpha(L, U, t)))
+
+
+def refined_args(L: SymLayer, op: ir.Op) -> Formula:
+    # I_L(s) ∧ I_L(t) ∧ ¬halt_L(s) ∧ ¬halt_L(t) ∧ s ~d t ∧ α(s) ~d α(t) ⇒ x'(s) = x'(t),
+    # d = dom_L(a, x, s), for every upper argument x' that reads the state
+    assert op.implements is not None
+    U = upper_of(L)
+    upper_op = U.layer.op(op.implements.op)
+    assert upper_op is not None
+    args, (s, t), hyps = _two_runs(L, op)
+    assert s.dom is not None
+    hyps.append(Labeled("s ~dom t and α(s) ~dom α(t)", _views_agree(L, U, s.dom, s.pre, t.pre), reflexive=True))
+    goals = []
+    for i in state_dependent_args(op):
+        e = op.implements.args[i]
+        name, ptype = upper_op.params[i]
+        vs, vt = scalar(e, L.env(s.pre, args)), scalar(e, L.env(t.pre, args))
+        fields: set[str] = set()
+        collect_fields(e, fields)
+        shown = {f"`{name}` in run s": (ptype, vs), f"`{name}` in run t": (ptype, vt)} if is_scalar(ptype) else {}
+        goals.append(Labeled(f"upper argument `{name}`", L.enc.equal(ptype, vs, vt), e.span, fields=fields,
+                             shown=shown,
+                             failure=f"the argument `{name}` of `{upper_op.name}` differs between two "
+                                     f"runs that `{op.name}`'s principal cannot tell apart"))
+    return Formula("valid", L, hyps, goals, op, args, [s, t])
+
+
+def refined_binds(L: SymLayer, op: ir.Op) -> Formula:
+    # I_L(s) ∧ I_L(t) ∧ ¬halt_L(s) ∧ ¬halt_L(t) ⇒ for binds β (in s) and β' (in t) of one oracle:
+    # g_β(s) ∧ g_β'(t) ∧ (P, n)_β(s) = (P, n)_β'(t) ∧ s ~Q t ∧ α(s) ~Q α(t) ⇒ e_β(s) = e_β'(t),
+    # Q = the source of β in s
+    U = upper_of(L)
+    args, (s, t), hyps = _two_runs(L, op)
+    assert s.step is not None and t.step is not None
+    goals = []
+    for b in s.step.bindings:
+        assert b.source is not None and b.bind is not None
+        otype = L.module.oracle(b.oracle).type
+        fields: set[str] = set()
+        for e in (b.bind.value, b.bind.source):
+            collect_fields(e, fields)
+        family = L.module.oracle(b.oracle).source
+        goals.append(Labeled(f"the source of `bind {b.oracle}` at {b.span.line}:{b.span.column}",
+                             z3.Implies(b.guard, L.enc.principals.is_(family, b.source)), b.span,
+                             fields=fields, failure=f"the source named by this `bind {b.oracle}` is not "
+                                                    f"a {family}, the oracle's declared source"))
+        for b2 in t.step.bindings:
+            if b2.oracle != b.oracle:
+                continue
+            meet = z3.And(b.guard, b2.guard, b.principal == b2.principal, b.index == b2.index,
+                          _views_agree(L, U, b.source, s.pre, t.pre))
+            where = "" if b2.span == b.span else f" (run t binds it at {b2.span.line}:{b2.span.column})"
+            goals.append(Labeled(f"`bind {b.oracle}` at {b.span.line}:{b.span.column}",
+                                 z3.Implies(meet, L.enc.equal(otype, b.value, b2.value)), b.span,
+                                 fields=fields,
+                                 failure=f"the value bound to `{b.oracle}` is not determined by what its "
+                                         f"source sees: two runs its source cannot tell apart bind "
+                                         f"different values at the same index{where}"))
+    return Formula("valid", L, hyps, goals, op, args, [s, t])
 
 
 def refined_dom(L: SymLayer, op: ir.Op) -> Formula:
@@ -157,6 +238,19 @@ def refined_observation(L: SymLayer, u: ir.Principal) -> Formula:
     tables = [Table("lower", L, ["s", "t"], [s, t]), Table("upper", U, ["α(s)", "α(t)"], [a_s, a_t])]
     return Formula("valid", L, hyps, goals, runs=[Run("s", s), Run("t", t)], observer=(u, param),
                    tables=tables)
+
+
+def stutter_consistency(L: SymLayer, op: ir.Op, base: Callable[[SymLayer, ir.Op], Formula]) -> Formula:
+    """OC or DC of a stutter operation at its layer, also assuming α(s) ~dom α(t): the transfer
+    proof knows both views of the operation's principal when it needs these (docs/theory.md §7.2,
+    steps 0 and 6), and the abstract one can be what settles it."""
+    f = base(L, op)
+    s, t = f.runs
+    assert s.dom is not None
+    U = upper_of(L)
+    f.hypotheses.append(Labeled("α(s) ~dom(a,s) α(t)", U.equiv(s.dom, alpha(L, U, s.pre), alpha(L, U, t.pre)),
+                                reflexive=True))
+    return f
 
 
 def stutter(L: SymLayer, op: ir.Op) -> Formula:

@@ -7,7 +7,7 @@ from collections import Counter
 from microverify.dsl import ir
 from microverify.dsl.spans import Span
 from microverify.prover.counterexample import Counterexample
-from microverify.prover.obligations import KIND_NAMES, Obligation
+from microverify.prover.obligations import KIND_NAMES, Obligation, binds
 from microverify.prover.solve import Options, Result, Status
 
 
@@ -156,10 +156,54 @@ def _theorem(module: ir.Module, chain: list[ir.Layer], mine: list[Result], neede
     whom = "the observer" + (" and every principal that can flow to it" if module.flows else "")
     start = (f"from states satisfying `init` that agree for {whom}" if len(chain) == 1 else
              f"from states satisfying `init` whose abstractions in {top.name} agree for {whom}")
+    bound = any(binds(op) for layer in chain[:-1] for op in layer.ops)
+    premise = ""
+    if module.oracles:
+        premise = " and receiving the same value at every oracle read"
+        if bound:
+            others = "the observer" + (" or a principal that can flow to it" if module.flows else "")
+            premise += f" and at every oracle index both bind from a source other than {others}"
     text = (f"theorem: {bottom.name} is noninterfering for observers {observers} under policy "
             f"{policy}, via {via}: any two runs of {bottom.name} {start}, doing the same operations "
-            "and receiving the same values at every oracle read, give the observer the same outputs "
-            "and end in states it cannot tell apart (termination-insensitive; operations that may "
-            f"halt: {', '.join(halting) or 'none'}). It rests on {len(mine)} proved obligations of "
-            f"kinds {', '.join(kinds)}.")
-    return text
+            f"with the same arguments{premise}, give the observer the same outputs and end in states it "
+            "cannot tell apart (termination-insensitive; operations that may halt: "
+            f"{', '.join(halting) or 'none'}).")
+    if module.oracles:
+        text += f" Oracle sources: {_sources(module)}."
+    if bound:
+        where: dict[str, list[str]] = {}
+        for layer in chain[:-1]:
+            for op in layer.ops:
+                for b in binds(op):
+                    where.setdefault(b.oracle, []).append(f"{layer.name}.{op.name}")
+        listed = "; ".join(f"{o} in {', '.join(dict.fromkeys(ops))}" for o, ops in where.items())
+        text += (f" Bound by the lower layers: {listed}; every bound value is proved to be determined by "
+                 "its source's view (R-BIND).")
+    if not _transitive(module):
+        text += (" The policy is not transitive: the premise covers every principal that reaches the "
+                 "observer through any chain of flows, and the theorem does not say that such a "
+                 "principal's data reaches the observer only through the steps of the principals in "
+                 "between (the intransitive, ipurge form; docs/theory.md §3).")
+    return text + f" It rests on {len(mine)} proved obligations of kinds {', '.join(kinds)}."
+
+
+def _sources(module: ir.Module) -> str:
+    """`alloc, io from KServ; exitval from VM`, in declaration order of the sources."""
+    by_source: dict[str, list[str]] = {}
+    for o in module.oracles:
+        by_source.setdefault(o.source, []).append(o.name)
+    return "; ".join(f"{', '.join(names)} from {src}" for src, names in by_source.items())
+
+
+def _transitive(module: ir.Module) -> bool:
+    """Whether a ~> b ~> c implies a ~> c for the members of the families (reflexivity is
+    implicit; a family's members flow to each other only if the policy says `F -> F`)."""
+    flows = set(module.flows)
+    family = {p.name: p.param_type is not None for p in module.principals}
+    for a, b in flows:
+        for b2, c in flows:
+            if b2 != b or (a, c) in flows:
+                continue
+            if a != c or family[a]:
+                return False
+    return True

@@ -68,6 +68,8 @@ _PER_OP: dict[Kind, Callable[[SymLayer, ir.Op], Formula]] = {
     Kind.R_STEP: refinement.refined_step,
     Kind.R_ORACLE: refinement.refined_oracles,
     Kind.R_DOM: refinement.refined_dom,
+    Kind.R_ARGS: refinement.refined_args,
+    Kind.R_BIND: refinement.refined_binds,
     Kind.R_STUTTER: refinement.stutter,
 }
 _PER_OP_AND_OBSERVER: dict[Kind, Callable[[SymLayer, ir.Op, ir.Principal], Formula]] = {
@@ -91,6 +93,8 @@ def formulate(module: ir.Module, ob: Obligation, ctx: z3.Context) -> Formula:
         assert u is not None, f"{ob.id} needs an observer"
         return refinement.refined_observation(L, u)
     assert op is not None, f"{ob.id} needs an operation"
+    if k in (Kind.OC, Kind.DC) and layer.refines is not None:  # a stutter operation
+        return refinement.stutter_consistency(L, op, _PER_OP[k])
     if k in _PER_OP:
         return _PER_OP[k](L, op)
     assert u is not None, f"{ob.id} needs an observer"

@@ -13,19 +13,21 @@ from microverify.layers.model import Labeled, SymLayer
 from microverify.prover.formula import Formula, Run
 
 
-def _runs(L: SymLayer, op: ir.Op, names: tuple[str, ...]) -> tuple[dict, list[Run]]:
+def runs(L: SymLayer, op: ir.Op, names: tuple[str, ...]) -> tuple[dict, list[Run]]:
+    """Runs of `op` with the same fresh arguments from fresh states, one per name."""
     args = L.fresh_args(op)
-    runs = []
+    out = []
     for name in names:
         pre = L.fresh_state(name)
         dom = L.dom(op, pre, args)
-        runs.append(Run(name, pre, L.step(op, pre, args), dom))
-    return args, runs
+        out.append(Run(name, pre, L.step(op, pre, args), dom))
+    return args, out
 
 
-def _base_hypotheses(L: SymLayer, runs: list[Run]) -> list[Labeled]:
+def base_hypotheses(L: SymLayer, rs: list[Run]) -> list[Labeled]:
+    """Each run starts in a state satisfying the invariant and does not halt."""
     hyps = []
-    for i, r in enumerate(runs):
+    for i, r in enumerate(rs):
         assert r.step is not None
         hyps.append(Labeled(f"I({r.name})", L.invariant(r.pre), reflexive=i > 0))
         hyps.append(Labeled(f"{r.name} does not halt", z3.Not(r.step.halted), reflexive=i > 0))
@@ -44,8 +46,8 @@ def _same_observer_view(L: SymLayer, u: ir.Principal, param: z3.ExprRef | None, 
 
 def output_consistency(L: SymLayer, op: ir.Op) -> Formula:
     # I(s) ∧ I(t) ∧ s ~dom(a,s) t ⇒ out_a(s) = out_a(t)
-    args, (s, t) = _runs(L, op, ("s", "t"))
-    hyps = _base_hypotheses(L, [s, t]) + [_same_dom_view(L, s, t)]
+    args, (s, t) = runs(L, op, ("s", "t"))
+    hyps = base_hypotheses(L, [s, t]) + [_same_dom_view(L, s, t)]
     assert s.step is not None and t.step is not None
     goals = []
     if op.result is not None:
@@ -57,9 +59,9 @@ def output_consistency(L: SymLayer, op: ir.Op) -> Formula:
 
 def weak_step_consistency(L: SymLayer, op: ir.Op, u: ir.Principal) -> Formula:
     # I(s) ∧ I(t) ∧ s ~u t ∧ s ~dom(a,s) t ⇒ step(s) ~u step(t)
-    args, (s, t) = _runs(L, op, ("s", "t"))
+    args, (s, t) = runs(L, op, ("s", "t"))
     _, param = L.observer(u)
-    hyps = _base_hypotheses(L, [s, t]) + [_same_observer_view(L, u, param, s, t), _same_dom_view(L, s, t)]
+    hyps = base_hypotheses(L, [s, t]) + [_same_observer_view(L, u, param, s, t), _same_dom_view(L, s, t)]
     assert s.step is not None and t.step is not None
     goals = L.equiv_family(u, param, s.step.post, t.step.post, goal=True)
     return Formula("valid", L, hyps, goals, op, args, [s, t], (u, param))
@@ -67,10 +69,10 @@ def weak_step_consistency(L: SymLayer, op: ir.Op, u: ir.Principal) -> Formula:
 
 def local_respect(L: SymLayer, op: ir.Op, u: ir.Principal) -> Formula:
     # I(s) ∧ ¬(dom(a,s) ~> u) ⇒ s ~u step(s)
-    args, (s,) = _runs(L, op, ("s",))
+    args, (s,) = runs(L, op, ("s",))
     who, param = L.observer(u)
     assert s.step is not None and s.dom is not None
-    hyps = _base_hypotheses(L, [s])
+    hyps = base_hypotheses(L, [s])
     interferes = L.flows(s.dom, who)
     goals = []
     for g in L.equiv_family(u, param, s.pre, s.step.post, goal=True):
@@ -81,8 +83,8 @@ def local_respect(L: SymLayer, op: ir.Op, u: ir.Principal) -> Formula:
 
 def domain_consistency(L: SymLayer, op: ir.Op) -> Formula:
     # I(s) ∧ I(t) ∧ s ~dom(a,s) t ⇒ dom(a,s) = dom(a,t)
-    args, (s, t) = _runs(L, op, ("s", "t"))
-    hyps = _base_hypotheses(L, [s, t]) + [_same_dom_view(L, s, t)]
+    args, (s, t) = runs(L, op, ("s", "t"))
+    hyps = base_hypotheses(L, [s, t]) + [_same_dom_view(L, s, t)]
     goals = [Labeled(f"dom of `{op.name}`", s.dom == t.dom, op.dom.span,
                      failure=f"`{op.name}` runs for different principals in the two runs")]
     return Formula("valid", L, hyps, goals, op, args, [s, t])
@@ -90,9 +92,9 @@ def domain_consistency(L: SymLayer, op: ir.Op) -> Formula:
 
 def domain_respect(L: SymLayer, op: ir.Op, u: ir.Principal) -> Formula:
     # I(s) ∧ I(t) ∧ s ~u t ⇒ (dom(a,s) ~> u ⇔ dom(a,t) ~> u)
-    args, (s, t) = _runs(L, op, ("s", "t"))
+    args, (s, t) = runs(L, op, ("s", "t"))
     who, param = L.observer(u)
-    hyps = _base_hypotheses(L, [s, t]) + [_same_observer_view(L, u, param, s, t)]
+    hyps = base_hypotheses(L, [s, t]) + [_same_observer_view(L, u, param, s, t)]
     assert s.dom is not None and t.dom is not None
     same = L.flows(s.dom, who) == L.flows(t.dom, who)
     goals = [Labeled(f"whether dom of `{op.name}` flows to {u.name}", same, op.dom.span,

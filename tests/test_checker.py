@@ -16,7 +16,7 @@ type ctx = record { pc: bv[8], on: st }
 const LIMIT: bv[8] = 0x10
 principal KServ
 principal VM(v: vmid)
-oracle o : bv[8]
+oracle o : bv[8] from KServ
 """
 
 

@@ -15,7 +15,7 @@ from microverify.prover.solve import formulate
 
 SEED = (Path(__file__).parent / "cases" / "kinds" / "dr_only.mv").read_text() + """
 type st = enum { A, B }
-oracle o : record { a: bv[4], b: st }
+oracle o : record { a: bv[4], b: st } from KServ
 layer M {
   state { m : map[bv[2]] -> record { x: bv[4], s: st }; p : principal }
   invariant { forall i: bv[2]. m[i].x < 9 }

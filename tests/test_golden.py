@@ -52,7 +52,7 @@ def test_each_kind_case_is_rejected_by_that_kind_alone(path: Path) -> None:
 
 def test_every_obligation_kind_has_an_isolating_case() -> None:
     kinds = {expectation(p)[0].split()[0] for p in KINDS}
-    assert kinds == {"OC", "WSC", "LR", "DC", "DR", "INIT", "INV", "VAC"}
+    assert kinds == {"OC", "WSC", "LR", "DC", "DR", "INIT", "INV", "VAC", "R-ARGS", "R-BIND", "R-ORACLE"}
 
 
 @pytest.mark.parametrize("path", BAD, ids=ids(BAD))

@@ -38,12 +38,17 @@ def test_generator_is_the_full_product_independent_of_the_family_size(width: int
     assert sorted(ob.observer or "" for ob in wsc) == ["KServ", "Sched", "VM"]
 
 
-REFINED = MODEL.format(w=2) + """
+REFINED = MODEL.format(w=2).replace("  op k() by KServ { }", "  op k() by KServ { }\n  op m(b: bool) by KServ { y := read o }") + """
+oracle o : bool from KServ
 layer C refines B {{
   state {{ z : bool; t : bool }}
   abstraction {{ y = z }}
   op k() by KServ {{ }}
   op tick() by KServ {{ t := !t }}
+  op n() by KServ implements m(z) {{
+    bind o = t
+    z := t
+  }}
 }}
 """.replace("{{", "{").replace("}}", "}")
 
@@ -54,11 +59,14 @@ def test_every_kind_is_generated() -> None:
 
 
 def test_unwinding_only_at_the_top_and_refinement_per_mapped_or_stutter_op() -> None:
+    """R-ARGS only where an upper argument reads the state (`m(z)`, not `k()`), R-BIND only
+    where the operation binds."""
     obs = generate(load_text(REFINED, "t.mv"))
     c = {ob.id for ob in obs if ob.layer == "C"}
     assert c == {"C/VAC", "C/INIT", "C/VAC/k", "C/INV/k", "C/VAC/tick", "C/INV/tick",
                  "C/R-INIT", "C/R-INV", "C/R-STEP/k", "C/R-ORACLE/k", "C/R-DOM/k",
-                 "C/R-STUTTER/tick", "C/OC/tick", "C/DC/tick", "C/R-OBS/KServ", "C/R-OBS/VM", "C/R-OBS/Sched"}
+                 "C/R-STUTTER/tick", "C/OC/tick", "C/DC/tick", "C/R-OBS/KServ", "C/R-OBS/VM", "C/R-OBS/Sched",
+                 "C/VAC/n", "C/INV/n", "C/R-STEP/n", "C/R-ORACLE/n", "C/R-DOM/n", "C/R-ARGS/n", "C/R-BIND/n"}
     assert any(ob.id == "B/WSC/k/VM" for ob in obs)
 
 

@@ -12,7 +12,7 @@ from microverify.layers.model import SymLayer
 HEADER = """
 principal KServ
 principal VM(v: bv[2])
-oracle o : bv[8]
+oracle o : bv[8] from KServ
 type color = enum { Red, Green, Blue }
 """
 

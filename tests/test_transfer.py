@@ -1,0 +1,108 @@
+"""The steps of the transfer theorem that refinement used to take for granted (docs/theory.md §7):
+upper arguments computed from the lower state (R-ARGS), bound oracle values and their sources
+(R-BIND), and binds down a stack of three layers (R-ORACLE). Each attack is a two-layer (or
+three-layer) model that really leaks at its bottom layer; it must fail with the obligation
+named in its header, in both encodings and in any file order, with a counterexample that shows
+both lower runs and points at the `implements` argument or the `bind`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import CASES, expectation, load, not_proved
+from microverify.dsl.loader import load_file
+from microverify.prover.driver import obligations, prove_modules, prove_pairs
+from microverify.prover.obligations import Kind
+from microverify.prover.report import render_counterexample, theorems
+from microverify.prover.solve import ENCODINGS, Options, Result, Status
+
+ATTACKS = sorted(p for p in (CASES / "kinds").glob("r*_only.mv"))
+
+
+def _failing(path: Path, encoding: str) -> list[Result]:
+    kind, op = expectation(path)[0].split()
+    pairs = [(m, ob) for m, ob in obligations([load(path)]) if ob.kind.value == kind and ob.op == op]
+    assert pairs
+    return prove_pairs(pairs, Options(encoding=encoding))
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("path", ATTACKS, ids=[p.stem for p in ATTACKS])
+def test_attack_fails_in_both_encodings(path: Path, encoding: str) -> None:
+    results = _failing(path, encoding)
+    assert any(r.status is Status.FAILED and r.counterexample is not None for r in results), \
+        [(r.obligation.id, r.status, r.detail) for r in results]
+    assert all(r.status in (Status.PROVED, Status.FAILED) for r in results)
+
+
+def _render(path: Path) -> tuple[str, str]:
+    """The rendered counterexample, and the file name its locations use."""
+    (r,) = _failing(path, "qf")
+    file = r.obligation.span.file
+    return render_counterexample(r, {file: path.read_text()}), file
+
+
+def test_rargs_counterexample_shows_both_runs_and_the_argument() -> None:
+    path = CASES / "kinds" / "rargs_only.mv"
+    text, file = _render(path)
+    assert "the argument `x` of `set` differs between two runs that `leak`'s principal cannot tell apart" in text
+    assert "`x` in run s = " in text and "`x` in run t = " in text
+    line = next(i for i, s in enumerate(path.read_text().splitlines(), 1) if "implements set(sec[0])" in s)
+    col = path.read_text().splitlines()[line - 1].index("sec[0])") + 1
+    assert f"{file}:{line}:{col}: note: responsible statement" in text
+
+
+def test_rargs_counterexample_shows_the_two_principals() -> None:
+    text, _ = _render(CASES / "kinds" / "rargs_dom_only.mv")
+    assert "by VM(1) (run s) / VM(0) (run t)" in text or "by VM(0) (run s) / VM(1) (run t)" in text
+
+
+def test_rbind_counterexample_shows_both_bound_values_and_the_bind() -> None:
+    path = CASES / "kinds" / "rbind_only.mv"
+    text, _ = _render(path)
+    assert "the value bound to `io` is not determined by what its source sees" in text
+    assert "bound to" in text and "from KServ   [run s]" in text and "from KServ   [run t]" in text
+    assert "note: responsible statement: bind io = frame[p].data" in text
+
+
+def _split(tmp_path: Path, src: Path) -> tuple[Path, Path]:
+    """The attack as two files: the upper layer (and declarations), and the lower layer importing it."""
+    text = src.read_text()
+    cut = text.index("\nlayer ", text.index("\nlayer ") + 1)
+    upper, lower = tmp_path / "upper.mv", tmp_path / "lower.mv"
+    upper.write_text(text[:cut] + "\n")
+    lower.write_text('import "upper.mv"\n' + text[cut:])
+    return upper, lower
+
+
+@pytest.mark.parametrize("path", [CASES / "kinds" / "rargs_only.mv", CASES / "kinds" / "rbind_only.mv"],
+                         ids=["rargs", "rbind"])
+def test_attack_fails_in_any_file_order(tmp_path: Path, path: Path) -> None:
+    want = tuple(expectation(path)[0].split())
+    upper, lower = _split(tmp_path, path)
+    for order in ((upper, lower), (lower, upper)):
+        results = prove_modules([load_file(p, {}) for p in order], Options())
+        assert not_proved(results) == {want}, order
+
+
+def test_secure_counterparts_prove_with_the_new_kinds_and_the_theorem_names_sources() -> None:
+    path = CASES / "stacks" / "own_view.mv"
+    module = load(path)
+    results = prove_modules([module], Options())
+    assert {r.status for r in results} == {Status.PROVED}
+    kinds = {r.obligation.kind for r in results}
+    assert {Kind.R_ARGS, Kind.R_BIND} <= kinds
+    (theorem,) = theorems([module], results, [ob for _, ob in obligations([module])])
+    assert theorem.startswith("theorem: Cpu is noninterfering")
+    assert "doing the same operations with the same arguments" in theorem
+    assert "at every oracle index both bind from a source other than the observer" in theorem
+    assert "Oracle sources: exitval from VM. Bound by the lower layers: exitval in Cpu.exit;" in theorem
+    assert "R-ARGS" in theorem and "R-BIND" in theorem
+
+
+def test_plain_upper_arguments_need_no_rargs() -> None:
+    """`implements` arguments that are lower parameters or constants are equal in any two runs."""
+    module = load(CASES / "stacks" / "machine.mv")
+    assert not [ob for _, ob in obligations([module]) if ob.kind is Kind.R_ARGS]
