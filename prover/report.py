@@ -171,12 +171,12 @@ def _theorem(module: ir.Module, chain: list[ir.Layer], mine: list[Result], neede
     if module.oracles:
         text += f" Oracle sources: {_sources(module)}."
     if bound:
-        where: dict[str, list[str]] = {}
+        where: dict[str, list[str]] = {}  # oracle -> the operations that bind it, at any layer
         for layer in chain[:-1]:
             for op in layer.ops:
                 for b in binds(op):
-                    where.setdefault(b.oracle, []).append(f"{layer.name}.{op.name}")
-        listed = "; ".join(f"{o} in {', '.join(dict.fromkeys(ops))}" for o, ops in where.items())
+                    where.setdefault(b.oracle, []).append(op.name)
+        listed = ", ".join(f"{o} ({', '.join(dict.fromkeys(ops))})" for o, ops in where.items())
         text += (f" Bound by the lower layers: {listed}; every bound value is proved to be determined by "
                  "its source's view (R-BIND).")
     if not _transitive(module):

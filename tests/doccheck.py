@@ -30,7 +30,7 @@ type word = bv[8]
 principal KServ
 principal VM(v: vmid)
 policy isolation
-oracle donated : word
+oracle donated : word from KServ
 """
 STATE = """  state {
     owner   : map[pfn] -> principal

@@ -98,7 +98,7 @@ def test_secure_counterparts_prove_with_the_new_kinds_and_the_theorem_names_sour
     assert theorem.startswith("theorem: Cpu is noninterfering")
     assert "doing the same operations with the same arguments" in theorem
     assert "at every oracle index both bind from a source other than the observer" in theorem
-    assert "Oracle sources: exitval from VM. Bound by the lower layers: exitval in Cpu.exit;" in theorem
+    assert "Oracle sources: exitval from VM. Bound by the lower layers: exitval (exit);" in theorem
     assert "R-ARGS" in theorem and "R-BIND" in theorem
 
 
