@@ -8,11 +8,12 @@ from dataclasses import replace
 from microverify.dsl import ast, ir, refines
 from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, error
 from microverify.dsl.exprs import BUILTINS, CheckFailed, Context, ExprChecker, Globals
+from microverify.dsl.limits import MAX_BV_WIDTH, MAX_DEPTH, MAX_TYPE_LEAVES
 from microverify.dsl.spans import Span
 from microverify.dsl.types import (BOOL, PRINCIPAL, BVType, EnumType, MapType, PrincipalType, RecordType,
                                    Type, has_map, is_scalar)
 
-_MAX_BV_WIDTH = 4096
+_MAX_BV_WIDTH = MAX_BV_WIDTH
 
 
 class Checker:
@@ -26,7 +27,10 @@ class Checker:
         self.resolved: dict[str, Type] = {}
         self.resolving: list[str] = []
         self.broken_types: set[str] = set()  # reported once, then skipped silently
+        self.alias_shape: dict[str, tuple[int, int]] = {}  # each resolved alias's (depth, leaves)
+        self.reported_too_deep = False
         self.global_names: dict[str, Span] = {}
+        self.lines: dict[str, list[str]] = {}  # each source's lines, for snippets
 
     def fail(self, code: str, span: Span, message: str, *notes: str) -> CheckFailed:
         self.diagnostics.append(error(code, span, message, *notes))
@@ -42,33 +46,63 @@ class Checker:
         return True
 
     # ------------------------------------------------------------------ types
+    def too_deep(self, span: Span, message: str) -> CheckFailed:
+        """Reported once per module: one chain of aliases would otherwise be reported at every link."""
+        if self.reported_too_deep:
+            return CheckFailed()
+        self.reported_too_deep = True
+        return self.fail("too-deep", span, message)
+
     def resolve_type(self, t: ast.TypeExpr) -> Type:
+        resolved, _ = self._resolve(t)
+        return resolved
+
+    def _resolve(self, t: ast.TypeExpr) -> tuple[Type, tuple[int, int]]:
+        """The type, how deeply it nests maps and records, and how many scalars it is made of
+        (aliases expanded): both are limited, since what is built from a type (its text, its
+        Z3 terms) is as deep and as large."""
+        resolved, shape = self._resolve_parts(t)
+        depth, leaves = shape
+        if depth > MAX_DEPTH:
+            raise self.too_deep(t.span, f"this type nests {depth} maps and records deep (through its "
+                                        f"aliases), more than {MAX_DEPTH}, the limit")
+        if leaves > MAX_TYPE_LEAVES:
+            raise self.fail("bad-type", t.span, f"this type is made of more than {MAX_TYPE_LEAVES} "
+                                                "scalars (through its aliases), the limit")
+        return resolved, shape
+
+    def _resolve_parts(self, t: ast.TypeExpr) -> tuple[Type, tuple[int, int]]:
         if isinstance(t, ast.TBool):
-            return BOOL
+            return BOOL, (0, 1)
         if isinstance(t, ast.TBV):
             if not 1 <= t.width <= _MAX_BV_WIDTH:
                 raise self.fail("bad-type", t.span, f"bit-vector width must be 1..{_MAX_BV_WIDTH}")
-            return BVType(t.width)
+            return BVType(t.width), (0, 1)
         if isinstance(t, ast.TPrincipal):
-            return PRINCIPAL
+            return PRINCIPAL, (0, 1)
         if isinstance(t, ast.TMap):
-            key = self.resolve_type(t.key)
+            key, (key_depth, _) = self._resolve(t.key)
             if not is_scalar(key):
                 raise self.fail("bad-type", t.key.span, f"a map key must be a finite scalar type, not {key}")
-            return MapType(key, self.resolve_type(t.value))
+            value, (value_depth, leaves) = self._resolve(t.value)
+            return MapType(key, value), (1 + max(key_depth, value_depth), leaves)
         if isinstance(t, ast.TRecord):
             seen: set[str] = set()
             fields = []
+            depth = leaves = 0
             for name, ftype, span in t.fields:
                 if name in seen:
                     raise self.fail("duplicate", span, f"record field `{name}` is declared twice")
                 seen.add(name)
-                fields.append((name, self.resolve_type(ftype)))
-            return RecordType(tuple(fields))
+                ft, (fd, fl) = self._resolve(ftype)
+                fields.append((name, ft))
+                depth, leaves = max(depth, fd), leaves + fl
+            return RecordType(tuple(fields)), (1 + depth, leaves)
         if isinstance(t, ast.TEnum):
             raise self.fail("bad-type", t.span, "an enum must be declared with `type Name = enum {...}`")
         if isinstance(t, ast.TName):
-            return self.resolve_name(t)
+            resolved = self.resolve_name(t)
+            return resolved, self.alias_shape.get(t.name, (0, 1))
         raise AssertionError(f"unhandled type node {type(t).__name__}")
 
     def resolve_name(self, t: ast.TName) -> Type:
@@ -86,15 +120,24 @@ class Checker:
             self.broken_types.update(members)
             cycle = " -> ".join(members + [t.name])
             raise self.fail("recursive-type", decl.span, f"type `{t.name}` is recursive ({cycle})")
+        if len(self.resolving) >= MAX_DEPTH:
+            self.broken_types.update(self.resolving)
+            raise self.too_deep(decl.span, f"type `{t.name}` is reached through a chain of more than "
+                                           f"{MAX_DEPTH} type aliases, the limit")
         self.resolving.append(t.name)
         try:
             if isinstance(decl.type, ast.TEnum):
                 resolved: Type = self.enum(t.name, decl.type)
+                shape = (0, 1)
             else:
-                resolved = self.resolve_type(decl.type)
+                resolved, shape = self._resolve(decl.type)
+        except CheckFailed:
+            self.broken_types.add(t.name)  # reported once, not at every use
+            raise
         finally:
             self.resolving.pop()
         self.resolved[t.name] = resolved
+        self.alias_shape[t.name] = shape
         return resolved
 
     def enum(self, name: str, t: ast.TEnum) -> EnumType:
@@ -284,7 +327,9 @@ class Checker:
         return ir.ObsComponent(tuple(binders), where, expr, self.snippet(c.span), c.span)
 
     def snippet(self, span: Span) -> str:
-        lines = self.sources.get(span.file, "").splitlines()
+        lines = self.lines.get(span.file)
+        if lines is None:  # split once per file, not once per component (a large file has many)
+            lines = self.lines[span.file] = self.sources.get(span.file, "").splitlines()
         if span.line < 1 or span.line > len(lines):
             return ""
         if span.end_line == span.line:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import lru_cache
 
 from microverify.dsl.spans import Span
 
@@ -41,6 +42,7 @@ CODES: dict[str, str] = {
     "no-layer": "a file that declares no layer",
     "no-principal": "a file with layers but no principal",
     "arity": "a call with the wrong number of arguments",
+    "too-deep": "expressions, types or `if` statements nested more deeply than the limit (200 levels)",
 }
 
 
@@ -76,15 +78,37 @@ def render(diag: Diagnostic, sources: dict[str, str]) -> str:
     lines = [head]
     text = sources.get(span.file)
     if text is not None and span.line >= 1:
-        src_lines = text.splitlines()
-        if span.line <= len(src_lines):
-            src = src_lines[span.line - 1].rstrip("\n")
-            lines.append(f"  {src}")
+        src = _line(text, span.line)
+        if src is not None:
             start = max(span.column - 1, 0)
             if span.end_line == span.line:
                 width = max(span.end_column - span.column, 1)
             else:
                 width = max(len(src) - start, 1)
-            lines.append("  " + " " * start + "^" + "~" * (width - 1))
+            if len(src) > _MAX_SHOWN:  # a window around the caret, not a line of megabytes
+                first = max(start - _MAX_SHOWN // 4, 0)
+                shown = src[first:first + _MAX_SHOWN]
+                prefix = "..." if first > 0 else ""
+                suffix = "..." if first + _MAX_SHOWN < len(src) else ""
+                src = prefix + shown + suffix
+                start = start - first + len(prefix)
+                width = min(width, len(shown) + len(prefix) - start)
+            lines.append(f"  {src}")
+            lines.append("  " + " " * start + "^" + "~" * (max(width, 1) - 1))
     lines.extend(f"  note: {n}" for n in diag.notes)
     return "\n".join(lines)
+
+
+_MAX_SHOWN = 200  # characters of a source line shown under a diagnostic
+
+
+def _line(text: str, number: int) -> str | None:
+    """Line `number` (1-based) of text, as splitlines() counts."""
+    lines = _lines(text)
+    return lines[number - 1] if number <= len(lines) else None
+
+
+@lru_cache(maxsize=4)
+def _lines(text: str) -> list[str]:
+    """Split once per source, not once per diagnostic (a large file may have thousands)."""
+    return text.splitlines()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from microverify.dsl import ast, ir
 from microverify.dsl.diagnostics import Diagnostic, error
+from microverify.dsl.limits import MAX_BV_WIDTH
 from microverify.dsl.spans import Span
 from microverify.dsl.types import (BOOL, COUNTER, PRINCIPAL, BVType, EnumType, MapType, RecordType,
                                    Type, has_map, is_scalar)
@@ -137,7 +138,7 @@ class ExprChecker:
         if not isinstance(want, BVType):
             raise self.fail("type-mismatch", e.span, f"expected {want}, found an integer literal")
         if e.value >= 1 << want.width:
-            raise self.fail("literal-range", e.span, f"{e.value} does not fit in {want}")
+            raise self.fail("literal-range", e.span, f"{_short(e.value)} does not fit in {want}")
         return ir.Lit(e.value, want, e.span)
 
     def name(self, e: ast.Name, ctx: Context) -> ir.Expr:
@@ -189,6 +190,10 @@ class ExprChecker:
                 raise self.fail("type-mismatch", e.span,
                                 f"`{e.func}(e, N)` takes a bit-vector and a literal width")
             width = width_arg.value
+            if width > MAX_BV_WIDTH:
+                raise self.fail("bad-type", width_arg.span,
+                                f"`{e.func}` cannot make bv[{_short(width)}]: bit-vector width must be "
+                                f"1..{MAX_BV_WIDTH}")
             grows = e.func != "trunc"
             if width < 1 or (grows and width < operand.type.width) or (not grows and width > operand.type.width):
                 raise self.fail("width-mismatch", width_arg.span,
@@ -301,3 +306,10 @@ def _literal(e: ast.Expr) -> bool:
     while isinstance(e, ast.Unary) and e.op in ("-", "~"):
         e = e.operand
     return isinstance(e, ast.IntLit)
+
+
+def _short(n: int) -> str:
+    """A number for a message: in full unless it is very long."""
+    if n.bit_length() <= 128:
+        return str(n)
+    return f"a {n.bit_length()}-bit number"

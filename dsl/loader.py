@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from microverify.dsl import ast, ir
 from microverify.dsl.checker import check
 from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, error
+from microverify.dsl.limits import MAX_FILE_BYTES, ensure_recursion_limit
 from microverify.dsl.parser import parse
 from microverify.dsl.spans import Span
 
@@ -15,31 +18,79 @@ EXTENSION = ".mv"
 
 def load_text(text: str, file: str) -> ir.Module:
     """Check one self-contained text (imports are resolved relative to `file`)."""
+    ensure_recursion_limit()
     sources = {file: text}
     return check(_with_imports(parse(text, file), Path(file), sources), sources)
 
 
 def load_file(path: Path, sources: dict[str, str]) -> ir.Module:
     """Load one file and what it imports; every text read is recorded in `sources`."""
+    ensure_recursion_limit()
     text = _read(path, sources, None)
     return check(_with_imports(parse(text, display_name(path)), path, sources), sources)
 
 
 def display_name(path: Path) -> str:
     """How a file is named in spans and reports: relative to the working directory when it is
-    inside it, else absolute; the same file always gets the same name, however it was reached."""
-    resolved = path.resolve()
+    inside it, else absolute; the same file always gets the same name, however it was reached.
+    Bytes of the name that are not UTF-8 are shown as `\\xNN`, so that the name can be printed."""
+    resolved = resolve(path)
     try:
-        return str(resolved.relative_to(Path.cwd().resolve()))
+        name = str(resolved.relative_to(resolve(Path.cwd())))
     except ValueError:
-        return str(resolved)
+        name = str(resolved)
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def resolve(path: Path) -> Path:
+    """path.resolve(), or the absolute path when it cannot be resolved (a symlink loop)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):
+        return Path(os.path.abspath(path))
+
+
+def read_source(path: Path) -> str:
+    """The text of a source file. Only a regular file of at most MAX_FILE_BYTES is read: a
+    FIFO is never opened, a device such as /dev/zero never read; OSError or
+    UnicodeDecodeError (a ValueError) says why not."""
+    try:
+        info = os.stat(path)
+    except ValueError as exc:  # a NUL in the name
+        raise OSError(f"bad file name: {exc}") from None
+    _check_regular(info)
+    # O_NONBLOCK: should the file be swapped for a FIFO after the stat, opening does not block
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        _check_regular(os.fstat(fd))
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise OSError(f"it is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, the limit")
+    return data.decode("utf-8")
+
+
+def _check_regular(info: os.stat_result) -> None:
+    mode = info.st_mode
+    if stat.S_ISDIR(mode):
+        raise OSError("it is a directory")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) \
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+        raise OSError(f"it is {kind}, not a regular file")
+    if info.st_size > MAX_FILE_BYTES:
+        raise OSError(f"it is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, the limit")
 
 
 def _read(path: Path, sources: dict[str, str], at: Span | None) -> str:
     name = display_name(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_source(path)
+    except OSError as exc:
+        where = at or Span.point(name, 1, 1)
+        why = exc.strerror if exc.strerror else str(exc)
+        why = why[:1].lower() + why[1:]
+        raise DiagnosticError([error("io", where, f"cannot read {name}: {why}")]) from None
+    except UnicodeDecodeError as exc:
         where = at or Span.point(name, 1, 1)
         raise DiagnosticError([error("io", where, f"cannot read {name}: {exc}")]) from None
     sources[name] = text
@@ -52,7 +103,7 @@ def _with_imports(module: ast.Module, path: Path, sources: dict[str, str],
     seen = set() if seen is None else seen
     decls: list[ast.Decl] = []
     errors: list[Diagnostic] = []
-    _include(module, path.resolve(), sources, seen, [path.resolve()], decls, errors)
+    _include(module, resolve(path), sources, seen, [resolve(path)], decls, errors)
     if errors:
         raise DiagnosticError(errors)
     return ast.Module(module.file, tuple(decls))
@@ -64,7 +115,7 @@ def _include(module: ast.Module, path: Path, sources: dict[str, str], seen: set[
         if not isinstance(d, ast.Import):
             decls.append(d)
             continue
-        target = (path.parent / d.path).resolve()
+        target = resolve(path.parent / d.path)
         if target in stack:
             chain = " -> ".join(p.name for p in stack[stack.index(target):] + [target])
             errors.append(error("import", d.span, f"circular import ({chain})"))
@@ -82,11 +133,40 @@ def _include(module: ast.Module, path: Path, sources: dict[str, str], seen: set[
 
 
 def discover(paths: list[Path]) -> list[Path]:
-    """Expand directories into their `.mv` files, sorted; files are taken as given."""
+    """Expand directories into their `.mv` files, sorted; files are taken as given (a path that
+    is not a regular file is reported when it is read). Symbolic links to directories are
+    followed, each directory once: a link loop ends there."""
     found: list[Path] = []
     for p in paths:
         if p.is_dir():
-            found.extend(sorted(p.rglob(f"*{EXTENSION}")))
+            found.extend(sorted(_walk(p)))
         else:
             found.append(p)
     return found
+
+
+def _walk(root: Path) -> list[Path]:
+    out: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            info = folder.stat()
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue  # unreadable: as rglob, skipped
+        for entry in entries:
+            path = folder / entry.name
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                stack.append(path)
+            elif entry.name.endswith(EXTENSION):
+                out.append(path)
+    return out

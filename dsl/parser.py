@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import copy
+import gc
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import lark
-from lark import Token, Transformer, v_args
+from lark import Token, Tree, v_args
 from lark.tree import Meta
+from lark.visitors import Transformer_NonRecursive
 
 from microverify.dsl import ast
 from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, error
+from microverify.dsl.limits import MAX_BV_WIDTH, MAX_DEPTH
 from microverify.dsl.spans import Span
 
 _MAX_SYNTAX_ERRORS = 10
@@ -19,18 +23,47 @@ _MAX_SYNTAX_ERRORS = 10
 # How the terminals defined by a regular expression are named in messages.
 _TERMINAL_NAMES = {"NAME": "a name", "INT": "a number", "HEX": "a number"}
 
+class _Meta:
+    """lark's Meta with slots: a parse tree has a Meta per node, and a large file millions."""
+
+    __slots__ = ("empty", "line", "column", "start_pos", "end_line", "end_column", "end_pos",
+                 "container_line", "container_column", "container_start_pos", "container_end_line",
+                 "container_end_column", "container_end_pos")
+
+    def __init__(self) -> None:
+        self.empty = True
+
+
+class _Tree(Tree[Token]):
+    """lark's Tree with slots (and a slotted Meta): about half the memory of a parse tree."""
+
+    __slots__ = ("data", "children", "_meta")
+
+    @property
+    def meta(self) -> Meta:
+        if self._meta is None:
+            self._meta = _Meta()  # type: ignore[assignment]
+        return self._meta  # type: ignore[return-value]
+
+
 @lru_cache(maxsize=1)
 def _parser() -> lark.Lark:
     grammar = (Path(__file__).parent / "grammar.lark").read_text()
-    return lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+    return lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False,
+                     tree_class=_Tree)
 
 
-class _ToAst(Transformer[Token, Any]):
-    """Rule methods are written out one by one so each can be found by name."""
+class _ToAst(Transformer_NonRecursive[Token, Any]):
+    """Rule methods are written out one by one so each can be found by name.
+
+    Non-recursive: a tree as deep as the nesting limit allows is transformed without using
+    Python's stack. A rule method never raises (lark would wrap the exception): a literal it
+    cannot convert is recorded in `errors` and replaced by a placeholder."""
 
     def __init__(self, file: str) -> None:
         super().__init__()
         self.file = file
+        self.errors: list[Diagnostic] = []
 
     # -- spans
     def _span(self, meta: Meta) -> Span:
@@ -90,7 +123,11 @@ class _ToAst(Transformer[Token, Any]):
 
     @v_args(meta=True)
     def t_bv(self, meta: Meta, c: list[Any]) -> ast.TBV:
-        return ast.TBV(int(str(c[0]).replace("_", "")), self._span(meta))
+        digits = str(c[0]).replace("_", "").lstrip("0") or "0"
+        # A width of more digits than any legal one is out of range: the checker says so
+        # (converting it could exceed Python's limit on int-from-text conversion).
+        width = int(digits) if len(digits) <= len(str(MAX_BV_WIDTH)) else MAX_BV_WIDTH + 1
+        return ast.TBV(width, self._span(meta))
 
     @v_args(meta=True)
     def t_enum(self, meta: Meta, c: list[Any]) -> ast.TEnum:
@@ -399,8 +436,12 @@ class _ToAst(Transformer[Token, Any]):
         return ast.FieldGet(c[0], str(c[1]), self._span(meta))
 
     def int_lit(self, c: list[Token]) -> ast.IntLit:
-        text = str(c[0]).replace("_", "")
-        return ast.IntLit(int(text, 0) if text.startswith("0x") else int(text), self._tok(c[0]))
+        span = self._tok(c[0])
+        value = _literal_value(str(c[0]))
+        if isinstance(value, Diagnostic):
+            self.errors.append(error(value.code, span, value.message, *value.notes))
+            value = 0
+        return ast.IntLit(value, span)
 
     @v_args(meta=True)
     def true_lit(self, meta: Meta, c: list[Any]) -> ast.BoolLit:
@@ -419,6 +460,29 @@ class _ToAst(Transformer[Token, Any]):
 
     def args(self, c: list[Any]) -> list[ast.Expr]:
         return list(c)
+
+
+# The most decimal digits a literal of at most MAX_BV_WIDTH bits can have.
+_MAX_DECIMAL_DIGITS = len(str((1 << MAX_BV_WIDTH) - 1))
+
+
+def _literal_value(text: str) -> int | Diagnostic:
+    """The value of an INT or HEX token, or a diagnostic (its span is filled in by the caller)."""
+    nowhere = Span("", 0, 0, 0, 0)
+    shown = text if len(text) <= 24 else f"{text[:12]}...{text[-6:]} ({len(text)} characters)"
+    if text.startswith(("0x", "0X")):
+        digits = text[2:].replace("_", "")
+        if not digits:
+            return error("syntax", nowhere, f"`{shown}` is not a number: `0x` needs at least one hex digit")
+        bits = len(digits.lstrip("0")) * 4
+        value = int(digits, 16) if bits <= MAX_BV_WIDTH + 4 else None
+    else:
+        digits = text.replace("_", "").lstrip("0") or "0"
+        value = int(digits) if len(digits) <= _MAX_DECIMAL_DIGITS else None
+    if value is None or value.bit_length() > MAX_BV_WIDTH:
+        return error("literal-range", nowhere, f"the integer literal {shown} does not fit in "
+                     f"bv[{MAX_BV_WIDTH}], the widest bit-vector")
+    return value
 
 
 def _terminal_name(name: str) -> str:
@@ -462,17 +526,123 @@ def parse(text: str, file: str) -> ast.Module:
         _repair(exc)
         return len(diagnostics) < _MAX_SYNTAX_ERRORS
 
+    # The parse allocates millions of objects and frees none: the cyclic garbage collector
+    # would walk them over and over for nothing (a third of the time of a large file).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
-        tree = _parser().parse(text, on_error=on_error)
-    except lark.exceptions.UnexpectedInput as exc:
-        if not diagnostics or diagnostics[-1].span.line != (getattr(exc, "line", 0) or 0):
-            diagnostics.append(_syntax_diagnostic(file, exc))
-        raise DiagnosticError(_dedupe(diagnostics)) from None
-    if diagnostics:
-        raise DiagnosticError(_dedupe(diagnostics))
-    result = _ToAst(file).transform(tree)
+        try:
+            tree = _parser().parse(text, on_error=on_error)
+        except lark.exceptions.UnexpectedInput as exc:
+            if not diagnostics or diagnostics[-1].span.line != (getattr(exc, "line", 0) or 0):
+                diagnostics.append(_syntax_diagnostic(file, exc))
+            raise DiagnosticError(_dedupe(diagnostics)) from None
+        if diagnostics:
+            raise DiagnosticError(_dedupe(diagnostics))
+        too_deep = _limit_nesting(tree, file)
+        if too_deep is not None:
+            raise DiagnosticError([too_deep])
+        transformer = _ToAst(file)
+        result = transformer.transform(tree)
+    finally:
+        if collecting:
+            gc.enable()
+    if transformer.errors:
+        raise DiagnosticError(transformer.errors)
     assert isinstance(result, ast.Module)
     return result
+
+
+# Tree nodes that nest: one level each (counted against MAX_DEPTH). A parenthesis, a block or a
+# list of arguments is not a level of its own; `else if` is one more `if`.
+_NESTING = frozenset({
+    "forall_", "exists_", "ite", "iff_", "implies_", "or_op", "and_op", "cmp_op", "bor_op", "bxor_op",
+    "band_op", "shift_op", "add_op", "mul_op", "not_op", "neg_op", "bnot_op", "index", "field", "call",
+    "read_oracle", "t_map", "t_record", "if_stmt",
+})
+# Associative operators: a chain of one of them is rebalanced into a tree of logarithmic depth.
+# (`+` and `*` are associative modulo 2^N; for add_op and mul_op the operator is the middle child.)
+_CHAINS = {"and_op": None, "or_op": None, "bor_op": None, "bxor_op": None, "band_op": None,
+           "add_op": "+", "mul_op": "*"}
+# Chains up to this many operands are left as written (their spans and shapes stay exactly those
+# of the grammar); longer ones are rebalanced.
+_REBALANCE_FROM = 32
+
+
+def _chain_op(node: Tree[Token]) -> str | None:
+    """The operator of a chainable node, or None; for `+`/`*` nodes, only those operators."""
+    if node.data not in _CHAINS:
+        return None
+    want = _CHAINS[node.data]
+    if want is None:
+        return str(node.data)
+    op = node.children[1]
+    sym = str(op.children[0]) if isinstance(op, Tree) and op.children else str(op)
+    return f"{node.data}{sym}" if sym == want else None
+
+
+def _operands(node: Tree[Token]) -> list[Any]:
+    """The operands of the left-deep chain rooted at node, left to right."""
+    kind = _chain_op(node)
+    out = []
+    at: Any = node
+    while isinstance(at, Tree) and _chain_op(at) == kind:
+        out.append(at.children[-1])
+        at = at.children[0]
+    out.append(at)
+    out.reverse()
+    return out
+
+
+def _meta_between(first: Any, last: Any) -> Any:
+    meta: Any = _Meta()
+    a, b = first.meta, last.meta
+    meta.empty = False
+    meta.line, meta.column, meta.start_pos = a.line, a.column, a.start_pos
+    meta.end_line, meta.end_column, meta.end_pos = b.end_line, b.end_column, b.end_pos
+    return meta
+
+
+def _balanced(template: Tree[Token], operands: list[Any]) -> Any:
+    """A balanced tree over operands (recursion depth log2 of their number). The left half is
+    the larger, so that the leftmost two operands stay paired as in the written chain (the
+    width of an integer literal is inferred from its left neighbour as before)."""
+    if len(operands) == 1:
+        return operands[0]
+    half = (len(operands) + 1) // 2
+    left, right = _balanced(template, operands[:half]), _balanced(template, operands[half:])
+    op: Any = template.children[1]
+    middle = [_Tree(op.data, list(op.children))] if len(template.children) == 3 else []
+    return _Tree(template.data, [left, *middle, right], _meta_between(left, right))
+
+
+def _limit_nesting(tree: Tree[Token], file: str) -> Diagnostic | None:
+    """Rebalance long chains of an associative operator, then find the first construct nested
+    more than MAX_DEPTH levels deep. Iterative: the tree may be arbitrarily deep."""
+    stack: list[tuple[Tree[Token], int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if node.data in _NESTING:
+            depth += 1
+            if depth > MAX_DEPTH:
+                meta = node.meta
+                span = Span(file, meta.line, meta.column, meta.end_line, meta.end_column)
+                return error("too-deep", span,
+                             f"this is nested more than {MAX_DEPTH} levels deep, the limit",
+                             "each operator, call, index, field access, quantifier, `if`, map and "
+                             "record type is one level (a chain of one associative operator counts as "
+                             "a balanced tree); split a long expression with `let`s")
+        for i in reversed(range(len(node.children))):
+            child: Any = node.children[i]
+            if not isinstance(child, Tree):
+                continue
+            if _chain_op(child) is not None:
+                operands = _operands(child)
+                if len(operands) > _REBALANCE_FROM:
+                    child = _balanced(child, operands)
+                    node.children[i] = child
+            stack.append((child, depth))
+    return None
 
 
 # Tokens tried, in order, as a one-token insertion before an unexpected token.
@@ -488,10 +658,16 @@ def _repair(exc: lark.exceptions.UnexpectedToken) -> None:
     parser = exc.interactive_parser
     if parser is None or exc.token.type == "$END":
         return
+    accepted = parser.accepts()
     for candidate in _REPAIR_CANDIDATES:
-        if candidate not in parser.accepts():
+        if candidate not in accepted:
             continue
-        trial = parser.copy()
+        # A trial without tree building (as lark's own accepts()): copying the values built so
+        # far would deep-copy them, recursively, and they may be very deep or very many.
+        trial = parser.copy(deepcopy_values=False)
+        conf = copy.copy(trial.parser_state.parse_conf)
+        conf.callbacks = {}
+        trial.parser_state.parse_conf = conf
         filler = Token.new_borrow_pos(candidate, "_", exc.token)
         trial.feed_token(filler)
         if exc.token.type in trial.accepts():

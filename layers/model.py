@@ -140,7 +140,8 @@ class SymLayer:
         obs = self.layer.observation(principal.name)
         comps = [Component(principal.name, i, c.text, c.span, c)
                  for i, c in enumerate(obs.components if obs else ())]
-        who = principal.name + (f"({principal.param})" if principal.param else "")
+        param = self._param_name(principal)
+        who = principal.name + (f"({param})" if param else "")
         for o in self.module.oracles:
             comps.append(Component(principal.name, len(comps), f"counter({o.name}, {who})", o.span,
                                    None, o.name))
@@ -157,8 +158,15 @@ class SymLayer:
         where = pred(comp.source.where, env) if comp.source.where is not None else self.true()
         return where, lower(comp.source.expr, env), comp.source.expr.type
 
+    def _param_name(self, principal: ir.Principal) -> str | None:
+        """The name the observation gives the family's index (`observe VM(w)` for a family
+        declared `principal VM(v: ...)` calls it w), else the declaration's."""
+        obs = self.layer.observation(principal.name)
+        return obs.param if obs is not None and obs.param is not None else principal.param
+
     def _param_vars(self, principal: ir.Principal, param: z3.ExprRef | None) -> dict[str, Value]:
-        return {principal.param: param} if principal.param and param is not None else {}
+        name = self._param_name(principal)
+        return {name: param} if name and param is not None else {}
 
     def component_equal(self, comp: Component, param: z3.ExprRef | None, s: State, t: State,
                         goal: bool) -> Labeled:

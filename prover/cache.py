@@ -6,6 +6,12 @@ key, the status, the versions and a checksum over all of it. An entry that does 
 whose checksum, key, status or versions do not match, is ignored with a warning and the
 obligation is solved again: a corrupted or foreign entry is never trusted.
 
+An entry that is not a regular file of at most MAX_ENTRY_BYTES (a directory, a FIFO, a device)
+is ignored the same way, without being opened. A cache directory that cannot be used (under a
+regular file, not writable) is found before any work starts: the CLI warns and proves without
+the cache. A write that fails later (a full disk) warns once and turns the cache off for the rest
+of the run in that process. The cache never changes a verdict, so none of this fails a run.
+
 Threat model: the cache is as trusted as the working tree it sits in. The checks above catch
 corruption, stale entries, and an entry copied or edited to stand for another obligation; they
 do not stop someone who can write the cache *and* recompute checksums (they could as well
@@ -17,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +34,30 @@ from microverify import __version__
 
 DEFAULT_DIR = Path(".microverify-cache")
 FORMAT = 1
+MAX_ENTRY_BYTES = 64 * 1024  # an entry is about 400 bytes
+
+
+def unusable_cache_dir(directory: Path) -> str | None:
+    """Why entries could not be written below `directory`, or None. Creates nothing: the
+    folder (or its nearest existing ancestor, where it will be created) must be a writable
+    directory."""
+    folder = directory
+    while True:
+        try:
+            info = os.stat(folder)
+        except FileNotFoundError:
+            parent = folder.parent
+            if parent == folder:
+                return f"{directory}: no existing parent directory"
+            folder = parent
+            continue
+        except (OSError, ValueError) as exc:
+            return f"{directory}: {getattr(exc, 'strerror', None) or exc}"
+        if not stat.S_ISDIR(info.st_mode):
+            return f"{directory}: {folder} is not a directory"
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"{directory}: {folder} is not writable"
+        return None
 
 
 @dataclass(frozen=True)
@@ -51,21 +82,28 @@ class Cache:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.warnings: list[str] = []
+        self.writable = True  # False after a failed write: the rest of the run goes without
 
     def _path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.json"
 
     def get(self, key: str, obligation_id: str) -> Hit | None:
         path = self._path(key)
-        if not path.exists():
-            return None
         try:
-            entry = json.loads(path.read_text())
+            info = os.stat(path)
+        except FileNotFoundError:
+            return None
+        except OSError:
+            info = None  # e.g. <dir>/<key[:2]> is a file: invalid
+        try:
+            if info is None or not stat.S_ISREG(info.st_mode) or info.st_size > MAX_ENTRY_BYTES:
+                raise ValueError("not a small regular file")
+            entry = json.loads(_read_small(path))
             valid = (isinstance(entry, dict) and entry.get("checksum") == _checksum(entry)
                      and entry.get("key") == key and entry.get("status") == "PROVED"
                      and entry.get("tool") == __version__ and entry.get("z3") == z3.get_version_string()
                      and entry.get("format") == FORMAT and isinstance(entry.get("rlimit_used"), int))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # RecursionError: deeply nested JSON
             valid = False
         if not valid:
             self.warnings.append(f"warning: ignoring an invalid cache entry {path} (for {obligation_id}); "
@@ -78,9 +116,36 @@ class Cache:
                                     "tool": __version__, "z3": z3.get_version_string(),
                                     "rlimit_used": rlimit_used}
         entry["checksum"] = _checksum(entry)
+        if not self.writable:
+            return
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(entry, f)
-        os.replace(tmp, path)  # atomic: parallel workers never see half an entry
+        tmp = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                json.dump(entry, f)
+            os.replace(tmp, path)  # atomic: parallel workers never see half an entry
+        except OSError as exc:
+            # something in the way of this one entry (a directory where it goes), or the cache
+            # as a whole failing (a full disk, a read-only file system): then stop writing
+            alone = isinstance(exc, (IsADirectoryError, NotADirectoryError, FileExistsError))
+            self.writable = alone
+            self.warnings.append(f"warning: cannot write the cache entry {path} (for {obligation_id}): "
+                                 f"{exc.strerror or exc}"
+                                 + ("" if alone else "; not writing the cache any more in this run"))
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+
+
+def _read_small(path: Path) -> str:
+    """At most MAX_ENTRY_BYTES of a file, opened without blocking (should it have become a FIFO
+    since it was looked at)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        return f.read(MAX_ENTRY_BYTES + 1).decode("utf-8")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import json
+import math
 import os
+import signal
+import stat
 import sys
+import threading
 import tomllib
 import traceback
 from pathlib import Path
@@ -16,9 +21,10 @@ import click
 from microverify import __version__
 from microverify.dsl import ir
 from microverify.dsl.diagnostics import DiagnosticError, render
+from microverify.dsl.limits import ensure_recursion_limit
 from microverify.dsl.loader import discover, load_file
 from microverify.prover import formats
-from microverify.prover.cache import DEFAULT_DIR
+from microverify.prover.cache import DEFAULT_DIR, unusable_cache_dir
 from microverify.prover.crosscheck import SOLVERS, available
 from microverify.prover.driver import Pair, obligations, prove_pairs
 from microverify.prover.progress import Progress
@@ -26,6 +32,8 @@ from microverify.prover.report import quantified, render_counterexample, result_
 from microverify.prover.solve import ENCODINGS, Options, Result, Status
 
 EXIT_PROVED, EXIT_NOT_PROVED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
+UINT_MAX = 2**32 - 1  # Z3 takes --rlimit, --seed and the timeout in ms as unsigned 32-bit numbers
 REPORT_URL = "the microverify issue tracker"
 FORMATS = ("text", "json", "junit", "sarif", "github")
 
@@ -34,25 +42,40 @@ class BadInput(Exception):
     """A usage problem found after option parsing: reported as `error: ...`, exit 2."""
 
 
+class Interrupted(BaseException):
+    """Ctrl-C: the run stops at once (workers killed), exit 130. A BaseException of our own, so
+    that click does not turn it into its Abort (which prints an empty line first)."""
+
+
+class Terminated(BaseException):
+    """SIGTERM: as Ctrl-C, exit 143."""
+
+
 def configured_roots(start: Path) -> list[Path]:
     """`[tool.microverify] roots` of the nearest pyproject.toml, default `proofs/`."""
     for folder in (start, *start.parents):
         pyproject = folder / "pyproject.toml"
         if pyproject.is_file():
             try:
-                data = tomllib.loads(pyproject.read_text())
-            except (OSError, tomllib.TOMLDecodeError):
+                data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
                 continue
-            roots = data.get("tool", {}).get("microverify", {}).get("roots")
+            tool = data.get("tool", {})
+            section = tool.get("microverify", {}) if isinstance(tool, dict) else {}
+            roots = section.get("roots") if isinstance(section, dict) else None
             if roots is not None:
+                if not isinstance(roots, list) or not all(isinstance(r, str) and r and "\0" not in r
+                                                          for r in roots):
+                    raise BadInput(f"{shown(pyproject)}: error: [tool.microverify] roots must be a list of "
+                                   f"paths (strings), not {roots!r:.60}")
                 return [folder / r for r in roots]
     return [start / "proofs"]
 
 
 def load_all(paths: list[Path], sources: dict[str, str]) -> list[ir.Module]:
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        raise BadInput("\n".join(f"{p}: error: no such file or directory [io]" for p in missing))
+    unusable = [f"{shown(p)}: error: {why} [io]" for p in paths if (why := _unusable(p)) is not None]
+    if unusable:
+        raise BadInput("\n".join(unusable))
     modules: list[ir.Module] = []
     errors: list[str] = []
     for path in discover(paths):
@@ -65,6 +88,23 @@ def load_all(paths: list[Path], sources: dict[str, str]) -> list[ir.Module]:
     if not modules:
         raise BadInput("error: no .mv files found in " + ", ".join(map(str, paths)) + " [io]")
     return modules
+
+
+def shown(path: Path) -> str:
+    """A path as given, printable even if it is not UTF-8."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _unusable(path: Path) -> str | None:
+    """Why a command-line path cannot be used at all, or None (a FIFO or device is reported
+    as an `io` diagnostic when it is read)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return "no such file or directory" if exc.errno == errno.ENOENT else (exc.strerror or str(exc)).lower()
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -109,8 +149,43 @@ def list_obligations(pairs: list[Pair], fmt: str) -> str:
 def emit(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text)
-    else:
-        output.write_text(text + "\n")
+        return
+    try:
+        output.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"error: cannot write the report to {shown(output)}: "
+                       f"{exc.strerror or exc}") from None
+
+
+def check_output(output: Path) -> None:
+    """--output must be writable before any work starts (a missing directory is found now, not
+    after the whole run); a write that fails anyway (a full disk) is reported by emit."""
+    try:
+        info = os.stat(output)
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise BadInput(f"error: --output {shown(output)}: {exc.strerror or exc}") from None
+    if info is not None:
+        if stat.S_ISDIR(info.st_mode):
+            raise BadInput(f"error: --output {shown(output)} is a directory")
+        if not os.access(output, os.W_OK):
+            raise BadInput(f"error: --output {shown(output)} is not writable")
+        return
+    folder = output.parent
+    if not folder.is_dir():
+        raise BadInput(f"error: --output {shown(output)}: the directory {shown(folder)} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BadInput(f"error: --output {shown(output)}: the directory {shown(folder)} is not writable")
+
+
+def check_dump_dir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"error: --dump-smt {shown(folder)}: {exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BadInput(f"error: --dump-smt {shown(folder)} is not writable")
 
 
 def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: Path | None,
@@ -118,6 +193,15 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
         list_only: bool, check_only: bool) -> int:
     sources: dict[str, str] = {}
     shard = parse_shard(shard_text)
+    if output is not None:
+        check_output(output)
+    if options.dump_smt is not None and not check_only and not list_only:
+        check_dump_dir(options.dump_smt)
+    if cache_dir is not None and not check_only and not list_only:
+        why = unusable_cache_dir(cache_dir)
+        if why is not None:
+            click.echo(f"warning: not using the cache: {why}", err=True)
+            cache_dir = None
     modules = load_all(paths, sources)
     if check_only:
         click.echo(f"checked {len(sources)} file(s): no errors")
@@ -194,43 +278,88 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
 @click.option("--encoding", type=click.Choice(ENCODINGS), default=Options.encoding, show_default=True,
               help="qf: instantiate quantifiers where that is sound (exact), keep the rest; "
                    "quantified: leave every quantifier to the solver.")
-@click.option("--rlimit", type=click.IntRange(min=1), default=Options.rlimit, show_default=True,
+@click.option("--rlimit", type=click.IntRange(min=1, max=UINT_MAX), default=Options.rlimit, show_default=True,
               help="Z3 resource limit per solver check: the deterministic gate.")
-@click.option("--timeout", type=click.FloatRange(min=0.001), default=Options.timeout, show_default=True,
+@click.option("--timeout", type=click.FloatRange(min=0.001, max=UINT_MAX / 1000), default=Options.timeout,
+              show_default=True, callback=lambda ctx, param, value: _finite(param, value),
               help="Wall-clock seconds per solver check: a backstop only.")
-@click.option("--seed", type=click.IntRange(min=0), default=Options.seed, show_default=True,
+@click.option("--max-memory", type=click.IntRange(min=0, max=UINT_MAX), default=Options.max_memory,
+              show_default=True, metavar="MIB",
+              help="Memory Z3 may allocate per obligation, in MiB (0: no limit): what neither "
+                   "--rlimit nor --timeout stops ends UNKNOWN.")
+@click.option("--seed", type=click.IntRange(min=0, max=UINT_MAX), default=Options.seed, show_default=True,
               help="Z3 random seed.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only obligations that are not proved.")
 @click.version_option(__version__, prog_name="prove")
 def prove(paths: tuple[Path, ...], jobs: int | None, cache_dir: Path, no_cache: bool, list_only: bool,
           only: tuple[str, ...], shard: str | None, fmt: str, output: Path | None, check_only: bool,
           dump_smt: Path | None, cross_check: str | None, encoding: str, rlimit: int, timeout: float,
-          seed: int, quiet: bool) -> None:
+          max_memory: int, seed: int, quiet: bool) -> None:
     """Prove the noninterference obligations of microverify layers (.mv files or folders).
 
     Without PATHS, proves the roots under [tool.microverify] in pyproject.toml (default proofs/).
-    Exit status: 0 all proved, 1 some obligation not proved, 2 bad input, 3 internal error.
+    Exit status: 0 all proved, 1 some obligation not proved, 2 bad input, 3 internal error,
+    130 interrupted (Ctrl-C).
     """
-    targets = list(paths) or configured_roots(Path.cwd())
     try:
+        targets = list(paths) or configured_roots(Path.cwd())
         if cross_check is not None and (why := available(cross_check)) is not None:
             raise BadInput(f"error: cannot cross-check with {cross_check}: {why}")
         options = Options(rlimit=rlimit, timeout=timeout, seed=seed, dump_smt=dump_smt, cross_check=cross_check,
-                          encoding=encoding)
+                          encoding=encoding, max_memory=max_memory)
         code = run(targets, options, quiet,
                    jobs or os.cpu_count() or 1, None if no_cache else cache_dir, only, shard, fmt, output,
                    list_only, check_only)
     except BadInput as exc:
         click.echo(str(exc), err=True)
         code = EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        raise Interrupted() from None
+    sys.exit(code)
+
+
+def _finite(param: click.Parameter, value: float) -> float:
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds", param=param)
+    return value
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _stop(what: str, code: int) -> None:
+    """One line, then exit: the workers are already killed (prover/driver.py)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not interrupt the exit
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    click.echo(f"prove: {what}; stopped before every obligation was solved (exit {code})", err=True)
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    if any(t.name == "microverify-solve" and t.is_alive() for t in threading.enumerate()):
+        # the solving thread is still inside Z3, which must not see the interpreter (and the Z3
+        # contexts) torn down under it
+        os._exit(code)
     sys.exit(code)
 
 
 def main() -> None:
+    ensure_recursion_limit()
+    for stream in (sys.stdout, sys.stderr):  # a name that is not UTF-8 is printed, not a crash
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         prove.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(EXIT_NOT_PROVED)
+    except (Interrupted, KeyboardInterrupt, click.exceptions.Abort):
+        _stop("interrupted", EXIT_INTERRUPTED)
+    except Terminated:
+        _stop("terminated", EXIT_TERMINATED)
     except click.ClickException as exc:
         exc.show()
         sys.exit(EXIT_BAD_INPUT)

@@ -7,6 +7,7 @@ only at the keys that matter (arguments, locals, witnesses, the observer, writte
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import z3
@@ -54,13 +55,24 @@ class _Explainer:
         self.keys: dict[Type, list[int]] = {}
 
     # -- values
-    def num(self, term: z3.ExprRef) -> int:
-        v = self.model.eval(term, model_completion=True)
-        if z3.is_bool(v):
-            return 1 if z3.is_true(v) else 0
-        return v.as_long()  # type: ignore[attr-defined,no-any-return]
+    def num(self, term: z3.ExprRef) -> int | None:
+        """The value of a scalar term in the model, or None if it has none that can be shown.
 
-    def fmt(self, t: Type, n: int) -> str:
+        The model evaluator leaves a quantifier (an `if forall ...` whose branch the term
+        depends on) unevaluated, and then anything built on it, such as the index of a later
+        oracle read: such a term is evaluated again with its quantifiers over small finite
+        sorts expanded into their instances."""
+        v = self.model.eval(term, model_completion=True)
+        n = _numeral(v)
+        if n is None and not _is_value(v):
+            expanded = _expand_quantifiers(term)
+            if expanded is not None:
+                n = _numeral(self.model.eval(expanded, model_completion=True))
+        return n
+
+    def fmt(self, t: Type, n: int | None) -> str:
+        if n is None:
+            return "?"  # no value in the model (docs: a quantified condition it could not evaluate)
         if isinstance(t, BoolType):
             return "true" if n else "false"
         if isinstance(t, BVType):
@@ -91,6 +103,8 @@ class _Explainer:
     def note_key(self, t: Type, term: z3.ExprRef) -> None:
         if isinstance(t, (BoolType, BVType, EnumType, PrincipalType)):
             n = self.num(term)
+            if n is None:
+                return
             seen = self.keys.setdefault(t, [])
             if n not in seen:
                 seen.append(n)
@@ -101,7 +115,7 @@ class _Explainer:
         return z3.BitVecVal(n, self.L.enc.sort(t).size(), self.L.ctx)  # type: ignore[attr-defined]
 
     def holds(self, term: z3.BoolRef) -> bool:
-        return z3.is_true(self.model.eval(term, model_completion=True))
+        return self.num(term) == 1
 
     # -- rows
     def explode(self, t: Type, name: str) -> list[tuple[str, list[PathStep], Type]]:
@@ -271,3 +285,75 @@ def _describe(x: _Explainer, g: Labeled) -> str:
         text += ": " + ", ".join(f"{name} = {x.fmt(t, x.num(c))}" for name, (t, c) in g.shown.items())
     return text
 
+
+_EXPAND_LIMIT = 256  # the most instances one quantifier is expanded into
+_EXPAND_BUDGET = 100_000  # the most terms an expansion may build in all
+
+
+def _is_value(v: z3.ExprRef) -> bool:
+    return z3.is_true(v) or z3.is_false(v) or z3.is_bv_value(v)
+
+
+def _numeral(v: z3.ExprRef) -> int | None:
+    if z3.is_true(v):
+        return 1
+    if z3.is_false(v):
+        return 0
+    if z3.is_bv_value(v):
+        return int(v.as_long())  # type: ignore[attr-defined]
+    return None  # an array, a function application, a quantifier: not a scalar value
+
+
+def _instances(sort: z3.SortRef) -> list[z3.ExprRef] | None:
+    if sort.kind() == z3.Z3_BOOL_SORT:
+        return [z3.BoolVal(False, sort.ctx), z3.BoolVal(True, sort.ctx)]
+    if sort.kind() == z3.Z3_BV_SORT and sort.size() <= 8:  # type: ignore[attr-defined]
+        return [z3.BitVecVal(i, sort.size(), sort.ctx) for i in range(1 << sort.size())]  # type: ignore[attr-defined]
+    return None
+
+
+def _expand_quantifiers(term: z3.ExprRef) -> z3.ExprRef | None:
+    """term with every quantifier over small finite sorts replaced by the conjunction (forall)
+    or disjunction (exists) of its instances; None if some quantifier is too large for that."""
+    budget = [_EXPAND_BUDGET]
+    memo: dict[int, z3.ExprRef] = {}
+
+    def walk(t: z3.ExprRef) -> z3.ExprRef:
+        key = t.get_id()
+        if key in memo:
+            return memo[key]
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _TooLarge()
+        if z3.is_quantifier(t) and not t.is_lambda():  # type: ignore[attr-defined]
+            q: z3.QuantifierRef = t  # type: ignore[assignment]
+            domains = [_instances(q.var_sort(i)) for i in range(q.num_vars())]
+            size = 1
+            for d in domains:
+                if d is None:
+                    raise _TooLarge()
+                size *= len(d)
+            if size > _EXPAND_LIMIT:
+                raise _TooLarge()
+            cases = []
+            for values in itertools.product(*domains):  # type: ignore[arg-type]
+                # de Bruijn index 0 is the last bound variable
+                cases.append(walk(z3.substitute_vars(q.body(), *reversed(values))))
+            both = z3.And(cases) if q.is_forall() else z3.Or(cases)
+            out: z3.ExprRef = both
+        elif z3.is_app(t) and t.num_args() > 0:
+            args = [walk(a) for a in t.children()]
+            out = t.decl()(*args) if any(not a.eq(b) for a, b in zip(args, t.children())) else t
+        else:
+            out = t
+        memo[key] = out
+        return out
+
+    try:
+        return walk(term)
+    except (_TooLarge, z3.Z3Exception, RecursionError):
+        return None
+
+
+class _TooLarge(Exception):
+    pass

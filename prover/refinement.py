@@ -15,7 +15,7 @@ from microverify.dsl.types import Type, is_scalar
 from microverify.layers.abstraction import abstract
 from microverify.layers.encoding import Value
 from microverify.layers.execute import Step
-from microverify.layers.lower import scalar
+from microverify.layers.lower import lower
 from microverify.layers.model import Labeled, State, SymLayer, collect_fields
 from microverify.prover.formula import Formula, Run, Table
 from microverify.prover.obligations import state_dependent_args
@@ -89,8 +89,9 @@ class _Steps:
         assert upper_op is not None
         self.upper_op: ir.Op = upper_op
         env = L.env(self.s, self.args)
+        # an argument may be a record (lower, not scalar): the upper step takes values of any type
         self.upper_args: dict[str, Value] = {
-            name: scalar(e, env) for (name, _), e in zip(self.upper_op.params, op.implements.args)}
+            name: lower(e, env) for (name, _), e in zip(self.upper_op.params, op.implements.args)}
         self.a = alpha(L, self.U, self.s)
         self.low: Step = L.step(op, self.s, self.args)
         self.up: Step = self.U.step(self.upper_op, self.a, self.upper_args)
@@ -170,10 +171,12 @@ def refined_args(L: SymLayer, op: ir.Op) -> Formula:
     for i in state_dependent_args(op):
         e = op.implements.args[i]
         name, ptype = upper_op.params[i]
-        vs, vt = scalar(e, L.env(s.pre, args)), scalar(e, L.env(t.pre, args))
+        vs, vt = lower(e, L.env(s.pre, args)), lower(e, L.env(t.pre, args))  # records too
         fields: set[str] = set()
         collect_fields(e, fields)
-        shown = {f"`{name}` in run s": (ptype, vs), f"`{name}` in run t": (ptype, vt)} if is_scalar(ptype) else {}
+        shown: dict[str, tuple[Type, z3.ExprRef]] = {}
+        if is_scalar(ptype) and isinstance(vs, z3.ExprRef) and isinstance(vt, z3.ExprRef):
+            shown = {f"`{name}` in run s": (ptype, vs), f"`{name}` in run t": (ptype, vt)}
         goals.append(Labeled(f"upper argument `{name}`", L.enc.equal(ptype, vs, vt), e.span, fields=fields,
                              shown=shown,
                              failure=f"the argument `{name}` of `{upper_op.name}` differs between two "

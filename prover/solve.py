@@ -38,6 +38,7 @@ class Options:
     dump_smt: Path | None = None  # write every obligation there as SMT-LIB2
     cross_check: str | None = None  # re-check every verdict with this solver (through pysmt)
     encoding: str = "qf"  # "qf": quantifiers instantiated where sound (prover/qf.py); "quantified"
+    max_memory: int = 2048  # MiB Z3 may allocate for one obligation (0: no limit); see limit_memory
 
 
 @dataclass(frozen=True)
@@ -157,11 +158,38 @@ def cache_key(formula: Formula, options: Options) -> str:
     return obligation_key(smt2(formula), f"rlimit={options.rlimit};timeout={options.timeout};seed={options.seed}")
 
 
+MEMORY_REASONS = ("out of memory", "max. memory exceeded")
+
+
+def limit_memory(max_memory: int) -> None:
+    """Let Z3 allocate at most `max_memory` MiB more than it holds now (0: no limit).
+
+    Neither --rlimit nor --timeout stops some blow-ups (bit-blasting a 4096-bit division builds
+    gigabytes before Z3 looks at either); Z3's global memory limit does: the check ends
+    `unknown` ("out of memory"). The limit is Z3's count of what it allocated in this process,
+    and that count keeps what a failed check held even after it is freed, so the limit is set
+    afresh before every obligation, above the count. (A fixed limit would make every later
+    context fail, and creating one then crashes Z3.)"""
+    if max_memory <= 0:
+        z3.set_param("memory_max_size", 0)
+        return
+    held = int(z3.Z3_get_estimated_alloc_size()) // (1024 * 1024)
+    z3.set_param("memory_max_size", held + max_memory)
+
+
+def lift_memory_limit() -> None:
+    """No memory limit, until the next obligation sets one. Called as soon as Z3 reports that it
+    ran out of memory, before anything of that obligation is freed: with the limit still
+    exceeded, the allocation that freeing a context does would fail, and Z3 would abort."""
+    z3.set_param("memory_max_size", 0)
+
+
 def solve(module: ir.Module, ob: Obligation, options: Options, cache: Cache | None = None) -> Result:
     """Solve one obligation (or take it from the cache), then dump and cross-check it if asked.
 
     The cache key is computed from terms built in a context of their own: printing and
     simplifying terms in the solving context would perturb Z3's search and its rlimit count."""
+    limit_memory(options.max_memory)
     start = time.perf_counter()
     hit = None
     if cache is not None:
@@ -198,6 +226,9 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
 
     def why_unknown(stage: str) -> str:
         reason = solver.reason_unknown()
+        if reason in MEMORY_REASONS:
+            lift_memory_limit()
+            return f"{stage}: memory limit of {options.max_memory} MiB reached (--max-memory)"
         if time.perf_counter() - check_start >= options.timeout * 0.99:
             return f"{stage}: timeout after {options.timeout:g}s (--timeout)"
         if reason in ("canceled", "max. resource limit exceeded", "resource limit exceeded"):

@@ -1,0 +1,35 @@
+"""The documented limits on input (docs/language.md, "Limits"), in one place.
+
+Every limit is checked where the input is read, so that what is beyond it gets a located
+diagnostic instead of a crash, a hang or unbounded memory further down:
+
+- a source file is a regular file of at most MAX_FILE_BYTES bytes (`io`);
+- expressions, types and `if` statements nest at most MAX_DEPTH levels (`too-deep`), checked
+  on the parse tree, without recursion, before any recursive pass. A chain of one associative
+  operator (`a && b && c ...`) is rebalanced first, so it may be as long as wanted;
+- a type is made of at most MAX_TYPE_LEAVES scalars, aliases expanded (`bad-type`);
+- a bit-vector is 1..MAX_BV_WIDTH bits wide, wherever a width is written (`bv[N]`, `zext`,
+  `sext`: `bad-type`), and an integer literal is at most MAX_BV_WIDTH bits (`literal-range`).
+
+With these, the recursive passes (checking, lowering, the solver's term walks) stay well within
+RECURSION_LIMIT, which the entry points raise Python's default (1000) to.
+"""
+
+from __future__ import annotations
+
+import sys
+
+MAX_DEPTH = 200
+MAX_BV_WIDTH = 4096
+MAX_FILE_BYTES = 4 * 1024 * 1024  # 150 times the largest shipped model
+MAX_TYPE_LEAVES = 65_536  # scalars in one type, aliases expanded (a state field, a parameter)
+# Python frames: a nesting level costs a handful of frames in the checker and the lowering,
+# and a deep but flat formula (a long chain of writes to one map) one per term level in the
+# solver's term walks. 10,000 frames fit the usual 8 MiB main-thread stack.
+RECURSION_LIMIT = 10_000
+
+
+def ensure_recursion_limit() -> None:
+    """Raise the interpreter's recursion limit to RECURSION_LIMIT (never lower it)."""
+    if sys.getrecursionlimit() < RECURSION_LIMIT:
+        sys.setrecursionlimit(RECURSION_LIMIT)

@@ -1,0 +1,284 @@
+"""Concrete values of the language, for the reference interpreter (docs/theory.md §1). No Z3.
+
+- `bool` is a Python bool; `bv[N]` an int in [0, 2^N); an enum the index of its member.
+- A principal is a `Principal` (declaration name, index or None); a family index is the
+  index's own value (a bool, an int or an enum member's index).
+- A record is a `Record` (fields sorted by name, so equality is field by field).
+- A map is a `MapValue`: a default plus a dict of exceptions, so a map over `bv[64]` keys is
+  finite to represent. Its equality is semantic: two maps are equal when they agree at every
+  key of the key type, whatever default and exceptions represent them.
+
+`Universe` knows the declared principals: it enumerates the values of scalar types (what
+quantifiers, observation binders and map keys range over), and converts between values and
+the raw bit patterns of the symbolic encoding (layers/encoding.py): enums are
+`⌈log2 n⌉`-bit words, a principal is a tag (its declaration) above a payload (its index), and
+`normalise` maps a raw oracle output to a canonical value exactly as the lowering does.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Union
+
+from microverify.dsl import ir
+from microverify.dsl.types import BoolType, BVType, EnumType, MapType, PrincipalType, RecordType, Type
+
+ENUMERATION_LIMIT = 1 << 16  # the most values a quantifier, binder or abstraction may range over
+
+
+class EnumerationError(Exception):
+    """A domain too large to enumerate (a quantifier over `bv[64]`, say)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    index: bool | int | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.index is None else f"{self.name}({self.index})"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    fields: tuple[tuple[str, Value], ...]  # sorted by name
+
+    @staticmethod
+    def of(fields: Mapping[str, Value]) -> Record:
+        return Record(tuple(sorted(fields.items())))
+
+    def __getitem__(self, name: str) -> Value:
+        for n, v in self.fields:
+            if n == name:
+                return v
+        raise KeyError(name)
+
+    def replace(self, name: str, value: Value) -> Record:
+        self[name]  # a KeyError for an unknown field
+        return Record(tuple((n, value if n == name else v) for n, v in self.fields))
+
+
+Scalar = Union[bool, int, Principal]
+
+
+@dataclass(frozen=True, eq=False)
+class MapValue:
+    """A total map over the `size` canonical values of `key`: `default` except at `entries`."""
+
+    key: Type
+    size: int
+    default: Value
+    entries: Mapping[Scalar, Value]
+
+    def __getitem__(self, k: Scalar) -> Value:
+        return self.entries.get(k, self.default)
+
+    def set(self, k: Scalar, value: Value) -> MapValue:
+        entries = dict(self.entries)
+        if value == self.default:
+            entries.pop(k, None)
+        else:
+            entries[k] = value
+        return MapValue(self.key, self.size, self.default, MappingProxyType(entries))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MapValue):
+            return NotImplemented
+        if self.key != other.key:
+            return False
+        keys = self.entries.keys() | other.entries.keys()
+        if any(self[k] != other[k] for k in keys):
+            return False
+        return len(keys) >= self.size or self.default == other.default  # some key has the defaults
+
+    def __hash__(self) -> int:
+        return hash(self.key)  # coarse, but consistent with the semantic equality
+
+    def __repr__(self) -> str:
+        return f"MapValue({self.key}, default={self.default!r}, {dict(self.entries)!r})"
+
+
+Value = Union[bool, int, Principal, Record, MapValue]
+
+
+def as_index(v: Value) -> bool | int:
+    """A value used as a family index (a bool, a bit-vector or an enum member's index)."""
+    assert isinstance(v, int), f"{v!r} is not a family index"
+    return v
+
+
+# -- bit-vector arithmetic on unsigned ints (SMT-LIB semantics, as Z3 has them)
+
+def mask(width: int) -> int:
+    return (1 << width) - 1
+
+
+def signed(a: int, width: int) -> int:
+    return a - (1 << width) if a >> (width - 1) else a
+
+
+def udiv(a: int, b: int, width: int) -> int:
+    return mask(width) if b == 0 else a // b
+
+
+def urem(a: int, b: int, width: int) -> int:
+    return a if b == 0 else a % b
+
+
+def _neg(a: int, width: int) -> int:
+    return -a & mask(width)
+
+
+def sdiv(a: int, b: int, width: int) -> int:
+    """bvsdiv: udiv on magnitudes, negated when the signs differ (so sdiv(a, 0) is -1 or 1)."""
+    neg_a, neg_b = bool(a >> (width - 1)), bool(b >> (width - 1))
+    q = udiv(_neg(a, width) if neg_a else a, _neg(b, width) if neg_b else b, width)
+    return _neg(q, width) if neg_a != neg_b else q
+
+
+def srem(a: int, b: int, width: int) -> int:
+    """bvsrem: urem on magnitudes, with the sign of the dividend (so srem(a, 0) is a)."""
+    neg_a, neg_b = bool(a >> (width - 1)), bool(b >> (width - 1))
+    r = urem(_neg(a, width) if neg_a else a, _neg(b, width) if neg_b else b, width)
+    return _neg(r, width) if neg_a else r
+
+
+def shl(a: int, b: int, width: int) -> int:
+    return 0 if b >= width else (a << b) & mask(width)
+
+
+def lshr(a: int, b: int, width: int) -> int:
+    return 0 if b >= width else a >> b
+
+
+def ashr(a: int, b: int, width: int) -> int:
+    return (signed(a, width) >> min(b, width)) & mask(width)
+
+
+def bits(n: int) -> int:
+    """Bits needed to tell n values apart (at least 1), as in layers/encoding.py."""
+    return max(1, (n - 1).bit_length())
+
+
+class Universe:
+    """The scalar domains of one module, and raw bit patterns <-> values."""
+
+    def __init__(self, principals: tuple[ir.Principal, ...]) -> None:
+        self.principals = principals
+        self.tag_bits = bits(len(principals))
+        self.payload_bits = max((self.width(p.param_type) for p in principals if p.param_type), default=0)
+        self.principal_width = self.tag_bits + self.payload_bits
+        self._tags = {p.name: i for i, p in enumerate(principals)}
+
+    # -- domains
+    def width(self, t: Type) -> int:
+        """The bit width of a scalar type in the encoding."""
+        if isinstance(t, BoolType):
+            return 1
+        if isinstance(t, BVType):
+            return t.width
+        if isinstance(t, EnumType):
+            return bits(len(t.members))
+        if isinstance(t, PrincipalType):
+            return self.principal_width
+        raise TypeError(f"{t} is not a scalar type")
+
+    def size(self, t: Type) -> int:
+        """How many canonical values a scalar type has."""
+        if isinstance(t, BoolType):
+            return 2
+        if isinstance(t, BVType):
+            return 1 << t.width
+        if isinstance(t, EnumType):
+            return len(t.members)
+        if isinstance(t, PrincipalType):
+            return sum(self.size(p.param_type) if p.param_type else 1 for p in self.principals)
+        raise TypeError(f"{t} is not a scalar type")
+
+    def members(self, t: Type) -> Iterator[Scalar]:
+        """The canonical values of a scalar type, in a fixed order (no size limit: lazy)."""
+        if isinstance(t, BoolType):
+            yield from (False, True)
+        elif isinstance(t, (BVType, EnumType)):
+            yield from range(self.size(t))
+        elif isinstance(t, PrincipalType):
+            for p in self.principals:
+                if p.param_type is None:
+                    yield Principal(p.name)
+                else:
+                    yield from (Principal(p.name, as_index(i)) for i in self.members(p.param_type))
+        else:
+            raise TypeError(f"{t} is not a scalar type")
+
+    def enumerate(self, types: Iterable[Type], what: str) -> Iterator[tuple[Scalar, ...]]:
+        """Every combination of values of `types`, or EnumerationError if there are too many."""
+        types = tuple(types)
+        total = 1
+        for t in types:
+            total *= self.size(t)
+        if total > ENUMERATION_LIMIT:
+            shown = ", ".join(str(t) for t in types)
+            raise EnumerationError(f"{what} ranges over {total} values ({shown}); the interpreter "
+                                   f"enumerates at most {ENUMERATION_LIMIT}")
+        return itertools.product(*(list(self.members(t)) for t in types))
+
+    # -- values
+    def zero(self, t: Type) -> Value:
+        """A fixed value of t (execute.default_value's choice; maps are constant)."""
+        if isinstance(t, BoolType):
+            return False
+        if isinstance(t, (BVType, EnumType)):
+            return 0
+        if isinstance(t, PrincipalType):
+            first = self.principals[0]
+            return Principal(first.name, None if first.param_type is None else as_index(self.zero(first.param_type)))
+        if isinstance(t, RecordType):
+            return Record.of({n: self.zero(ft) for n, ft in t.fields})
+        return self.constant_map(t, self.zero(t.value))
+
+    def constant_map(self, t: MapType, value: Value) -> MapValue:
+        return MapValue(t.key, self.size(t.key), value, MappingProxyType({}))
+
+    def tabulate(self, t: MapType, values: Iterable[tuple[Scalar, Value]]) -> MapValue:
+        """The map with the given value at each key (the first one's value is the default)."""
+        result: MapValue | None = None
+        for k, v in values:
+            result = (result or self.constant_map(t, v)).set(k, v)
+        return result if result is not None else self.constant_map(t, self.zero(t.value))
+
+    # -- raw bit patterns
+    def encode(self, t: Type, value: Value) -> int:
+        """The bit pattern of a scalar value in the symbolic encoding."""
+        if isinstance(t, PrincipalType):
+            assert isinstance(value, Principal)
+            payload = 0 if value.index is None else int(value.index)
+            return self._tags[value.name] << self.payload_bits | payload
+        assert isinstance(value, int)
+        return int(value)
+
+    def normalise(self, t: Type, raw: int | Mapping[str, int]) -> Value:
+        """The canonical value the lowering makes of a raw oracle output (Oracles._apply):
+        junk enum patterns become member 0; principals as in PrincipalEncoding.normalise. A
+        record oracle's raw value is a mapping from field names to raw fields."""
+        if isinstance(t, RecordType):
+            assert isinstance(raw, Mapping)
+            return Record.of({n: self.normalise(ft, raw[n]) for n, ft in t.fields})
+        assert isinstance(raw, int)
+        raw &= mask(self.width(t))
+        if isinstance(t, BoolType):
+            return raw == 1
+        if isinstance(t, EnumType):
+            return raw if raw < len(t.members) else 0
+        if isinstance(t, PrincipalType):
+            return self._principal(raw)
+        return raw
+
+    def _principal(self, raw: int) -> Principal:
+        tag = raw >> self.payload_bits
+        p = self.principals[min(tag, len(self.principals) - 1)]  # unknown tags: the last one
+        if p.param_type is None:
+            return Principal(p.name)
+        return Principal(p.name, as_index(self.normalise(p.param_type, raw & mask(self.width(p.param_type)))))

@@ -1,0 +1,698 @@
+"""Robustness regressions (issue 13, found by fuzzing): every input gets a located diagnostic or a
+clean result, never a traceback, a hang or unbounded memory; signals stop a run at once.
+
+One case per test; each is seconds at most (the signal tests wait a few seconds for workers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import z3
+
+from conftest import prove_text
+from microverify.dsl.diagnostics import CODES, DiagnosticError, render
+from microverify.dsl.limits import MAX_DEPTH, MAX_FILE_BYTES
+from microverify.dsl.loader import discover, load_file, load_text
+from microverify.prover import cache as cache_module
+from microverify.prover import driver
+from microverify.prover.cache import Cache, unusable_cache_dir
+from microverify.prover.driver import obligations, prove_pairs
+from microverify.prover.obligations import generate
+from microverify.prover.report import render_counterexample
+from microverify.prover.solve import Options, Result, Status, formulate
+
+HEAD = "principal KServ\nprincipal VM(v: bv[2])\n"
+
+
+def invariant(pred: str) -> str:
+    return HEAD + ("layer L {\n  state { x : bv[8]; b : bool; m : map[bv[2]] -> bv[8] }\n"
+                   f"  invariant {{ {pred} }}\n  observe KServ {{ x }}\n  op f() by KServ {{ x := x }}\n}}\n")
+
+
+def state_type(t: str) -> str:
+    return HEAD + f"layer L {{\n  state {{ q : {t} }}\n  observe KServ {{ }}\n}}\n"
+
+
+def diagnostics(text: str, name: str = "t.mv") -> list[tuple[str, int]]:
+    """(code, line) of every diagnostic; [] if the text is accepted. Never anything else."""
+    try:
+        load_text(text, name)
+    except DiagnosticError as exc:
+        for d in exc.diagnostics:
+            assert d.code in CODES
+            render(d, {name: text})  # renders, whatever the span
+        return [(d.code, d.span.line) for d in exc.diagnostics]
+    return []
+
+
+def cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "microverify", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, errors="replace")
+
+
+def assert_clean(r: subprocess.CompletedProcess[str], code: int) -> None:
+    assert r.returncode == code, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "Traceback" not in r.stdout + r.stderr
+    assert "internal error" not in r.stderr
+
+
+# ---------------------------------------------------------------------------------------- 1. nesting
+
+def nested(kind: str, n: int) -> str:
+    forall = "".join(f"forall i{k}: bv[2]. " for k in range(n))
+    return {
+        "not": invariant("!" * n + "b"),
+        "neg": invariant("-" * n + "x == 0"),
+        "bnot": invariant("~" * n + "x == 0"),
+        "ite": invariant("if b then " * n + "true" + " else false" * n),
+        "forall": invariant(forall + "b"),
+        "index": invariant("m[" * n + "0" + "]" * n + " == 0"),
+        "call": invariant("zext(" * n + "x" + ", 8)" * n + " == 0"),
+        "implies": invariant(" ==> ".join(["b"] * n)),
+        "minus": invariant(" - ".join(["x"] * n) + " == 0"),
+        "mixed": invariant("!(" * n + "b" + ")" * n),
+        "map": state_type("map[bv[1]] -> " * n + "bool"),
+        "record": state_type("record { a: " * n + "bool" + " }" * n),
+        "if": HEAD + "layer L {\n state { x : bv[8] }\n observe KServ { x }\n op f() by KServ {\n"
+              + "if x == 0 {\n" * n + "x := 1\n" + "}\n" * n + "}\n}\n",
+        "else-if": HEAD + "layer L {\n state { x : bv[8] }\n observe KServ { x }\n op f() by KServ {\n"
+                   + "".join(f"if x == {k % 256} {{ x := 1 }} else " for k in range(n)) + "{ x := 2 }\n}\n}\n",
+    }[kind]
+
+
+NESTING = ["not", "neg", "bnot", "ite", "forall", "index", "call", "implies", "minus", "mixed", "map",
+           "record", "if", "else-if"]
+
+
+@pytest.mark.parametrize("kind", NESTING)
+def test_nesting_beyond_the_limit_is_a_located_diagnostic(kind: str) -> None:
+    got = diagnostics(nested(kind, MAX_DEPTH + 50))
+    assert got and got[0][0] == "too-deep", got
+
+
+@pytest.mark.parametrize("kind", NESTING)
+def test_nesting_well_beyond_the_limit_is_a_located_diagnostic(kind: str) -> None:
+    got = diagnostics(nested(kind, 2000))
+    assert got and got[0][0] == "too-deep", got
+
+
+@pytest.mark.parametrize("kind", ["not", "ite", "forall", "index", "map", "record", "if"])
+def test_nesting_below_the_limit_is_checked_and_lowered(kind: str) -> None:
+    text = nested(kind, MAX_DEPTH - 10)
+    got = diagnostics(text)
+    assert all(code != "too-deep" for code, _ in got), got
+    if not got:
+        module = load_text(text, "t.mv")
+        for ob in generate(module):
+            formulate(module, ob, z3.Context())
+
+
+@pytest.mark.parametrize("chain", ["&&", "||", "+", "*", "&", "|", "^"])
+def test_a_long_chain_of_one_associative_operator_just_works(chain: str) -> None:
+    operand = "b" if chain in ("&&", "||") else "x"
+    n = 1500 if chain == "&&" else 500
+    pred = f" {chain} ".join([operand] * n) + ("" if operand == "b" else " == 0")
+    module = load_text(invariant(pred), "t.mv")
+    for ob in generate(module):
+        formulate(module, ob, z3.Context())
+
+
+def test_a_long_chain_keeps_its_meaning() -> None:
+    """400 operands, rebalanced: the invariant still holds exactly when every operand does."""
+    text = (HEAD + "layer L {\n state { m : map[bv[4]] -> bool }\n init { forall i: bv[4]. m[i] }\n"
+            "  invariant { " + " && ".join(f"m[{k % 16}]" for k in range(400)) + " }\n"
+            "  observe KServ { m[0] }\n op f(i: bv[4]) by KServ { m[i] := true }\n}\n")
+    results = prove_text(text)
+    assert all(r.status is Status.PROVED for r in results), [(r.obligation.id, r.detail) for r in results]
+
+
+def test_a_long_chain_of_literals_still_takes_its_width_from_the_left() -> None:
+    assert diagnostics(invariant("x + " + " + ".join(["1"] * 100) + " == 0")) == []
+
+
+@pytest.mark.parametrize("text", [
+    invariant(" - ".join(["x"] * 5000) + " == == 0"),  # recovery used to deep-copy the tree
+    invariant(" && ".join(["x == 0"] * 5000) + " ) "),
+], ids=["minus-chain", "and-chain"])
+def test_a_syntax_error_after_a_deep_tree_is_a_syntax_diagnostic(text: str) -> None:
+    got = diagnostics(text)
+    assert got and got[0][0] == "syntax", got
+
+
+@pytest.mark.parametrize("n", [MAX_DEPTH + 1, 1500])
+def test_a_chain_of_type_aliases_beyond_the_limit_is_a_diagnostic(n: int) -> None:
+    text = HEAD + "".join(f"type t{k} = t{k + 1}\n" for k in range(n)) + f"type t{n} = bool\n" \
+        + "layer L { state { q : t0 } observe KServ { } }\n"
+    got = diagnostics(text)
+    assert got and got[0][0] == "too-deep" and len(got) == 1, got
+
+
+def test_aliases_that_nest_records_beyond_the_limit_are_a_diagnostic() -> None:
+    text = HEAD + "type t0 = bool\n" + "".join(f"type t{k + 1} = record {{ a: t{k} }}\n" for k in range(300)) \
+        + "layer L { state { q : t300 } observe KServ { } }\n"
+    got = diagnostics(text)
+    assert got and got[0][0] == "too-deep", got
+
+
+def test_aliases_that_double_a_record_are_limited_in_size() -> None:
+    text = HEAD + "type t0 = bool\n" + "".join(f"type t{k + 1} = record {{ a: t{k}, b: t{k} }}\n"
+                                               for k in range(40)) \
+        + "layer L { state { q : t40 } observe KServ { } }\n"
+    got = diagnostics(text)
+    assert got == [("bad-type", 20)], got  # reported once, at the first alias over the limit (t17)
+
+
+def test_a_formula_too_deep_for_the_term_walks_is_unknown_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    def deep(*args: object) -> Result:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(driver, "solve", deep)
+    module = load_text(nested("not", 3), "t.mv")
+    (r, *_) = prove_pairs(obligations([module]), Options())
+    assert r.status is Status.UNKNOWN and "nested too deeply" in r.detail
+
+
+def test_a_long_chain_of_writes_to_one_map_proves() -> None:
+    """Flat source, but a store chain 1,200 deep in every formula (the qf term walks recurse)."""
+    body = "\n".join(f"m[x + {k % 250}] := x" for k in range(1200))
+    text = (HEAD + "layer L {\n state { x : bv[8]; m : map[bv[8]] -> bv[8] }\n observe KServ { x; m[0] }\n"
+            " op f() by KServ {\n" + body + "\n}\n}\n")
+    module = load_text(text, "t.mv")
+    pairs = [p for p in obligations([module]) if p[1].id == "L/INV/f"]
+    (r,) = prove_pairs(pairs, Options())
+    assert r.status is Status.PROVED, r.detail
+
+
+# ---------------------------------------------------------------------------------------- 2. literals
+
+@pytest.mark.parametrize("literal,code", [
+    ("9" * 5000, "literal-range"),  # over Python's 4,300-digit int-from-text limit
+    ("9" * 2000, "literal-range"),
+    ("1" + "0" * 1234, "literal-range"),  # 1235 digits: more than any bv[4096] value
+    ("0x" + "f" * 5000, "literal-range"),
+    ("0x" + "f" * 1025, "literal-range"),
+    ("0x1" + "0" * 1024, "literal-range"),  # 2^4096: one bit too many
+    ("0x_", "syntax"),
+    ("0x__", "syntax"),
+], ids=["dec-5000", "dec-2000", "dec-1235", "hex-5000", "hex-1025", "hex-2^4096", "0x_", "0x__"])
+def test_an_integer_literal_that_fits_no_type_is_a_diagnostic(literal: str, code: str) -> None:
+    got = diagnostics(invariant(f"x == {literal}"))
+    assert got == [(code, 5)], got
+
+
+def test_the_widest_literal_fits_the_widest_type() -> None:
+    text = HEAD + ("layer L { state { y : bv[4096] } invariant { y != 0x" + "f" * 1024 + " } "
+                   "observe KServ { y } }\n")
+    assert diagnostics(text) == []
+
+
+@pytest.mark.parametrize("expr,code", [
+    ("zext(x, 100000000) == 0", "bad-type"),
+    ("zext(x, 4097) == 0", "bad-type"),
+    ("sext(x, " + "9" * 5000 + ") == 0", "literal-range"),
+    ("sext(x, 0x" + "f" * 2000 + ") == 0", "literal-range"),
+    ("trunc(x, 0) == 0", "width-mismatch"),
+], ids=["zext-1e8", "zext-4097", "sext-5000-digits", "sext-hex", "trunc-0"])
+def test_a_resize_width_beyond_the_limit_is_a_diagnostic(expr: str, code: str) -> None:
+    assert diagnostics(invariant(expr)) == [(code, 5)]
+
+
+def test_zext_to_the_widest_type_is_accepted() -> None:
+    assert diagnostics(invariant("zext(x, 4096) != 0 || b")) == []
+
+
+@pytest.mark.parametrize("width", ["4097", "0", "9" * 5000, "99999999999999999999"])
+def test_a_bit_vector_width_beyond_the_limit_is_a_diagnostic(width: str) -> None:
+    assert diagnostics(state_type(f"bv[{width}]")) == [("bad-type", 4)]
+
+
+# ---------------------------------------------------------------------------------------- 3. memory
+
+def test_an_obligation_that_needs_too_much_memory_ends_unknown(tmp_path: Path) -> None:
+    """A 4096-bit division: Z3 builds gigabytes before it looks at --rlimit or --timeout. With
+    --max-memory it ends UNKNOWN with the reason, and the next obligations still run."""
+    path = tmp_path / "div.mv"
+    path.write_text("principal KServ\nlayer L { state { x : bv[4096]; y : bv[4096] }\n"
+                    "  invariant { x / y == y % x + 1 }\n  observe KServ { x } }\n")
+    start = time.monotonic()
+    r = cli("-j1", "--no-cache", "--max-memory", "64", str(path))
+    assert_clean(r, 1)
+    assert r.stdout.count("memory limit of 64 MiB reached (--max-memory)") >= 2, r.stdout
+    assert time.monotonic() - start < 100
+
+
+# ------------------------------------------------------------------------- 4. record arguments of implements
+
+RECORD_ARG = """\
+principal KServ
+principal VM(v: bv[1])
+type req = record { a: bv[2], b: bool }
+layer Up {
+  state { x : bv[2] }
+  observe KServ { x }
+  op set(r: req) by KServ { x := r.a }
+}
+layer Low refines Up {
+  state { y : bv[2]; z : req }
+  abstraction { x = y }
+  observe KServ { y }
+  op set2(r: req) by KServ implements set(ARG) { y := r.a }
+}
+"""
+
+
+def test_a_record_argument_of_implements_proves() -> None:
+    results = prove_text(RECORD_ARG.replace("ARG", "r"))
+    assert all(r.status is Status.PROVED for r in results), [(r.obligation.id, r.detail) for r in results]
+
+
+def test_a_state_dependent_record_argument_of_implements_is_checked() -> None:
+    text = RECORD_ARG.replace("ARG", "z").replace("observe KServ { y }", "observe KServ { y; z.a }")
+    results = prove_text(text)
+    failed = [r for r in results if r.status is not Status.PROVED]
+    assert "R-ARGS" in [r.obligation.kind.value for r in failed]
+    (args,) = [r for r in failed if r.obligation.kind.value == "R-ARGS"]
+    assert args.counterexample is not None
+    assert "the argument `r` of `set` differs" in render_counterexample(args, {"<test>": text})
+
+
+# ------------------------------------------------------------------------- 5. counterexamples with oracles
+
+ORACLE_UNDER_QUANTIFIER = """\
+principal KServ
+principal VM(v: bv[1])
+oracle o : bv[4] from KServ
+layer L {
+  state { m : map[bv[1]] -> bv[4]; x : bv[4] }
+  observe KServ { x }
+  observe VM(v) { m[v] }
+  op f(v: bv[1]) by KServ {
+    if forall i: bv[1]. m[i] == 0 {
+      let a = read o
+      x := a
+    }
+    let r = read o
+    m[v] := r
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+def test_a_counterexample_with_an_oracle_read_after_a_quantified_condition_renders(encoding: str) -> None:
+    """The model leaves `forall` unevaluated, so the index of the later read was no numeral."""
+    results = prove_text(ORACLE_UNDER_QUANTIFIER, Options(encoding=encoding))
+    failed = [r for r in results if r.counterexample is not None]
+    assert failed
+    for r in failed:
+        text = render_counterexample(r, {"<test>": ORACLE_UNDER_QUANTIFIER})
+        assert "oracle:       o(KServ, #" in text
+
+
+@pytest.mark.parametrize("oracle_type", ["bool", "principal", "record { a: bv[4], b: bool }", "st"])
+def test_a_counterexample_shows_an_oracle_of_any_type(oracle_type: str) -> None:
+    text = ("type st = enum { A, B, C }\n" + ORACLE_UNDER_QUANTIFIER
+            .replace("oracle o : bv[4]", f"oracle o : {oracle_type}")
+            .replace("      x := a\n", "").replace("    m[v] := r\n", "    m[v] := m[v] + 1\n"))
+    results = prove_text(text)
+    for r in results:
+        if r.counterexample is not None:
+            render_counterexample(r, {"<test>": text})
+    assert any(r.counterexample is not None for r in results)
+
+
+# ------------------------------------------------------------------------- 6. observation parameter names
+
+OBSERVE_RENAMED = """\
+principal KServ
+principal VM(v: bv[1])
+layer L {
+  state { x : map[bv[1]] -> bv[2] }
+  observe VM(w) { x[w] }
+  op f(v: bv[1]) by VM(v) { x[v] := 1 }
+}
+"""
+
+
+@pytest.mark.parametrize("name", ["w", "v", "u"])
+def test_an_observation_may_name_the_family_index_differently(name: str) -> None:
+    text = OBSERVE_RENAMED.replace("(w)", f"({name})").replace("[w]", f"[{name}]")
+    results = prove_text(text)
+    assert all(r.status is Status.PROVED for r in results), [(r.obligation.id, r.detail) for r in results]
+
+
+def test_an_observation_with_its_own_index_name_and_a_counter_fails_where_it_should() -> None:
+    text = OBSERVE_RENAMED.replace("layer L {", "oracle o : bv[2] from KServ\nlayer L {") \
+        .replace("observe VM(w) { x[w] }", "observe KServ { x[0] }\n  observe VM(w) { x[w]; counter(o, VM(w)) }")
+    results = prove_text(text)
+    bad = {r.obligation.id for r in results if r.status is not Status.PROVED}
+    assert bad == {"L/LR/f/KServ"}
+    (r,) = [r for r in results if r.obligation.id == "L/LR/f/KServ"]
+    assert r.counterexample is not None and render_counterexample(r, {"<test>": text})
+
+
+# ------------------------------------------------------------------------- 7. paths that are not files
+
+def special(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / f"{kind}.mv"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "loop":
+        (tmp_path / "loop2.mv").symlink_to(path)
+        path.symlink_to(tmp_path / "loop2.mv")
+    elif kind == "directory":
+        path.mkdir()
+        (path / "inner.mv").write_text("not a model")
+    elif kind == "huge":
+        with open(path, "wb") as f:
+            f.truncate(MAX_FILE_BYTES + 1)  # sparse: nothing is written
+    elif kind == "not-utf8":
+        path.write_bytes(b"principal K\xff\n")
+    return path
+
+
+SPECIAL = ["fifo", "zero", "loop", "directory", "huge", "not-utf8"]
+
+
+@pytest.mark.parametrize("kind", SPECIAL)
+def test_an_import_of_something_that_is_not_a_small_regular_file_is_an_io_diagnostic(
+        tmp_path: Path, kind: str) -> None:
+    special(tmp_path, kind)
+    main = tmp_path / "main.mv"
+    main.write_text(f'// an import\nimport "{kind}.mv"\nprincipal KServ\nlayer A {{ state {{ x : bool }} }}\n')
+    with pytest.raises(DiagnosticError) as info:
+        load_file(main, {})
+    assert [(d.code, d.span.line, d.span.column) for d in info.value.diagnostics] == [("io", 2, 1)]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "loop", "huge", "not-utf8"])
+def test_a_command_line_path_that_is_not_a_small_regular_file_is_exit_2(tmp_path: Path, kind: str) -> None:
+    r = cli("--check", str(special(tmp_path, kind)), timeout=60)
+    assert_clean(r, 2)
+    assert "[io]" in r.stderr
+
+
+def test_a_directory_with_symlink_loops_is_walked_once(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.mv").write_text("")
+    (tmp_path / "sub" / "up").symlink_to(tmp_path)
+    (tmp_path / "sub" / "self").symlink_to(tmp_path / "sub")
+    (tmp_path / "sub" / "again").symlink_to(tmp_path / "sub")
+    assert [p.name for p in discover([tmp_path])] == ["a.mv"]
+
+
+# ---------------------------------------------------------------------------------------- 8. the cache
+
+SECURE = """\
+principal KServ
+principal VM(v: bv[1])
+layer L {
+  state { secret : map[bv[1]] -> bv[8] }
+  observe VM(v) { secret[v] }
+  op write(v: bv[1], x: bv[8]) by VM(v) { secret[v] := x }
+}
+"""
+
+
+def spoil(entry: Path, how: str) -> None:
+    entry.unlink()
+    if how == "directory":
+        entry.mkdir()
+    elif how == "fifo":
+        os.mkfifo(entry)
+    elif how == "nested-json":
+        entry.write_text("[" * 100_000 + "]" * 100_000)
+    elif how == "zero":
+        entry.symlink_to("/dev/zero")
+    elif how == "huge":
+        entry.write_text(json.dumps({"pad": "x" * 200_000}))
+
+
+@pytest.mark.parametrize("how,jobs", [("directory", "1"), ("directory", "2"), ("fifo", "1"), ("fifo", "2"),
+                                      ("nested-json", "1"), ("zero", "1"), ("huge", "1")])
+def test_a_bad_cache_entry_is_ignored_with_a_warning(tmp_path: Path, how: str, jobs: str) -> None:
+    model = tmp_path / "m.mv"
+    model.write_text(SECURE)
+    cache = tmp_path / "cache"
+    results = prove_pairs(obligations([load_file(model, {})]), Options(), cache_dir=cache)
+    assert all(r.status is Status.PROVED for r in results)
+    entries = sorted(cache.glob("*/*.json"))
+    assert len(entries) >= 3  # one per distinct formula
+    for entry in entries[:3]:
+        spoil(entry, how)
+    r = cli(f"-j{jobs}", "--cache-dir", str(cache), str(model), timeout=60)
+    assert_clean(r, 0)
+    assert r.stderr.count("warning: ignoring an invalid cache entry") >= 3, r.stderr
+    assert "12 of 12 obligations proved" in r.stdout
+
+
+def test_a_cache_directory_below_a_regular_file_is_a_warning_and_no_cache(tmp_path: Path) -> None:
+    model = tmp_path / "m.mv"
+    model.write_text(SECURE)
+    (tmp_path / "file").write_text("")
+    r = cli("-j1", "--cache-dir", str(tmp_path / "file" / "cache"), str(model))
+    assert_clean(r, 0)
+    assert r.stderr.startswith("warning: not using the cache:"), r.stderr
+    assert "12 of 12 obligations proved" in r.stdout
+
+
+def test_a_read_only_cache_directory_is_unusable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "cache").mkdir()
+    monkeypatch.setattr(cache_module.os, "access", lambda path, mode: False)  # root ignores modes
+    assert "not writable" in (unusable_cache_dir(tmp_path / "cache") or "")
+    assert "not writable" in (unusable_cache_dir(tmp_path / "cache" / "new" / "deeper") or "")
+
+
+def test_a_cache_directory_that_does_not_exist_yet_is_usable(tmp_path: Path) -> None:
+    assert unusable_cache_dir(tmp_path / "a" / "b" / "c") is None
+
+
+def test_a_failing_cache_write_is_a_warning_and_stops_writing(tmp_path: Path) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.write_text("")
+    cache = Cache(blocked / "cache")  # mkdir fails: NotADirectoryError on every entry
+    cache.put("ab" * 32, "L/VAC", 1)
+    assert cache.warnings and "cannot write the cache entry" in cache.warnings[0]
+    assert cache.get("ab" * 32, "L/VAC") is None
+
+
+# ---------------------------------------------------------------------------------------- 9. usage
+
+@pytest.mark.parametrize("args,message", [
+    (["--output", "/nonexistent-dir/report.json", "--format", "json"], "does not exist"),
+    (["--timeout", "nan"], "not a number of seconds"),
+    (["--timeout", "inf"], "--timeout"),
+    (["--timeout", "1e300"], "--timeout"),
+    (["--rlimit", str(2**32)], "--rlimit"),
+    (["--seed", str(2**32)], "--seed"),
+    (["--max-memory", "-1"], "--max-memory"),
+], ids=["output-missing-dir", "timeout-nan", "timeout-inf", "timeout-huge", "rlimit-huge", "seed-huge",
+        "memory-negative"])
+def test_a_bad_option_is_a_usage_error_before_any_work(tmp_path: Path, args: list[str], message: str) -> None:
+    model = tmp_path / "m.mv"
+    model.write_text(SECURE)
+    r = cli("--no-cache", *args, str(model))
+    assert_clean(r, 2)
+    assert message in r.stderr
+    assert "obligations proved" not in r.stdout + r.stderr  # found before the run, not after it
+
+
+def test_an_output_directory_is_a_usage_error(tmp_path: Path) -> None:
+    model = tmp_path / "m.mv"
+    model.write_text(SECURE)
+    r = cli("--no-cache", "--output", str(tmp_path), str(model))
+    assert_clean(r, 2)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_a_report_that_cannot_be_written_is_exit_2_with_a_message(tmp_path: Path) -> None:
+    model = tmp_path / "m.mv"
+    model.write_text(SECURE)
+    r = cli("-j1", "--no-cache", "--format", "json", "--output", "/dev/full", str(model))
+    assert_clean(r, 2)
+    assert "error: cannot write the report to /dev/full" in r.stderr
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="macOS file systems want UTF-8 names")
+def test_a_file_name_that_is_not_utf8_is_printed(tmp_path: Path) -> None:
+    bad = os.fsencode(str(tmp_path)) + b"/m\xff.mv"
+    with open(bad, "w") as f:
+        f.write(SECURE.replace("secret[v] := x", "secret[v] := x + y"))
+    r = subprocess.run([sys.executable, "-m", "microverify", "--check", bad], capture_output=True,
+                       timeout=60)
+    assert r.returncode == 2
+    assert b"m\\xff.mv:6:" in r.stderr and b"Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("roots", ["5", '["proofs", 3]', '"proofs"', '[""]'])
+def test_bad_roots_in_pyproject_are_a_usage_error(tmp_path: Path, roots: str) -> None:
+    (tmp_path / "pyproject.toml").write_text(f"[tool.microverify]\nroots = {roots}\n")
+    r = cli(cwd=tmp_path)
+    assert_clean(r, 2)
+    assert "[tool.microverify] roots must be a list of paths" in r.stderr
+
+
+# ---------------------------------------------------------------------------------------- 10. signals
+
+SLOW = "principal KServ\nlayer L {\n  state { x : bv[96]; y : bv[96] }\n" \
+    "  invariant { x * y == 0xfedcba9876543210fedcba97 && x > 1 && y > 1 && x < 0x1000000000000 " \
+    "&& y < 0x1000000000000 }\n  observe KServ { x }\n" \
+    + "".join(f"  op f{k}() by KServ {{ x := x + {k} }}\n" for k in range(4)) + "}\n"
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state == "Z"  # a zombie waiting for init to reap it
+
+
+def start_slow(tmp_path: Path, jobs: str) -> subprocess.Popen[str]:
+    model = tmp_path / "slow.mv"
+    model.write_text(SLOW)
+    p = subprocess.Popen([sys.executable, "-m", "microverify", "--no-cache", "--timeout", "120",
+                          f"-j{jobs}", str(model)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until the run is in the solver (workers started)
+        time.sleep(0.5)
+        workers = [c for c in children(p.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+        if jobs == "1" or len(workers) >= 2:
+            break
+    time.sleep(2)
+    return p
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+
+
+@needs_proc
+@pytest.mark.parametrize("jobs,to", [("2", "group"), ("1", "group"), ("2", "main")])
+def test_ctrl_c_stops_at_once_with_exit_130(tmp_path: Path, jobs: str, to: str) -> None:
+    p = start_slow(tmp_path, jobs)
+    workers = children(p.pid)
+    start = time.monotonic()
+    if to == "group":  # what Ctrl-C in a terminal does
+        os.killpg(p.pid, signal.SIGINT)
+    else:
+        os.kill(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 130, err
+    assert time.monotonic() - start < 10
+    assert err.strip().splitlines() == ["prove: interrupted; stopped before every obligation was solved (exit 130)"]
+    time.sleep(1)
+    assert all(gone(w) for w in workers)
+
+
+@needs_proc
+def test_sigterm_stops_the_workers_with_exit_143(tmp_path: Path) -> None:
+    p = start_slow(tmp_path, "2")
+    workers = children(p.pid)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 143, err
+    time.sleep(1)
+    assert all(gone(w) for w in workers)
+
+
+@needs_proc
+def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
+    p = start_slow(tmp_path, "2")
+    workers = [c for c in children(p.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+    assert workers
+    p.kill()
+    p.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all(gone(w) for w in workers):
+        time.sleep(0.2)
+    assert all(gone(w) for w in workers)
+
+
+# ---------------------------------------------------------------------------------------- 11. large files
+
+class CountingText(str):
+    splits = 0
+
+    def splitlines(self, keepends: bool = False) -> list[str]:
+        CountingText.splits += 1
+        return super().splitlines(keepends)
+
+
+def test_the_checker_splits_a_source_once_not_once_per_component() -> None:
+    components = ";\n".join(f"    m[k] + {k % 200} for k: bv[2] where m[k] == {k % 250}" for k in range(300))
+    text = HEAD + ("layer L {\n  state { m : map[bv[2]] -> bv[8] }\n  observe KServ {\n" + components
+                   + "\n  }\n}\n")
+    from microverify.dsl.checker import check
+    from microverify.dsl.parser import parse
+    counted = CountingText(text)
+    CountingText.splits = 0
+    module = check(parse(text, "t.mv"), {"t.mv": counted})
+    assert len(module.layers[0].observations[0].components) == 300
+    assert CountingText.splits == 1
+
+
+def test_rendering_many_diagnostics_splits_the_source_once() -> None:
+    text = HEAD + "layer L {\n  state { x : bv[8] }\n" + "".join(
+        f"  op f{k}() by KServ {{ x := true }}\n" for k in range(300)) + "}\n"
+    with pytest.raises(DiagnosticError) as info:
+        load_text(text, "t.mv")
+    counted = CountingText(text)
+    CountingText.splits = 0
+    assert len(info.value.diagnostics) == 300
+    for d in info.value.diagnostics:
+        render(d, {"t.mv": counted})
+    assert CountingText.splits <= 1
+
+
+def test_a_long_line_is_shown_around_the_caret() -> None:
+    text = invariant(" && ".join(["b"] * 5000) + " && 5")
+    with pytest.raises(DiagnosticError) as info:
+        load_text(text, "t.mv")
+    shown = render(info.value.diagnostics[0], {"t.mv": text}).splitlines()
+    assert all(len(line) < 300 for line in shown)
+    caret = shown[2].index("^")
+    assert shown[1][caret:caret + 1] == "5"
+
+
+def test_a_large_file_checks_in_linear_time(tmp_path: Path) -> None:
+    """Twice the observation components and operations take about twice as long, not four times."""
+    def model(n: int) -> str:
+        comps = ";\n".join(f"    f{k % 50}[k] for k: bv[4] where f{(k * 3) % 50}[k] == {k % 200}" for k in range(n))
+        ops = "\n".join(f"  op o{k}(v: bv[4]) by KServ {{ f{k % 50}[v] := f{(k + 1) % 50}[v] }}" for k in range(n // 2))
+        fields = "\n".join(f"    f{k} : map[bv[4]] -> bv[8]" for k in range(50))
+        return HEAD + f"layer L {{\n  state {{\n{fields}\n  }}\n  observe KServ {{\n{comps}\n  }}\n{ops}\n}}\n"
+
+    def seconds(n: int) -> float:
+        text = model(n)
+        start = time.process_time()
+        load_text(text, "t.mv")
+        return time.process_time() - start
+
+    seconds(50)  # the grammar is built once
+    small, large = seconds(300), seconds(1200)
+    assert large < 8 * small, (small, large)  # quadratic would be 16 times
+
+
+def test_a_file_over_the_size_limit_is_an_io_diagnostic(tmp_path: Path) -> None:
+    path = tmp_path / "big.mv"
+    path.write_text("// padding\n" * (MAX_FILE_BYTES // 11 + 1))
+    assert path.stat().st_size > MAX_FILE_BYTES
+    with pytest.raises(DiagnosticError) as info:
+        load_file(path, {})
+    (d,) = info.value.diagnostics
+    assert d.code == "io" and "MiB, the limit" in d.message
