@@ -5,6 +5,7 @@ Every node carries its span; every expression its type. Constants are inlined.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Union
 
@@ -184,6 +185,16 @@ class Bind:
 
 
 Stmt = Union[Let, Assign, Check, If, Return, Halt, Bind]
+
+
+def statements(body: tuple[Stmt, ...]) -> Iterator[Stmt]:
+    """Every statement of a body, those inside `if` branches included, in source order."""
+    stack: list[Stmt] = list(reversed(body))
+    while stack:
+        s = stack.pop()
+        yield s
+        if isinstance(s, If):
+            stack.extend(reversed(s.then + s.other))
 
 
 @dataclass(frozen=True, slots=True)

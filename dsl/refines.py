@@ -190,12 +190,8 @@ def read_or_bind(checker: Checker, ops: list[ir.Op]) -> None:
     reads: dict[str, Span] = {}
     binds: dict[str, Span] = {}
     for op in ops:
-        stack: list[ir.Stmt] = list(op.body)
-        while stack:
-            st = stack.pop()
-            if isinstance(st, ir.If):
-                stack.extend(st.then + st.other)
-            elif isinstance(st, ir.Bind):
+        for st in ir.statements(op.body):
+            if isinstance(st, ir.Bind):
                 binds.setdefault(st.oracle, st.span)
             elif isinstance(st, (ir.Let, ir.Assign)) and isinstance(st.value, ir.ReadOracle):
                 reads.setdefault(st.value.oracle, st.value.span)

@@ -215,16 +215,13 @@ def op_fields(op: ir.Op) -> set[str]:
     """State fields an operation mentions anywhere (dom, conditions, assignments, results)."""
     found: set[str] = set()
     collect_fields(op.dom, found)
-    stack: list[ir.Stmt] = list(op.body)
-    while stack:
-        s = stack.pop()
+    for s in ir.statements(op.body):
         if isinstance(s, ir.Assign):
             found.add(s.field)
             for e in [s.value, *(p for p in s.path if not isinstance(p, str))]:
                 collect_fields(e, found)
         elif isinstance(s, ir.If):
             collect_fields(s.cond, found)
-            stack.extend(s.then + s.other)
         elif isinstance(s, ir.Check):
             collect_fields(s.cond, found)
             if s.on_fail is not None:

@@ -148,12 +148,4 @@ def state_dependent_args(op: ir.Op) -> list[int]:
 
 def binds(op: ir.Op) -> list[ir.Bind]:
     """The `bind` statements of an operation, in source order."""
-    out: list[ir.Bind] = []
-    stack: list[ir.Stmt] = list(reversed(op.body))
-    while stack:
-        s = stack.pop()
-        if isinstance(s, ir.Bind):
-            out.append(s)
-        elif isinstance(s, ir.If):
-            stack.extend(reversed(s.then + s.other))
-    return out
+    return [s for s in ir.statements(op.body) if isinstance(s, ir.Bind)]

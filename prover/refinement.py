@@ -151,10 +151,12 @@ def _two_runs(L: SymLayer, op: ir.Op) -> tuple[dict[str, Value], list[Run], list
     return args, [s, t], base_hypotheses(L, [s, t])
 
 
-def _views_agree(L: SymLayer, U: SymLayer, who: z3.ExprRef, s: State, t: State) -> z3.BoolRef:
-    """s ~who t at the lower layer and α(s) ~who α(t) at the upper one: what the transfer proof
-    knows of any principal that can flow to the observer (R-OBS makes the second imply the first)."""
-    return z3.And(L.equiv(who, s, t), U.equiv(who, alpha(L, U, s), alpha(L, U, t)))
+def _views_agree(L: SymLayer, U: SymLayer, who: z3.ExprRef, s: State, t: State,
+                 abstract: tuple[State, State]) -> z3.BoolRef:
+    """s ~who t at the lower layer and α(s) ~who α(t) at the upper one (`abstract` is
+    (α(s), α(t))): what the transfer proof knows of any principal that can flow to the observer
+    (R-OBS makes the second imply the first)."""
+    return z3.And(L.equiv(who, s, t), U.equiv(who, *abstract))
 
 
 def refined_args(L: SymLayer, op: ir.Op) -> Formula:
@@ -166,7 +168,8 @@ def refined_args(L: SymLayer, op: ir.Op) -> Formula:
     assert upper_op is not None
     args, (s, t), hyps = _two_runs(L, op)
     assert s.dom is not None
-    hyps.append(Labeled("s ~dom t and α(s) ~dom α(t)", _views_agree(L, U, s.dom, s.pre, t.pre), reflexive=True))
+    agree = _views_agree(L, U, s.dom, s.pre, t.pre, (alpha(L, U, s.pre), alpha(L, U, t.pre)))
+    hyps.append(Labeled("s ~dom t and α(s) ~dom α(t)", agree, reflexive=True))
     goals = []
     for i in state_dependent_args(op):
         e = op.implements.args[i]
@@ -191,14 +194,16 @@ def refined_binds(L: SymLayer, op: ir.Op) -> Formula:
     U = upper_of(L)
     args, (s, t), hyps = _two_runs(L, op)
     assert s.step is not None and t.step is not None
+    abstract = (alpha(L, U, s.pre), alpha(L, U, t.pre))
     goals = []
     for b in s.step.bindings:
         assert b.source is not None and b.bind is not None
-        otype = L.module.oracle(b.oracle).type
+        oracle = L.module.oracle(b.oracle)
         fields: set[str] = set()
         for e in (b.bind.value, b.bind.source):
             collect_fields(e, fields)
-        family = L.module.oracle(b.oracle).source
+        family = oracle.source
+        views = _views_agree(L, U, b.source, s.pre, t.pre, abstract)
         goals.append(Labeled(f"the source of `bind {b.oracle}` at {b.span.line}:{b.span.column}",
                              z3.Implies(b.guard, L.enc.principals.is_(family, b.source)), b.span,
                              fields=fields, failure=f"the source named by this `bind {b.oracle}` is not "
@@ -206,11 +211,10 @@ def refined_binds(L: SymLayer, op: ir.Op) -> Formula:
         for b2 in t.step.bindings:
             if b2.oracle != b.oracle:
                 continue
-            meet = z3.And(b.guard, b2.guard, b.principal == b2.principal, b.index == b2.index,
-                          _views_agree(L, U, b.source, s.pre, t.pre))
+            meet = z3.And(b.guard, b2.guard, b.principal == b2.principal, b.index == b2.index, views)
             where = "" if b2.span == b.span else f" (run t binds it at {b2.span.line}:{b2.span.column})"
             goals.append(Labeled(f"`bind {b.oracle}` at {b.span.line}:{b.span.column}",
-                                 z3.Implies(meet, L.enc.equal(otype, b.value, b2.value)), b.span,
+                                 z3.Implies(meet, L.enc.equal(oracle.type, b.value, b2.value)), b.span,
                                  fields=fields,
                                  failure=f"the value bound to `{b.oracle}` is not determined by what its "
                                          f"source sees: two runs its source cannot tell apart bind "

@@ -156,7 +156,12 @@ def _theorem(module: ir.Module, chain: list[ir.Layer], mine: list[Result], neede
     whom = "the observer" + (" and every principal that can flow to it" if module.flows else "")
     start = (f"from states satisfying `init` that agree for {whom}" if len(chain) == 1 else
              f"from states satisfying `init` whose abstractions in {top.name} agree for {whom}")
-    bound = any(binds(op) for layer in chain[:-1] for op in layer.ops)
+    where: dict[str, list[str]] = {}  # oracle -> the operations that bind it, at any layer
+    for layer in chain[:-1]:
+        for op in layer.ops:
+            for b in binds(op):
+                where.setdefault(b.oracle, []).append(op.name)
+    bound = bool(where)
     premise = ""
     if module.oracles:
         premise = " and receiving the same value at every oracle read"
@@ -171,11 +176,6 @@ def _theorem(module: ir.Module, chain: list[ir.Layer], mine: list[Result], neede
     if module.oracles:
         text += f" Oracle sources: {_sources(module)}."
     if bound:
-        where: dict[str, list[str]] = {}  # oracle -> the operations that bind it, at any layer
-        for layer in chain[:-1]:
-            for op in layer.ops:
-                for b in binds(op):
-                    where.setdefault(b.oracle, []).append(op.name)
         listed = ", ".join(f"{o} ({', '.join(dict.fromkeys(ops))})" for o, ops in where.items())
         text += (f" Bound by the lower layers: {listed}; every bound value is proved to be determined by "
                  "its source's view (R-BIND).")

@@ -16,6 +16,17 @@ ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "tests" / "cases"
 PROOFS = ROOT / "proofs"
 
+# A small secure model (12 obligations), for tests of the command rather than of the proofs.
+SECURE = """\
+principal KServ
+principal VM(v: bv[1])
+layer L {
+  state { secret : map[bv[1]] -> bv[8] }
+  observe VM(v) { secret[v] }
+  op write(v: bv[1], x: bv[8]) by VM(v) { secret[v] := x }
+}
+"""
+
 _EXPECT = re.compile(r"^//\s*expect:\s*(.+)$")
 
 

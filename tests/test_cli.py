@@ -8,18 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CASES
+from conftest import CASES, SECURE
 from microverify.prover import cli
 
-SECURE = """\
-principal KServ
-principal VM(v: bv[1])
-layer L {
-  state { secret : map[bv[1]] -> bv[8] }
-  observe VM(v) { secret[v] }
-  op write(v: bv[1], x: bv[8]) by VM(v) { secret[v] := x }
-}
-"""
 
 
 def prove(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

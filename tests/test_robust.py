@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import z3
 
-from conftest import prove_text
+from conftest import SECURE, prove_text
 from microverify.dsl.diagnostics import CODES, DiagnosticError, render
 from microverify.dsl.limits import MAX_DEPTH, MAX_FILE_BYTES
 from microverify.dsl.loader import discover, load_file, load_text
@@ -412,15 +412,6 @@ def test_a_directory_with_symlink_loops_is_walked_once(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------- 8. the cache
 
-SECURE = """\
-principal KServ
-principal VM(v: bv[1])
-layer L {
-  state { secret : map[bv[1]] -> bv[8] }
-  observe VM(v) { secret[v] }
-  op write(v: bv[1], x: bv[8]) by VM(v) { secret[v] := x }
-}
-"""
 
 
 def spoil(entry: Path, how: str) -> None:

@@ -77,8 +77,9 @@ def _split(tmp_path: Path, src: Path) -> tuple[Path, Path]:
     return upper, lower
 
 
-@pytest.mark.parametrize("path", [CASES / "kinds" / "rargs_only.mv", CASES / "kinds" / "rbind_only.mv"],
-                         ids=["rargs", "rbind"])
+@pytest.mark.parametrize("path", [CASES / "kinds" / f"{name}.mv" for name in
+                                  ("rargs_only", "rbind_only", "rbind_paths_only")],
+                         ids=["rargs", "rbind", "rbind_paths"])
 def test_attack_fails_in_any_file_order(tmp_path: Path, path: Path) -> None:
     want = tuple(expectation(path)[0].split())
     upper, lower = _split(tmp_path, path)
