@@ -102,6 +102,7 @@ class MapValue:
 
 
 Value = Union[bool, int, Principal, Record, MapValue]
+Raw = Union[int, Mapping[str, "Raw"]]  # an oracle's raw output: a bit pattern, or a record of them
 
 
 def as_index(v: Value) -> bool | int:
@@ -259,7 +260,32 @@ class Universe:
         assert isinstance(value, int)
         return int(value)
 
-    def normalise(self, t: Type, raw: int | Mapping[str, int]) -> Value:
+    def decode(self, t: Type, raw: int) -> Value:
+        """The value of a canonical bit pattern of scalar type t (ValueError for junk: a
+        pattern well-formedness excludes, such as `Timer(<3>)`)."""
+        if raw < 0 or raw >> self.width(t):
+            raise ValueError(f"{raw} does not fit {t}")
+        if isinstance(t, BoolType):
+            return raw == 1
+        if isinstance(t, EnumType):
+            if raw >= len(t.members):
+                raise ValueError(f"{raw} names no member of {t}")
+            return raw
+        if isinstance(t, PrincipalType):
+            tag, payload = raw >> self.payload_bits, raw & mask(self.payload_bits)
+            if tag >= len(self.principals):
+                raise ValueError(f"{raw} names no principal")
+            p = self.principals[tag]
+            if p.param_type is None:
+                if payload:
+                    raise ValueError(f"{raw} is {p.name} with an index")
+                return Principal(p.name)
+            if payload >> self.width(p.param_type):
+                raise ValueError(f"{raw} is {p.name} with an index wider than its type")
+            return Principal(p.name, as_index(self.decode(p.param_type, payload)))
+        return raw
+
+    def normalise(self, t: Type, raw: Raw) -> Value:
         """The canonical value the lowering makes of a raw oracle output (Oracles._apply):
         junk enum patterns become member 0; principals as in PrincipalEncoding.normalise. A
         record oracle's raw value is a mapping from field names to raw fields."""
@@ -282,3 +308,48 @@ class Universe:
         if p.param_type is None:
             return Principal(p.name)
         return Principal(p.name, as_index(self.normalise(p.param_type, raw & mask(self.width(p.param_type)))))
+
+    # -- presentation
+    def show(self, t: Type, v: Value) -> str:
+        """A value in the language's notation (maps as their entries and default)."""
+        if isinstance(t, BoolType):
+            return "true" if v else "false"
+        if isinstance(t, BVType):
+            assert isinstance(v, int)
+            return str(v) if t.width < 8 else f"0x{v:0{(t.width + 3) // 4}x}"
+        if isinstance(t, EnumType):
+            assert isinstance(v, int)
+            return t.members[v]
+        if isinstance(t, PrincipalType):
+            assert isinstance(v, Principal)
+            param = self._param_type(v.name)
+            return v.name if param is None or v.index is None else f"{v.name}({self.show(param, v.index)})"
+        if isinstance(t, RecordType):
+            assert isinstance(v, Record)
+            return "{" + ", ".join(f"{n}: {self.show(ft, v[n])}" for n, ft in t.fields) + "}"
+        assert isinstance(t, MapType) and isinstance(v, MapValue)
+        entries = [f"{self.show(t.key, k)}: {self.show(t.value, x)}" for k, x in v.entries.items()]
+        return "[" + ", ".join(entries + [f"_: {self.show(t.value, v.default)}"]) + "]"
+
+    def to_json(self, t: Type, v: Value) -> object:
+        """A value as JSON: bool, bit-vector (a number), enum (its member's name), principal
+        ({"principal", "index"}), record (an object), map ({"default", "entries": [[k, v]]})."""
+        if isinstance(t, (BoolType, BVType)):
+            return v
+        if isinstance(t, EnumType):
+            assert isinstance(v, int)
+            return t.members[v]
+        if isinstance(t, PrincipalType):
+            assert isinstance(v, Principal)
+            param = self._param_type(v.name)
+            index = None if param is None or v.index is None else self.to_json(param, v.index)
+            return {"principal": v.name, "index": index}
+        if isinstance(t, RecordType):
+            assert isinstance(v, Record)
+            return {n: self.to_json(ft, v[n]) for n, ft in t.fields}
+        assert isinstance(t, MapType) and isinstance(v, MapValue)
+        return {"default": self.to_json(t.value, v.default),
+                "entries": [[self.to_json(t.key, k), self.to_json(t.value, x)] for k, x in v.entries.items()]}
+
+    def _param_type(self, name: str) -> Type | None:
+        return next(p.param_type for p in self.principals if p.name == name)

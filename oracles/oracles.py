@@ -35,14 +35,21 @@ class Oracles:
 
     def value(self, oracle: str, principal: z3.ExprRef, index: z3.ExprRef) -> Value:
         t = self.module.oracle(oracle).type
-        return self._apply(t, f"omega_{oracle}", principal, index)
+        return self._apply(t, f"omega_{oracle}", principal, index, True)
 
-    def _apply(self, t: Type, name: str, principal: z3.ExprRef, index: z3.ExprRef) -> Value:
+    def raw(self, oracle: str, principal: z3.ExprRef, index: z3.ExprRef) -> Value:
+        """The oracle function's own output, before normalisation (what a model assigns)."""
+        t = self.module.oracle(oracle).type
+        return self._apply(t, f"omega_{oracle}", principal, index, False)
+
+    def _apply(self, t: Type, name: str, principal: z3.ExprRef, index: z3.ExprRef, normalise: bool) -> Value:
         if isinstance(t, RecordType):
-            return RecordVal({f: self._apply(ft, f"{name}.{f}", principal, index) for f, ft in t.fields})
+            return RecordVal({f: self._apply(ft, f"{name}.{f}", principal, index, normalise)
+                              for f, ft in t.fields})
         enc = self.enc
         fn = z3.Function(name, enc.sort(PRINCIPAL), enc.sort(COUNTER), enc.sort(t))
-        return enc.normalise(t, fn(principal, index))
+        out = fn(principal, index)
+        return enc.normalise(t, out) if normalise else out
 
     def advance(self, state: dict[str, Value], oracle: str, principal: z3.ExprRef,
                 guard: z3.BoolRef) -> tuple[z3.ExprRef, dict[str, Value]]:

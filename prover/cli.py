@@ -250,6 +250,14 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
         emit(formats.to_github(results), output)
     if not text:
         click.echo(summary(results), err=True)
+    errors = [r for r in results if r.status is Status.ERROR]
+    for r in errors:
+        click.echo(f"{r.obligation.span}: internal error: {r.obligation.id}: {r.detail}", err=True)
+    if errors:
+        click.echo(f"internal error: microverify {__version__} found {len(errors)} counterexample(s) that its "
+                   f"reference interpreter does not confirm, so none of them is reported as a leak; this is a "
+                   f"bug. Please report it on {REPORT_URL} with the input files and this output.", err=True)
+        return EXIT_INTERNAL
     if disagreements:
         return EXIT_NOT_PROVED
     return EXIT_PROVED if all(r.status is Status.PROVED for r in results) else EXIT_NOT_PROVED

@@ -14,9 +14,10 @@ from microverify import __version__
 from microverify.dsl.spans import Span
 from microverify.prover.counterexample import Counterexample
 from microverify.prover.obligations import KIND_NAMES, Kind
+from microverify.prover.replay import Replay
 from microverify.prover.solve import Options, Result, Status
 
-JSON_SCHEMA = "microverify-results/1"
+JSON_SCHEMA = "microverify-results/2"
 
 
 def _span(span: Span) -> dict[str, Any]:
@@ -39,6 +40,13 @@ def _cex(cex: Counterexample | None) -> dict[str, Any] | None:
         "failing": list(cex.failing),
         "responsible": [_span(s) for s in cex.responsible],
     }
+
+
+def _replay(rp: Replay | None) -> dict[str, Any] | None:
+    if rp is None:
+        return None
+    return {"outcome": rp.outcome.value, "findings": list(rp.findings), "observer": rp.observer,
+            "arguments": rp.arguments, "states": list(rp.states)}
 
 
 def message(r: Result) -> str:
@@ -74,6 +82,7 @@ def to_json(results: list[Result], theorems: list[str], options: Options, jobs: 
             "detail": r.detail,
             "span": _span(r.obligation.span),
             "counterexample": _cex(r.counterexample),
+            "replay": _replay(r.replay),
         } for r in results],
         "theorems": theorems,
     }
@@ -81,15 +90,19 @@ def to_json(results: list[Result], theorems: list[str], options: Options, jobs: 
 
 
 def to_junit(results: list[Result]) -> str:
-    failed = [r for r in results if r.status is not Status.PROVED]
+    errors = [r for r in results if r.status is Status.ERROR]
+    failed = [r for r in results if r.status not in (Status.PROVED, Status.ERROR)]
     suite = ET.Element("testsuite", name="microverify", tests=str(len(results)), failures=str(len(failed)),
-                       errors="0", skipped="0", time=f"{sum(r.seconds for r in results):.3f}")
+                       errors=str(len(errors)), skipped="0", time=f"{sum(r.seconds for r in results):.3f}")
     for r in results:
         case = ET.SubElement(suite, "testcase", classname=f"{r.obligation.file}:{r.obligation.layer}",
                              name=r.obligation.id, time=f"{r.seconds:.3f}")
         if r.status is not Status.PROVED:
-            failure = ET.SubElement(case, "failure", message=message(r), type=r.status.value)
+            tag = "error" if r.status is Status.ERROR else "failure"
+            failure = ET.SubElement(case, tag, message=message(r), type=r.status.value)
             failure.text = "\n".join(r.counterexample.failing) if r.counterexample else r.detail
+            if r.counterexample is not None and r.replay is not None:
+                failure.text += "\nreplay: " + r.replay.line()
     root = ET.Element("testsuites")
     root.append(suite)
     return ET.tostring(root, encoding="unicode", xml_declaration=True)

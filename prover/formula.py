@@ -10,6 +10,7 @@ from microverify.dsl import ir
 from microverify.layers.execute import Step
 from microverify.layers.model import Labeled, State, SymLayer
 from microverify.layers.encoding import Value
+from microverify.prover.qf import Completion
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Formula:
     explain_unsat: str = ""  # said when a `sat` obligation has no model
     tables: list[Table] = field(default_factory=list)  # default: the runs, before and after
     quantified: bool = False  # some hypothesis or goal still has a quantifier (set by solve.build)
+    completion: Completion | None = None  # set when the qf encoding instantiated quantifiers
 
     @property
     def ctx(self) -> z3.Context:

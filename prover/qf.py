@@ -62,10 +62,21 @@ class Elimination:
     side: list[z3.BoolRef] = field(default_factory=list)
     definitions: list[z3.BoolRef] = field(default_factory=list)  # of lambdas' constants, instantiated
     kept: list[str] = field(default_factory=list)  # why quantifiers stay, if any do
+    completion: Completion | None = None  # how a model of the result extends to the quantifiers
 
     @property
     def quantifier_free(self) -> bool:
         return not self.kept
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What turns a model of the instantiated formula into a model of the quantified one (the
+    fragment argument of pass 3): every array is read, at an index of its sort outside I that
+    lies in a region with a λ, where it is read at that λ; elsewhere as the model has it."""
+
+    index: dict[z3.SortRef, list[z3.ExprRef]]  # I, per index sort
+    regions: list[tuple[z3.SortRef, int, int, z3.ExprRef]]  # (sort, lo, hi, λ): λ stands for [lo, hi)
 
 
 def _simplify(t: z3.ExprRef) -> z3.ExprRef:
@@ -506,4 +517,6 @@ def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polari
         reads = _Reads(ctx)
         done, side, defined = ([reads.expand(t) for t in group] for group in (done, side, defined))
     n = len(hypotheses)
-    return Elimination(done[:n], done[n:], side, defined, e.kept)  # type: ignore[arg-type]
+    completion = Completion({sort: list(terms.values()) for sort, terms in e.index.items()},
+                            [(sort, lo, hi, lam) for (sort, lo, hi), lam in e.fresh.items()])
+    return Elimination(done[:n], done[n:], side, defined, e.kept, completion)  # type: ignore[arg-type]

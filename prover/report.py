@@ -37,6 +37,8 @@ def render_counterexample(r: Result, sources: dict[str, str]) -> str:
     out.append(f"  {source_line(ob.span, sources)}")
     for f in cex.failing:
         out.append(f"  why:          {f}")
+    if r.replay is not None:
+        out.append(f"  replay:       {r.replay.line()}")
     if cex.operation:
         doms = cex.doms[0] if len(set(cex.doms)) == 1 else " / ".join(
             f"{d} (run {run})" for d, run in zip(cex.doms, ("s", "t")))
@@ -74,7 +76,7 @@ def _table(cex: Counterexample) -> list[str]:
 def summary(results: list[Result]) -> str:
     counts = Counter(r.status for r in results)
     total = len(results)
-    parts = [f"{counts[s]} {s.value.lower()}" for s in (Status.FAILED, Status.UNKNOWN, Status.VACUOUS)
+    parts = [f"{counts[s]} {s.value.lower()}" for s in (Status.FAILED, Status.UNKNOWN, Status.VACUOUS, Status.ERROR)
              if counts[s]]
     head = f"{counts[Status.PROVED]} of {total} obligations proved"
     return head + (", " + ", ".join(parts) if parts else "")

@@ -21,6 +21,7 @@ from microverify.prover.counterexample import Counterexample, explain
 from microverify.prover.crosscheck import cross_check
 from microverify.prover.formula import Formula
 from microverify.prover.obligations import Kind, Obligation
+from microverify.prover.replay import Outcome, Replay, replay
 
 
 class Status(Enum):
@@ -28,6 +29,7 @@ class Status(Enum):
     FAILED = "FAILED"
     UNKNOWN = "UNKNOWN"
     VACUOUS = "VACUOUS"
+    ERROR = "ERROR"  # an internal error: the solver's counterexample does not replay
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Result:
     warnings: tuple[str, ...] = ()
     disagreement: str = ""  # the second solver's objection (--cross-check), "" if it agrees
     quantified: bool = False  # the formula solved still has quantifiers
+    replay: Replay | None = None  # the counterexample run by the reference interpreter
 
 
 # Which function builds each kind of obligation, by what it is about.
@@ -145,6 +148,7 @@ def _quantifier_free(formula: Formula) -> bool:
         return False  # keep the quantified formula whole: it is exact
     formula.hypotheses = [replace(h, term=t) for h, t in zip(formula.hypotheses, e.hypotheses)]
     formula.goals = [replace(g, term=t) for g, t in zip(formula.goals, e.goals)]
+    formula.completion = e.completion
     if e.definitions:
         formula.hypotheses.append(Labeled("definitions of the constants standing for lambdas",
                                           z3.And(e.definitions)))
@@ -235,8 +239,10 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
             return f"{stage}: resource limit of {options.rlimit} reached (--rlimit)"
         return f"{stage}: the solver gave up ({reason})"
 
-    def done(status: Status, detail: str = "", cex: Counterexample | None = None) -> Result:
-        return Result(ob, status, time.perf_counter() - start, _rlimit_count(solver), lowered, detail, cex)
+    def done(status: Status, detail: str = "", cex: Counterexample | None = None,
+             replayed: Replay | None = None, used: int | None = None) -> Result:
+        used = _rlimit_count(solver) if used is None else used
+        return Result(ob, status, time.perf_counter() - start, used, lowered, detail, cex, replay=replayed)
 
     # 1. The hypotheses alone must be satisfiable; an unsat core names the culprits. Those that
     #    hold by reflexivity when t = s are left out here (see Labeled.reflexive), added after.
@@ -276,5 +282,12 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         return done(Status.VACUOUS, formula.explain_unsat)
     if answer == z3.unsat:
         return done(Status.PROVED)
-    cex = explain(ob, formula, solver.model())
-    return done(Status.FAILED, "; ".join(cex.failing), cex)
+    used = _rlimit_count(solver)  # the solver's work: evaluating the model below counts too
+    model = solver.model()
+    replayed = replay(ob, formula, model)  # before the counterexample is shown as one
+    if replayed.outcome is Outcome.CONTRADICTED:
+        return done(Status.ERROR, "internal error: the solver's counterexample does not replay in the "
+                                  "reference interpreter: " + "; ".join(replayed.findings),
+                    replayed=replayed, used=used)
+    cex = explain(ob, formula, model)
+    return done(Status.FAILED, "; ".join(cex.failing), cex, replayed, used)

@@ -10,6 +10,7 @@ import pytest
 from microverify.dsl import ir
 from microverify.dsl.loader import load_file, load_text
 from microverify.prover.driver import prove_modules
+from microverify.prover.replay import Outcome
 from microverify.prover.solve import Options, Result, Status
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +50,16 @@ def prove_path(path: Path, options: Options | None = None) -> list[Result]:
 
 def prove_text(text: str, options: Options | None = None) -> list[Result]:
     return prove_modules([load_text(text, "<test>")], options or Options())
+
+
+def assert_replayed(results: list[Result]) -> None:
+    """Every FAILED result's counterexample was run by the reference interpreter and confirmed
+    (prover/replay.py): its hypotheses hold and its goal fails on concrete values."""
+    unconfirmed = [(r.obligation.id, r.replay.outcome.value if r.replay else None,
+                    r.replay.findings if r.replay else ()) for r in results
+                   if r.status is Status.FAILED and (r.replay is None or r.replay.outcome is not Outcome.CONFIRMED)]
+    assert unconfirmed == []
+    assert all(r.status is not Status.ERROR for r in results), [r.detail for r in results if r.status is Status.ERROR]
 
 
 def not_proved(results: list[Result]) -> set[tuple[str, str]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cases, expectation, ids, load, not_proved, prove_path, rewrite_expectation
+from conftest import assert_replayed, cases, expectation, ids, load, not_proved, prove_path, rewrite_expectation
 from microverify.dsl.diagnostics import DiagnosticError
 from microverify.prover.solve import Status
 
@@ -33,6 +33,7 @@ def test_leaky_mutants_are_rejected_by_the_expected_obligation(path: Path) -> No
               and r.status is not Status.PROVED]
     assert failed, f"expected {kind} {op} to fail; not proved: {sorted(not_proved(results))}"
     assert all(r.status is not Status.UNKNOWN for r in failed)
+    assert_replayed(results)
 
 
 @pytest.mark.parametrize("path", KINDS, ids=ids(KINDS))
@@ -48,6 +49,7 @@ def test_each_kind_case_is_rejected_by_that_kind_alone(path: Path) -> None:
     else:
         assert failing.status is Status.FAILED
         assert failing.counterexample is not None and failing.counterexample.failing
+        assert_replayed(results)
 
 
 def test_every_obligation_kind_has_an_isolating_case() -> None:

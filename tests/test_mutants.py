@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, expectation, ids, load
+from conftest import ROOT, assert_replayed, expectation, ids, load
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.solve import ENCODINGS, Options, Status
 
@@ -33,6 +33,7 @@ def test_mutant_is_rejected_by_the_expected_obligation(path: Path, encoding: str
     assert any(r.status is Status.FAILED and r.counterexample is not None
                or (kind == "VAC" and r.status is Status.VACUOUS) for r in results), \
         [(r.obligation.id, r.status.value, r.detail) for r in results]
+    assert_replayed(results)
 
 
 @pytest.mark.parametrize("path", MUTANTS, ids=[f"{p.parent.name}/{p.stem}" for p in MUTANTS] or ids(MUTANTS))
