@@ -26,6 +26,7 @@ from microverify.layers.encoding import MapVal, RecordVal, Value as Symbolic
 from microverify.layers.interpret import OmegaFn
 from microverify.layers.values import MapValue, Principal, Raw, Record, Universe, Value
 from microverify.oracles.oracles import Oracles
+from microverify.prover.counterexample import numeral
 from microverify.prover.formula import Formula
 
 TABULATE_LIMIT = 4096  # a map over at most this many keys is read at each of them
@@ -87,12 +88,9 @@ class Concretizer:
     # -- scalars
     def number(self, term: z3.ExprRef) -> int:
         v = self.model.eval(term, model_completion=True)
-        if z3.is_true(v):
-            return 1
-        if z3.is_false(v):
-            return 0
-        if z3.is_bv_value(v):
-            return int(v.as_long())  # type: ignore[attr-defined]
+        n = numeral(v)
+        if n is not None:
+            return n
         raise ModelError(f"the model gives no value to {term.sexpr()[:120]} (it gives {v.sexpr()[:120]})")
 
     def scalar(self, t: Type, term: z3.ExprRef) -> Value:
@@ -110,8 +108,9 @@ class Concretizer:
         return self._parse(self.model.eval(term, model_completion=True))
 
     def _parse(self, v: z3.ExprRef) -> Parsed:
-        if z3.is_true(v) or z3.is_false(v) or z3.is_bv_value(v):
-            return self.number(v)
+        n = numeral(v)
+        if n is not None:
+            return n
         if z3.is_const_array(v):
             return _Array(self._parse(v.arg(0)))  # type: ignore[attr-defined]
         if z3.is_store(v):

@@ -63,11 +63,11 @@ class _Explainer:
         oracle read: such a term is evaluated again with its quantifiers over small finite
         sorts expanded into their instances."""
         v = self.model.eval(term, model_completion=True)
-        n = _numeral(v)
+        n = numeral(v)
         if n is None and not _is_value(v):
             expanded = _expand_quantifiers(term)
             if expanded is not None:
-                n = _numeral(self.model.eval(expanded, model_completion=True))
+                n = numeral(self.model.eval(expanded, model_completion=True))
         return n
 
     def fmt(self, t: Type, n: int | None) -> str:
@@ -294,7 +294,8 @@ def _is_value(v: z3.ExprRef) -> bool:
     return z3.is_true(v) or z3.is_false(v) or z3.is_bv_value(v)
 
 
-def _numeral(v: z3.ExprRef) -> int | None:
+def numeral(v: z3.ExprRef) -> int | None:
+    """The number a model value is (true 1, false 0, a bit-vector), or None."""
     if z3.is_true(v):
         return 1
     if z3.is_false(v):

@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import z3
@@ -78,91 +78,38 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
                 jobs: int = 1, cache_dir: Path | None = None) -> list[Result]:
     """Solve every pair, handing each result on in order.
 
-    This process solves, in order. With several jobs, once it has solved for SPAWN_AFTER
-    seconds and work is left, `jobs - 1` worker processes join it: a worker costs about a CPU
-    second to start (it imports everything again), which a small run would spend for nothing,
-    so a small run is never slower than one job. When nothing is left to hand out, this
-    process also solves what the workers still hold, in order, and takes whichever answer comes
-    first (the same answer: the solving is deterministic); workers left busy are then killed.
-
-    Ctrl-C (KeyboardInterrupt) or any other exception stops at once: the solving thread is
-    abandoned (the caller exits) and the worker processes are killed, not waited for; the
-    exception goes on."""
+    Ctrl-C (KeyboardInterrupt) or any other exception stops at once: with one job the solving
+    thread is abandoned (the caller exits), with several the worker processes are killed, not
+    waited for; the exception goes on."""
     ensure_recursion_limit()
     # Z3 would catch SIGINT during a check (ending it `unknown` and going on with the next one);
     # let Python have it instead
     z3.set_param("ctrl_c", False)
-    cache = Cache(cache_dir) if cache_dir is not None else None
-
-    def here(i: int, tick: Callable[[], None]) -> Result:
-        module, ob = pairs[i]
-        return _in_thread(functools.partial(solve_guarded, module, ob, options, cache), tick)
-
+    if jobs <= 1 or len(pairs) <= 1:
+        cache = Cache(cache_dir) if cache_dir is not None else None
+        results = []
+        for module, ob in pairs:
+            r = _in_thread(functools.partial(solve_guarded, module, ob, options, cache))
+            on_result(r)
+            results.append(r)
+        return results
     done: dict[int, Result] = {}
     emitted = 0
-    queue = list(range(len(pairs)))[::-1]  # the next one last
-    workers = _Workers(pairs, options, cache_dir, min(jobs, len(pairs)) - 1)
-
-    def tick() -> None:
-        workers.tick(queue, done)
-
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(pairs)), mp_context=context, initializer=_init,
+                               initargs=(pairs, options, cache_dir, os.getpid()))
     try:
-        while emitted < len(pairs):
-            tick()
-            i = queue.pop() if queue else workers.held(done)  # this one, or one a worker still has
-            if i >= 0:
-                done.setdefault(i, here(i, tick))
-            tick()
+        futures = {pool.submit(_work, i): i for i in range(len(pairs))}
+        for future in as_completed(futures):
+            done[futures[future]] = future.result()
             while emitted in done:
                 on_result(done[emitted])
                 emitted += 1
     except BaseException:
-        workers.kill()
+        kill_workers(pool)
         raise
-    workers.close()
+    pool.shutdown(wait=True)
     return [done[i] for i in range(len(pairs))]
-
-
-class _Workers:
-    """The worker processes of prove_pairs: started once this process has solved for
-    SPAWN_AFTER seconds with work left, each given the next obligation and one more."""
-
-    def __init__(self, pairs: list[Pair], options: Options, cache_dir: Path | None, count: int) -> None:
-        self.initargs = (pairs, options, cache_dir, os.getpid())
-        self.count = count
-        self.began = time.perf_counter()
-        self.pool: ProcessPoolExecutor | None = None
-        self.handed: dict[Future[Result], int] = {}  # submitted, and not yet in `done`
-        self.futures: list[Future[Result]] = []
-
-    def tick(self, queue: list[int], done: dict[int, Result]) -> None:
-        """Start the workers when it is time, keep them busy, take their answers."""
-        if self.pool is None and self.count > 0 and queue and time.perf_counter() - self.began >= SPAWN_AFTER:
-            self.pool = ProcessPoolExecutor(max_workers=self.count, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_init, initargs=self.initargs)
-        while self.pool is not None and queue and len(self.handed) < 2 * self.count:
-            i = queue.pop()
-            future = self.pool.submit(_work, i)
-            self.handed[future] = i
-            self.futures.append(future)
-        for future in [f for f in self.handed if f.done() or self.handed[f] in done]:
-            i = self.handed.pop(future)
-            if future.done():
-                done.setdefault(i, future.result())
-
-    def held(self, done: dict[int, Result]) -> int:
-        """The first obligation a worker holds that is not solved yet, or -1."""
-        return min((i for i in self.handed.values() if i not in done), default=-1)
-
-    def kill(self) -> None:
-        if self.pool is not None:
-            kill_workers(self.pool)
-
-    def close(self) -> None:
-        if self.pool is not None and all(f.done() for f in self.futures):
-            self.pool.shutdown(wait=True)
-        else:
-            self.kill()  # busy with (or yet to start) obligations this process has solved
 
 
 def kill_workers(pool: ProcessPoolExecutor) -> None:
@@ -181,16 +128,14 @@ def kill_workers(pool: ProcessPoolExecutor) -> None:
             pass
 
 
-SPAWN_AFTER = 1.0  # seconds of solving in this process before worker processes are started
 _SOLVER_STACK = 256 * 1024 * 1024  # bytes of stack (address space) for the solving thread
 
 
-def _in_thread(work: Callable[[], Result], tick: Callable[[], None] = lambda: None) -> Result:
+def _in_thread(work: Callable[[], Result]) -> Result:
     """work() in a thread of its own, while this (the main) thread waits: a Z3 check runs in C
     for as long as it takes, and only a thread that is not in it can take Ctrl-C or SIGTERM at
     once. The solving thread blocks both signals, so that they go to this thread; it has a
-    large stack, for deep recursion in the term walks (dsl/limits.py). `tick` is called every
-    0.1 s meanwhile (prove_pairs keeps its workers busy with it)."""
+    large stack, for deep recursion in the term walks (dsl/limits.py)."""
     outcome: list[tuple[bool, object]] = []
 
     def run() -> None:
@@ -213,7 +158,6 @@ def _in_thread(work: Callable[[], Result], tick: Callable[[], None] = lambda: No
         threading.stack_size(previous)
     while thread.is_alive():
         thread.join(0.1)
-        tick()
     ok, value = outcome[0]
     if not ok:
         assert isinstance(value, BaseException)

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 import z3
 
-from conftest import CASES, ROOT, load, prove_path
+from conftest import CASES, ROOT, SECURE, load, prove_path
 from microverify.dsl.loader import load_text
 from microverify.dsl.types import BVType, MapType
 from microverify.layers.encoding import MapVal
@@ -30,16 +30,7 @@ from microverify.prover.replay import Outcome, replay
 from microverify.prover.report import render_counterexample
 from microverify.prover.solve import Options, Status
 
-READER = """\
-principal KServ
-principal VM(v: bv[1])
-layer L {
-  state { secret : map[bv[1]] -> bv[8] }
-  observe VM(v) { secret[v] }
-  op write(v: bv[1], x: bv[8]) by VM(v) { secret[v] := x }
-  op read(v: bv[1]) by VM(v) -> bv[8] { return secret[v] }
-}
-"""
+READER = SECURE.removesuffix("}\n") + "  op read(v: bv[1]) by VM(v) -> bv[8] { return secret[v] }\n}\n"
 
 
 def _failed_model(path: Path, ob_id: str, encoding: str) -> tuple[solve.Obligation, Formula, z3.ModelRef]:

@@ -560,10 +560,10 @@ def start_slow(tmp_path: Path, jobs: str) -> subprocess.Popen[str]:
                           f"-j{jobs}", str(model)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, start_new_session=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # until the run is in the solver (jobs - 1 workers started)
+    while time.monotonic() < deadline:  # until the run is in the solver (workers started)
         time.sleep(0.5)
         workers = [c for c in children(p.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
-        if len(workers) >= int(jobs) - 1:
+        if jobs == "1" or len(workers) >= 2:
             break
     time.sleep(2)
     return p
