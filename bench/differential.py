@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from exhaustive import Bounds, differential  # noqa: E402
+from microverify.dsl.diagnostics import DiagnosticError  # noqa: E402
 from modelgen import random_model  # noqa: E402
 
 
@@ -33,7 +34,7 @@ from modelgen import random_model  # noqa: E402
 class Row:
     index: int
     stack: bool
-    category: str  # checked | too-large | not-proved | unknown
+    category: str  # checked | too-large | not-proved | unknown | invalid
     refuted: bool  # a printed theorem is refuted
     disagreements: int
     calibrated: bool  # --calibrate, not proved, and the check refutes the layer anyway
@@ -44,7 +45,11 @@ class Row:
 
 def run_one(seed: int, index: int, bounds: Bounds, calibrate: bool) -> Row:
     text = random_model(f"{seed}:{index}")
-    verdict = differential(text, bounds, check_all=calibrate)
+    try:
+        verdict = differential(text, bounds, check_all=calibrate)
+    except DiagnosticError as exc:  # a generator defect: reported, never skipped
+        return Row(index, "refines" in text, "invalid", False, 0, False,
+                   f"the generated text does not load: {exc}\n{text}", 0.0, 0.0)
     printed = {x for layers in verdict.theorems.values() for x in layers}
     refuted = [o for o in verdict.refuted if o.layer in printed]
     offending = bool(refuted) or bool(verdict.disagreements)
@@ -72,6 +77,7 @@ def rows(seed: int, models: int, jobs: int, bounds: Bounds, calibrate: bool) -> 
 def summary(done: list[Row], seed: int, seconds: float) -> str:
     c = Counter(r.category for r in done)
     extra = f", {c['too-large']} too large" if c["too-large"] else ""
+    extra += f", {c['invalid']} INVALID (the generator wrote a text that does not load)" if c["invalid"] else ""
     return (f"differential: {len(done)} models ({c['checked']} proved theorems checked, {c['not-proved']} not "
             f"proved, {c['unknown']} unknown{extra}), {sum(r.refuted for r in done)} refuted, "
             f"{sum(r.disagreements > 0 for r in done)} disagreements, seed {seed}, {seconds:.0f} s")
@@ -117,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"---- model {args.seed}:{row.index}\n{row.report}", flush=True)
     print("\n".join(details(done, args.calibrate)))
     print(summary(done, args.seed, time.perf_counter() - started))
-    return 1 if any(r.refuted or r.disagreements for r in done) else 0
+    return 1 if any(r.refuted or r.disagreements or r.category == "invalid" for r in done) else 0
 
 
 if __name__ == "__main__":

@@ -1217,7 +1217,8 @@ def m_bind_source(g: Gen, layer: LayerSpec) -> bool:
     if not sites or g.cfg.oracle_type == "rec":
         return False
     op, s = g.pick(sites)
-    foreign = [a for a, t in g.foreign(op.owner) if t == g.cfg.word]
+    # a value of the oracle's type (an enum oracle's value is no word)
+    foreign = [a for a, t in g.foreign(op.owner) if t == g.cfg.word] if g.cfg.oracle_type == "word" else []
     if g.cfg.oracle_source == "VM" and g.chance(50):
         new = Bind(s.oracle, s.value, s.who, g.pick(("VM(0)", "VM(1)")))
     elif foreign:
