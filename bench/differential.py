@@ -1,7 +1,7 @@
 """The differential soundness campaign (issue 13): generated models proved in both encodings,
 every printed theorem checked exhaustively with the reference interpreter.
 
-    .venv/bin/python bench/differential.py --seed 1 --models 2000 [--jobs 2] [--calibrate]
+    .venv/bin/python bench/differential.py --seed 1 --models 2000 [--first 0] [--jobs 2] [--calibrate]
 
 Model i of seed N is `tests/modelgen.random_model(f"{N}:{i}")`, so a run is reproducible and
 a model can be regenerated alone. Ends with one summary line; exits 1 if a theorem is refuted
@@ -65,8 +65,8 @@ def _run_star(job: tuple[int, int, Bounds, bool]) -> Row:
     return run_one(*job)
 
 
-def rows(seed: int, models: int, jobs: int, bounds: Bounds, calibrate: bool) -> Iterator[Row]:
-    work = [(seed, i, bounds, calibrate) for i in range(models)]
+def rows(seed: int, first: int, models: int, jobs: int, bounds: Bounds, calibrate: bool) -> Iterator[Row]:
+    work = [(seed, i, bounds, calibrate) for i in range(first, first + models)]
     if jobs <= 1:
         yield from map(_run_star, work)
         return
@@ -103,18 +103,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--models", type=int, default=2000)
+    parser.add_argument("--first", type=int, default=0, help="the index of the first model (to resume a campaign)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--depth", type=int, default=Bounds.depth, help="operations per run")
     parser.add_argument("--max-states", type=int, default=Bounds.max_states)
     parser.add_argument("--calibrate", action="store_true", help="also check the layers prove does not prove")
     parser.add_argument("-v", "--verbose", action="store_true", help="a line per model")
     args = parser.parse_args(argv)
-    if args.models < 1 or args.jobs < 1 or args.depth < 0:
-        parser.error("--models and --jobs must be positive, --depth not negative")
+    if args.models < 1 or args.jobs < 1 or args.depth < 0 or args.first < 0:
+        parser.error("--models and --jobs must be positive, --depth and --first not negative")
     bounds = Bounds(max_states=args.max_states, depth=args.depth)
     started = time.perf_counter()
     done: list[Row] = []
-    for row in rows(args.seed, args.models, args.jobs, bounds, args.calibrate):
+    for row in rows(args.seed, args.first, args.models, args.jobs, bounds, args.calibrate):
         done.append(row)
         if args.verbose:
             print(f"{args.seed}:{row.index} {'stack' if row.stack else 'layer'} {row.category}"
