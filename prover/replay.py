@@ -150,6 +150,15 @@ class _Replayer:
         a, b = self.interp.view(layer, u, s), self.interp.view(layer, u, t)
         return [f"`{text}`" for (text, x), (_, y) in zip(a.components, b.components) if x != y]
 
+    def implemented(self, s: State) -> tuple[ir.Op, dict[str, Value]]:
+        """The upper operation the lower step from s performs, and its arguments."""
+        assert self.op is not None
+        found = self.interp.implements(self.layer, self.op, s, self.args)
+        assert found is not None, "a refinement step of an operation that implements none"
+        upper_op = self.upper.op(found[0])
+        assert upper_op is not None
+        return upper_op, found[1]
+
     def dom(self, layer: ir.Layer, op: ir.Op, s: State, args: dict[str, Value]) -> Principal:
         return self.interp.dom(layer, op, s, args)
 
@@ -269,11 +278,7 @@ class _Steps:
 def _steps(r: _Replayer) -> _Steps:
     assert r.op is not None
     s, low = r.run("s")
-    implemented = r.interp.implements(r.layer, r.op, s, r.args)
-    assert implemented is not None, "a refinement step of an operation that implements none"
-    name, upper_args = implemented
-    upper_op = r.upper.op(name)
-    assert upper_op is not None
+    upper_op, upper_args = r.implemented(s)
     up = r.step(r.upper, upper_op, r.alpha(s, "α(s)"), upper_args, "step_U(α(s))")
     for e in low.trace:  # B: every lower bind fixes ω where it binds
         if e.kind == "bind":
@@ -309,14 +314,10 @@ def _refined_dom(r: _Replayer) -> None:
     assert r.op is not None
     s = r.pre["s"]
     r.need(r.interp.invariant(r.layer, s), "I_L(s)")
-    implemented = r.interp.implements(r.layer, r.op, s, r.args)
-    assert implemented is not None, "a refinement step of an operation that implements none"
-    name, upper_args = implemented
-    upper_op = r.upper.op(name)
-    assert upper_op is not None
+    upper_op, upper_args = r.implemented(s)
     low, up = r.dom(r.layer, r.op, s, r.args), r.dom(r.upper, upper_op, r.alpha(s, "α(s)"), upper_args)
     if low != up:
-        r.found.append(f"`{r.op.name}` runs for {r.who(low)} and `{name}` for {r.who(up)}")
+        r.found.append(f"`{r.op.name}` runs for {r.who(low)} and `{upper_op.name}` for {r.who(up)}")
 
 
 def _refined_args(r: _Replayer) -> None:
@@ -325,13 +326,9 @@ def _refined_args(r: _Replayer) -> None:
     d = r.dom(r.layer, r.op, s, r.args)
     r.need(r.interp.equiv(r.layer, d, s, t) and r.interp.equiv(r.upper, d, r.alpha(s, "α(s)"), r.alpha(t, "α(t)")),
            "s ~dom t and α(s) ~dom α(t)")
-    a, b = r.interp.implements(r.layer, r.op, s, r.args), r.interp.implements(r.layer, r.op, t, r.args)
-    assert a is not None and b is not None
-    name, xs = a
-    upper_op = r.upper.op(name)
-    assert upper_op is not None
-    r.found += [f"the argument `{n}` of `{name}` is {r.show(pt, xs[n])} in run s and {r.show(pt, b[1][n])} in run t"
-                for n, pt in upper_op.params if xs[n] != b[1][n]]
+    (upper_op, xs), (_, xt) = r.implemented(s), r.implemented(t)
+    r.found += [f"the argument `{n}` of `{upper_op.name}` is {r.show(pt, xs[n])} in run s and {r.show(pt, xt[n])} "
+                f"in run t" for n, pt in upper_op.params if xs[n] != xt[n]]
 
 
 def _refined_binds(r: _Replayer) -> None:
