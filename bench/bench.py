@@ -3,8 +3,9 @@
     python bench/bench.py [-j N] [PATH ...]        (default: proofs/, N = all cores)
 
 From one run it reports: wall time at -j1 and at -jN (and their ratio); the front end's share
-(parse + check + lowering) against solving; the cached re-run against the cold run; and the
-per-obligation median and maximum; and, per folder, the quantifier-free encoding against the
+(parse + check + lowering) against solving; the tool's time against Z3 alone on the exported
+scripts; the cached re-run against the cold run, in-process and as `prove PATH` (the command,
+with its start-up); the per-obligation median and maximum; and, per folder, the quantifier-free encoding against the
 quantified one (solve time and wall time; bench/handwritten.py compares with a hand-written
 z3py encoding of the tutorial Pages model). Absolute seconds are printed for reference only: these
 machines are shared and noisy, so compare the ratios.
@@ -15,10 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import z3
 
 from microverify.dsl.loader import discover, load_file
 from microverify.prover.driver import Pair, obligations, prove_pairs
@@ -50,6 +54,11 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as cache:
         t_cold, _ = timed(pairs, options, 1, Path(cache))
         t_warm, warm = timed(pairs, options, 1, Path(cache))
+    with tempfile.TemporaryDirectory() as cache:
+        c_cold, c_warm = (command(["--cache-dir", cache, *map(str, roots)]) for _ in range(2))
+    with tempfile.TemporaryDirectory() as scripts:
+        timed(pairs, Options(dump_smt=Path(scripts)), 1, None)
+        t_z3 = z3_alone(Path(scripts), options)
     lower = sum(r.lower_seconds for r in results)
     solve = sum(r.seconds - r.lower_seconds for r in results)
     per = [r.seconds for r in results]
@@ -63,14 +72,36 @@ def main(argv: list[str]) -> int:
     print(f"front end (parse+check+lowering) share:  {front / (front + solve):5.1%}  "
           f"(parse+check {t_parse / (front + solve):.1%}, lowering {lower / (front + solve):.1%})")
     print(f"solving share:                           {solve / (front + solve):5.1%}")
+    print(f"tool (-j1) / Z3 alone on the exported scripts: {t_j1 / t_z3:5.2f}  "
+          f"(Z3 parses each script and checks it once)")
     print(f"cached re-run / cold run (-j1):          {t_warm / t_cold:5.2f}  "
           f"({sum(r.cached for r in warm)} of {len(warm)} from the cache)")
+    print(f"`prove PATH` cached re-run / cold run:   {c_warm / c_cold:5.2f}  "
+          f"(default -j, with the command's start-up)")
     print(f"per obligation: median {med * 1000:.1f} ms; max {max(per) / med:.1f} x median; "
           f"p90 {statistics.quantiles(per, n=10)[-1] / med:.1f} x median")
     slow = sorted(zip(per, (ob.id for _, ob in pairs)), reverse=True)[:5]
     print("slowest: " + ", ".join(f"{i} ({t / med:.1f} x)" for t, i in slow))
     encodings(pairs, args.jobs)
     return 0
+
+
+def command(args: list[str]) -> float:
+    """Wall time of `prove ARGS` (with -q), which must prove everything."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "microverify", "-q", *args], check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def z3_alone(scripts: Path, options: Options) -> float:
+    """Seconds Z3 takes to parse and check every script, under the same rlimit and seed."""
+    start = time.perf_counter()
+    for path in sorted(scripts.glob("*.smt2")):
+        solver = z3.Solver(ctx=z3.Context())
+        solver.set("rlimit", options.rlimit, "random_seed", options.seed)
+        solver.from_file(str(path))
+        solver.check()
+    return time.perf_counter() - start
 
 
 def encodings(pairs: list[Pair], jobs: int) -> None:

@@ -1,7 +1,7 @@
 """Content-addressed cache of PROVED results (only PROVED results are ever stored).
 
-key = sha256(canonical SMT-LIB text of the obligation's hypotheses and goal, Z3 version, solver
-options, tool version). An entry is a small JSON file `<dir>/<key[:2]>/<key>.json` holding the
+The key is computed from what the obligation is built from, without building it
+(prover/fingerprint.py). An entry is a small JSON file `<dir>/<key[:2]>/<key>.json` holding the
 key, the status, the versions and a checksum over all of it. An entry that does not parse,
 whose checksum, key, status or versions do not match, is ignored with a warning and the
 obligation is solved again: a corrupted or foreign entry is never trusted.
@@ -33,7 +33,7 @@ import z3
 from microverify import __version__
 
 DEFAULT_DIR = Path(".microverify-cache")
-FORMAT = 1
+FORMAT = 2
 MAX_ENTRY_BYTES = 64 * 1024  # an entry is about 400 bytes
 
 
@@ -63,14 +63,7 @@ def unusable_cache_dir(directory: Path) -> str | None:
 @dataclass(frozen=True)
 class Hit:
     rlimit_used: int
-
-
-def obligation_key(smt2: str, options: str) -> str:
-    h = hashlib.sha256()
-    for part in (smt2, z3.get_version_string(), options, __version__, str(FORMAT)):
-        h.update(part.encode())
-        h.update(b"\0")
-    return h.hexdigest()
+    quantified: bool  # the formula solved had quantifiers (as the report says of every result)
 
 
 def _checksum(entry: dict[str, object]) -> str:
@@ -102,19 +95,20 @@ class Cache:
             valid = (isinstance(entry, dict) and entry.get("checksum") == _checksum(entry)
                      and entry.get("key") == key and entry.get("status") == "PROVED"
                      and entry.get("tool") == __version__ and entry.get("z3") == z3.get_version_string()
-                     and entry.get("format") == FORMAT and isinstance(entry.get("rlimit_used"), int))
+                     and entry.get("format") == FORMAT and isinstance(entry.get("rlimit_used"), int)
+                     and isinstance(entry.get("quantified"), bool))
         except (OSError, ValueError, RecursionError):  # RecursionError: deeply nested JSON
             valid = False
         if not valid:
             self.warnings.append(f"warning: ignoring an invalid cache entry {path} (for {obligation_id}); "
                                  "solving again")
             return None
-        return Hit(int(entry["rlimit_used"]))
+        return Hit(int(entry["rlimit_used"]), bool(entry["quantified"]))
 
-    def put(self, key: str, obligation_id: str, rlimit_used: int) -> None:
+    def put(self, key: str, obligation_id: str, rlimit_used: int, quantified: bool) -> None:
         entry: dict[str, object] = {"format": FORMAT, "key": key, "status": "PROVED", "obligation": obligation_id,
                                     "tool": __version__, "z3": z3.get_version_string(),
-                                    "rlimit_used": rlimit_used}
+                                    "rlimit_used": rlimit_used, "quantified": quantified}
         entry["checksum"] = _checksum(entry)
         if not self.writable:
             return

@@ -12,20 +12,20 @@ at once; a worker also exits by itself when its parent is gone (even after SIGKI
 from __future__ import annotations
 
 import functools
-import hashlib
 import multiprocessing
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 import z3
 
 from microverify.dsl import ir
 from microverify.dsl.limits import ensure_recursion_limit
+from microverify.prover import fingerprint
 from microverify.prover.cache import Cache
 from microverify.prover.obligations import Obligation, generate
 from microverify.prover.solve import MEMORY_REASONS, Options, Result, Status, lift_memory_limit, solve
@@ -36,37 +36,19 @@ Pair = tuple[ir.Module, Obligation]
 def obligations(modules: Iterable[ir.Module]) -> list[Pair]:
     """Every obligation once, though a file imported by several others is in each of them.
 
-    Two copies are the same obligation only if everything it is built from is the same: the
-    module's principals, policy and oracles, and the checked IR of the layer and of every layer
-    it refines (a type alias the importing file declares can change what an imported layer
-    means, so the file and the layer's name are not enough)."""
-    seen: set[object] = set()
+    Two copies are the same obligation only if what it is built from is the same: its slice of
+    the module (prover/fingerprint.py: the principals, policy and oracles, its layer and the
+    layer that one refines). A type alias the importing file declares can change what an
+    imported layer means, so the file and the layer's name are not enough."""
+    seen: set[tuple[Obligation, bytes]] = set()
     out = []
     for m in modules:
-        context = (m.principals, m.flows, m.oracles)
-        chains: dict[str, str] = {}
         for ob in generate(m):
-            if ob.layer not in chains:
-                chains[ob.layer] = _digest(_chain(m, ob.layer))
-            key = (ob, context, chains[ob.layer])
+            key = (ob, fingerprint.digest(fingerprint.slice_module(m, ob)))
             if key not in seen:
                 seen.add(key)
                 out.append((m, ob))
     return out
-
-
-def _digest(layers: tuple[ir.Layer, ...]) -> str:
-    """A digest of the layers' IR (its repr spells out every node, type and span): hashing and
-    comparing the IR itself is slow, as nothing in it caches a hash."""
-    return hashlib.sha256(repr(layers).encode()).hexdigest()
-
-
-def _chain(module: ir.Module, name: str) -> tuple[ir.Layer, ...]:
-    """The layer and the layers above it, up to the top of its stack."""
-    out = [module.layer(name)]
-    while out[-1].refines is not None:
-        out.append(module.layer(out[-1].refines))
-    return tuple(out)
 
 
 def prove_modules(modules: Iterable[ir.Module], options: Options,
@@ -78,38 +60,91 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
                 jobs: int = 1, cache_dir: Path | None = None) -> list[Result]:
     """Solve every pair, handing each result on in order.
 
-    Ctrl-C (KeyboardInterrupt) or any other exception stops at once: with one job the solving
-    thread is abandoned (the caller exits), with several the worker processes are killed, not
-    waited for; the exception goes on."""
+    This process solves, in order. With several jobs, once it has solved for SPAWN_AFTER
+    seconds and work is left, `jobs - 1` worker processes join it: a worker costs about a CPU
+    second to start (it imports everything again), which a small run would spend for nothing,
+    so a small run is never slower than one job. When nothing is left to hand out, this
+    process also solves what the workers still hold, in order, and takes whichever answer comes
+    first (the same answer: the solving is deterministic); workers left busy are then killed.
+
+    Ctrl-C (KeyboardInterrupt) or any other exception stops at once: the solving thread is
+    abandoned (the caller exits) and the worker processes are killed, not waited for; the
+    exception goes on."""
     ensure_recursion_limit()
     # Z3 would catch SIGINT during a check (ending it `unknown` and going on with the next one);
     # let Python have it instead
     z3.set_param("ctrl_c", False)
-    if jobs <= 1 or len(pairs) <= 1:
-        cache = Cache(cache_dir) if cache_dir is not None else None
-        results = []
-        for module, ob in pairs:
-            r = _in_thread(functools.partial(solve_guarded, module, ob, options, cache))
-            on_result(r)
-            results.append(r)
-        return results
+    cache = Cache(cache_dir) if cache_dir is not None else None
+
+    def here(i: int, tick: Callable[[], None]) -> Result:
+        module, ob = pairs[i]
+        return _in_thread(functools.partial(solve_guarded, module, ob, options, cache), tick)
+
     done: dict[int, Result] = {}
     emitted = 0
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(pairs)), mp_context=context, initializer=_init,
-                               initargs=(pairs, options, cache_dir, os.getpid()))
+    queue = list(range(len(pairs)))[::-1]  # the next one last
+    workers = _Workers(pairs, options, cache_dir, min(jobs, len(pairs)) - 1)
+
+    def tick() -> None:
+        workers.tick(queue, done)
+
     try:
-        futures = {pool.submit(_work, i): i for i in range(len(pairs))}
-        for future in as_completed(futures):
-            done[futures[future]] = future.result()
+        while emitted < len(pairs):
+            tick()
+            i = queue.pop() if queue else workers.held(done)  # this one, or one a worker still has
+            if i >= 0:
+                done.setdefault(i, here(i, tick))
+            tick()
             while emitted in done:
                 on_result(done[emitted])
                 emitted += 1
     except BaseException:
-        kill_workers(pool)
+        workers.kill()
         raise
-    pool.shutdown(wait=True)
+    workers.close()
     return [done[i] for i in range(len(pairs))]
+
+
+class _Workers:
+    """The worker processes of prove_pairs: started once this process has solved for
+    SPAWN_AFTER seconds with work left, each given the next obligation and one more."""
+
+    def __init__(self, pairs: list[Pair], options: Options, cache_dir: Path | None, count: int) -> None:
+        self.initargs = (pairs, options, cache_dir, os.getpid())
+        self.count = count
+        self.began = time.perf_counter()
+        self.pool: ProcessPoolExecutor | None = None
+        self.handed: dict[Future[Result], int] = {}  # submitted, and not yet in `done`
+        self.futures: list[Future[Result]] = []
+
+    def tick(self, queue: list[int], done: dict[int, Result]) -> None:
+        """Start the workers when it is time, keep them busy, take their answers."""
+        if self.pool is None and self.count > 0 and queue and time.perf_counter() - self.began >= SPAWN_AFTER:
+            self.pool = ProcessPoolExecutor(max_workers=self.count, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_init, initargs=self.initargs)
+        while self.pool is not None and queue and len(self.handed) < 2 * self.count:
+            i = queue.pop()
+            future = self.pool.submit(_work, i)
+            self.handed[future] = i
+            self.futures.append(future)
+        for future in [f for f in self.handed if f.done() or self.handed[f] in done]:
+            i = self.handed.pop(future)
+            if future.done():
+                done.setdefault(i, future.result())
+
+    def held(self, done: dict[int, Result]) -> int:
+        """The first obligation a worker holds that is not solved yet, or -1."""
+        return min((i for i in self.handed.values() if i not in done), default=-1)
+
+    def kill(self) -> None:
+        if self.pool is not None:
+            kill_workers(self.pool)
+
+    def close(self) -> None:
+        if self.pool is not None and all(f.done() for f in self.futures):
+            self.pool.shutdown(wait=True)
+        else:
+            self.kill()  # busy with (or yet to start) obligations this process has solved
 
 
 def kill_workers(pool: ProcessPoolExecutor) -> None:
@@ -128,14 +163,16 @@ def kill_workers(pool: ProcessPoolExecutor) -> None:
             pass
 
 
+SPAWN_AFTER = 1.0  # seconds of solving in this process before worker processes are started
 _SOLVER_STACK = 256 * 1024 * 1024  # bytes of stack (address space) for the solving thread
 
 
-def _in_thread(work: Callable[[], Result]) -> Result:
+def _in_thread(work: Callable[[], Result], tick: Callable[[], None] = lambda: None) -> Result:
     """work() in a thread of its own, while this (the main) thread waits: a Z3 check runs in C
     for as long as it takes, and only a thread that is not in it can take Ctrl-C or SIGTERM at
     once. The solving thread blocks both signals, so that they go to this thread; it has a
-    large stack, for deep recursion in the term walks (dsl/limits.py)."""
+    large stack, for deep recursion in the term walks (dsl/limits.py). `tick` is called every
+    0.1 s meanwhile (prove_pairs keeps its workers busy with it)."""
     outcome: list[tuple[bool, object]] = []
 
     def run() -> None:
@@ -158,6 +195,7 @@ def _in_thread(work: Callable[[], Result]) -> Result:
         threading.stack_size(previous)
     while thread.is_alive():
         thread.join(0.1)
+        tick()
     ok, value = outcome[0]
     if not ok:
         assert isinstance(value, BaseException)

@@ -23,7 +23,11 @@ hypotheses, and the goal as it is asserted: negated for a validity obligation):
      every array at an index outside I where it reads it at λ. When |I| + 1 would not be smaller
      than the sort, every value of the sort is taken instead;
    - otherwise, over every value of its (finite) sorts if there are at most EXPAND_LIMIT
-     combinations: an exact expansion;
+     combinations, counted together with those of the expansions it is nested in (nested
+     expansions multiply), and at most SPLIT_LIMIT if the expansion is a disjunction (an
+     existential, or a quantifier in both polarities): an exact expansion. Z3 must search a
+     disjunction case by case, so a large one costs more than the quantifier does (bench/widths.py
+     measures it: a smaller sort must not be harder than a larger one, whose quantifier stays);
    - otherwise the quantifier stays, and the obligation is reported as quantified.
    A quantifier in both polarities (under `==` of Booleans or an `if` condition) is expanded or
    kept, never instantiated over I.
@@ -49,6 +53,7 @@ import z3
 from z3.z3 import _to_expr_ref  # a raw AST as an expression (not exported by z3)
 
 EXPAND_LIMIT = 256  # the most values an exact expansion of one quantifier may range over
+SPLIT_LIMIT = 4  # the same for an expansion into a disjunction (existential, or both polarities)
 MAX_ROUNDS = 4  # growing the index set I with the terms the instances read at, until it closes
 
 
@@ -290,31 +295,38 @@ class _Eliminator:
                         self.index.setdefault(index.sort(), {})[index.get_id()] = index
 
     # -- pass 3
-    def instantiate(self, t: z3.ExprRef, pol: int) -> z3.ExprRef:
+    def instantiate(self, t: z3.ExprRef, pol: int, budget: int = EXPAND_LIMIT) -> z3.ExprRef:
+        """`t` with its quantifiers replaced by instances. An exact expansion may make at most
+        `budget` instances, counting those of the expansions it is nested in: nested expansions
+        multiply, and a smaller sort must never cost more than a larger one, whose quantifiers
+        stay."""
         pairs = []
         for q, pols in _outermost(self.terms, t, pol).values():
             p = next(iter(pols)) if len(pols) == 1 else 0
-            replaced = self._replace(q, p)
+            replaced = self._replace(q, p, budget)
             if replaced is not None:
                 pairs.append((q, replaced))
         return z3.substitute(t, *pairs) if pairs else t
 
-    def _replace(self, q: z3.QuantifierRef, pol: int) -> z3.ExprRef | None:
+    def _replace(self, q: z3.QuantifierRef, pol: int, budget: int) -> z3.ExprRef | None:
         if q.is_lambda():  # inside an instance: without free variables
             return self.definitions.constant(q)
         consts, body = _open(q, "i")
         sorts = [q.var_sort(i) for i in range(q.num_vars())]
         universal = pol != 0 and not _existential(q, pol)
         atoms = _fragment_atoms(self.terms, body, consts) if universal else None
+        limit = budget if universal else min(budget, SPLIT_LIMIT)
         if atoms is not None:
             choices = [self._choices(c, atoms[c.get_id()]) for c in consts]
         elif all(_sort_size(s) is not None for s in sorts) and \
-                math.prod(_sort_size(s) or 0 for s in sorts) <= EXPAND_LIMIT:
+                math.prod(_sort_size(s) or 0 for s in sorts) <= limit:
             choices = [[(v, []) for v in _values(s)] for s in sorts]
+            budget //= math.prod(len(c) for c in choices)
         else:
             self.kept.append(f"{'universal' if universal else 'existential' if pol else 'mixed-polarity'} "
                              f"quantifier over {', '.join(map(str, sorts))} outside the array property "
-                             f"fragment, too large to expand: {q.sexpr()[:160]}")
+                             f"fragment, too large to expand"
+                             f"{'' if budget == EXPAND_LIMIT else ' inside another expansion'}: {q.sexpr()[:160]}")
             return None
         neutral = z3.BoolVal(q.is_forall(), self.ctx)
         instances = []
@@ -323,7 +335,7 @@ class _Eliminator:
             instance = _simplify(z3.substitute(z3.substitute(body, *fixed) if fixed else body,
                                                  *zip(consts, (term for term, _ in combo))))
             if not instance.eq(neutral):
-                instances.append(self.instantiate(instance, pol))
+                instances.append(self.instantiate(instance, pol, budget))
                 self.made.append(instance)
         if q.is_forall():
             return z3.And(instances + [neutral])

@@ -15,8 +15,8 @@ import z3
 
 from microverify.dsl import ir
 from microverify.layers.model import Labeled, SymLayer
-from microverify.prover import export, invariants, qf, refinement, unwinding
-from microverify.prover.cache import Cache, obligation_key
+from microverify.prover import export, fingerprint, invariants, qf, refinement, unwinding
+from microverify.prover.cache import Cache
 from microverify.prover.counterexample import Counterexample, explain
 from microverify.prover.crosscheck import cross_check
 from microverify.prover.formula import Formula
@@ -158,8 +158,11 @@ def _quantifier_free(formula: Formula) -> bool:
     return True
 
 
-def cache_key(formula: Formula, options: Options) -> str:
-    return obligation_key(smt2(formula), f"rlimit={options.rlimit};timeout={options.timeout};seed={options.seed}")
+def cache_key(sliced: ir.Module, ob: Obligation, options: Options) -> str:
+    """The key of `ob`, built from `sliced` (fingerprint.slice_module): the options that can
+    change a PROVED into something else are in it; --max-memory is not (docs/ci.md)."""
+    return fingerprint.obligation_key(sliced, ob, f"rlimit={options.rlimit};timeout={options.timeout};"
+                                                  f"seed={options.seed};encoding={options.encoding}")
 
 
 MEMORY_REASONS = ("out of memory", "max. memory exceeded")
@@ -191,29 +194,34 @@ def lift_memory_limit() -> None:
 def solve(module: ir.Module, ob: Obligation, options: Options, cache: Cache | None = None) -> Result:
     """Solve one obligation (or take it from the cache), then dump and cross-check it if asked.
 
-    The cache key is computed from terms built in a context of their own: printing and
-    simplifying terms in the solving context would perturb Z3's search and its rlimit count."""
+    The formula is built from the obligation's slice of the module, the same slice its cache
+    key is computed from (prover/fingerprint.py). A result taken from the cache builds no
+    formula, unless it is to be dumped or cross-checked."""
     limit_memory(options.max_memory)
     start = time.perf_counter()
+    sliced = fingerprint.slice_module(module, ob)
+    warnings: tuple[str, ...] = ()
     hit = None
     if cache is not None:
-        keyed = build(module, ob, z3.Context(), options.encoding)
-        key = cache_key(keyed, options)
+        key = cache_key(sliced, ob, options)
         hit = cache.get(key, ob.id)
         warnings = tuple(cache.warnings)
         cache.warnings.clear()
+    formula = None
     if hit is not None:
-        formula = keyed  # not solved: only dumped or cross-checked, if asked
-        result = Result(ob, Status.PROVED, time.perf_counter() - start, hit.rlimit_used,
-                        time.perf_counter() - start, cached=True, warnings=warnings)
+        elapsed = time.perf_counter() - start
+        result = Result(ob, Status.PROVED, elapsed, hit.rlimit_used, elapsed, cached=True, warnings=warnings,
+                        quantified=hit.quantified)
     else:
-        formula = build(module, ob, z3.Context(), options.encoding)
-        result = _check(ob, formula, options, start, time.perf_counter() - start)
-        if cache is not None:
-            result = replace(result, warnings=warnings)
-            if result.status is Status.PROVED:
-                cache.put(key, ob.id, result.rlimit_used)
-    result = replace(result, quantified=formula.quantified)
+        formula = build(sliced, ob, z3.Context(), options.encoding)
+        result = replace(_check(ob, formula, options, start, time.perf_counter() - start),
+                         quantified=formula.quantified, warnings=warnings)
+        if cache is not None and result.status is Status.PROVED:
+            cache.put(key, ob.id, result.rlimit_used, result.quantified)
+    if options.dump_smt is None and options.cross_check is None:
+        return result
+    if formula is None:
+        formula = build(sliced, ob, z3.Context(), options.encoding)
     if options.dump_smt is not None:
         export.dump(ob, formula, options.dump_smt)
     if options.cross_check is not None:

@@ -9,13 +9,12 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import z3
-
 from conftest import CASES, PROOFS
 from microverify.dsl.loader import load_file
 from microverify.prover.cache import Cache
 from microverify.prover.driver import obligations
-from microverify.prover.solve import Options, build, cache_key
+from microverify.prover.fingerprint import slice_module
+from microverify.prover.solve import Options, cache_key
 
 
 def prove(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -63,7 +62,7 @@ def test_editing_one_operation_reproves_only_its_obligations(tmp_path: Path) -> 
 def _key(path: Path, obligation_id: str) -> str:
     module = load_file(path, {})
     (ob,) = [ob for _, ob in obligations([module]) if ob.id == obligation_id]
-    return cache_key(build(module, ob, z3.Context()), Options())
+    return cache_key(slice_module(module, ob), ob, Options())
 
 
 def test_a_tampered_cache_entry_cannot_turn_a_failure_into_a_pass(tmp_path: Path) -> None:
@@ -95,7 +94,7 @@ def test_a_tampered_cache_entry_cannot_turn_a_failure_into_a_pass(tmp_path: Path
 
 def test_cache_entries_hold_only_proved_results(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
-    cache.put("ab" * 32, "X/WSC/f/VM", 7)
+    cache.put("ab" * 32, "X/WSC/f/VM", 7, False)
     assert cache.get("ab" * 32, "X/WSC/f/VM") is not None
     assert cache.get("cd" * 32, "X/WSC/f/VM") is None
     entry_path = tmp_path / "ab" / ("ab" * 32 + ".json")

@@ -27,6 +27,9 @@ def test_every_shipped_folder_is_covered() -> None:
     assert sorted(p.name for p in PROOFS.iterdir() if p.is_dir()) == sorted(THEOREMS)
 
 
+QUANTIFIED_SHARD = {"sekvm": "1/4", "xmhf": "1/3"}  # --shard of the quantified comparison
+
+
 def prove_json(folder: str, *options: str) -> dict:  # type: ignore[type-arg]
     run = subprocess.run([sys.executable, "-m", "microverify", "--no-cache", "-j2", "--format", "json",
                           *options, str(PROOFS / folder)], capture_output=True, text=True, timeout=900)
@@ -38,12 +41,16 @@ def prove_json(folder: str, *options: str) -> dict:  # type: ignore[type-arg]
 def test_shipped_proof_proves_and_states_the_bottom_theorem(folder: str) -> None:
     report = prove_json(folder)  # the default, quantifier-free encoding
     assert report["options"]["encoding"] == "qf"
-    # Every quantifier left to Z3 instead: the same verdicts (the mutants are run in both
-    # encodings by tests/test_mutants.py).
-    quantified = prove_json(folder, "--encoding", "quantified")
+    # Every quantifier left to Z3 instead: the same verdicts, on a fixed shard of the large
+    # folders to keep the suite short (bench/bench.py compares every obligation of every folder;
+    # tests/test_mutants.py runs every mutant in both encodings).
+    shard = QUANTIFIED_SHARD.get(folder)
+    quantified = prove_json(folder, "--encoding", "quantified", *(("--shard", shard) if shard else ()))
     assert quantified["summary"]["quantified"] > 0
+    compared = {o["id"] for o in quantified["obligations"]}
+    assert len(compared) * 5 > report["summary"]["total"]
     assert [(o["id"], o["status"]) for o in quantified["obligations"]] == \
-        [(o["id"], o["status"]) for o in report["obligations"]]
+        [(o["id"], o["status"]) for o in report["obligations"] if o["id"] in compared]
     summary = report["summary"]
     assert summary["total"] > 0 and summary["proved"] == summary["total"], summary
     stated = [t.split(" is noninterfering")[0].removeprefix("theorem: ") for t in report["theorems"]]

@@ -81,6 +81,26 @@ def test_small_sorts_outside_the_fragment_are_expanded() -> None:
     assert verdict([nested], [a[a[1]] == 1], eliminated=True) == z3.unsat
 
 
+def test_nested_expansions_multiply_and_stay_within_one_budget() -> None:
+    """forall v. exists p. a[p] == v over 2 x 256 values: 512 instances is over EXPAND_LIMIT, so
+    the quantifier stays (as it does over 512 values) rather than costing more at 8 bits."""
+    (a,) = arrays("a", value=z3.BitVecSort(1))
+    v, p = z3.BitVec("v", 1), z3.BitVec("p", 8)
+    e = eliminate([z3.ForAll([v], z3.Exists([p], a[p] == v))], [a[0] == a[0]], -1)
+    assert not e.quantifier_free and "inside another expansion" in e.kept[0]
+
+
+def test_a_disjunction_is_expanded_only_over_a_few_values() -> None:
+    """An existential under a universal becomes a disjunction per instance, which Z3 must split
+    case by case: over 2 values it is expanded, over 8 it stays."""
+    for width, expanded in ((1, True), (3, False)):
+        (a,) = arrays("a", index=z3.BitVecSort(width), value=z3.BitVecSort(1))
+        (b,) = arrays("b", index=z3.BitVecSort(1), value=z3.BitVecSort(1))
+        v, p = z3.BitVec("v", 1), z3.BitVec("p", width)
+        e = eliminate([z3.ForAll([v], z3.Exists([p], a[p] == b[v] + v))], [a[0] == a[0]], -1)
+        assert e.quantifier_free is expanded, (width, e.kept)
+
+
 def test_lambdas_written_to_or_compared_whole_become_defined_constants() -> None:
     """A read of a lambda is beta-reduced; one written to, chosen by an `if` or compared whole
     is replaced by a constant with a universal definition, which is then instantiated."""

@@ -471,7 +471,7 @@ def test_a_failing_cache_write_is_a_warning_and_stops_writing(tmp_path: Path) ->
     blocked = tmp_path / "blocked"
     blocked.write_text("")
     cache = Cache(blocked / "cache")  # mkdir fails: NotADirectoryError on every entry
-    cache.put("ab" * 32, "L/VAC", 1)
+    cache.put("ab" * 32, "L/VAC", 1, False)
     assert cache.warnings and "cannot write the cache entry" in cache.warnings[0]
     assert cache.get("ab" * 32, "L/VAC") is None
 
@@ -560,10 +560,10 @@ def start_slow(tmp_path: Path, jobs: str) -> subprocess.Popen[str]:
                           f"-j{jobs}", str(model)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, start_new_session=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # until the run is in the solver (workers started)
+    while time.monotonic() < deadline:  # until the run is in the solver (jobs - 1 workers started)
         time.sleep(0.5)
         workers = [c for c in children(p.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
-        if jobs == "1" or len(workers) >= 2:
+        if len(workers) >= int(jobs) - 1:
             break
     time.sleep(2)
     return p

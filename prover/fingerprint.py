@@ -1,0 +1,110 @@
+"""What an obligation is built from, and the digest that names it in the result cache.
+
+`slice_module(module, ob)` is the module with only what the obligation can read: the principals,
+the policy and the oracles; the obligation's layer with only its operation; and, for an
+obligation that relates a layer to the one it refines (R-*, and OC and DC of a stutter step),
+that upper layer with only the operation this one implements. Every
+formula is built from this slice (prover/solve.py), never from the whole module, so a formula
+is a function of its slice, of the options and of microverify's own code. `obligation_key`
+hashes exactly those (and the Z3 version): two runs that agree on the key build the same
+formula up to the labels that spans and file names give terms, and labels never change whether
+a formula is valid. A stale key is therefore impossible by construction (docs/theory.md §5).
+
+The digest of IR is a SHA-256 over a canonical serialisation of the frozen dataclasses without
+their spans, computed once per node object (the node is kept alive with its digest, so its id
+cannot be reused by another node while the memo holds it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+from enum import Enum
+from functools import cache
+from pathlib import Path
+
+import z3
+
+from microverify.dsl import ir
+from microverify.dsl.spans import Span
+from microverify.prover.obligations import Kind, Obligation
+
+FORMAT = 2  # of the key; bumped when what goes into it changes
+_PACKAGES = ("microverify", "microverify.dsl", "microverify.layers", "microverify.oracles", "microverify.prover")
+
+_READS_UPPER = frozenset(k for k in Kind if k.value.startswith("R-")) | {Kind.OC, Kind.DC}
+_MEMO_LIMIT = 1_000_000  # digests remembered, at most (then forgotten: only a speed-up)
+_memo: dict[int, tuple[object, bytes]] = {}
+_fields: dict[type, tuple[str, ...]] = {}
+
+
+def slice_module(module: ir.Module, ob: Obligation) -> ir.Module:
+    layer = module.layer(ob.layer)
+    op = layer.op(ob.op) if ob.op is not None else None
+    layers = [dataclasses.replace(layer, ops=(op,) if op is not None else ())]
+    if layer.refines is not None and ob.kind in _READS_UPPER:
+        upper = module.layer(layer.refines)
+        implemented = upper.op(op.implements.op) if op is not None and op.implements is not None else None
+        layers.append(dataclasses.replace(upper, ops=(implemented,) if implemented is not None else ()))
+    return dataclasses.replace(module, file="", layers=tuple(layers))
+
+
+def digest(node: object) -> bytes:
+    """SHA-256 of IR (or of anything built of dataclasses, tuples, strings, numbers, enums and
+    None), without spans."""
+    remembered = _memo.get(id(node))
+    if remembered is not None and remembered[0] is node:
+        return remembered[1]
+    h = hashlib.sha256()
+    names = _fields.get(type(node))
+    if names is None and dataclasses.is_dataclass(node) and not isinstance(node, type):
+        names = _fields[type(node)] = tuple(f.name for f in dataclasses.fields(node))
+    if names is not None:
+        h.update(b"D" + type(node).__qualname__.encode() + b"\0")
+        for name in names:
+            value = getattr(node, name)
+            if not isinstance(value, Span):
+                h.update(name.encode() + b"\0" + digest(value))
+    elif isinstance(node, (tuple, list)):
+        h.update(b"T%d\0" % len(node))
+        for item in node:
+            h.update(digest(item))
+    elif isinstance(node, bool) or node is None:  # before int: True is an int
+        h.update(repr(node).encode())
+    elif isinstance(node, int):
+        h.update(b"I%d" % node)
+    elif isinstance(node, str):
+        h.update(b"S" + node.encode("utf-8", "surrogateescape"))
+    elif isinstance(node, Enum):
+        h.update(b"E" + type(node).__qualname__.encode() + b"." + node.name.encode())
+    else:
+        raise TypeError(f"cannot digest a {type(node).__name__}")
+    out = h.digest()
+    if names is not None:
+        if len(_memo) >= _MEMO_LIMIT:
+            _memo.clear()
+        _memo[id(node)] = (node, out)
+    return out
+
+
+@cache
+def tool_digest() -> str:
+    """SHA-256 of microverify's own source files: any change to the code re-proves everything."""
+    h = hashlib.sha256()
+    for name in _PACKAGES:
+        for folder in importlib.import_module(name).__path__:
+            for path in sorted(Path(folder).iterdir()):
+                if path.suffix in (".py", ".lark") and path.is_file():
+                    h.update(f"{name}/{path.name}\0".encode() + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def obligation_key(sliced: ir.Module, ob: Obligation, options: str) -> str:
+    """The cache key of an obligation built from `sliced` (see the module's docstring)."""
+    h = hashlib.sha256()
+    for part in (f"format {FORMAT}", tool_digest(), z3.get_version_string(), options,
+                 f"{ob.kind.value}\0{ob.layer}\0{ob.op}\0{ob.observer}"):
+        h.update(part.encode() + b"\0")
+    h.update(digest(sliced))
+    return h.hexdigest()

@@ -1,0 +1,198 @@
+"""The result cache is keyed on what an obligation is built from, not on its formula
+(prover/fingerprint.py): a fully cached run builds no formula, an edit re-proves exactly the
+obligations that read what changed, and a change that alters a formula can never hit an old
+entry."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import z3
+
+from conftest import CASES, PROOFS, SECURE
+from microverify.dsl import ir
+from microverify.dsl.loader import load_file, load_text
+from microverify.prover import fingerprint, solve
+from microverify.prover.driver import obligations, prove_pairs
+from microverify.prover.solve import Options, Result, Status, build, cache_key, smt2
+
+
+def run(modules: list[ir.Module], cache: Path, options: Options | None = None) -> dict[str, Result]:
+    return {r.obligation.id: r for r in prove_pairs(obligations(modules), options or Options(), cache_dir=cache)}
+
+
+def fresh(results: dict[str, Result]) -> set[str]:
+    return {i for i, r in results.items() if not r.cached}
+
+
+def copy_stack(tmp_path: Path) -> Path:
+    for name in ("spec.mv", "machine.mv"):
+        shutil.copy(CASES / "stacks" / name, tmp_path / name)
+    return tmp_path / "machine.mv"
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert text.count(old) == 1, old
+    path.write_text(text.replace(old, new))
+
+
+# -- the slice is what the formula is built from
+
+
+@pytest.mark.parametrize("path", [PROOFS / "tutorial" / "pages.mv", CASES / "stacks" / "machine.mv"],
+                         ids=["top", "refinement"])
+def test_the_slice_builds_the_same_formula_as_the_whole_module(path: Path) -> None:
+    module = load_file(path, {})
+    pairs = obligations([module])
+    kinds = {}
+    for _, ob in pairs:  # one obligation of each kind and layer, to keep it quick
+        kinds.setdefault((ob.layer, ob.kind), ob)
+    assert len(kinds) >= 8
+    for ob in kinds.values():
+        whole = smt2(build(module, ob, z3.Context()))
+        sliced = smt2(build(fingerprint.slice_module(module, ob), ob, z3.Context()))
+        assert whole == sliced, ob.id
+
+
+def test_a_slice_holds_only_the_operations_the_obligation_reads() -> None:
+    module = load_file(CASES / "stacks" / "machine.mv", {})
+    (ob,) = [ob for _, ob in obligations([module]) if ob.id == "Machine/R-STEP/donate"]
+    sliced = fingerprint.slice_module(module, ob)
+    assert [(layer.name, [op.name for op in layer.ops]) for layer in sliced.layers] == \
+        [("Machine", ["donate"]), ("Spec", ["donate"])]
+    (obs,) = [ob for _, ob in obligations([module]) if ob.id == "Machine/R-OBS/KServ"]
+    assert [len(layer.ops) for layer in fingerprint.slice_module(module, obs).layers] == [0, 0]
+    (inv,) = [ob for _, ob in obligations([module]) if ob.id == "Machine/INV/donate"]
+    assert [layer.name for layer in fingerprint.slice_module(module, inv).layers] == ["Machine"]
+
+
+# -- what a cached run does
+
+
+def test_a_fully_cached_run_builds_no_formula(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = load_file(PROOFS / "tutorial" / "pages.mv", {})
+    first = run([module], tmp_path)
+    assert all(r.status is Status.PROVED for r in first.values()) and len(first) > 30
+
+    def no_lowering(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a formula was built for a cached obligation")
+
+    monkeypatch.setattr(solve, "build", no_lowering)
+    monkeypatch.setattr(solve, "formulate", no_lowering)
+    second = run([load_file(PROOFS / "tutorial" / "pages.mv", {})], tmp_path)
+    assert second.keys() == first.keys()
+    assert all(r.cached and r.status is Status.PROVED for r in second.values())
+    assert [r.rlimit_used for r in second.values()] == [r.rlimit_used for r in first.values()]
+    assert [r.quantified for r in second.values()] == [r.quantified for r in first.values()]
+
+
+def test_comments_and_layout_change_no_key(tmp_path: Path) -> None:
+    model = copy_stack(tmp_path)
+    first = run([load_file(model, {})], tmp_path / "cache")
+    text = model.read_text()
+    model.write_text("// a comment that moves every span\n\n" + text.replace("  op ", "\n  op "))
+    second = run([load_file(model, {})], tmp_path / "cache")
+    assert second.keys() == first.keys() and not fresh(second)
+
+
+def test_editing_an_upper_operation_reproves_it_and_what_implements_it(tmp_path: Path) -> None:
+    model = copy_stack(tmp_path)
+    run([load_file(model, {})], tmp_path / "cache")
+    edit(tmp_path / "spec.mv", "op vm_read(v: vmid, p: pfn) by VM(v) -> word {",
+         "op vm_read(v: vmid, p: pfn) by VM(v) -> word {\n    let unused = p + 1")
+    second = run([load_file(model, {})], tmp_path / "cache")
+    assert fresh(second) == {i for i in second if i.startswith("Spec/") and "/vm_read" in i} | \
+        {i for i in second if i.startswith("Machine/R-") and i.endswith("/vm_read")}
+    assert all(r.status is Status.PROVED for r in second.values())
+
+
+def test_editing_the_invariants_reproves_the_whole_layer(tmp_path: Path) -> None:
+    model = copy_stack(tmp_path)
+    run([load_file(model, {})], tmp_path / "cache")
+    edit(model, "invariant page0 { frame[0].owner == KServ }",
+         "invariant page0 { frame[0].owner == KServ && !(frame[0].owner != KServ) }")
+    second = run([load_file(model, {})], tmp_path / "cache")
+    assert fresh(second) == {i for i in second if i.startswith("Machine/")}
+
+
+def test_a_policy_edge_reproves_everything(tmp_path: Path) -> None:
+    model = tmp_path / "m.mv"
+    model.write_text(SECURE)
+    first = run([load_file(model, {})], tmp_path / "cache")
+    model.write_text(SECURE.replace("principal VM(v: bv[1])\n", "principal VM(v: bv[1])\npolicy { KServ -> VM }\n"))
+    second = run([load_file(model, {})], tmp_path / "cache")
+    assert fresh(second) == set(first)
+
+
+# -- attacks: an edit that makes a model leak must never be answered from the cache
+
+
+LEAKY_WRITES = [
+    # the operation itself
+    ("op write(v: bv[1], x: bv[8]) by VM(v) { secret[v] := x }",
+     "op write(v: bv[1], x: bv[8]) by VM(v) { secret[v + 1] := x }"),
+    # the observation, which the operation's obligations read
+    ("observe VM(v) { secret[v] }", "observe VM(v) { secret[v]; secret[v + 1] }"),
+]
+
+
+@pytest.mark.parametrize("old,new", LEAKY_WRITES, ids=["op", "observation"])
+def test_a_leak_introduced_after_caching_is_found(tmp_path: Path, old: str, new: str) -> None:
+    safe = SECURE.replace("op write(v: bv[1], x: bv[8]) by VM(v) { secret[v] := x }",
+                          "op write(v: bv[1], x: bv[8]) by VM(v) { secret[v] := x }\n"
+                          "  op wipe(v: bv[1]) by VM(v) { secret[v] := 0 }")
+    first = run([load_text(safe, "m.mv")], tmp_path)
+    assert all(r.status is Status.PROVED for r in first.values())
+    second = run([load_text(safe.replace(old, new), "m.mv")], tmp_path)
+    assert second["L/LR/write/VM"].status is Status.FAILED
+    assert not second["L/LR/write/VM"].cached
+
+
+def test_a_type_an_importer_declares_is_in_the_key(tmp_path: Path) -> None:
+    """The same imported layer under an 8-bit word leaks what it hides under a 4-bit one."""
+    (tmp_path / "lib.mv").write_text("layer Lib {\n  state { secret : map[bv[1]] -> word\n pub : word }\n"
+                                     "  observe KServ { pub }\n  observe VM(v) { secret[v] }\n"
+                                     "  op copy(v: bv[1]) by KServ { pub := secret[v] >> 4 }\n}\n")
+    for width in (4, 8):
+        (tmp_path / f"w{width}.mv").write_text(f'principal KServ\nprincipal VM(v: bv[1])\n'
+                                               f'type word = bv[{width}]\nimport "lib.mv"\n')
+    narrow = run([load_file(tmp_path / "w4.mv", {})], tmp_path / "cache")
+    assert narrow["Lib/WSC/copy/KServ"].status is Status.PROVED
+    wide = run([load_file(tmp_path / "w8.mv", {})], tmp_path / "cache")
+    assert wide["Lib/WSC/copy/KServ"].status is Status.FAILED
+
+
+# -- what else is in the key
+
+
+def test_the_options_that_decide_a_proof_are_in_the_key() -> None:
+    module = load_text(SECURE, "m.mv")
+    ob = obligations([module])[0][1]
+    sliced = fingerprint.slice_module(module, ob)
+    keys = {cache_key(sliced, ob, o) for o in (Options(), Options(rlimit=1000), Options(seed=1),
+                                                 Options(timeout=1.0), Options(encoding="quantified"))}
+    assert len(keys) == 5
+    assert cache_key(sliced, ob, Options(max_memory=10)) == cache_key(sliced, ob, Options())
+
+
+def test_the_tools_own_code_is_in_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = load_text(SECURE, "m.mv")
+    ob = obligations([module])[0][1]
+    sliced = fingerprint.slice_module(module, ob)
+    before = cache_key(sliced, ob, Options())
+    read: list[str] = []
+    real = Path.read_bytes
+
+    def counting(self: Path) -> bytes:
+        read.append(self.name)
+        return real(self)
+
+    fingerprint.tool_digest.cache_clear()
+    monkeypatch.setattr(Path, "read_bytes", counting)
+    assert fingerprint.tool_digest() == fingerprint.tool_digest()
+    assert {"solve.py", "qf.py", "lower.py", "encoding.py", "checker.py", "grammar.lark"} <= set(read)
+    monkeypatch.setattr(fingerprint, "tool_digest", lambda: "another version of the code")
+    assert cache_key(sliced, ob, Options()) != before
