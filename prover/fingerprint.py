@@ -34,7 +34,7 @@ FORMAT = 2  # of the key; bumped when what goes into it changes
 _PACKAGES = ("microverify", "microverify.dsl", "microverify.layers", "microverify.oracles", "microverify.prover")
 
 _READS_UPPER = frozenset(k for k in Kind if k.value.startswith("R-")) | {Kind.OC, Kind.DC}
-_MEMO_LIMIT = 1_000_000  # digests remembered, at most (then forgotten: only a speed-up)
+_MEMO_LIMIT = 200_000  # digests remembered, at most (then forgotten: only a speed-up)
 _memo: dict[int, tuple[object, bytes]] = {}
 _fields: dict[type, tuple[str, ...]] = {}
 

@@ -545,6 +545,12 @@ def children(pid: int) -> list[int]:
     return [int(x) for x in out.split()]
 
 
+def signal_masks(pid: int) -> str:
+    """The blocked, ignored and caught signal masks of a process, from /proc."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return ", ".join(line for line in lines if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+
+
 def gone(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -577,12 +583,19 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="ne
 def test_ctrl_c_stops_at_once_with_exit_130(tmp_path: Path, jobs: str, to: str) -> None:
     p = start_slow(tmp_path, jobs)
     workers = children(p.pid)
+    masks = signal_masks(p.pid)  # for the message, should the signal be lost
     start = time.monotonic()
     if to == "group":  # what Ctrl-C in a terminal does
         os.killpg(p.pid, signal.SIGINT)
     else:
         os.kill(p.pid, signal.SIGINT)
-    out, err = p.communicate(timeout=30)
+    try:
+        out, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError(f"prove ignored SIGINT: child {masks}, test process {signal_masks(os.getpid())}; "
+                             f"output: {out[-500:]}")
     assert p.returncode == 130, err
     assert time.monotonic() - start < 10
     assert err.strip().splitlines() == ["prove: interrupted; stopped before every obligation was solved (exit 130)"]
