@@ -2,7 +2,8 @@
 
     python bench/bench.py [-j N] [PATH ...]        (default: proofs/, N = all cores)
 
-From one run it reports: wall time at -j1 and at -jN (and their ratio); the front end's share
+From one run it reports: wall time at -j1 and at -jN (and their ratio, also for `prove` on a
+small file); the front end's share
 (parse + check + lowering) against solving; the tool's time against Z3 alone on the exported
 scripts; the cached re-run against the cold run, in-process and as `prove PATH` (the command,
 with its start-up); the per-obligation median and maximum; and, per folder, the quantifier-free encoding against the
@@ -56,6 +57,9 @@ def main(argv: list[str]) -> int:
         t_warm, warm = timed(pairs, options, 1, Path(cache))
     with tempfile.TemporaryDirectory() as cache:
         c_cold, c_warm = (command(["--cache-dir", cache, *map(str, roots)]) for _ in range(2))
+    small = Path(__file__).resolve().parent.parent / "proofs" / "tutorial" / "context_switch.mv"
+    s_j1, s_jn = (statistics.median(command(["--no-cache", f"-j{j}", str(small)]) for _ in range(3))
+                  for j in (1, args.jobs))
     with tempfile.TemporaryDirectory() as scripts:
         timed(pairs, Options(dump_smt=Path(scripts)), 1, None)
         t_z3 = z3_alone(Path(scripts), options)
@@ -68,6 +72,7 @@ def main(argv: list[str]) -> int:
           f"{sum(r.status is not Status.PROVED for r in results)} not proved; "
           f"{os.cpu_count()} cores; -j1 took {t_j1:.1f}s")
     print(f"-j{args.jobs} / -j1 wall time:             {t_jn / t_j1:5.2f}")
+    print(f"the same for `prove {small.name}`:  {s_jn / s_j1:5.2f}  (a small file; median of 3)")
     front = t_parse + lower
     print(f"front end (parse+check+lowering) share:  {front / (front + solve):5.1%}  "
           f"(parse+check {t_parse / (front + solve):.1%}, lowering {lower / (front + solve):.1%})")
