@@ -3,9 +3,9 @@
 `slice_module(module, ob)` is the module with only what the obligation can read: the principals,
 the policy and the oracles; the obligation's layer with only its operation; and, for an
 obligation that relates a layer to the one it refines (R-*, and OC and DC of a stutter step),
-that upper layer with only the operation this one implements. Every
-formula is built from this slice (prover/solve.py), never from the whole module, so a formula
-is a function of its slice, of the options and of microverify's own code. `obligation_key`
+that upper layer with only the operation this one implements. Every formula is built from this
+slice (prover/solve.py), never from the whole module, so a formula is a function of its slice,
+of the options and of microverify's own code. `obligation_key`
 hashes exactly those (and the Z3 version): two runs that agree on the key build the same
 formula up to the labels that spans and file names give terms, and labels never change whether
 a formula is valid. A stale key is therefore impossible by construction (docs/theory.md §5).
