@@ -64,7 +64,7 @@ class _Explainer:
         sorts expanded into their instances."""
         v = self.model.eval(term, model_completion=True)
         n = numeral(v)
-        if n is None and not _is_value(v):
+        if n is None:
             expanded = _expand_quantifiers(term)
             if expanded is not None:
                 n = numeral(self.model.eval(expanded, model_completion=True))
@@ -288,10 +288,6 @@ def _describe(x: _Explainer, g: Labeled) -> str:
 
 _EXPAND_LIMIT = 256  # the most instances one quantifier is expanded into
 _EXPAND_BUDGET = 100_000  # the most terms an expansion may build in all
-
-
-def _is_value(v: z3.ExprRef) -> bool:
-    return z3.is_true(v) or z3.is_false(v) or z3.is_bv_value(v)
 
 
 def numeral(v: z3.ExprRef) -> int | None:
