@@ -3,11 +3,18 @@ quantified, and a property test that the encodings agree with Z3 on the quantifi
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import z3
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from conftest import assert_replayed
+from microverify.dsl.loader import load_file
+from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.qf import eliminate, expand_reads, has_quantifier
+from microverify.prover.solve import Options, Status
 
 BV8 = z3.BitVecSort(8)
 
@@ -237,3 +244,53 @@ def test_expanded_reads_equal_the_reads_they_replace(array: z3.ArrayRef, at: lis
     s = z3.Solver()
     s.add((original == 0) != expanded)
     assert s.check() == z3.unsat
+
+
+# -- attack on the expansion budget: a quantifier it now leaves to Z3 (an exists over 128 pages
+#    under a forall) must not hide a leak. Runs s and t agree on `pub` and on KServ's pages and
+#    differ in `data` at VM(0)'s page 0; KServ reads page 0, so `pub` differs after the step.
+
+PAGES = """\
+principal KServ
+principal VM(v: bv[1])
+type pfn = bv[7]
+"""
+OWNER = """\
+import "pages.mv"
+layer L {
+  state { owner : map[pfn] -> principal
+          data : map[pfn] -> bv[4]
+          pub : bv[4] }
+  init { owner[0] == VM(0) && owner[1] == VM(1) }
+  invariant every_vm_has_a_page { forall v: bv[1]. exists p: pfn. owner[p] == VM(v) }
+  observe KServ { pub; data[p] for p: pfn where owner[p] == KServ }
+  observe VM(v) { data[p] for p: pfn where owner[p] == VM(v) }
+  op read(p: pfn) by KServ {
+    check owner[p] == KServ else halt
+    pub := data[p]
+  }
+}
+"""
+
+
+OTHER = 'import "owner.mv"\nlayer M {\n  state { x : bv[4] }\n  observe KServ { x }\n}\n'
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+@pytest.mark.parametrize("order", ["owner.mv first", "its importer first"])
+def test_a_leak_under_a_kept_exists_is_found_in_any_order(tmp_path: Path, encoding: str, order: str) -> None:
+    (tmp_path / "pages.mv").write_text(PAGES)
+    (tmp_path / "other.mv").write_text(OTHER)
+    files = [tmp_path / "owner.mv", tmp_path / "other.mv"]
+    if order == "its importer first":
+        files.reverse()
+    cache = tmp_path / "cache"
+    (tmp_path / "owner.mv").write_text(OWNER)
+    secure = prove_pairs(obligations([load_file(f, {}) for f in files]), Options(encoding=encoding), cache_dir=cache)
+    assert all(r.status is Status.PROVED for r in secure) and len(secure) == 12 + 2
+    assert all(r.quantified for r in secure if r.obligation.id.startswith("L/VAC"))
+    (tmp_path / "owner.mv").write_text(OWNER.replace("    check owner[p] == KServ else halt\n", ""))
+    leaky = prove_pairs(obligations([load_file(f, {}) for f in files]), Options(encoding=encoding), cache_dir=cache)
+    assert {r.obligation.id for r in leaky if r.status is not Status.PROVED} == {"L/WSC/read/KServ"}
+    assert all(r.status is Status.FAILED for r in leaky if r.status is not Status.PROVED)
+    assert_replayed(leaky)
