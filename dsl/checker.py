@@ -153,6 +153,7 @@ class Checker:
         for d in decls:
             if isinstance(d, ast.TypeDecl) and self.declare(d.name, d.span, "type"):
                 self.type_decls[d.name] = d
+                self.globals.type_names.add(d.name)
         for d in decls:
             if isinstance(d, ast.TypeDecl):
                 self.guard(lambda d=d: self.resolve_name(ast.TName(d.name, d.span)))

@@ -42,6 +42,7 @@ CODES: dict[str, str] = {
     "no-layer": "a file that declares no layer",
     "no-principal": "a file with layers but no principal",
     "arity": "a call with the wrong number of arguments",
+    "define": "a `-D NAME=VALUE` that names no type alias or constant of the files loaded",
     "too-deep": "expressions, types or `if` statements nested more deeply than the limit (200 levels)",
 }
 

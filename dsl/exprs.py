@@ -27,6 +27,7 @@ class Globals:
     principals: dict[str, ir.Principal] = field(default_factory=dict)
     oracles: dict[str, ir.Oracle] = field(default_factory=dict)
     broken: set[str] = field(default_factory=set)  # declared, but rejected: uses say nothing more
+    type_names: set[str] = field(default_factory=set)  # the type aliases (a resize's width may name one)
 
 
 @dataclass
@@ -186,9 +187,16 @@ class ExprChecker:
             self.arity(e, 2)
             operand = self.check(e.args[0], ctx)
             width_arg = e.args[1]
+            if isinstance(width_arg, ast.Name) and width_arg.name in ctx.globals.type_names:
+                target = self.resolve_type(ast.TName(width_arg.name, width_arg.span))
+                if not isinstance(target, BVType):
+                    raise self.fail("type-mismatch", width_arg.span,
+                                    f"`{e.func}(e, T)` takes a bit-vector type, and `{width_arg.name}` is {target}")
+                width_arg = ast.IntLit(target.width, width_arg.span)
             if not isinstance(operand.type, BVType) or not isinstance(width_arg, ast.IntLit):
                 raise self.fail("type-mismatch", e.span,
-                                f"`{e.func}(e, N)` takes a bit-vector and a literal width")
+                                f"`{e.func}(e, N)` takes a bit-vector and a width: a literal, or the name of a "
+                                "bit-vector type")
             width = width_arg.value
             if width > MAX_BV_WIDTH:
                 raise self.fail("bad-type", width_arg.span,

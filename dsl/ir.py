@@ -312,6 +312,7 @@ class Module:
     flows: tuple[tuple[str, str], ...]  # explicit flows-to pairs; reflexivity is implicit
     oracles: tuple[Oracle, ...]
     layers: tuple[Layer, ...]
+    defines: tuple[str, ...] = ()  # the `-D NAME=VALUE` it was checked under (dsl/defines.py)
 
     def principal(self, name: str) -> Principal:
         for p in self.principals:

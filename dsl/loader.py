@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from pathlib import Path
 
 from microverify.dsl import ast, ir
 from microverify.dsl.checker import check
+from microverify.dsl.defines import Define, apply
 from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, error
 from microverify.dsl.limits import MAX_FILE_BYTES, ensure_recursion_limit
 from microverify.dsl.parser import parse
@@ -23,11 +25,21 @@ def load_text(text: str, file: str) -> ir.Module:
     return check(_with_imports(parse(text, file), Path(file), sources), sources)
 
 
-def load_file(path: Path, sources: dict[str, str]) -> ir.Module:
-    """Load one file and what it imports; every text read is recorded in `sources`."""
+def load_file(path: Path, sources: dict[str, str], defines: tuple[Define, ...] = (),
+              applied: set[str] | None = None) -> ir.Module:
+    """Load one file and what it imports, with `defines` (`-D`) applied to its declarations; every
+    text read is recorded in `sources`, and the names of the defines that applied in `applied`."""
     ensure_recursion_limit()
     text = _read(path, sources, None)
-    return check(_with_imports(parse(text, display_name(path)), path, sources), sources)
+    names: set[str] = set()
+    try:
+        merged = apply(_with_imports(parse(text, display_name(path)), path, sources), defines, names)
+    finally:
+        if applied is not None:
+            applied |= names
+    module = check(merged, sources)
+    used = tuple(str(d) for d in defines if d.name in names)
+    return dataclasses.replace(module, defines=used) if used else module
 
 
 def display_name(path: Path) -> str:

@@ -50,7 +50,7 @@ class _Tree(Tree[Token]):
 def _parser() -> lark.Lark:
     grammar = (Path(__file__).parent / "grammar.lark").read_text()
     return lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False,
-                     tree_class=_Tree)
+                     tree_class=_Tree, start=["start", "define_type", "define_const"])
 
 
 class _ToAst(Transformer_NonRecursive[Token, Any]):
@@ -76,6 +76,14 @@ class _ToAst(Transformer_NonRecursive[Token, Any]):
     @v_args(meta=True)
     def start(self, meta: Meta, items: list[Any]) -> ast.Module:
         return ast.Module(self.file, tuple(items))
+
+    @v_args(meta=True)
+    def define_type(self, meta: Meta, c: list[Any]) -> ast.TypeDecl:
+        return ast.TypeDecl(str(c[0]), c[1], self._span(meta))
+
+    @v_args(meta=True)
+    def define_const(self, meta: Meta, c: list[Any]) -> tuple[str, ast.Expr, Span]:
+        return str(c[0]), c[1], self._span(meta)
 
     @v_args(meta=True)
     def import_decl(self, meta: Meta, c: list[Any]) -> ast.Import:
@@ -517,6 +525,26 @@ def _syntax_diagnostic(file: str, exc: lark.exceptions.UnexpectedInput) -> Diagn
 
 def parse(text: str, file: str) -> ast.Module:
     """Parse one source file; on syntax errors raise DiagnosticError with all that were found."""
+    result = _parse(text, file, "start")
+    assert isinstance(result, ast.Module)
+    return result
+
+
+def parse_type_definition(text: str, file: str) -> ast.TypeDecl:
+    """`NAME=TYPE`, a `-D` value for a type alias (dsl/defines.py)."""
+    result = _parse(text, file, "define_type")
+    assert isinstance(result, ast.TypeDecl)
+    return result
+
+
+def parse_const_definition(text: str, file: str) -> tuple[str, ast.Expr, Span]:
+    """`NAME=EXPR`, a `-D` value for a constant: the name, the expression and the whole span."""
+    result = _parse(text, file, "define_const")
+    assert isinstance(result, tuple)
+    return result
+
+
+def _parse(text: str, file: str, start: str) -> Any:
     diagnostics: list[Diagnostic] = []
 
     def on_error(exc: lark.exceptions.UnexpectedInput) -> bool:
@@ -532,7 +560,7 @@ def parse(text: str, file: str) -> ast.Module:
     gc.disable()
     try:
         try:
-            tree = _parser().parse(text, on_error=on_error)
+            tree = _parser().parse(text, start=start, on_error=on_error)
         except lark.exceptions.UnexpectedInput as exc:
             if not diagnostics or diagnostics[-1].span.line != (getattr(exc, "line", 0) or 0):
                 diagnostics.append(_syntax_diagnostic(file, exc))
@@ -549,7 +577,6 @@ def parse(text: str, file: str) -> ast.Module:
             gc.enable()
     if transformer.errors:
         raise DiagnosticError(transformer.errors)
-    assert isinstance(result, ast.Module)
     return result
 
 

@@ -22,6 +22,7 @@ from microverify import __version__
 from microverify.dsl import ir
 from microverify.dsl.diagnostics import DiagnosticError, render
 from microverify.dsl.limits import ensure_recursion_limit
+from microverify.dsl.defines import Define, parse_defines, unused
 from microverify.dsl.loader import discover, load_file
 from microverify.prover import formats
 from microverify.prover.cache import DEFAULT_DIR, unusable_cache_dir
@@ -72,17 +73,20 @@ def configured_roots(start: Path) -> list[Path]:
     return [start / "proofs"]
 
 
-def load_all(paths: list[Path], sources: dict[str, str]) -> list[ir.Module]:
+def load_all(paths: list[Path], sources: dict[str, str], defines: tuple[Define, ...] = ()) -> list[ir.Module]:
     unusable = [f"{shown(p)}: error: {why} [io]" for p in paths if (why := _unusable(p)) is not None]
     if unusable:
         raise BadInput("\n".join(unusable))
     modules: list[ir.Module] = []
     errors: list[str] = []
+    applied: set[str] = set()
+    sources.update({d.file: d.text for d in defines})  # diagnostics quote them
     for path in discover(paths):
         try:
-            modules.append(load_file(path, sources))
+            modules.append(load_file(path, sources, defines, applied))
         except DiagnosticError as exc:
             errors.extend(render(d, sources) for d in exc.diagnostics)
+    errors.extend(render(d, sources) for d in unused(defines, applied))
     if errors:
         raise BadInput("\n".join(errors) + f"\n{len(errors)} error(s) in the input; nothing was proved")
     if not modules:
@@ -190,7 +194,7 @@ def check_dump_dir(folder: Path) -> None:
 
 def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: Path | None,
         only: tuple[str, ...], shard_text: str | None, fmt: str, output: Path | None,
-        list_only: bool, check_only: bool) -> int:
+        list_only: bool, check_only: bool, defines: tuple[Define, ...] = ()) -> int:
     sources: dict[str, str] = {}
     shard = parse_shard(shard_text)
     if output is not None:
@@ -202,9 +206,10 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
         if why is not None:
             click.echo(f"warning: not using the cache: {why}", err=True)
             cache_dir = None
-    modules = load_all(paths, sources)
+    modules = load_all(paths, sources, defines)
     if check_only:
-        click.echo(f"checked {len(sources)} file(s): no errors")
+        files = sum(not name.startswith("<-D ") for name in sources)
+        click.echo(f"checked {files} file(s): no errors")
         return EXIT_PROVED
     every = obligations(modules)
     pairs = select(every, only, shard)
@@ -297,12 +302,14 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
                    "--rlimit nor --timeout stops ends UNKNOWN.")
 @click.option("--seed", type=click.IntRange(min=0, max=UINT_MAX), default=Options.seed, show_default=True,
               help="Z3 random seed.")
+@click.option("-D", "--define", "defines", multiple=True, metavar="NAME=VALUE",
+              help="Set a `type` alias or a `const` of the model, e.g. -D pfn=bv[36] (repeatable).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only obligations that are not proved.")
 @click.version_option(__version__, prog_name="prove")
 def prove(paths: tuple[Path, ...], jobs: int | None, cache_dir: Path, no_cache: bool, list_only: bool,
           only: tuple[str, ...], shard: str | None, fmt: str, output: Path | None, check_only: bool,
           dump_smt: Path | None, cross_check: str | None, encoding: str, rlimit: int, timeout: float,
-          max_memory: int, seed: int, quiet: bool) -> None:
+          max_memory: int, seed: int, defines: tuple[str, ...], quiet: bool) -> None:
     """Prove the noninterference obligations of microverify layers (.mv files or folders).
 
     Without PATHS, proves the roots under [tool.microverify] in pyproject.toml (default proofs/).
@@ -311,13 +318,17 @@ def prove(paths: tuple[Path, ...], jobs: int | None, cache_dir: Path, no_cache: 
     """
     try:
         targets = list(paths) or configured_roots(Path.cwd())
+        try:
+            parsed = parse_defines(defines)
+        except ValueError as exc:
+            raise BadInput(f"error: -D {exc} [define]") from None
         if cross_check is not None and (why := available(cross_check)) is not None:
             raise BadInput(f"error: cannot cross-check with {cross_check}: {why}")
         options = Options(rlimit=rlimit, timeout=timeout, seed=seed, dump_smt=dump_smt, cross_check=cross_check,
                           encoding=encoding, max_memory=max_memory)
         code = run(targets, options, quiet,
                    jobs or os.cpu_count() or 1, None if no_cache else cache_dir, only, shard, fmt, output,
-                   list_only, check_only)
+                   list_only, check_only, parsed)
     except BadInput as exc:
         click.echo(str(exc), err=True)
         code = EXIT_BAD_INPUT

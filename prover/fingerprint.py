@@ -47,7 +47,7 @@ def slice_module(module: ir.Module, ob: Obligation) -> ir.Module:
         upper = module.layer(layer.refines)
         implemented = upper.op(op.implements.op) if op is not None and op.implements is not None else None
         layers.append(dataclasses.replace(upper, ops=(implemented,) if implemented is not None else ()))
-    return dataclasses.replace(module, file="", layers=tuple(layers))
+    return dataclasses.replace(module, file="", defines=(), layers=tuple(layers))
 
 
 def digest(node: object) -> bytes:

@@ -170,7 +170,8 @@ def _theorem(module: ir.Module, chain: list[ir.Layer], mine: list[Result], neede
         if bound:
             others = "the observer" + (" or a principal that can flow to it" if module.flows else "")
             premise += f" and at every oracle index both bind from a source other than {others}"
-    text = (f"theorem: {bottom.name} is noninterfering for observers {observers} under policy "
+    defined = f" (with {', '.join(module.defines)})" if module.defines else ""
+    text = (f"theorem: {bottom.name}{defined} is noninterfering for observers {observers} under policy "
             f"{policy}, via {via}: any two runs of {bottom.name} {start}, doing the same operations "
             f"with the same arguments{premise}, give the observer the same outputs and end in states it "
             "cannot tell apart (termination-insensitive; operations that may halt: "

@@ -230,14 +230,45 @@ def solve(module: ir.Module, ob: Obligation, options: Options, cache: Cache | No
     return result
 
 
+def _solver(ctx: z3.Context, options: Options) -> z3.Solver:
+    solver = z3.Solver(ctx=ctx)
+    solver.set("rlimit", options.rlimit, "timeout", int(options.timeout * 1000), "random_seed", options.seed)
+    return solver
+
+
+def _vacuity_check(formula: Formula, options: Options) -> tuple[z3.Solver, dict[int, str]] | None:
+    """A solver holding the non-reflexive hypotheses without quantifiers, each tracked by its
+    label, if qf.eliminate can remove them all; else None.
+
+    Exact both ways: the instances are implied by the quantified hypotheses (so `unsat` carries
+    over), and a model of them extends to one of the quantifiers by the fragment argument of
+    prover/qf.py (so `sat` does), the argument the qf encoding's own vacuity check rests on."""
+    kept = [h for h in formula.hypotheses if not h.reflexive]
+    if not kept:
+        return None
+    e = qf.eliminate([h.term for h in kept], [], 1)
+    if not e.quantifier_free:
+        return None
+    vac = _solver(formula.ctx, options)
+    labels: dict[int, str] = {}
+    extras = [("definitions of the constants standing for lambdas", e.definitions),
+              ("index-set instantiation: each λ is an index outside I", e.side)]
+    for i, (label, term) in enumerate([(h.label, t) for h, t in zip(kept, e.hypotheses)] +
+                                      [(label, z3.And(ts)) for label, ts in extras if ts]):
+        tag = z3.Bool(f"vac!{i}", formula.ctx)
+        labels[tag.get_id()] = label
+        vac.assert_and_track(term, tag)
+    return vac, labels
+
+
 def _check(ob: Obligation, formula: Formula, options: Options, start: float, lowered: float) -> Result:
     ctx = formula.ctx
-    solver = z3.Solver(ctx=ctx)
-    solver.set("rlimit", options.rlimit, "timeout", int(options.timeout * 1000),
-               "random_seed", options.seed)
+    solver = _solver(ctx, options)
 
-    def why_unknown(stage: str) -> str:
-        reason = solver.reason_unknown()
+    extra = 0  # the rlimit used by a separate vacuity check
+
+    def why_unknown(stage: str, checker: z3.Solver | None = None) -> str:
+        reason = (checker or solver).reason_unknown()
         if reason in MEMORY_REASONS:
             lift_memory_limit()
             return f"{stage}: memory limit of {options.max_memory} MiB reached (--max-memory)"
@@ -249,11 +280,13 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
 
     def done(status: Status, detail: str = "", cex: Counterexample | None = None,
              replayed: Replay | None = None, used: int | None = None) -> Result:
-        used = _rlimit_count(solver) if used is None else used
+        used = _rlimit_count(solver) + extra if used is None else used
         return Result(ob, status, time.perf_counter() - start, used, lowered, detail, cex, replay=replayed)
 
     # 1. The hypotheses alone must be satisfiable; an unsat core names the culprits. Those that
     #    hold by reflexivity when t = s are left out here (see Labeled.reflexive), added after.
+    #    Quantified hypotheses are checked in their quantifier-free form when they have one
+    #    (`_vacuity_check`): Z3 may fail to build a model of a universal over a wide sort.
     tracked = {}
     for i, h in enumerate(formula.hypotheses):
         if h.reflexive:
@@ -262,22 +295,21 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         tracked[tag.get_id()] = h.label
         solver.assert_and_track(h.term, tag)
     check_start = time.perf_counter()
-    answer = solver.check()
+    vacuity = _vacuity_check(formula, options) if formula.quantified else None
+    checker = vacuity[0] if vacuity else solver
+    answer = checker.check()
+    if vacuity:
+        extra = _rlimit_count(checker)
     if answer == z3.unknown:
-        return done(Status.UNKNOWN, why_unknown("checking the hypotheses"))
+        reason = why_unknown("checking the hypotheses", checker)
+        return done(Status.UNKNOWN, reason + (" (in their quantifier-free form)" if vacuity else ""))
     if answer == z3.unsat:
-        core = sorted(tracked[c.get_id()] for c in solver.unsat_core())
+        labels = vacuity[1] if vacuity else tracked
+        core = sorted(labels[c.get_id()] for c in checker.unsat_core())
         return done(Status.VACUOUS, "the hypotheses are unsatisfiable: " + (", ".join(core) or "none"))
 
-    # 2. The goal, under every hypothesis. Checking all hypotheses first is not needed for
-    #    soundness (step 1 settled vacuity), but Z3 then finds counterexamples under quantified
-    #    hypotheses far more often than when they arrive with the negated goal; an UNKNOWN here
-    #    is ignored. A quantifier-free formula gains nothing from it, so it is skipped there.
-    reflexive = [h.term for h in formula.hypotheses if h.reflexive]
-    if reflexive:
-        solver.add(reflexive)
-        if formula.quantified:
-            solver.check()
+    # 2. The goal, under every hypothesis.
+    solver.add([h.term for h in formula.hypotheses if h.reflexive])
     goals = z3.And([g.term for g in formula.goals] + [z3.BoolVal(True, ctx)])
     solver.add(goals if formula.mode == "sat" else z3.Not(goals))
     check_start = time.perf_counter()
@@ -290,7 +322,7 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         return done(Status.VACUOUS, formula.explain_unsat)
     if answer == z3.unsat:
         return done(Status.PROVED)
-    used = _rlimit_count(solver)  # the solver's work: evaluating the model below counts too
+    used = _rlimit_count(solver) + extra  # the solvers' work: evaluating the model below counts too
     model = solver.model()
     replayed = replay(ob, formula, model)  # before the counterexample is shown as one
     if replayed.outcome is Outcome.CONTRADICTED:
