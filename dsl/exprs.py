@@ -53,7 +53,7 @@ _LOGIC = {"&&": "and", "||": "or", "==>": "implies", "<==>": "iff"}
 _SIGNED = {"slt": "slt", "sle": "sle", "sgt": "sgt", "sge": "sge"}
 _SIGNED_ARITH = {"sdiv": "sdiv", "srem": "srem", "ashr": "ashr"}
 _RESIZE = ("zext", "sext", "trunc")
-BUILTINS = ("counter", *_SIGNED, *_SIGNED_ARITH, *_RESIZE)
+BUILTINS = ("counter", *_SIGNED, *_SIGNED_ARITH, *_RESIZE, "concat", "extract")
 
 
 class ExprChecker:
@@ -207,8 +207,44 @@ class ExprChecker:
                 raise self.fail("width-mismatch", width_arg.span,
                                 f"`{e.func}` cannot turn {operand.type} into bv[{width}]")
             return ir.Resize(e.func, operand, BVType(width), e.span)
+        if e.func == "concat":
+            return self.concat(e, ctx)
+        if e.func == "extract":
+            return self.extract(e, ctx)
         candidates = [*g.principals, *BUILTINS]
         raise self.unknown(e.func, e.func_span, candidates, "function or principal family")
+
+    def concat(self, e: ast.Call, ctx: Context) -> ir.Expr:
+        """`concat(a, b, ...)`: the bits of a, then of b, ... (a's are the high ones)."""
+        if len(e.args) < 2:
+            raise self.fail("arity", e.span, f"`concat` takes two or more bit-vectors, found {len(e.args)}")
+        parts = [self.check(a, ctx) for a in e.args]
+        for part in parts:
+            if not isinstance(part.type, BVType):
+                raise self.fail("type-mismatch", part.span, f"`concat` takes bit-vectors, found {part.type}")
+        result = parts[0]
+        for part in parts[1:]:
+            assert isinstance(result.type, BVType) and isinstance(part.type, BVType)
+            width = result.type.width + part.type.width
+            if width > MAX_BV_WIDTH:
+                raise self.fail("bad-type", e.span, f"`concat` cannot make bv[{width}]: bit-vector width "
+                                                    f"must be 1..{MAX_BV_WIDTH}")
+            result = ir.Binary("concat", result, part, BVType(width), e.span)
+        return result
+
+    def extract(self, e: ast.Call, ctx: Context) -> ir.Expr:
+        """`extract(x, hi, lo)`: bits hi down to lo of x, a bv[hi - lo + 1]; hi and lo literals."""
+        self.arity(e, 3)
+        operand = self.check(e.args[0], ctx)
+        hi, lo = e.args[1], e.args[2]
+        if not isinstance(operand.type, BVType) or not isinstance(hi, ast.IntLit) or not isinstance(lo, ast.IntLit):
+            raise self.fail("type-mismatch", e.span, "`extract(x, hi, lo)` takes a bit-vector and two literal bit "
+                                                     "positions")
+        if not lo.value <= hi.value < operand.type.width:
+            raise self.fail("width-mismatch", e.span,
+                            f"`extract` needs 0 <= lo <= hi < {operand.type.width} for {operand.type}, "
+                            f"found hi = {hi.value}, lo = {lo.value}")
+        return ir.Resize("extract", operand, BVType(hi.value - lo.value + 1), e.span, lo.value)
 
     def arity(self, e: ast.Call, n: int) -> None:
         if len(e.args) != n:

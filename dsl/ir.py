@@ -102,10 +102,14 @@ class Quant:
 
 @dataclass(frozen=True, slots=True)
 class Resize:
-    kind: str  # zext | sext | trunc
+    """zext, sext: the operand widened to `type`; trunc, extract: the bits of the operand from
+    `low` up, as many as `type` has (trunc: low is 0)."""
+
+    kind: str  # zext | sext | trunc | extract
     operand: Expr
     type: Type
     span: Span
+    low: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,6 +136,8 @@ def _binary(e: ir.Binary, env: Env) -> Value:
     if op in ("eq", "ne"):
         return (evaluate(e.left, env) == evaluate(e.right, env)) == (op == "eq")
     a, b = _int(e.left, env), _int(e.right, env)
+    if op == "concat":
+        return (a << _width(e.right.type)) | b
     if op in _ARITH:
         return _ARITH[op](a, b, _width(e.type))
     if op in _COMPARE:
@@ -173,7 +175,7 @@ def _resize(e: ir.Resize, env: Env) -> Value:
     w, old = _width(e.type), _width(e.operand.type)
     if e.kind == "sext":
         return values.signed(x, old) & values.mask(w)
-    return x & values.mask(w)  # zext keeps the value, trunc keeps the low bits
+    return (x >> e.low) & values.mask(w)  # zext keeps the value; trunc, extract keep bits from low up
 
 
 def _counter(e: ir.Counter, env: Env) -> Value:

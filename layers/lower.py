@@ -98,7 +98,7 @@ def lower(e: ir.Expr, env: Env) -> Value:
             return z3.ZeroExt(grow, x)
         if e.kind == "sext":
             return z3.SignExt(grow, x)
-        return z3.Extract(e.type.width - 1, 0, x)
+        return z3.Extract(e.low + e.type.width - 1, e.low, x)  # trunc, extract
     if isinstance(e, ir.Counter):
         counters = env.state[counter_field(e.oracle)]
         assert isinstance(counters, MapVal)
@@ -133,6 +133,8 @@ def _binary(e: ir.Binary, env: Env) -> z3.ExprRef:
         return z3.Implies(a, b)
     if op == "iff":
         return a == b
+    if op == "concat":
+        return z3.Concat(a, b)
     fn = _BV_BINARY.get(op)
     if fn is None:
         raise LoweringError(f"unknown operator {op} at {e.span}")

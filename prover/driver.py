@@ -161,6 +161,12 @@ def kill_workers(pool: ProcessPoolExecutor) -> None:
             proc.join(timeout=5)
         except (OSError, ValueError, AttributeError, AssertionError):
             pass
+    # The pool's manager thread notices the dead workers, closes the pool's queues and ends. It
+    # is not a daemon: were it still running at exit, the interpreter's shutdown would wait for
+    # it (and a signal then prints "Exception ignored in: <module 'threading'>").
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if isinstance(manager, threading.Thread) and manager is not threading.current_thread():
+        manager.join(timeout=5)
 
 
 SPAWN_AFTER = 1.0  # seconds of solving in this process before worker processes are started

@@ -146,7 +146,8 @@ def _theorem(module: ir.Module, chain: list[ir.Layer], mine: list[Result], neede
     if unchecked:
         return (f"no theorem for {bottom.name} (via {via}) from this run: {len(unchecked)} of its "
                 f"{len(needed)} obligations were not selected (--only/--shard)"
-                + (f", and {len(missing)} are not proved: " + ", ".join(missing[:8]) if missing else ""))
+                + (f", and {len(missing)} obligation(s) are not proved: " + ", ".join(missing[:8])
+                   + (" ..." if len(missing) > 8 else "") if missing else ""))
     if missing:
         return (f"no theorem for {bottom.name} (via {via}): it does not follow, since "
                 f"{len(missing)} obligation(s) are not proved: " + ", ".join(missing[:8])

@@ -463,8 +463,10 @@ class Gen:
         if kind == 7:
             return App("(if {0} then {1} else {2})", (self.condition(atoms, d), left(), right()))
         if tag == "bv2":
-            return App(self.pick(("zext({0}, 2)", "sext({0}, 2)")), (self.expr("bv1", atoms, d, True),))
-        return App("trunc({0}, 1)", (self.expr("bv2", atoms, d, True),))
+            resize = self.pick(("zext({0}, 2)", "sext({0}, 2)", "concat({0}, {1})"))
+            return App(resize, (self.expr("bv1", atoms, d, True),) +
+                       ((self.expr("bv1", atoms, d, True),) if "{1}" in resize else ()))
+        return App(self.pick(("trunc({0}, 1)", "extract({0}, 1, 1)")), (self.expr("bv2", atoms, d, True),))
 
     def condition(self, atoms: list[tuple[Ex, str]], d: int) -> Ex:
         kind = self.between(0, 9)

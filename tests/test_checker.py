@@ -82,6 +82,15 @@ def test_named_invariant_with_several_predicates_is_labelled_per_predicate() -> 
     ("state { x : bv[8] }\n op f() by KServ { x := read nope }", "unknown-name"),
     ("state { x : bv[8] }\n op f() by KServ { x := foo(1) }", "unknown-name"),
     ("state { x : bv[8] }\n op f() by KServ { x := trunc(x, 9) }", "width-mismatch"),
+    ("state { x : bv[8] }\n op f() by KServ { x := concat(x) }", "arity"),
+    ("state { x : bv[8]; b : bool }\n op f() by KServ { x := trunc(concat(x, b), 8) }", "type-mismatch"),
+    ("state { x : bv[8] }\n op f() by KServ { x := trunc(concat(x, 1), 8) }", "cannot-infer"),
+    ("state { x : bv[4000] }\n invariant { concat(x, x) == concat(x, x) }", "bad-type"),
+    ("state { x : bv[8] }\n op f() by KServ { x := concat(extract(x, 3, 0), extract(x, 8, 4)) }", "width-mismatch"),
+    ("state { x : bv[8] }\n op f() by KServ { x := zext(extract(x, 2, 3), 8) }", "width-mismatch"),
+    ("state { x : bv[8] }\n op f() by KServ { x := zext(extract(x, x, 0), 8) }", "type-mismatch"),
+    ("state { x : bv[8] }\n op f() by KServ { x := extract(x, 7) }", "arity"),
+    ("state { x : bv[8] }\n op f() by KServ { x := zext(x, bool) }", "type-mismatch"),
 ])
 def test_rejections(body: str, code: str) -> None:
     with pytest.raises(DiagnosticError) as info:

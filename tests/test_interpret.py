@@ -175,6 +175,8 @@ def test_bit_vector_operators(expr: str, x: int, y: int, expected: int) -> None:
     ("zext(x, 16)", "bv[16]", 0x0080), ("sext(x, 16)", "bv[16]", 0xFF80),
     ("trunc(z, 8)", "bv[8]", 0x34), ("sext(trunc(z, 4), 16)", "bv[16]", 0x0004),
     ("sext(trunc(z, 12), 16)", "bv[16]", 0x0234), ("zext(x, 8)", "bv[8]", 0x80),
+    ("extract(z, 11, 4)", "bv[8]", 0x23), ("extract(z, 15, 15)", "bv[1]", 0), ("extract(z, 12, 12)", "bv[1]", 1),
+    ("concat(x, trunc(z, 8))", "bv[16]", 0x8034), ("concat(extract(z, 3, 0), x, extract(z, 15, 12))", "bv[16]", 0x4801),
 ])
 def test_resize(expr: str, result: str, expected: int) -> None:
     assert ev(expr, x=0x80, z=0x1234, result=result) == expected
@@ -190,7 +192,7 @@ def test_the_facts_of_the_language_reference_hold() -> None:
     s = state(interp, L, x=3, y=0xFF, z=0x1234, b=True, c=False)
     assert interp.init(L, s)
     holds = interp.invariants(L, s)
-    assert len(holds) == 24 and all(holds.values())
+    assert len(holds) == 26 and all(holds.values())
     assert not interp.invariant(L, state(interp, L, x=5, y=0xFF, z=0x1234, b=True, c=False))
 
 

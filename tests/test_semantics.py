@@ -112,6 +112,20 @@ def test_bitvector_arithmetic_wraps_and_signed_comparisons() -> None:
                                                        step.post["ult"] == False)))  # noqa: E712
 
 
+def test_concat_and_extract_agree_with_z3() -> None:
+    """concat's first operand is the high bits; extract(x, hi, lo) is bits hi down to lo."""
+    L = layer("""state { x : bv[8]; y : bv[4]; c : bv[12]; e : bv[3]; swap : bv[8] }
+    op g() by KServ {
+      c := concat(y, x)
+      e := extract(x, 6, 4)
+      swap := concat(extract(x, 3, 0), extract(x, 7, 4))
+    }""")
+    pre, _, step = run(L, "g")
+    x, y = pre["x"], pre["y"]
+    assert valid(L, z3.And(step.post["c"] == z3.Concat(y, x), step.post["e"] == z3.Extract(6, 4, x),
+                           step.post["swap"] == z3.RotateLeft(x, 4)))
+
+
 def test_nested_maps_and_records_update_one_entry() -> None:
     L = layer("""state { m : map[bv[2]] -> map[bv[2]] -> record { pc: bv[8], ok: bool } }
     op g(i: bv[2], j: bv[2]) by KServ { m[i][j].pc := 5 }""")
