@@ -230,6 +230,18 @@ class ConstDecl:
 
 
 @dataclass(frozen=True, slots=True)
+class DefDecl:
+    """`def f(x: T, ...) -> R = e`: a pure function, inlined where it is called."""
+
+    name: str
+    params: tuple[Param, ...]
+    result: TypeExpr
+    body: Expr
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class TypeDecl:
     name: str
     type: TypeExpr
@@ -365,7 +377,7 @@ class Import:
     span: Span
 
 
-Decl = Union[Import, ConstDecl, TypeDecl, PrincipalDecl, PolicyDecl, OracleDecl, LayerDecl]
+Decl = Union[Import, ConstDecl, TypeDecl, DefDecl, PrincipalDecl, PolicyDecl, OracleDecl, LayerDecl]
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from dataclasses import replace
 from microverify.dsl import ast, ir, refines
 from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, error
 from microverify.dsl.exprs import BUILTINS, CheckFailed, Context, ExprChecker, Globals
+from microverify.dsl.inline import PARAM, Function
 from microverify.dsl.limits import MAX_BV_WIDTH, MAX_DEPTH, MAX_TYPE_LEAVES
 from microverify.dsl.spans import Span
 from microverify.dsl.types import (BOOL, PRINCIPAL, BVType, EnumType, MapType, PrincipalType, RecordType,
@@ -160,8 +161,9 @@ class Checker:
         principals = [p for d in decls if isinstance(d, ast.PrincipalDecl)
                       if (p := self.guard(lambda d=d: self.principal(d))) is not None]
         for d in decls:
-            if isinstance(d, (ast.OracleDecl, ast.ConstDecl)):
-                check_decl = self.oracle if isinstance(d, ast.OracleDecl) else self.const
+            if isinstance(d, (ast.OracleDecl, ast.ConstDecl, ast.DefDecl)):
+                check_decl = self.oracle if isinstance(d, ast.OracleDecl) else \
+                    self.const if isinstance(d, ast.ConstDecl) else self.function
                 if self.guard(lambda d=d, f=check_decl: f(d) or True) is None:
                     self.globals.broken.add(d.name)
         flows = self.policy([d for d in decls if isinstance(d, ast.PolicyDecl)])
@@ -226,6 +228,22 @@ class Checker:
         t = self.resolve_type(d.type)
         ctx = Context(self.globals, {}, {}, in_body=False, what="a constant")
         self.globals.consts[d.name] = self.exprs.check(d.value, ctx, t)
+
+    def function(self, d: ast.DefDecl) -> None:
+        """A def's body is checked once, over its parameters (no state): it is pure, and a call
+        can only name a def declared before it, so there is no recursion."""
+        if not self.declare(d.name, d.name_span, "def"):
+            return
+        params: dict[str, tuple[str, Type]] = {}
+        for p in d.params:
+            if p.name in params:
+                raise self.fail("duplicate", p.span, f"parameter `{p.name}` of `{d.name}` is already declared")
+            params[p.name] = (PARAM, self.resolve_type(p.type))
+        result = self.resolve_type(d.result)
+        ctx = Context(self.globals, {}, params, in_body=False, what=f"the def `{d.name}`")
+        body = self.exprs.check(d.body, ctx, result)
+        self.globals.defs[d.name] = Function(d.name, tuple((n, t) for n, (_, t) in params.items()), result, body,
+                                             d.span)
 
     def policy(self, decls: list[ast.PolicyDecl]) -> list[tuple[str, str]]:
         for extra in decls[1:]:

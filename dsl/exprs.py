@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from microverify.dsl import ast, ir
 from microverify.dsl.diagnostics import Diagnostic, error
+from microverify.dsl.inline import Function, inline
 from microverify.dsl.limits import MAX_BV_WIDTH
 from microverify.dsl.spans import Span
 from microverify.dsl.types import (BOOL, COUNTER, PRINCIPAL, BVType, EnumType, MapType, RecordType,
@@ -28,6 +29,7 @@ class Globals:
     oracles: dict[str, ir.Oracle] = field(default_factory=dict)
     broken: set[str] = field(default_factory=set)  # declared, but rejected: uses say nothing more
     type_names: set[str] = field(default_factory=set)  # the type aliases (a resize's width may name one)
+    defs: dict[str, Function] = field(default_factory=dict)  # checked `def`s, inlined at calls
 
 
 @dataclass
@@ -207,6 +209,13 @@ class ExprChecker:
                 raise self.fail("width-mismatch", width_arg.span,
                                 f"`{e.func}` cannot turn {operand.type} into bv[{width}]")
             return ir.Resize(e.func, operand, BVType(width), e.span)
+        if e.func in g.defs:
+            fn = g.defs[e.func]
+            if len(e.args) != len(fn.params):
+                raise self.fail("arity", e.span, f"`{e.func}` takes {len(fn.params)} argument(s), found {len(e.args)}",
+                                f"declared at {fn.span}")
+            args = tuple(self.check(a, ctx, t) for a, (_, t) in zip(e.args, fn.params))
+            return inline(fn, args, e.span)
         if e.func == "concat":
             return self.concat(e, ctx)
         if e.func == "extract":
@@ -251,6 +260,9 @@ class ExprChecker:
             raise self.fail("arity", e.span, f"`{e.func}` takes {n} argument(s), found {len(e.args)}")
 
     def counter(self, e: ast.Call, ctx: Context) -> ir.Counter:
+        if ctx.what.startswith("the def"):
+            raise self.fail("unsupported", e.span, f"{ctx.what} mentions an oracle counter; a def is pure: pass "
+                                                   "the counter as an argument")
         self.arity(e, 2)
         oname = e.args[0]
         if not isinstance(oname, ast.Name) or oname.name not in ctx.globals.oracles:

@@ -94,6 +94,10 @@ class _ToAst(Transformer_NonRecursive[Token, Any]):
         return ast.ConstDecl(str(c[0]), c[1], c[2], self._span(meta))
 
     @v_args(meta=True)
+    def def_decl(self, meta: Meta, c: list[Any]) -> ast.DefDecl:
+        return ast.DefDecl(str(c[0]), tuple(c[1]), c[2], c[3], self._span(meta), self._tok(c[0]))
+
+    @v_args(meta=True)
     def type_decl(self, meta: Meta, c: list[Any]) -> ast.TypeDecl:
         return ast.TypeDecl(str(c[0]), c[1], self._span(meta))
 

@@ -276,7 +276,7 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
             return f"{stage}: timeout after {options.timeout:g}s (--timeout)"
         if reason in ("canceled", "max. resource limit exceeded", "resource limit exceeded"):
             return f"{stage}: resource limit of {options.rlimit} reached (--rlimit)"
-        return f"{stage}: the solver gave up ({reason})"
+        return f"{stage}: the solver gave up ({reason.strip('()') or 'no reason given'})"
 
     def done(status: Status, detail: str = "", cex: Counterexample | None = None,
              replayed: Replay | None = None, used: int | None = None) -> Result:

@@ -1,0 +1,106 @@
+"""`def` functions (dsl/inline.py): a call is exactly the expression it stands for, errors are
+reported where they are made, and a leak written through a def is caught like any other."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from conftest import assert_replayed, prove_text
+from microverify.dsl import ir
+from microverify.dsl.diagnostics import DiagnosticError
+from microverify.dsl.loader import load_text
+from microverify.prover.fingerprint import digest
+from microverify.prover.solve import ENCODINGS, Options, Status
+
+HEADER = """\
+principal KServ
+principal VM(v: bv[2])
+type pfn = bv[4]
+def slot(v: bv[2]) -> pfn = zext(v, 4) * 2 + 5
+def owns(m: map[pfn] -> principal, v: bv[2]) -> bool = m[slot(v)] == VM(v)
+def nobody(m: map[pfn] -> principal, x: principal) -> bool = forall i: pfn. m[i] != x
+def mailbox(v: bv[2]) -> pfn = slot(v)
+"""
+LAYER = """\
+layer L {
+  state { owner : map[pfn] -> principal, mem : map[pfn] -> bv[8] }
+  init { forall v: bv[2]. OWNS }
+  invariant own { forall v: bv[2]. OWNS }
+  observe VM(v) { mem[SLOT] }
+  observe KServ { forall i: pfn. NOBODY }
+  op write(v: bv[2], x: bv[8]) by VM(v) { mem[MAILBOX] := x }
+}
+"""
+WITH_DEFS = HEADER + LAYER.replace("OWNS", "owns(owner, v)").replace("SLOT", "slot(v)").replace("MAILBOX", "mailbox(v)") \
+    .replace("NOBODY", "nobody(owner, VM(trunc(i, 2)))")
+WRITTEN_OUT = HEADER + LAYER.replace("OWNS", "owner[zext(v, 4) * 2 + 5] == VM(v)") \
+    .replace("SLOT", "zext(v, 4) * 2 + 5").replace("MAILBOX", "zext(v, 4) * 2 + 5").replace("NOBODY", "forall j: pfn. owner[j] != VM(trunc(i, 2))")
+
+
+def test_a_call_is_the_expression_it_stands_for() -> None:
+    """The checked IR (spans aside) is the one with every call written out, the quantifier of
+    `nobody` renamed from `i` to `i'`: its `i` would capture the argument's."""
+    with_defs = _normal(load_text(WITH_DEFS, "m.mv").layers, "i")
+    written = _normal(load_text(WRITTEN_OUT, "m.mv").layers, "j")
+    assert digest(with_defs) == digest(written)
+    other = load_text(WRITTEN_OUT.replace("mem[zext(v, 4) * 2 + 5] := x", "mem[zext(v, 4) * 2 + 6] := x"), "m.mv").layers
+    assert digest(with_defs) != digest(_normal(other, "j"))  # the comparison can fail
+
+
+def _normal(layers: object, inner: str) -> object:
+    """The IR with the source texts kept for messages blanked, and the bound variable `inner`
+    of `nobody` (or the one written out in its place) named `i'`."""
+    def walk(x: object) -> object:
+        if isinstance(x, ir.Ref) and x.kind == "bound" and x.name == inner and inner != "i":
+            return dataclasses.replace(x, name="i'")
+        if isinstance(x, ir.Quant):
+            return dataclasses.replace(x, binders=tuple(("i'" if n == inner and inner != "i" else n, t)
+                                                        for n, t in x.binders), body=walk(x.body))
+        if dataclasses.is_dataclass(x) and not isinstance(x, type):
+            return dataclasses.replace(x, **{f.name: "" if f.name == "text" else walk(getattr(x, f.name))
+                                             for f in dataclasses.fields(x) if f.init})  # type: ignore[arg-type]
+        if isinstance(x, tuple):
+            return tuple(walk(v) for v in x)
+        return x
+    return walk(layers)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_the_model_with_defs_proves_and_a_leak_through_a_def_fails(encoding: str) -> None:
+    results = prove_text(WITH_DEFS, Options(encoding=encoding))
+    assert results and all(r.status is Status.PROVED for r in results), \
+        [(r.obligation.id, r.status.value, r.detail) for r in results if r.status is not Status.PROVED]
+    # The mailbox is the next VM's slot: VM(v) writes what VM(v ^ 1) observes.
+    leaky = WITH_DEFS.replace("def mailbox(v: bv[2]) -> pfn = slot(v)", "def mailbox(v: bv[2]) -> pfn = slot(v ^ 1)")
+    results = prove_text(leaky, Options(encoding=encoding))
+    failed = {r.obligation.id for r in results if r.status is Status.FAILED}
+    assert "L/LR/write/VM" in failed, [(r.obligation.id, r.status.value) for r in results]
+    assert_replayed(results)
+
+
+@pytest.mark.parametrize("source, code, message", [
+    ("def f(x: bv[2]) -> bv[2] = x\nlayer L { state { y : bv[2] } init { f(y, y) == 0 } }", "arity",
+     "`f` takes 1 argument(s), found 2"),
+    ("def f(x: bv[2]) -> bv[2] = x\nlayer L { state { y : bv[4] } init { f(y) == 0 } }", "width-mismatch",
+     "expected bv[2], found bv[4]"),
+    ("def f(x: bv[2]) -> bv[2] = y\nlayer L { state { y : bv[2] } }", "unknown-name", "unknown name `y`"),
+    ("def f(x: bv[2]) -> bv[2] = f(x)\nlayer L { state { y : bv[2] } }", "unknown-name",
+     "unknown function or principal family `f`"),
+    ("def f(x: bv[2]) -> bv[2] = g(x)\ndef g(x: bv[2]) -> bv[2] = x\nlayer L { state { y : bv[2] } }",
+     "unknown-name", "unknown function or principal family `g`"),
+    ("def f(x: bv[2], x: bool) -> bv[2] = x\nlayer L { state { y : bv[2] } }", "duplicate",
+     "parameter `x` of `f` is already declared"),
+    ("def f(x: bv[2]) -> bool = x\nlayer L { state { y : bv[2] } }", "type-mismatch", "expected bool, found bv[2]"),
+    ("def zext(x: bv[2]) -> bv[2] = x\nlayer L { state { y : bv[2] } }", "duplicate", "def `zext` is already declared"),
+    ("oracle o : bv[2] from KServ\ndef f(x: bv[2]) -> bv[32] = counter(o, KServ)\nlayer L { state { y : bv[2] } }",
+     "unsupported", "the def `f` mentions an oracle counter"),
+    ("oracle o : bv[2] from KServ\ndef f(x: bv[2]) -> bv[2] = read o\nlayer L { state { y : bv[2] } }",
+     "oracle-in-predicate", "oracle `o` is read in the def `f`"),
+])
+def test_def_errors_are_reported_where_they_are_made(source: str, code: str, message: str) -> None:
+    with pytest.raises(DiagnosticError) as info:
+        load_text("principal KServ\n" + source, "e.mv")
+    found = [(d.code, d.message) for d in info.value.diagnostics]
+    assert any(c == code and message in m for c, m in found), found
