@@ -359,11 +359,9 @@ def _stop(what: str, code: int) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
-    if any(t.is_alive() and (t.name == "microverify-solve" or not t.daemon)
-           for t in threading.enumerate() if t is not threading.main_thread()):
+    if any(t.name == "microverify-solve" and t.is_alive() for t in threading.enumerate()):
         # the solving thread is still inside Z3, which must not see the interpreter (and the Z3
-        # contexts) torn down under it; or a thread the interpreter's shutdown would wait for
-        # is still running (kill_workers waits for the pool's own)
+        # contexts) torn down under it
         os._exit(code)
     sys.exit(code)
 
