@@ -261,6 +261,19 @@ def _vacuity_check(formula: Formula, options: Options) -> tuple[z3.Solver, dict[
     return vac, labels
 
 
+_STATE_HYPOTHESES = ("I(s)", "I_L(s)", "well-formed values")
+
+
+def _why_vacuous(ob: Obligation, core: list[str]) -> str:
+    """The unsat core, said plainly when it shows that the operation always halts."""
+    listed = "the hypotheses are unsatisfiable: " + (", ".join(core) or "none")
+    halts = [label for label in core if label.endswith("does not halt")]
+    if ob.op and halts and all(label in halts or label in _STATE_HYPOTHESES for label in core):
+        where = " that satisfies the invariants" if any(label.startswith("I") for label in core) else ""
+        return f"`{ob.op}` halts in every state{where} ({listed})"
+    return listed
+
+
 def _check(ob: Obligation, formula: Formula, options: Options, start: float, lowered: float) -> Result:
     ctx = formula.ctx
     solver = _solver(ctx, options)
@@ -306,7 +319,7 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
     if answer == z3.unsat:
         labels = vacuity[1] if vacuity else tracked
         core = sorted(labels[c.get_id()] for c in checker.unsat_core())
-        return done(Status.VACUOUS, "the hypotheses are unsatisfiable: " + (", ".join(core) or "none"))
+        return done(Status.VACUOUS, _why_vacuous(ob, core))
 
     # 2. The goal, under every hypothesis.
     solver.add([h.term for h in formula.hypotheses if h.reflexive])

@@ -81,3 +81,17 @@ def test_a_wide_boot_state_that_misses_a_page_fails_init(encoding: str) -> None:
     assert init.status is Status.FAILED, (init.status, init.detail)
     assert "invariant blocked does not hold" in init.detail
     assert init.replay is not None and init.replay.outcome is not Outcome.CONTRADICTED  # 2^20 entries: not replayed
+
+
+def test_an_operation_that_always_halts_is_reported_as_such() -> None:
+    """Not just "the hypotheses are unsatisfiable: s does not halt" (issue 15)."""
+    results = prove_text("principal A\nlayer L {\n  state { x : bv[2] }\n  observe A { x }\n"
+                         "  init { x == 0 }\n  invariant small { x != 3 }\n"
+                         "  op stop() by A { if x == 3 { x := 0 } else { halt } }\n"
+                         "  op set(v: bv[2]) by A { check v != 3 else halt\n x := v }\n}\n")
+    by_id = {r.obligation.id: r for r in results}
+    for ob in ("L/INV/stop", "L/WSC/stop/A", "L/LR/stop/A"):
+        assert by_id[ob].status is Status.VACUOUS
+        assert by_id[ob].detail.startswith("`stop` halts in every state that satisfies the invariants ("), \
+            by_id[ob].detail
+    assert all(r.status is Status.PROVED for r in results if "stop" not in r.obligation.id)
