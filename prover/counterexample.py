@@ -257,8 +257,12 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
     doms = tuple(x.fmt(PrincipalType(), x.num(r.dom)) for r in runs if r.dom is not None and not r.upper)
     results = tuple((r.name, x.show(op.result, r.step.result)) for r in runs if op is not None
                     and op.result is not None and r.step is not None and r.step.result is not None)
+    family = None  # the observer's parameter, as `v = 1`
+    if formula.observer is not None and formula.observer[1] is not None and formula.observer[0].param is not None:
+        principal, param = formula.observer
+        family = f"{principal.param} = {x.fmt(principal.param_type, x.num(param))}"  # type: ignore[arg-type]
     return Counterexample(operation, observer, doms, results, tuple(reads), tuple(shown),
-                          tuple(_describe(x, g) for g in failing), tuple(responsible))
+                          tuple(_describe(x, g, family) for g in failing), tuple(responsible))
 
 
 def _abstraction_sources(L: SymLayer, upper_fields: set[str]) -> set[str]:
@@ -270,13 +274,14 @@ def _abstraction_sources(L: SymLayer, upper_fields: set[str]) -> set[str]:
     return found
 
 
-def _describe(x: _Explainer, g: Labeled) -> str:
+def _describe(x: _Explainer, g: Labeled, family: str | None = None) -> str:
     where = ", ".join(f"{name} = {x.fmt(t, x.num(c))}" for name, (t, c) in g.witnesses.items()
                       if not name.startswith("key#"))
     keys = [f"{x.fmt(t, x.num(c))}" for name, (t, c) in g.witnesses.items() if name.startswith("key#")]
     text = g.failure or f"{g.label} does not hold"
     if g.component is not None:
         text = f"{g.label} differs"
+        where = ", ".join(w for w in (where, family) if w)  # the observer's index too: `at p = 0, v = 1`
     if where:
         text += f" at {where}"
     if keys:

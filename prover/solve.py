@@ -216,6 +216,8 @@ def solve(module: ir.Module, ob: Obligation, options: Options, cache: Cache | No
         formula = build(sliced, ob, z3.Context(), options.encoding)
         result = replace(_check(ob, formula, options, start, time.perf_counter() - start),
                          quantified=formula.quantified, warnings=warnings)
+        if result.status is Status.UNKNOWN:
+            result = replace(result, detail=result.detail + _remedy(formula, options))
         if cache is not None and result.status is Status.PROVED:
             cache.put(key, ob.id, result.rlimit_used, result.quantified)
     if options.dump_smt is None and options.cross_check is None:
@@ -259,6 +261,18 @@ def _vacuity_check(formula: Formula, options: Options) -> tuple[z3.Solver, dict[
         labels[tag.get_id()] = label
         vac.assert_and_track(term, tag)
     return vac, labels
+
+
+def _remedy(formula: Formula, options: Options) -> str:
+    """What is cheaper to try than a larger --rlimit, if anything: the quantifier-free encoding,
+    when it removes every quantifier the quantified encoding left to Z3."""
+    if options.encoding != "quantified" or not formula.quantified:
+        return ""
+    e = qf.eliminate([h.term for h in formula.hypotheses], [g.term for g in formula.goals],
+                     1 if formula.mode == "sat" else -1)
+    if not e.quantifier_free:
+        return ""
+    return "; the default encoding (--encoding qf) removes every quantifier of this obligation: try it first"
 
 
 _STATE_HYPOTHESES = ("I(s)", "I_L(s)", "well-formed values")

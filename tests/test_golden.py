@@ -85,3 +85,16 @@ def test_hole_models_get_the_same_verdict_in_the_quantified_encoding(path: Path)
     else:
         assert tuple(expectation(path)[0].split()) in not_proved(results)
     assert_replayed(results)
+
+
+def test_a_family_observer_s_index_is_shown_concretely() -> None:
+    """Issue 15: the failing observation of VM(v) names v's value, not only the family."""
+    from conftest import prove_text
+    results = prove_text("principal KServ\nprincipal VM(v: bv[2])\nlayer L {\n  state { mem : map[bv[2]] -> bv[8] }\n"
+                         "  observe VM(v) { mem[v] }\n"
+                         "  op write(v: bv[2], x: bv[8]) by VM(v) { mem[v ^ 1] := x }\n}\n")
+    lr = next(r for r in results if r.obligation.id == "L/LR/write/VM")
+    assert lr.status is Status.FAILED and lr.counterexample is not None
+    observer = lr.counterexample.observer
+    assert observer in ("VM(0)", "VM(1)", "VM(2)", "VM(3)")
+    assert lr.counterexample.failing == (f"observation `mem[v]` differs at v = {observer[3]}",)
