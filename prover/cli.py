@@ -86,7 +86,8 @@ def load_all(paths: list[Path], sources: dict[str, str], defines: tuple[Define, 
             modules.append(load_file(path, sources, defines, applied))
         except DiagnosticError as exc:
             errors.extend(render(d, sources) for d in exc.diagnostics)
-    errors.extend(render(d, sources) for d in unused(defines, applied))
+    if not errors:  # a file that does not parse declares nothing: its defines are not unused
+        errors.extend(render(d, sources) for d in unused(defines, applied))
     if errors:
         raise BadInput("\n".join(errors) + f"\n{len(errors)} error(s) in the input; nothing was proved")
     if not modules:

@@ -61,9 +61,9 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
     """Solve every pair, handing each result on in order.
 
     This process solves, in order. With several jobs, once it has solved for SPAWN_AFTER
-    seconds and work is left, `jobs - 1` worker processes join it: a worker costs about a CPU
-    second to start (it imports everything again), which a small run would spend for nothing,
-    so a small run is never slower than one job. When nothing is left to hand out, this
+    seconds and the work left would take WORKER_START seconds more at the pace so far, `jobs - 1`
+    worker processes join it: a worker costs about a CPU second to start (it imports everything
+    again), which a small run would spend for nothing. When nothing is left to hand out, this
     process also solves what the workers still hold, in order, and takes whichever answer comes
     first (the same answer: the solving is deterministic); workers left busy are then killed.
 
@@ -119,7 +119,9 @@ class _Workers:
 
     def tick(self, queue: list[int], done: dict[int, Result]) -> None:
         """Start the workers when it is time, keep them busy, take their answers."""
-        if self.pool is None and self.count > 0 and queue and time.perf_counter() - self.began >= SPAWN_AFTER:
+        elapsed = time.perf_counter() - self.began
+        if self.pool is None and self.count > 0 and queue and elapsed >= SPAWN_AFTER and \
+                len(queue) * elapsed >= WORKER_START * max(len(done), 1):  # the rest, at this pace
             self.pool = ProcessPoolExecutor(max_workers=self.count, mp_context=multiprocessing.get_context("spawn"),
                                             initializer=_init, initargs=self.initargs)
         while self.pool is not None and queue and len(self.handed) < 2 * self.count:
@@ -170,6 +172,7 @@ def kill_workers(pool: ProcessPoolExecutor) -> None:
 
 
 SPAWN_AFTER = 1.0  # seconds of solving in this process before worker processes are started
+WORKER_START = 1.5  # seconds of work left (at the pace so far) that a worker's start-up is worth
 _SOLVER_STACK = 256 * 1024 * 1024  # bytes of stack (address space) for the solving thread
 
 
