@@ -240,7 +240,7 @@ class Checker:
                 raise self.fail("duplicate", p.span, f"parameter `{p.name}` of `{d.name}` is already declared")
             params[p.name] = (PARAM, self.resolve_type(p.type))
         result = self.resolve_type(d.result)
-        ctx = Context(self.globals, {}, params, in_body=False, what=f"the def `{d.name}`")
+        ctx = Context(self.globals, {}, params, in_body=False, what=f"the def `{d.name}`", pure=True)
         body = self.exprs.check(d.body, ctx, result)
         self.globals.defs[d.name] = Function(d.name, tuple((n, t) for n, (_, t) in params.items()), result, body,
                                              d.span)

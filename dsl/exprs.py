@@ -42,10 +42,11 @@ class Context:
     in_body: bool  # inside an operation body (oracle reads allowed at statement level)
     observer: tuple[str, str | None] | None = None  # (principal, param) inside `observe`
     what: str = "a predicate"
+    pure: bool = False  # the body of a `def`: no state, oracle or counter
 
     def with_locals(self, extra: dict[str, tuple[str, Type]]) -> Context:
         return Context(self.globals, self.fields, {**self.locals, **extra}, self.in_body,
-                       self.observer, self.what)
+                       self.observer, self.what, self.pure)
 
 
 _ARITH = {"+": "add", "-": "sub", "*": "mul", "/": "udiv", "%": "urem", "&": "band", "|": "bor",
@@ -220,7 +221,7 @@ class ExprChecker:
             return self.concat(e, ctx)
         if e.func == "extract":
             return self.extract(e, ctx)
-        candidates = [*g.principals, *BUILTINS]
+        candidates = [*g.principals, *g.defs, *BUILTINS]
         raise self.unknown(e.func, e.func_span, candidates, "function or principal family")
 
     def concat(self, e: ast.Call, ctx: Context) -> ir.Expr:
@@ -260,7 +261,7 @@ class ExprChecker:
             raise self.fail("arity", e.span, f"`{e.func}` takes {n} argument(s), found {len(e.args)}")
 
     def counter(self, e: ast.Call, ctx: Context) -> ir.Counter:
-        if ctx.what.startswith("the def"):
+        if ctx.pure:
             raise self.fail("unsupported", e.span, f"{ctx.what} mentions an oracle counter; a def is pure: pass "
                                                    "the counter as an argument")
         self.arity(e, 2)

@@ -106,3 +106,11 @@ def test_def_errors_are_reported_where_they_are_made(source: str, code: str, mes
         load_text("principal KServ\n" + source, "e.mv")
     found = [(d.code, d.message) for d in info.value.diagnostics]
     assert any(c == code and message in m for c, m in found), found
+
+
+def test_a_misspelt_def_gets_a_suggestion() -> None:
+    with pytest.raises(DiagnosticError) as info:
+        load_text("principal KServ\ndef mailbox(x: bv[2]) -> bv[2] = x\nlayer L { state { y : bv[2] } init { mailbx(y) == 0 } }",
+                  "e.mv")
+    [d] = info.value.diagnostics
+    assert d.code == "unknown-name" and d.notes == ("did you mean `mailbox`?",), d
