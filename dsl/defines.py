@@ -11,8 +11,9 @@ so, and the theorem names the definitions it was proved under. Anything else a f
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from microverify.dsl import ast
 from microverify.dsl.diagnostics import DiagnosticError, Diagnostic, error
@@ -36,6 +37,15 @@ class Define:
         return f"-D {self.text}"
 
 
+@dataclass
+class Uses:
+    """What the files loaded so far did with the defines: the names they declare (`applied`), and
+    every type alias and constant they declare (`settable`, for suggestions)."""
+
+    applied: set[str] = field(default_factory=set)
+    settable: set[str] = field(default_factory=set)
+
+
 def parse_defines(args: tuple[str, ...] | list[str]) -> tuple[Define, ...]:
     """The `-D` arguments, in order; ValueError says what is wrong with one."""
     out: dict[str, Define] = {}
@@ -52,12 +62,13 @@ def parse_defines(args: tuple[str, ...] | list[str]) -> tuple[Define, ...]:
     return tuple(out.values())
 
 
-def apply(module: ast.Module, defines: tuple[Define, ...], applied: set[str]) -> ast.Module:
-    """The module with each define's type alias or constant replaced; the names of the defines it
-    declares are added to `applied`, even if a define is bad. Diagnostics point into
-    `Define.file`, whose text is `Define.text`."""
+def apply(module: ast.Module, defines: tuple[Define, ...], uses: Uses) -> ast.Module:
+    """The module with each define's type alias or constant replaced; `uses` records what it
+    declares (a define's name counts as applied even if the define is bad). Diagnostics point
+    into `Define.file`, whose text is `Define.text`."""
     if not defines:
         return module
+    uses.settable.update(d.name for d in module.decls if isinstance(d, (ast.TypeDecl, ast.ConstDecl)))
     wanted = {d.name: d for d in defines}
     decls: list[ast.Decl] = []
     errors: list[Diagnostic] = []
@@ -66,7 +77,7 @@ def apply(module: ast.Module, defines: tuple[Define, ...], applied: set[str]) ->
         if d is None:
             decls.append(decl)
             continue
-        applied.add(d.name)
+        uses.applied.add(d.name)
         try:
             decls.append(_replace(decl, d))
         except DiagnosticError as exc:
@@ -90,8 +101,14 @@ def _replace(decl: ast.Decl, d: Define) -> ast.Decl:
                                  f"declared at {decl.span}")])
 
 
-def unused(defines: tuple[Define, ...], applied: set[str]) -> list[Diagnostic]:
+def unused(defines: tuple[Define, ...], uses: Uses) -> list[Diagnostic]:
     """A define no file loaded declares (the name is likely misspelt)."""
-    return [error("define", Span(d.file, 1, 1, 1, len(d.name) + 1),
-                  f"no file declares a type or constant `{d.name}` for -D to set")
-            for d in defines if d.name not in applied]
+    out = []
+    for d in defines:
+        if d.name in uses.applied:
+            continue
+        close = difflib.get_close_matches(d.name, sorted(uses.settable), n=1)
+        out.append(error("define", Span(d.file, 1, 1, 1, len(d.name) + 1),
+                         f"no file declares a type or constant `{d.name}` for -D to set",
+                         *((f"did you mean `{close[0]}`?",) if close else ())))
+    return out

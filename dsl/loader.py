@@ -9,7 +9,7 @@ from pathlib import Path
 
 from microverify.dsl import ast, ir
 from microverify.dsl.checker import check
-from microverify.dsl.defines import Define, apply
+from microverify.dsl.defines import Define, Uses, apply
 from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, error
 from microverify.dsl.limits import MAX_FILE_BYTES, ensure_recursion_limit
 from microverify.dsl.parser import parse
@@ -26,19 +26,20 @@ def load_text(text: str, file: str) -> ir.Module:
 
 
 def load_file(path: Path, sources: dict[str, str], defines: tuple[Define, ...] = (),
-              applied: set[str] | None = None) -> ir.Module:
+              uses: Uses | None = None) -> ir.Module:
     """Load one file and what it imports, with `defines` (`-D`) applied to its declarations; every
-    text read is recorded in `sources`, and the names of the defines that applied in `applied`."""
+    text read is recorded in `sources`, and what the defines did in `uses`."""
     ensure_recursion_limit()
     text = _read(path, sources, None)
-    names: set[str] = set()
+    here = Uses()
     try:
-        merged = apply(_with_imports(parse(text, display_name(path)), path, sources), defines, names)
+        merged = apply(_with_imports(parse(text, display_name(path)), path, sources), defines, here)
     finally:
-        if applied is not None:
-            applied |= names
+        if uses is not None:
+            uses.applied |= here.applied
+            uses.settable |= here.settable
     module = check(merged, sources)
-    used = tuple(str(d) for d in defines if d.name in names)
+    used = tuple(str(d) for d in defines if d.name in here.applied)
     return dataclasses.replace(module, defines=used) if used else module
 
 

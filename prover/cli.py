@@ -22,7 +22,7 @@ from microverify import __version__
 from microverify.dsl import ir
 from microverify.dsl.diagnostics import DiagnosticError, render
 from microverify.dsl.limits import ensure_recursion_limit
-from microverify.dsl.defines import Define, parse_defines, unused
+from microverify.dsl.defines import Define, Uses, parse_defines, unused
 from microverify.dsl.loader import discover, load_file
 from microverify.prover import formats
 from microverify.prover.cache import DEFAULT_DIR, unusable_cache_dir
@@ -79,15 +79,15 @@ def load_all(paths: list[Path], sources: dict[str, str], defines: tuple[Define, 
         raise BadInput("\n".join(unusable))
     modules: list[ir.Module] = []
     errors: list[str] = []
-    applied: set[str] = set()
+    uses = Uses()
     sources.update({d.file: d.text for d in defines})  # diagnostics quote them
     for path in discover(paths):
         try:
-            modules.append(load_file(path, sources, defines, applied))
+            modules.append(load_file(path, sources, defines, uses))
         except DiagnosticError as exc:
             errors.extend(render(d, sources) for d in exc.diagnostics)
     if not errors:  # a file that does not parse declares nothing: its defines are not unused
-        errors.extend(render(d, sources) for d in unused(defines, applied))
+        errors.extend(render(d, sources) for d in unused(defines, uses))
     if errors:
         raise BadInput("\n".join(errors) + f"\n{len(errors)} error(s) in the input; nothing was proved")
     if not modules:

@@ -65,7 +65,7 @@ def test_a_define_is_checked_like_the_file(model: Path) -> None:
 
 @pytest.mark.parametrize("args,expected", [
     (["-D", "SECRTE=3"], "<-D SECRTE>:1:1: error: no file declares a type or constant `SECRTE` for -D to set "
-                         "[define]\n  SECRTE=3\n  ^~~~~~"),
+                         "[define]\n  SECRTE=3\n  ^~~~~~\n  note: did you mean `SECRET`?"),
     (["-D", "A=1"], "<-D A>:1:1: error: -D sets a `type` alias or a `const`, and `A` is a principal [define]\n"
                     "  A=1\n  ^\n  note: declared at "),
     (["-D", "SECRET=0x1G"], "<-D SECRET>:1:"),
