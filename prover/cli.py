@@ -84,8 +84,8 @@ def load_all(paths: list[Path], sources: dict[str, str], defines: tuple[Define, 
     for path in discover(paths):
         try:
             modules.append(load_file(path, sources, defines, uses))
-        except DiagnosticError as exc:
-            errors.extend(render(d, sources) for d in exc.diagnostics)
+        except DiagnosticError as exc:  # a file two roots import is reported once
+            errors.extend(e for e in (render(d, sources) for d in exc.diagnostics) if e not in errors)
     if not errors:  # a file that does not parse declares nothing: its defines are not unused
         errors.extend(render(d, sources) for d in unused(defines, uses))
     if errors:

@@ -102,3 +102,12 @@ def test_xmhf_states_its_small_configuration_and_it_checks() -> None:
     assert "pfn=bv[8]" in defines
     args = [a for d in defines for a in ("-D", d)]
     assert prove(str(PROOFS / "xmhf"), "--check", *args).returncode == 0
+
+
+def test_an_error_in_a_file_two_roots_load_is_reported_once() -> None:
+    """xmhf_dev.mv imports xmhf.mv, and both are loaded: a bad -D of a constant of xmhf.mv (or any
+    error in it) is one error, not one per file that loads it."""
+    r = prove(str(PROOFS / "xmhf"), "--check", "-D", "HYP_BASE=HYP_END")
+    assert r.returncode == 2
+    assert r.stderr.count("error: unknown name `HYP_END`") == 1, r.stderr
+    assert r.stderr.strip().endswith("1 error(s) in the input; nothing was proved")
