@@ -152,6 +152,7 @@ class _Workers:
 def kill_workers(pool: ProcessPoolExecutor) -> None:
     """Stop a pool now: its workers may be deep in a Z3 check, which no Python signal reaches."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)  # shutdown() forgets it
     for proc in processes:
         try:
             proc.kill()
@@ -163,10 +164,10 @@ def kill_workers(pool: ProcessPoolExecutor) -> None:
             proc.join(timeout=5)
         except (OSError, ValueError, AttributeError, AssertionError):
             pass
-    # The pool's manager thread notices the dead workers, closes the pool's queues and ends. It
-    # is not a daemon: were it still running at exit, the interpreter's shutdown would wait for
-    # it (and a signal then prints "Exception ignored in: <module 'threading'>").
-    manager = getattr(pool, "_executor_manager_thread", None)
+    # The pool's manager thread notices the dead workers, closes the pool's queues and its wakeup
+    # pipe, and ends. Were it still running at exit, the interpreter's shutdown would race it:
+    # concurrent.futures' exit hook writes to that pipe while the thread closes it ("OSError:
+    # [Errno 9] Bad file descriptor", or "Exception ignored in: <module 'threading'>" on stderr).
     if isinstance(manager, threading.Thread) and manager is not threading.current_thread():
         manager.join(timeout=5)
 
