@@ -93,8 +93,7 @@ def _replace(decl: ast.Decl, d: Define) -> ast.Decl:
         new = parse_type_definition(d.text, d.file)
         return dataclasses.replace(decl, type=new.type)
     if isinstance(decl, ast.ConstDecl):
-        _, value, _ = parse_const_definition(d.text, d.file)
-        return dataclasses.replace(decl, value=value)
+        return dataclasses.replace(decl, value=parse_const_definition(d.text, d.file))
     kind = type(decl).__name__.removesuffix("Decl").lower()
     raise DiagnosticError([error("define", Span(d.file, 1, 1, 1, len(d.name) + 1),
                                  f"-D sets a `type` alias or a `const`, and `{d.name}` is a {kind}",

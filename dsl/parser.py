@@ -77,13 +77,8 @@ class _ToAst(Transformer_NonRecursive[Token, Any]):
     def start(self, meta: Meta, items: list[Any]) -> ast.Module:
         return ast.Module(self.file, tuple(items))
 
-    @v_args(meta=True)
-    def define_type(self, meta: Meta, c: list[Any]) -> ast.TypeDecl:
-        return ast.TypeDecl(str(c[0]), c[1], self._span(meta))
-
-    @v_args(meta=True)
-    def define_const(self, meta: Meta, c: list[Any]) -> tuple[str, ast.Expr, Span]:
-        return str(c[0]), c[1], self._span(meta)
+    def define_const(self, c: list[Any]) -> ast.Expr:
+        return c[1]  # type: ignore[no-any-return]
 
     @v_args(meta=True)
     def import_decl(self, meta: Meta, c: list[Any]) -> ast.Import:
@@ -100,6 +95,8 @@ class _ToAst(Transformer_NonRecursive[Token, Any]):
     @v_args(meta=True)
     def type_decl(self, meta: Meta, c: list[Any]) -> ast.TypeDecl:
         return ast.TypeDecl(str(c[0]), c[1], self._span(meta))
+
+    define_type = type_decl  # `-D NAME=TYPE`: the same node
 
     @v_args(meta=True)
     def principal_decl(self, meta: Meta, c: list[Any]) -> ast.PrincipalDecl:
@@ -541,11 +538,9 @@ def parse_type_definition(text: str, file: str) -> ast.TypeDecl:
     return result
 
 
-def parse_const_definition(text: str, file: str) -> tuple[str, ast.Expr, Span]:
-    """`NAME=EXPR`, a `-D` value for a constant: the name, the expression and the whole span."""
-    result = _parse(text, file, "define_const")
-    assert isinstance(result, tuple)
-    return result
+def parse_const_definition(text: str, file: str) -> ast.Expr:
+    """`NAME=EXPR`, a `-D` value for a constant: the expression."""
+    return _parse(text, file, "define_const")  # type: ignore[no-any-return]
 
 
 def _parse(text: str, file: str, start: str) -> Any:

@@ -251,16 +251,16 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
         args = ", ".join(f"{n} = {x.show(t, formula.args[n])}" for n, t in op.params)
         operation = f"{op.name}({args})"
     observer = None
+    family = None  # the observer's parameter, as `v = 1`
     if formula.observer is not None:
         principal, param = formula.observer
-        observer = principal.name if param is None else f"{principal.name}({x.fmt(principal.param_type, x.num(param))})"  # type: ignore[arg-type]
+        index = None if param is None else x.fmt(principal.param_type, x.num(param))  # type: ignore[arg-type]
+        observer = principal.name if index is None else f"{principal.name}({index})"
+        if index is not None and principal.param is not None:
+            family = f"{principal.param} = {index}"
     doms = tuple(x.fmt(PrincipalType(), x.num(r.dom)) for r in runs if r.dom is not None and not r.upper)
     results = tuple((r.name, x.show(op.result, r.step.result)) for r in runs if op is not None
                     and op.result is not None and r.step is not None and r.step.result is not None)
-    family = None  # the observer's parameter, as `v = 1`
-    if formula.observer is not None and formula.observer[1] is not None and formula.observer[0].param is not None:
-        principal, param = formula.observer
-        family = f"{principal.param} = {x.fmt(principal.param_type, x.num(param))}"  # type: ignore[arg-type]
     return Counterexample(operation, observer, doms, results, tuple(reads), tuple(shown),
                           tuple(_describe(x, g, family) for g in failing), tuple(responsible))
 

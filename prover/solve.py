@@ -140,21 +140,28 @@ def build(module: ir.Module, ob: Obligation, ctx: z3.Context, encoding: str = "q
     return formula
 
 
+def _eliminate(formula: Formula) -> qf.Elimination:
+    """The formula's quantifiers instantiated (prover/qf.py), the goals as they are asserted."""
+    return qf.eliminate([h.term for h in formula.hypotheses], [g.term for g in formula.goals],
+                        1 if formula.mode == "sat" else -1)
+
+
+def _instantiation_hypotheses(e: qf.Elimination) -> list[Labeled]:
+    """What an elimination adds to the hypotheses: the lambdas' definitions and λ's constraints."""
+    extras = [("definitions of the constants standing for lambdas", e.definitions),
+              ("index-set instantiation: each λ is an index outside I", e.side)]
+    return [Labeled(label, z3.And(terms)) for label, terms in extras if terms]
+
+
 def _quantifier_free(formula: Formula) -> bool:
     """Replace the terms by their quantifier-free versions, if every quantifier could go."""
-    e = qf.eliminate([h.term for h in formula.hypotheses], [g.term for g in formula.goals],
-                     1 if formula.mode == "sat" else -1)
+    e = _eliminate(formula)
     if not e.quantifier_free:
         return False  # keep the quantified formula whole: it is exact
     formula.hypotheses = [replace(h, term=t) for h, t in zip(formula.hypotheses, e.hypotheses)]
     formula.goals = [replace(g, term=t) for g, t in zip(formula.goals, e.goals)]
     formula.completion = e.completion
-    if e.definitions:
-        formula.hypotheses.append(Labeled("definitions of the constants standing for lambdas",
-                                          z3.And(e.definitions)))
-    if e.side:
-        formula.hypotheses.append(Labeled("index-set instantiation: each λ is an index outside I",
-                                          z3.And(e.side)))
+    formula.hypotheses += _instantiation_hypotheses(e)
     return True
 
 
@@ -253,24 +260,17 @@ def _vacuity_check(formula: Formula, options: Options) -> tuple[z3.Solver, dict[
         return None
     vac = _solver(formula.ctx, options)
     labels: dict[int, str] = {}
-    extras = [("definitions of the constants standing for lambdas", e.definitions),
-              ("index-set instantiation: each λ is an index outside I", e.side)]
-    for i, (label, term) in enumerate([(h.label, t) for h, t in zip(kept, e.hypotheses)] +
-                                      [(label, z3.And(ts)) for label, ts in extras if ts]):
+    for i, h in enumerate([replace(h, term=t) for h, t in zip(kept, e.hypotheses)] + _instantiation_hypotheses(e)):
         tag = z3.Bool(f"vac!{i}", formula.ctx)
-        labels[tag.get_id()] = label
-        vac.assert_and_track(term, tag)
+        labels[tag.get_id()] = h.label
+        vac.assert_and_track(h.term, tag)
     return vac, labels
 
 
 def _remedy(formula: Formula, options: Options) -> str:
     """What is cheaper to try than a larger --rlimit, if anything: the quantifier-free encoding,
     when it removes every quantifier the quantified encoding left to Z3."""
-    if options.encoding != "quantified" or not formula.quantified:
-        return ""
-    e = qf.eliminate([h.term for h in formula.hypotheses], [g.term for g in formula.goals],
-                     1 if formula.mode == "sat" else -1)
-    if not e.quantifier_free:
+    if options.encoding != "quantified" or not formula.quantified or not _eliminate(formula).quantifier_free:
         return ""
     return "; the default encoding (--encoding qf) removes every quantifier of this obligation: try it first"
 

@@ -111,3 +111,41 @@ def test_an_error_in_a_file_two_roots_load_is_reported_once() -> None:
     assert r.returncode == 2
     assert r.stderr.count("error: unknown name `HYP_END`") == 1, r.stderr
     assert r.stderr.strip().endswith("1 error(s) in the input; nothing was proved")
+
+
+LIB = """\
+principal A
+principal B
+type pfn = bv[4]
+const SECRET: pfn = 15
+def hidden(p: pfn) -> bool = p >= 8
+"""
+USER = """\
+import "lib.mv"
+layer LAYER {
+  state { mem : map[pfn] -> bv[8] }
+  observe A { mem[p] for p: pfn where !hidden(p) }
+  op write(x: bv[8]) by B { mem[SECRET] := x }
+}
+"""
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+def test_a_define_reaches_a_def_in_an_imported_file_in_either_order(tmp_path: Path, encoding: str) -> None:
+    """Attack: B writes page SECRET, A sees the pages `hidden` does not hide, both from a shared
+    file. Secure as written (15 is hidden); -D SECRET=3 makes B's write visible to A, two runs
+    differing only in x. With the secure result cached, in both file orders, it must fail LR."""
+    (tmp_path / "lib.mv").write_text(LIB)
+    (tmp_path / "a.mv").write_text(USER.replace("LAYER", "La"))
+    (tmp_path / "b.mv").write_text(USER.replace("LAYER", "Lb"))
+    cache = str(tmp_path / "cache")
+    files = [str(tmp_path / "a.mv"), str(tmp_path / "b.mv")]
+    secure = prove(*files, "--cache-dir", cache, "--encoding", encoding)
+    assert secure.returncode == 0, secure.stdout + secure.stderr
+    for order in (files, files[::-1]):
+        leaky = prove(*order, "--cache-dir", cache, "--encoding", encoding, "-D", "SECRET=3")
+        assert leaky.returncode == 1, leaky.stdout + leaky.stderr
+        assert "FAILED   La/LR/write/A" in leaky.stdout and "FAILED   Lb/LR/write/A" in leaky.stdout
+        assert "differs at p = 3" in leaky.stdout  # the page -D SECRET=3 moved into A's view
+        assert "a.mv:5:29: note: responsible statement" in leaky.stdout  # at `mem[SECRET] := x`
+        assert "confirmed by the reference interpreter" in leaky.stdout
