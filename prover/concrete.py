@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -28,6 +28,7 @@ from microverify.layers.values import MapValue, Principal, Raw, Record, Universe
 from microverify.oracles.oracles import Oracles
 from microverify.prover.counterexample import numeral
 from microverify.prover.formula import Formula
+from microverify.prover.linking import Linked
 
 TABULATE_LIMIT = 4096  # a map over at most this many keys is read at each of them
 
@@ -66,7 +67,28 @@ class _Lazy:
 
 
 Parsed = Union[int, _Array, _Lazy]
-Shape = Union[Parsed, dict[str, "Shape"]]  # a symbolic value's structure with parsed leaves
+
+
+@dataclass
+class _Linked:
+    """An array the qf encoding substituted away (prover/linking.py): e(f⁻¹(key)) at a key in
+    the definition's range, elsewhere the fresh array it stands for there, read where the
+    completion reads it."""
+
+    linked: Linked
+    rest: Parsed | None
+    reader: Concretizer
+
+    def at(self, raw: int, key: Callable[[int], int]) -> Parsed:
+        d = self.linked
+        if d.lo <= raw <= d.hi:
+            domain = d.array.sort().domain()  # type: ignore[attr-defined]
+            return self.reader.parse(d.at(z3.BitVecVal(raw, domain.size(), domain.ctx)))
+        assert self.rest is not None, "a definition onto its sort covers every key"
+        return self.rest.at(key(raw)) if not isinstance(self.rest, int) else self.rest
+
+
+Shape = Union[Parsed, _Linked, dict[str, "Shape"]]  # a symbolic value's structure with parsed leaves
 
 
 class Concretizer:
@@ -78,6 +100,7 @@ class Concretizer:
         self.known: dict[int, set[int]] = {}  # per index sort (by its Z3 id): the values of I
         self.regions: dict[int, list[tuple[int, int, int]]] = {}  # (lo, hi, value of λ)
         completion = formula.completion
+        self.linked = {d.array.get_id(): d for d in completion.linked} if completion is not None else {}
         if completion is not None:
             for sort, terms in completion.index.items():
                 self.known[sort.get_id()] = {self.number(t) for t in terms}
@@ -175,6 +198,9 @@ class Concretizer:
             assert isinstance(v, MapVal)
             return self.shape(t.value, v.inner)
         assert isinstance(v, z3.ExprRef)
+        d = self.linked.get(v.get_id())
+        if d is not None:
+            return _Linked(d, None if d.rest is None else self.parse(d.rest), self)
         return self.parse(v)
 
     def value(self, t: Type, v: Symbolic) -> Value:
@@ -194,7 +220,7 @@ class Concretizer:
         sort = self.enc.sort(t.key)
         size = self.universe.size(t.key)
         if size <= TABULATE_LIMIT:
-            return self.universe.tabulate(t, ((k, self._build(t.value, _select(shape, self._key(sort, self.universe.encode(t.key, k)))))
+            return self.universe.tabulate(t, ((k, self._build(t.value, self._select(shape, sort, self.universe.encode(t.key, k))))
                                               for k in self.universe.members(t.key)))
         return self._sparse(t, sort, shape)
 
@@ -211,7 +237,7 @@ class Concretizer:
             if outside > TABULATE_LIMIT:
                 raise TooLarge(f"a map over {t.key} is read at {outside} indices outside its λ region")
             keys |= set(range(0, lo)) | set(range(hi, 1 << width))
-            default = self._build(t.value, _select(shape, lam))
+            default = self._build(t.value, self._select(shape, sort, lam))
         else:
             default = self._build(t.value, _defaults(shape))
         out = self.universe.constant_map(t, default)
@@ -221,8 +247,18 @@ class Concretizer:
             except ValueError:
                 continue  # a junk index: no key of the map
             assert not isinstance(k, (Record, MapValue))
-            out = out.set(k, self._build(t.value, _select(shape, self._key(sort, raw))))
+            out = out.set(k, self._build(t.value, self._select(shape, sort, raw)))
         return out
+
+    def _select(self, shape: Shape, sort: z3.SortRef, raw: int) -> Shape:
+        """The entry at raw of a map's value, as the completed model reads it."""
+        if isinstance(shape, dict):
+            return {f: self._select(s, sort, raw) for f, s in shape.items()}
+        if isinstance(shape, int):
+            raise ModelError("a map's value in the model is not an array")
+        if isinstance(shape, _Linked):
+            return shape.at(raw, lambda k: self._key(sort, k))
+        return shape.at(self._key(sort, raw))
 
     def state(self, fields: Iterable[ir.StateField], state: dict[str, Symbolic]) -> dict[str, Value]:
         return {f.name: self.value(f.type, state[f.name]) for f in fields}
@@ -254,17 +290,13 @@ def _raw(c: Concretizer, v: Symbolic) -> Raw:
     return c.number(v)
 
 
-def _select(shape: Shape, key: int) -> Shape:
-    if isinstance(shape, dict):
-        return {f: _select(s, key) for f, s in shape.items()}
-    if isinstance(shape, int):
-        raise ModelError("a map's value in the model is not an array")
-    return shape.at(key)
 
 
 def _defaults(shape: Shape) -> Shape:
     if isinstance(shape, dict):
         return {f: _defaults(s) for f, s in shape.items()}
+    if isinstance(shape, _Linked) and isinstance(shape.rest, _Array):
+        return shape.rest.default
     if not isinstance(shape, _Array):
         raise TooLarge("a map over a large sort has a value in the model that is no list of entries")
     return shape.default
@@ -276,6 +308,13 @@ def _entry_keys(shape: Shape) -> Iterable[int]:
             yield from _entry_keys(s)
     elif isinstance(shape, _Array):
         yield from shape.entries
+    elif isinstance(shape, _Linked):
+        d = shape.linked
+        if d.hi - d.lo >= TABULATE_LIMIT:
+            raise TooLarge(f"a map is defined at {d.hi - d.lo + 1} keys by an index-linking hypothesis")
+        yield from range(d.lo, d.hi + 1)
+        if shape.rest is not None:
+            yield from _entry_keys(shape.rest)
     elif isinstance(shape, _Lazy):
         raise TooLarge("a map over a large sort has a value in the model that is no list of entries")
 

@@ -1,7 +1,7 @@
 """The quantifier-free encoding of an obligation: its quantifiers replaced by ground instances.
 
 Observation equivalence, invariants and well-formedness over maps are `forall`s over indices.
-This module removes them where that is sound, in five passes over the asserted terms (the
+This module removes them where that is sound, in six passes over the asserted terms (the
 hypotheses, and the goal as it is asserted: negated for a validity obligation):
 
 0. Lambda definitions. Z3's simplifier beta-reduces a read of a lambda (an abstraction function
@@ -13,6 +13,10 @@ hypotheses, and the goal as it is asserted: negated for a validity obligation):
 1. Skolemization. A quantifier that is existential where it is asserted (`exists` in a positive
    position, `forall` in a negative one, e.g. in the negated goal) and is not under a universal
    one becomes its body over fresh constants. Equisatisfiable.
+1b. Index-linking definitions (prover/linking.py). A universal hypothesis `∀v̄. a[f(v̄)] = e(v̄)`
+   outside the fragment, f laying v̄ out in the index's bits (`owner[zext(v, 12)] = VM(v)`), is
+   substituted away: `a` becomes λj. if j ∈ range(f) then e(f⁻¹(j)) else a0[j], equisatisfiably.
+   A universal that then tests a bound index against range(f) is split there (pass 3).
 2. The index set I: for each index sort, the ground terms the formula reads or writes arrays at
    (`select`/`store` indices), after skolemization.
 3. Instantiation of every universal quantifier (in a positive position of the hypotheses):
@@ -52,6 +56,8 @@ from dataclasses import dataclass, field
 import z3
 from z3.z3 import _to_expr_ref  # a raw AST as an expression (not exported by z3)
 
+from microverify.prover import linking
+
 EXPAND_LIMIT = 256  # the most values an exact expansion of one quantifier may range over
 SPLIT_LIMIT = 4  # the same for an expansion into a disjunction (existential, or both polarities)
 MAX_ROUNDS = 4  # growing the index set I with the terms the instances read at, until it closes
@@ -82,6 +88,7 @@ class Completion:
 
     index: dict[z3.SortRef, list[z3.ExprRef]]  # I, per index sort
     regions: list[tuple[z3.SortRef, int, int, z3.ExprRef]]  # (sort, lo, hi, λ): λ stands for [lo, hi)
+    linked: tuple[linking.Linked, ...] = ()  # arrays substituted away (pass 1b): each is its Λ
 
 
 def _simplify(t: z3.ExprRef) -> z3.ExprRef:
@@ -268,6 +275,7 @@ class _Eliminator:
         # with (and the next value), over all quantifiers; completeness needs one partition.
         self.cuts: dict[z3.SortRef, set[int]] = {}
         self.refined = False  # the partition got finer this round
+        self.linked: list[linking.Linked] = []  # index-linking definitions (pass 1b)
 
     # -- passes 0 and 1, in one walk
     def skolemize(self, t: z3.ExprRef, pol: int) -> z3.ExprRef:
@@ -308,13 +316,17 @@ class _Eliminator:
                 pairs.append((q, replaced))
         return z3.substitute(t, *pairs) if pairs else t
 
-    def _replace(self, q: z3.QuantifierRef, pol: int, budget: int) -> z3.ExprRef | None:
+    def _replace(self, q: z3.QuantifierRef, pol: int, budget: int, split: bool = True) -> z3.ExprRef | None:
         if q.is_lambda():  # inside an instance: without free variables
             return self.definitions.constant(q)
         consts, body = _open(q, "i")
         sorts = [q.var_sort(i) for i in range(q.num_vars())]
         universal = pol != 0 and not _existential(q, pol)
         atoms = _fragment_atoms(self.terms, body, consts) if universal else None
+        if atoms is None and universal and split:
+            parts = self._split(consts, body)
+            if parts is not None:
+                return self._parts(parts, pol, budget)
         limit = budget if universal else min(budget, SPLIT_LIMIT)
         if atoms is not None:
             choices = [self._choices(c, atoms[c.get_id()]) for c in consts]
@@ -340,6 +352,55 @@ class _Eliminator:
         if q.is_forall():
             return z3.And(instances + [neutral])
         return z3.Or(instances + [neutral])
+
+    def _split(self, consts: list[z3.ExprRef], body: z3.ExprRef) -> list[z3.ExprRef] | None:
+        """The universal `∀consts. body` as parts whose conjunction it is, if body tests a bound
+        constant c against the range R of an index-linking definition (pass 1b); else None.
+
+        It is split at each such guard g (`g → body[g := true]`, `¬g → body[g := false]`); the
+        parts that became true are left out. In a part over R (or when R is the whole sort), c
+        becomes f(ū) for fresh ū, one per variable of the definition (a bijection onto R), if
+        then `∀u. u ≠ t ∨ B` becomes B[u := t] for some u and a t without u (the one-point
+        rule); else c stays. All equivalences."""
+        present = {self.terms.id(x) for x in self.terms.walk([body.as_ast()])}
+        ranges = [(c, d) for c in consts for d in self.linked
+                  if d.sort.eq(c.sort()) and (d.onto or any(g.get_id() in present for g in d.guards(c)))]
+        if not ranges:
+            return None
+        guards = list({g.get_id(): g for c, d in ranges for g in d.guards(c)}.values())
+        parts: list[tuple[dict[int, bool], z3.ExprRef]] = [({}, body)]
+        for g in guards:
+            parts = [({**fixed, g.get_id(): value}, _simplify(z3.substitute(b, (g, z3.BoolVal(value, self.ctx)))))
+                     for fixed, b in parts for value in (True, False)]
+        out = []
+        for fixed, b in parts:
+            if z3.is_true(b):
+                continue
+            tests = [z3.Not(g) if fixed[g.get_id()] else g for g in guards]
+            part = z3.Or(tests + [b]) if tests else b
+            bound = list(consts)
+            for c, d in ranges:
+                if any(x.eq(c) for x in bound) and all(fixed[g.get_id()] for g in d.guards(c)):
+                    us = d.variables()
+                    renamed, left = _one_point(_simplify(z3.substitute(part, (c, d.member(us)))),
+                                               [y for x in bound for y in (us if x.eq(c) else [x])])
+                    if len(left) < len(bound) + len(us) - 1:  # else c stays: a whole index, as the fragment wants
+                        part, bound = renamed, left
+            if not z3.is_true(part):
+                out.append(z3.ForAll(bound, part) if bound else part)
+        return out
+
+    def _parts(self, parts: list[z3.ExprRef], pol: int, budget: int) -> z3.ExprRef:
+        """The conjunction of a split universal's parts, each instantiated, or kept whole."""
+        out = []
+        for part in parts:
+            if not z3.is_quantifier(part):  # its quantifier gone by the one-point rule
+                self.made.append(part)
+                out.append(self.instantiate(part, pol, budget))
+                continue
+            replaced = self._replace(part, pol, budget, split=False)  # type: ignore[arg-type]
+            out.append(part if replaced is None else replaced)
+        return z3.And(out + [z3.BoolVal(True, self.ctx)])
 
     def _choices(self, const: z3.ExprRef, atoms: list[z3.BoolRef]) -> list[Choice]:
         """Where to instantiate a bound variable of the fragment: at each index term of I, and in
@@ -379,6 +440,24 @@ class _Eliminator:
             inside = [z3.ULE(z3.BitVecVal(lo, width, self.ctx), lam), z3.ULE(lam, z3.BitVecVal(hi - 1, width, self.ctx))]
             out.append(z3.And(inside + [lam != t for t in self.index.get(sort, {}).values()]))
         return out
+
+
+def _one_point(body: z3.ExprRef, bound: list[z3.ExprRef]) -> tuple[z3.ExprRef, list[z3.ExprRef]]:
+    """`∀u. u ≠ t ∨ B` as B[u := t], for each such disjunct of body whose t does not mention u."""
+    while bound:
+        for lit in body.children() if z3.is_or(body) else [body]:
+            if not (z3.is_not(lit) and z3.is_eq(lit.arg(0))):
+                continue
+            x, y = lit.arg(0).children()
+            pair = next(((u, t) for u, t in ((x, y), (y, x))
+                         if any(u.eq(b) for b in bound) and not linking.mentions(t, u)), None)
+            if pair is not None:
+                body = _simplify(z3.substitute(body, pair))
+                bound = [b for b in bound if not b.eq(pair[0])]
+                break
+        else:
+            break
+    return body, bound
 
 
 Choice = tuple[z3.ExprRef, list[tuple[z3.BoolRef, z3.BoolRef]]]  # a term, and guard atoms fixed there
@@ -465,6 +544,8 @@ class _Reads:
             return self._ite(self.term(args[0]), self.read(args[1], i), self.read(args[2], i))
         if op == z3.Z3_OP_CONST_ARRAY:
             return self.term(args[0])
+        if op is None and self.t.is_lambda(array) and z3.Z3_get_quantifier_num_bound(self.c, array) == 1:
+            return self.term(self._keep(z3.Z3_substitute_vars(self.c, self.t.body(array), 1, (z3.Ast * 1)(i))))
         whole = self.term(array)
         if self.t.id(whole) != self.t.id(array):  # a read of a nested array, now pushed down
             return self.read(whole, i)
@@ -507,6 +588,11 @@ def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polari
     polarity = [1] * len(hypotheses) + [goal_polarity] * len(goals)
     skolem = [e.skolemize(_simplify(t), p) for t, p in zip(hypotheses + goals, polarity)]
     definitions = e.definitions.take()  # universal hypotheses: nothing to skolemize
+    linked, e.linked = linking.find(skolem + definitions, polarity + [1] * len(definitions))
+    if e.linked:  # pass 1b: Λ's reads beta-reduced, through writes at ground indices
+        reads = _Reads(ctx)
+        linked = [_simplify(reads.expand(t)) for t in linked]
+        skolem, definitions = linked[:len(skolem)], linked[len(skolem):]
     e.collect_index(skolem + definitions)
     for _ in range(MAX_ROUNDS):
         e.kept, e.fresh, e.made, e.refined = [], {}, [], False
@@ -530,5 +616,5 @@ def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polari
         done, side, defined = ([reads.expand(t) for t in group] for group in (done, side, defined))
     n = len(hypotheses)
     completion = Completion({sort: list(terms.values()) for sort, terms in e.index.items()},
-                            [(sort, lo, hi, lam) for (sort, lo, hi), lam in e.fresh.items()])
+                            [(sort, lo, hi, lam) for (sort, lo, hi), lam in e.fresh.items()], tuple(e.linked))
     return Elimination(done[:n], done[n:], side, defined, e.kept, completion)  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ import z3
 
 from microverify.dsl import ir
 from microverify.layers.model import Labeled, SymLayer
-from microverify.prover import export, fingerprint, invariants, qf, refinement, unwinding
+from microverify.prover import export, fingerprint, invariants, linking, qf, refinement, unwinding
 from microverify.prover.cache import Cache
 from microverify.prover.counterexample import Counterexample, explain
 from microverify.prover.crosscheck import cross_check
@@ -351,6 +351,8 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         return done(Status.PROVED)
     used = _rlimit_count(solver) + extra  # the solvers' work: evaluating the model below counts too
     model = solver.model()
+    if formula.completion is not None:
+        linking.reinstate(model, formula.completion.linked)
     replayed = replay(ob, formula, model)  # before the counterexample is shown as one
     if replayed.outcome is Outcome.CONTRADICTED:
         return done(Status.ERROR, "internal error: the solver's counterexample does not replay in the "

@@ -6,11 +6,13 @@ import re
 from pathlib import Path
 
 import pytest
+import z3
 
 from microverify.dsl import ir
 from microverify.dsl.defines import parse_defines
 from microverify.dsl.loader import load_file, load_text
 from microverify.prover.driver import prove_modules
+from microverify.prover.qf import eliminate, has_quantifier
 from microverify.prover.replay import Outcome
 from microverify.prover.solve import Options, Result, Status
 
@@ -124,3 +126,20 @@ def tmp_mv(tmp_path: Path):  # type: ignore[no-untyped-def]
         path.write_text(text)
         return path
     return write
+
+
+def validity_check(hyps: list[z3.BoolRef], goals: list[z3.BoolRef], *, eliminated: bool) -> z3.CheckSatResult | None:
+    """sat/unsat of the hypotheses with the goals asserted negated (a validity obligation), as
+    given or in the quantifier-free encoding (None if that keeps a quantifier); unknown if Z3
+    needs more than an rlimit that keeps every test fast."""
+    if eliminated:
+        e = eliminate(hyps, goals, -1)
+        if not e.quantifier_free:
+            return None
+        hyps, goals = e.hypotheses + e.side + e.definitions, e.goals
+        assert not has_quantifier(hyps + goals)
+    s = z3.Solver()
+    s.set("rlimit", 5_000_000, "random_seed", 0)
+    s.add(hyps)
+    s.add(z3.Not(z3.And(goals)))
+    return s.check()

@@ -10,7 +10,7 @@ import z3
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_replayed
+from conftest import assert_replayed, validity_check
 from microverify.dsl.loader import load_file
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.qf import eliminate, expand_reads, has_quantifier
@@ -22,16 +22,9 @@ BV8 = z3.BitVecSort(8)
 def verdict(hyps: list[z3.BoolRef], goals: list[z3.BoolRef], *, eliminated: bool) -> z3.CheckSatResult:
     """sat/unsat of the hypotheses with the goals asserted negated (a validity obligation);
     unknown if Z3 needs more than an rlimit that keeps every test fast."""
-    if eliminated:
-        e = eliminate(hyps, goals, -1)
-        assert e.quantifier_free, e.kept
-        hyps, goals = e.hypotheses + e.side + e.definitions, e.goals
-        assert not has_quantifier(hyps + goals)
-    s = z3.Solver()
-    s.set("rlimit", 5_000_000, "random_seed", 0)
-    s.add(hyps)
-    s.add(z3.Not(z3.And(goals)))
-    return s.check()
+    answer = validity_check(hyps, goals, eliminated=eliminated)
+    assert answer is not None, "quantifiers kept"
+    return answer
 
 
 def arrays(*names: str, index: z3.SortRef = BV8, value: z3.SortRef = BV8) -> list[z3.ArrayRef]:
