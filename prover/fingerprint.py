@@ -11,8 +11,8 @@ formula up to the labels that spans and file names give terms, and labels never 
 a formula is valid. A stale key is therefore impossible by construction (docs/theory.md §5).
 
 The digest of IR is a SHA-256 over a canonical serialisation of the frozen dataclasses without
-their spans, computed once per node object (the node is kept alive with its digest, so its id
-cannot be reused by another node while the memo holds it).
+their spans, computed once per node object and per non-empty tuple (the object is kept alive with
+its digest, so its id cannot be reused by another object while the memo holds it).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def digest(node: object) -> bytes:
     else:
         raise TypeError(f"cannot digest a {type(node).__name__}")
     out = h.digest()
-    if names is not None:
+    if names is not None or (isinstance(node, tuple) and node):  # immutable, and shared by slices
         if len(_memo) >= _MEMO_LIMIT:
             _memo.clear()
         _memo[id(node)] = (node, out)

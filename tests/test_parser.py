@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from microverify.dsl import ast
 from microverify.dsl.diagnostics import DiagnosticError
-from microverify.dsl.parser import parse
+from microverify.dsl.loader import load_file
+from microverify.dsl.parser import _grammar_cache, parse
 
 
 def expr(text: str) -> ast.Expr:
@@ -98,3 +101,29 @@ def test_unexpected_end_of_file() -> None:
     with pytest.raises(DiagnosticError) as info:
         parse("principal K\nlayer L {", "t.mv")
     assert "end of file" in info.value.diagnostics[0].message
+
+
+def test_a_file_two_roots_import_is_parsed_once(tmp_path: Path) -> None:
+    shared = tmp_path / "shared.mv"
+    shared.write_text("principal KServ\ntype pfn = bv[4]\n")
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.mv").write_text(f'import "shared.mv"\nlayer {name.upper()} {{\n  state {{ x : pfn }}\n}}\n')
+    before = parse.cache_info()
+    for name in ("a", "b"):
+        load_file(tmp_path / f"{name}.mv", {})
+    after = parse.cache_info()
+    assert after.misses - before.misses == 3  # a.mv, b.mv and shared.mv
+    assert after.hits - before.hits == 1  # shared.mv, the second time
+
+
+def test_the_grammar_cache_is_a_directory_only_its_user_may_write(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    where = _grammar_cache()
+    assert isinstance(where, str) and Path(where).parent == tmp_path / "microverify"
+    assert (tmp_path / "microverify").stat().st_mode & 0o777 == 0o700
+    (tmp_path / "microverify").chmod(0o777)  # anyone may plant a pickle there: not used
+    assert _grammar_cache() is False
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+    (tmp_path / "file").write_text("")  # no directory can be made there: not used
+    assert _grammar_cache() is False
