@@ -1,15 +1,19 @@
-"""A progress bar on a terminal (rich), nothing otherwise: plain report lines stay plain."""
+"""A progress bar on a terminal (rich), nothing otherwise: plain report lines stay plain.
+
+rich is imported only when a bar is shown: it is a quarter of `prove`'s start-up, which a CI
+run (no terminal) and a fully cached run pay for nothing otherwise."""
 
 from __future__ import annotations
 
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-from rich.progress import Progress as RichProgress
 
 from microverify.prover.solve import Result, Status
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichProgress
 
 
 class Progress:
@@ -17,6 +21,9 @@ class Progress:
         self.total = total
         self.bar: RichProgress | None = None
         if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, \
+                TimeElapsedColumn
             self.bar = RichProgress(TextColumn("proving"), BarColumn(), MofNCompleteColumn(),
                                     TextColumn("{task.fields[failed]} not proved"), TimeElapsedColumn(),
                                     console=Console(stderr=True), transient=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -158,3 +159,27 @@ def test_refinement_counterexample_shows_lower_state_alpha_and_both_steps() -> N
     assert "  lower:\n" in out and "  upper:\n" in out
     assert "α(s)  step_U(α(s))  α(step_L(s))" in out
     assert "responsible statement: frame[p].data := x" in out
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_only(tmp_path: Path) -> None:
+    """rich is imported when a bar is shown (prover/progress.py); a run under a pseudo-terminal
+    draws one on stderr, and the report lines are the same."""
+    import pty
+
+    (tmp_path / "secure.mv").write_text(SECURE)
+    secure = str(tmp_path / "secure.mv")
+    plain = subprocess.run([sys.executable, "-m", "microverify", "--no-cache", "-j1", secure],
+                           capture_output=True, text=True, timeout=120)
+    assert "proving" not in plain.stderr
+    out = bytearray()
+
+    def read(fd: int) -> bytes:
+        data = os.read(fd, 4096)
+        out.extend(data)
+        return data
+
+    status = pty.spawn([sys.executable, "-m", "microverify", "--no-cache", "-j1", secure], read)
+    assert os.waitstatus_to_exitcode(status) == 0
+    shown = out.decode("utf-8", "replace")
+    assert "proving" in shown  # the bar
+    assert plain.stdout.strip().splitlines()[-1] in shown  # "N of N obligations proved"
