@@ -79,13 +79,15 @@ class _Linked:
     rest: Parsed | None
     reader: Concretizer
 
-    def at(self, raw: int, key: Callable[[int], int]) -> Parsed:
+    def at(self, raw: int, key: Callable[[int], int], outside: bool = False) -> Parsed:
         d = self.linked
-        if d.lo <= raw <= d.hi:
-            domain = d.array.sort().domain()  # type: ignore[attr-defined]
-            return self.reader.parse(d.at(z3.BitVecVal(raw, domain.size(), domain.ctx)))
-        assert self.rest is not None, "a definition onto its sort covers every key"
-        return self.rest.at(key(raw)) if not isinstance(self.rest, int) else self.rest
+        if d.lo <= raw <= d.hi and not outside:
+            return self.reader.parse(d.at(z3.BitVecVal(raw, d.sort.size(), d.sort.ctx)))  # type: ignore[attr-defined]
+        if self.rest is None:
+            raise TooLarge("a map is defined at every key by an index-linking hypothesis")
+        if isinstance(self.rest, int):
+            raise ModelError("a map's value in the model is not an array")
+        return self.rest.at(key(raw))
 
 
 Shape = Union[Parsed, _Linked, dict[str, "Shape"]]  # a symbolic value's structure with parsed leaves
@@ -237,7 +239,7 @@ class Concretizer:
             if outside > TABULATE_LIMIT:
                 raise TooLarge(f"a map over {t.key} is read at {outside} indices outside its λ region")
             keys |= set(range(0, lo)) | set(range(hi, 1 << width))
-            default = self._build(t.value, self._select(shape, sort, lam))
+            default = self._build(t.value, self._select(shape, sort, lam, outside=True))
         else:
             default = self._build(t.value, _defaults(shape))
         out = self.universe.constant_map(t, default)
@@ -250,14 +252,16 @@ class Concretizer:
             out = out.set(k, self._build(t.value, self._select(shape, sort, raw)))
         return out
 
-    def _select(self, shape: Shape, sort: z3.SortRef, raw: int) -> Shape:
-        """The entry at raw of a map's value, as the completed model reads it."""
+    def _select(self, shape: Shape, sort: z3.SortRef, raw: int, outside: bool = False) -> Shape:
+        """The entry at raw of a map's value, as the completed model reads it; with `outside`,
+        the entry the keys of raw's region outside every definition's range have (a map's
+        default: the keys in a range are listed one by one)."""
         if isinstance(shape, dict):
-            return {f: self._select(s, sort, raw) for f, s in shape.items()}
+            return {f: self._select(s, sort, raw, outside) for f, s in shape.items()}
         if isinstance(shape, int):
             raise ModelError("a map's value in the model is not an array")
         if isinstance(shape, _Linked):
-            return shape.at(raw, lambda k: self._key(sort, k))
+            return shape.at(raw, lambda k: self._key(sort, k), outside)
         return shape.at(self._key(sort, raw))
 
     def state(self, fields: Iterable[ir.StateField], state: dict[str, Symbolic]) -> dict[str, Value]:

@@ -324,9 +324,9 @@ class _Eliminator:
         universal = pol != 0 and not _existential(q, pol)
         atoms = _fragment_atoms(self.terms, body, consts) if universal else None
         if atoms is None and universal and split:
-            parts = self._split(consts, body)
+            parts = self._split(q, consts, body)
             if parts is not None:
-                return self._parts(parts, pol, budget)
+                return self._parts(q, parts, pol, budget)
         limit = budget if universal else min(budget, SPLIT_LIMIT)
         if atoms is not None:
             choices = [self._choices(c, atoms[c.get_id()]) for c in consts]
@@ -353,45 +353,54 @@ class _Eliminator:
             return z3.And(instances + [neutral])
         return z3.Or(instances + [neutral])
 
-    def _split(self, consts: list[z3.ExprRef], body: z3.ExprRef) -> list[z3.ExprRef] | None:
-        """The universal `∀consts. body` as parts whose conjunction it is, if body tests a bound
-        constant c against the range R of an index-linking definition (pass 1b); else None.
+    def _split(self, q: z3.QuantifierRef, consts: list[z3.ExprRef], body: z3.ExprRef) -> list[z3.ExprRef] | None:
+        """The quantifier `Qconsts. body` as parts whose conjunction (a `forall`) or disjunction
+        (an `exists`) it is, if body tests a bound constant c against the range R of an
+        index-linking definition (pass 1b); else None.
 
-        It is split at each such guard g (`g → body[g := true]`, `¬g → body[g := false]`); the
-        parts that became true are left out. In a part over R (or when R is the whole sort), c
-        becomes f(ū) for fresh ū, one per variable of the definition (a bijection onto R), if
-        then `∀u. u ≠ t ∨ B` becomes B[u := t] for some u and a t without u (the one-point
-        rule); else c stays. All equivalences."""
+        It is split at each such guard g: for a `forall`, `g → body[g := true]` and
+        `¬g → body[g := false]`; for an `exists`, `g ∧ body[g := true]` and `¬g ∧ body[g := false]`;
+        the parts that became neutral are left out. In a part over R (or when R is the whole
+        sort), c becomes f(ū) for fresh ū, one per variable of the definition (a bijection onto
+        R), if then the one-point rule removes some u (`∀u. u ≠ t ∨ B` and `∃u. u = t ∧ B` are
+        B[u := t] for a t without u); else c stays. All equivalences."""
         present = {self.terms.id(x) for x in self.terms.walk([body.as_ast()])}
         ranges = [(c, d) for c in consts for d in self.linked
                   if d.sort.eq(c.sort()) and (d.onto or any(g.get_id() in present for g in d.guards(c)))]
         if not ranges:
             return None
+        forall = q.is_forall()
         guards = list({g.get_id(): g for c, d in ranges for g in d.guards(c)}.values())
         parts: list[tuple[dict[int, bool], z3.ExprRef]] = [({}, body)]
         for g in guards:
             parts = [({**fixed, g.get_id(): value}, _simplify(z3.substitute(b, (g, z3.BoolVal(value, self.ctx)))))
                      for fixed, b in parts for value in (True, False)]
+        neutral = z3.is_true if forall else z3.is_false
         out = []
         for fixed, b in parts:
-            if z3.is_true(b):
+            if neutral(b):
                 continue
-            tests = [z3.Not(g) if fixed[g.get_id()] else g for g in guards]
-            part = z3.Or(tests + [b]) if tests else b
+            if forall:
+                tests = [z3.Not(g) if fixed[g.get_id()] else g for g in guards]
+                part = z3.Or(tests + [b]) if tests else b
+            else:
+                tests = [g if fixed[g.get_id()] else z3.Not(g) for g in guards]
+                part = z3.And(tests + [b]) if tests else b
             bound = list(consts)
             for c, d in ranges:
                 if any(x.eq(c) for x in bound) and all(fixed[g.get_id()] for g in d.guards(c)):
                     us = d.variables()
                     renamed, left = _one_point(_simplify(z3.substitute(part, (c, d.member(us)))),
-                                               [y for x in bound for y in (us if x.eq(c) else [x])])
+                                               [y for x in bound for y in (us if x.eq(c) else [x])], forall)
                     if len(left) < len(bound) + len(us) - 1:  # else c stays: a whole index, as the fragment wants
                         part, bound = renamed, left
-            if not z3.is_true(part):
-                out.append(z3.ForAll(bound, part) if bound else part)
+            if not neutral(part):
+                out.append((z3.ForAll if forall else z3.Exists)(bound, part) if bound else part)
         return out
 
-    def _parts(self, parts: list[z3.ExprRef], pol: int, budget: int) -> z3.ExprRef:
-        """The conjunction of a split universal's parts, each instantiated, or kept whole."""
+    def _parts(self, q: z3.QuantifierRef, parts: list[z3.ExprRef], pol: int, budget: int) -> z3.ExprRef:
+        """A split quantifier as its parts (a conjunction for a `forall`, a disjunction for an
+        `exists`), each instantiated, or kept whole."""
         out = []
         for part in parts:
             if not z3.is_quantifier(part):  # its quantifier gone by the one-point rule
@@ -400,7 +409,9 @@ class _Eliminator:
                 continue
             replaced = self._replace(part, pol, budget, split=False)  # type: ignore[arg-type]
             out.append(part if replaced is None else replaced)
-        return z3.And(out + [z3.BoolVal(True, self.ctx)])
+        if q.is_forall():
+            return z3.And(out + [z3.BoolVal(True, self.ctx)])
+        return z3.Or(out + [z3.BoolVal(False, self.ctx)])
 
     def _choices(self, const: z3.ExprRef, atoms: list[z3.BoolRef]) -> list[Choice]:
         """Where to instantiate a bound variable of the fragment: at each index term of I, and in
@@ -442,13 +453,16 @@ class _Eliminator:
         return out
 
 
-def _one_point(body: z3.ExprRef, bound: list[z3.ExprRef]) -> tuple[z3.ExprRef, list[z3.ExprRef]]:
-    """`∀u. u ≠ t ∨ B` as B[u := t], for each such disjunct of body whose t does not mention u."""
+def _one_point(body: z3.ExprRef, bound: list[z3.ExprRef], forall: bool) -> tuple[z3.ExprRef, list[z3.ExprRef]]:
+    """`∀u. u ≠ t ∨ B` (forall) or `∃u. u = t ∧ B` (exists) as B[u := t], for each such disjunct
+    (conjunct) of body whose t does not mention u."""
     while bound:
-        for lit in body.children() if z3.is_or(body) else [body]:
-            if not (z3.is_not(lit) and z3.is_eq(lit.arg(0))):
+        items = body.children() if (z3.is_or(body) if forall else z3.is_and(body)) else [body]
+        for lit in items:
+            eq = lit.arg(0) if forall and z3.is_not(lit) else lit if not forall else None
+            if eq is None or not z3.is_eq(eq):
                 continue
-            x, y = lit.arg(0).children()
+            x, y = eq.children()
             pair = next(((u, t) for u, t in ((x, y), (y, x))
                          if any(u.eq(b) for b in bound) and not linking.mentions(t, u)), None)
             if pair is not None:
