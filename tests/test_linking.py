@@ -271,3 +271,52 @@ def test_a_negated_exists_over_a_linked_array_stays_unsatisfiable() -> None:
                        ([linked, z3.Not(some)], z3.sat), ([linked, some], z3.sat)):
         assert validity_check(hyps, [z3.BoolVal(False)], eliminated=False) == want
         assert validity_check(hyps, [z3.BoolVal(False)], eliminated=True) == want
+
+
+STACK_SPEC = """\
+principal KServ
+principal VM(v: vmid)
+type vmid = bv[{w}]
+type pfn = bv[{p}]
+layer Spec {{
+  state {{ owner : map[pfn] -> principal; mem : map[pfn] -> bv[8] }}
+  init {{ forall v: vmid. owner[zext(v, {p})] == VM(v) }}
+  invariant own {{ forall v: vmid. owner[zext(v, {p})] == VM(v) }}
+  observe KServ {{ owner[p] == KServ for p: pfn; mem[p] for p: pfn where owner[p] == KServ }}
+  observe VM(v) {{ owner[p] == VM(v) for p: pfn; mem[p] for p: pfn where owner[p] == VM(v) }}
+  op kwrite(p: pfn, x: bv[8]) by KServ {{
+    check owner[p] == KServ else halt
+    mem[p] := x
+  }}
+}}
+"""
+
+STACK_IMPL = """\
+import "spec.mv"
+layer Impl refines Spec via same {{
+  state {{ owner : map[pfn] -> principal; mem : map[pfn] -> bv[8]; last : pfn }}
+  abstraction {{ owner = owner; mem = mem }}
+  init {{ forall v: vmid. owner[zext(v, {p})] == VM(v) }}
+  invariant own {{ forall v: vmid. owner[zext(v, {p})] == VM(v) }}
+  observe KServ {{ owner[p] == KServ for p: pfn; mem[p] for p: pfn where owner[p] == KServ }}
+  observe VM(v) {{ owner[p] == VM(v) for p: pfn; mem[p] for p: pfn where owner[p] == VM(v) }}
+  op kwrite(p: pfn, x: bv[8]) by KServ implements kwrite(p, x) {{
+    check {check} else halt
+    mem[p] := x
+    last := p
+  }}
+}}
+"""
+
+
+@pytest.mark.parametrize("encoding,width", [("qf", 2), ("qf", 16), ("quantified", 2)])
+def test_a_refinement_stack_with_linked_layers(tmp_path: Path, encoding: str, width: int) -> None:
+    """Both layers of a stack define `owner` by the same index-linking invariant (R-INV's goal
+    then repeats a hypothesis). An implementation that drops the owner check fails R-STEP only."""
+    (tmp_path / "spec.mv").write_text(STACK_SPEC.format(w=width, p=width + 4))
+    for check, failed in (("owner[p] == KServ", []), ("true", ["Impl/R-STEP/kwrite"])):
+        (tmp_path / "impl.mv").write_text(STACK_IMPL.format(p=width + 4, check=check))
+        modules = [load_file(tmp_path / f, {}) for f in ("spec.mv", "impl.mv")]
+        results = by_id(prove_pairs(obligations(modules), Options(encoding=encoding)))
+        assert sorted(i for i, r in results.items() if r.status is not Status.PROVED) == failed
+        assert all(results[i].status is Status.FAILED for i in failed)
