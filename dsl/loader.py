@@ -12,6 +12,7 @@ from microverify.dsl.checker import check
 from microverify.dsl.defines import Define, Uses, apply
 from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, error
 from microverify.dsl.limits import MAX_FILE_BYTES, ensure_recursion_limit
+from microverify.dsl.astcache import parse_cached
 from microverify.dsl.parser import parse
 from microverify.dsl.spans import Span
 
@@ -26,14 +27,16 @@ def load_text(text: str, file: str) -> ir.Module:
 
 
 def load_file(path: Path, sources: dict[str, str], defines: tuple[Define, ...] = (),
-              uses: Uses | None = None) -> ir.Module:
+              uses: Uses | None = None, parsed: Path | None = None) -> ir.Module:
     """Load one file and what it imports, with `defines` (`-D`) applied to its declarations; every
-    text read is recorded in `sources`, and what the defines did in `uses`."""
+    text read is recorded in `sources`, and what the defines did in `uses`. `parsed` is where
+    syntax trees are kept between runs (dsl/astcache.py), if anywhere."""
     ensure_recursion_limit()
     text = _read(path, sources, None)
     here = Uses()
     try:
-        merged = apply(_with_imports(parse(text, display_name(path)), path, sources), defines, here)
+        tree = parse_cached(text, display_name(path), parsed)
+        merged = apply(_with_imports(tree, path, sources, parsed=parsed), defines, here)
     finally:
         if uses is not None:
             uses.applied |= here.applied
@@ -111,19 +114,19 @@ def _read(path: Path, sources: dict[str, str], at: Span | None) -> str:
 
 
 def _with_imports(module: ast.Module, path: Path, sources: dict[str, str],
-                  seen: set[Path] | None = None) -> ast.Module:
+                  seen: set[Path] | None = None, parsed: Path | None = None) -> ast.Module:
     """The module with the declarations of everything it imports put first (each file once)."""
     seen = set() if seen is None else seen
     decls: list[ast.Decl] = []
     errors: list[Diagnostic] = []
-    _include(module, resolve(path), sources, seen, [resolve(path)], decls, errors)
+    _include(module, resolve(path), sources, seen, [resolve(path)], decls, errors, parsed)
     if errors:
         raise DiagnosticError(errors)
     return ast.Module(module.file, tuple(decls))
 
 
 def _include(module: ast.Module, path: Path, sources: dict[str, str], seen: set[Path],
-             stack: list[Path], decls: list[ast.Decl], errors: list[Diagnostic]) -> None:
+             stack: list[Path], decls: list[ast.Decl], errors: list[Diagnostic], parsed: Path | None) -> None:
     for d in module.decls:
         if not isinstance(d, ast.Import):
             decls.append(d)
@@ -138,11 +141,11 @@ def _include(module: ast.Module, path: Path, sources: dict[str, str], seen: set[
         seen.add(target)
         try:
             text = _read(target, sources, d.span)
-            imported = parse(text, display_name(target))
+            imported = parse_cached(text, display_name(target), parsed)
         except DiagnosticError as exc:
             errors.extend(exc.diagnostics)
             continue
-        _include(imported, target, sources, seen, stack + [target], decls, errors)
+        _include(imported, target, sources, seen, stack + [target], decls, errors, parsed)
 
 
 def discover(paths: list[Path]) -> list[Path]:

@@ -33,6 +33,7 @@ import z3
 from microverify import __version__
 
 DEFAULT_DIR = Path(".microverify-cache")
+AST_SUBDIR = "ast"  # parsed files (dsl/astcache.py), beside the result entries
 FORMAT = 2
 MAX_ENTRY_BYTES = 64 * 1024  # an entry is about 400 bytes
 

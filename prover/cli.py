@@ -25,7 +25,7 @@ from microverify.dsl.limits import ensure_recursion_limit
 from microverify.dsl.defines import Define, Uses, parse_defines, unused
 from microverify.dsl.loader import discover, load_file
 from microverify.prover import formats
-from microverify.prover.cache import DEFAULT_DIR, unusable_cache_dir
+from microverify.prover.cache import AST_SUBDIR, DEFAULT_DIR, unusable_cache_dir
 from microverify.prover.crosscheck import SOLVERS, available
 from microverify.prover.driver import Pair, obligations, prove_pairs
 from microverify.prover.progress import Progress
@@ -73,7 +73,8 @@ def configured_roots(start: Path) -> list[Path]:
     return [start / "proofs"]
 
 
-def load_all(paths: list[Path], sources: dict[str, str], defines: tuple[Define, ...] = ()) -> list[ir.Module]:
+def load_all(paths: list[Path], sources: dict[str, str], defines: tuple[Define, ...] = (),
+             parsed: Path | None = None) -> list[ir.Module]:
     unusable = [f"{shown(p)}: error: {why} [io]" for p in paths if (why := _unusable(p)) is not None]
     if unusable:
         raise BadInput("\n".join(unusable))
@@ -83,7 +84,7 @@ def load_all(paths: list[Path], sources: dict[str, str], defines: tuple[Define, 
     sources.update({d.file: d.text for d in defines})  # diagnostics quote them
     for path in discover(paths):
         try:
-            modules.append(load_file(path, sources, defines, uses))
+            modules.append(load_file(path, sources, defines, uses, parsed))
         except DiagnosticError as exc:  # a file two roots import is reported once
             errors.extend(e for e in (render(d, sources) for d in exc.diagnostics) if e not in errors)
     if not errors:  # a file that does not parse declares nothing: its defines are not unused
@@ -207,7 +208,8 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
         if why is not None:
             click.echo(f"warning: not using the cache: {why}", err=True)
             cache_dir = None
-    modules = load_all(paths, sources, defines)
+    keep = cache_dir is not None and not check_only and not list_only  # nothing is created for those
+    modules = load_all(paths, sources, defines, cache_dir / AST_SUBDIR if keep and cache_dir is not None else None)
     if check_only:
         click.echo(f"checked {len(sources) - len(defines)} file(s): no errors")  # the defines' texts are no files
         return EXIT_PROVED

@@ -112,8 +112,7 @@ def test_a_file_two_roots_import_is_parsed_once(tmp_path: Path) -> None:
     for name in ("a", "b"):
         load_file(tmp_path / f"{name}.mv", {})
     after = parse.cache_info()
-    assert after.misses - before.misses == 3  # a.mv, b.mv and shared.mv
-    assert after.hits - before.hits == 1  # shared.mv, the second time
+    assert after.misses - before.misses == 3  # a.mv, b.mv and shared.mv: not shared.mv twice
 
 
 def test_the_grammar_cache_is_a_directory_only_its_user_may_write(tmp_path: Path,

@@ -1,0 +1,136 @@
+"""Parsed files kept between runs, beside the result cache: a fully cached run parses nothing.
+
+Parsing is most of what a fully cached `prove` does (lark builds a parse tree per token). An
+entry `ast/<key>.json` in the cache directory holds the syntax tree of one file; the key is a
+SHA-256 of this format's number, of the source of the `dsl` package (parser, grammar and tree
+classes: a change to any of them makes every entry stale), of the file's name (spans carry it)
+and of its text. So an entry can only be found for exactly the text it was parsed from.
+
+An entry is JSON, never pickle, and is read back only into the tree's own classes (`dsl.ast`
+and `Span`), each with exactly its fields, with a SHA-256 of the payload stored beside it:
+anything else (JSON that does not parse, another class, a field missing or extra, a checksum
+that does not match, a file that is not a regular one or is too large) is a miss, and the file
+is parsed again and its entry rewritten. Like the result cache, it is as trusted as the working
+tree it lives in. Only trees of files without syntax errors are kept. Writes are atomic (a
+temporary file renamed) and a failed write is ignored: the cache only saves time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from functools import cache, lru_cache
+from pathlib import Path
+
+from microverify.dsl import ast
+from microverify.dsl.parser import parse
+from microverify.dsl.spans import Span
+
+FORMAT = 1
+MAX_ENTRY_BYTES = 64 * 1024 * 1024
+_CLASSES: dict[str, type] = {c.__name__: c for c in vars(ast).values()
+                             if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == ast.__name__}
+_CLASSES["Span"] = Span
+_FIELDS = {name: tuple(f.name for f in dataclasses.fields(c)) for name, c in _CLASSES.items()}
+
+
+def encode(node: object) -> object:
+    """A tree as JSON values: a node as {"@": class, field: value, ...}, a tuple as a list."""
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        name = type(node).__name__
+        if _CLASSES.get(name) is not type(node):
+            raise TypeError(f"not a syntax tree class: {name}")
+        out: dict[str, object] = {"@": name}
+        for f in _FIELDS[name]:
+            out[f] = encode(getattr(node, f))
+        return out
+    if isinstance(node, tuple):
+        return [encode(x) for x in node]
+    if node is None or isinstance(node, (bool, int, str)):
+        return node
+    raise TypeError(f"cannot keep a {type(node).__name__} in a syntax tree entry")
+
+
+def decode(payload: str) -> object:
+    """The tree `encode` gave the JSON text `payload` for; ValueError if it is no such encoding.
+    Nodes are built as the JSON is read (an object hook), innermost first."""
+    return _tuples(json.loads(payload, object_hook=_node))
+
+
+def _node(value: dict[str, object]) -> object:
+    name = value.get("@")
+    if not isinstance(name, str) or name not in _CLASSES or value.keys() != {"@", *_FIELDS[name]}:
+        raise ValueError("not an encoded syntax tree node")
+    return _CLASSES[name](**{f: _tuples(value[f]) for f in _FIELDS[name]})
+
+
+def _tuples(value: object) -> object:
+    if isinstance(value, list):
+        return tuple(_tuples(x) for x in value)
+    if isinstance(value, float):
+        raise ValueError("not an encoded syntax tree value: float")
+    return value
+
+
+@cache
+def _dsl_digest() -> str:
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.iterdir()):
+        if path.suffix in (".py", ".lark") and path.is_file():
+            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def key(text: str, file: str) -> str:
+    h = hashlib.sha256()
+    for part in (f"ast format {FORMAT}", _dsl_digest(), file, text):
+        h.update(part.encode("utf-8", "surrogateescape") + b"\0")
+    return h.hexdigest()
+
+
+def _load(entry: Path) -> ast.Module | None:
+    try:
+        if not entry.is_file() or entry.stat().st_size > MAX_ENTRY_BYTES:
+            return None
+        stored = json.loads(entry.read_text(encoding="utf-8"))
+        payload = stored["tree"]
+        if stored["sha256"] != hashlib.sha256(payload.encode("utf-8")).hexdigest():
+            return None
+        module = decode(payload)
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):
+        return None
+    return module if isinstance(module, ast.Module) else None
+
+
+def _store(entry: Path, module: ast.Module) -> None:
+    try:
+        payload = json.dumps(encode(module), separators=(",", ":"))
+        data = json.dumps({"sha256": hashlib.sha256(payload.encode("utf-8")).hexdigest(), "tree": payload})
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(data)
+            os.replace(tmp, entry)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except (OSError, ValueError, TypeError, RecursionError):
+        pass  # only a speed-up
+
+
+@lru_cache(maxsize=64)
+def parse_cached(text: str, file: str, folder: Path | None) -> ast.Module:
+    """parse(text, file), taken from `folder` when an entry for exactly this text is there.
+    Remembered, as parse is: a file several roots import is read once."""
+    if folder is None:
+        return parse(text, file)
+    entry = folder / f"{key(text, file)}.json"
+    module = _load(entry)
+    if module is None:
+        module = parse(text, file)  # raises on syntax errors: nothing is kept
+        _store(entry, module)
+    return module
