@@ -208,8 +208,8 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
         if why is not None:
             click.echo(f"warning: not using the cache: {why}", err=True)
             cache_dir = None
-    keep = cache_dir is not None and not check_only and not list_only  # nothing is created for those
-    modules = load_all(paths, sources, defines, cache_dir / AST_SUBDIR if keep and cache_dir is not None else None)
+    parsed = cache_dir / AST_SUBDIR if cache_dir is not None and not check_only and not list_only else None
+    modules = load_all(paths, sources, defines, parsed)  # --check and --list create nothing
     if check_only:
         click.echo(f"checked {len(sources) - len(defines)} file(s): no errors")  # the defines' texts are no files
         return EXIT_PROVED

@@ -74,11 +74,7 @@ class Linked:
     def guards(self, j: z3.ExprRef) -> list[z3.BoolRef]:
         """The comparisons that say j ∈ R, as they appear in the beta-reduced terms (none when R
         is the whole sort)."""
-        if self.onto:
-            return []
-        width = j.sort().size()  # type: ignore[attr-defined]
-        out = [] if self.lo == 0 else [z3.ULE(z3.BitVecVal(self.lo, width, j.ctx), j)]
-        return out + [z3.ULE(j, z3.BitVecVal(self.hi, width, j.ctx))]
+        return [] if self.onto else _range(j, self.lo, self.hi)
 
     def at(self, j: z3.ExprRef) -> z3.ExprRef:
         """e(f⁻¹(j)) for a j in R."""
@@ -176,10 +172,18 @@ def _linked(a: z3.ExprRef, e: z3.ExprRef, pieces: list[Piece], n: int) -> Linked
     if low == width:
         return Linked(a, z3.Lambda([j], value), lo, hi, None, widths)
     rest = z3.FreshConst(a.sort(), "rest")
-    inside = z3.ULE(j, z3.BitVecVal(hi, width, a.ctx))
-    if lo:
-        inside = z3.And(z3.ULE(z3.BitVecVal(lo, width, a.ctx), j), inside)
+    tests = _range(j, lo, hi)
+    inside = tests[0] if len(tests) == 1 else z3.And(tests)
     return Linked(a, z3.Lambda([j], z3.If(inside, value, z3.Select(rest, j))), lo, hi, rest, widths)
+
+
+def _range(j: z3.ExprRef, lo: int, hi: int) -> list[z3.BoolRef]:
+    """`lo <= j` (left out when lo is 0) and `j <= hi`: the test of R that Λ makes, and the
+    guards pass 3 splits a quantifier at, the same terms (Z3 shares equal terms, so the split
+    finds them by id)."""
+    width = j.sort().size()  # type: ignore[attr-defined]
+    out = [] if lo == 0 else [z3.ULE(z3.BitVecVal(lo, width, j.ctx), j)]
+    return out + [z3.ULE(j, z3.BitVecVal(hi, width, j.ctx))]
 
 
 def _conjuncts(t: z3.ExprRef) -> list[z3.ExprRef]:
