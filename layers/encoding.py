@@ -21,6 +21,7 @@ import z3
 
 from microverify.dsl import ir
 from microverify.dsl.types import BoolType, BVType, EnumType, MapType, PrincipalType, RecordType, Type
+from microverify.layers import terms
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,14 @@ class Encoder:
         self.principals = PrincipalEncoding(module.principals)
         self._fresh_ids: dict[str, int] = {}
         self.wellformed: list[z3.BoolRef] = []  # hypotheses excluding junk in fresh values
+        self._numerals: dict[tuple[int, int], z3.BitVecNumRef] = {}
+
+    def numeral(self, value: int, width: int) -> z3.BitVecNumRef:
+        """z3.BitVecVal(value, width), made once per value and width."""
+        key = (value, width)
+        if key not in self._numerals:
+            self._numerals[key] = z3.BitVecVal(value, width, self.ctx)
+        return self._numerals[key]
 
     # -- sorts
     def sort(self, t: Type) -> z3.SortRef:
@@ -206,10 +215,10 @@ class Encoder:
         return const
 
     def select(self, m: MapVal, key: z3.ExprRef) -> Value:
-        return map_leaves(m.type.value, m.inner, lambda leaf, t: z3.Select(leaf, key))
+        return _select(m.type.value, m.inner, key, False)
 
     def store(self, m: MapVal, key: z3.ExprRef, value: Value) -> MapVal:
-        inner = _zip_leaves(m.inner, value, lambda arr, v: z3.Store(arr, key, v))
+        inner = _zip_leaves(m.inner, value, lambda arr, v: terms.store(arr, key, v))  # type: ignore[arg-type]
         return MapVal(m.type, inner)
 
     def ite(self, cond: z3.BoolRef, a: Value, b: Value) -> Value:
@@ -217,26 +226,39 @@ class Encoder:
             return a
         if z3.is_false(cond):
             return b
-        return _zip_leaves(a, b, lambda x, y: x if x.eq(y) else z3.If(cond, x, y))
+        return _zip_leaves(a, b, lambda x, y: x if x.eq(y) else terms.ite(cond, x, y))
 
     def equal(self, t: Type, a: Value, b: Value, witness: Callable[[Type], z3.ExprRef] | None = None) -> z3.BoolRef:
         """Equality of two values of type t. Maps are compared entry by entry: with `witness`,
         at one fresh key per map (for goals); otherwise for all keys."""
         if isinstance(t, RecordType):
             assert isinstance(a, RecordVal) and isinstance(b, RecordVal)
-            return z3.And([self.equal(ft, a.fields[f], b.fields[f], witness) for f, ft in t.fields]
-                          + [z3.BoolVal(True, self.ctx)])
+            return terms.and_([self.equal(ft, a.fields[f], b.fields[f], witness) for f, ft in t.fields]
+                              + [z3.BoolVal(True, self.ctx)])
         if isinstance(t, MapType):
             assert isinstance(a, MapVal) and isinstance(b, MapVal)
             if witness is not None:
                 k = witness(t.key)
                 same = self.equal(t.value, self.select(a, k), self.select(b, k), witness)
-                return z3.Implies(self.domain(t.key, k), same)
+                return terms.implies(self.domain(t.key, k), same)
             k = z3.Const(self.unique("k"), self.sort(t.key))
             body = self.equal(t.value, self.select(a, k), self.select(b, k))
-            return z3.ForAll([k], z3.Implies(self.domain(t.key, k), body))
+            return z3.ForAll([k], terms.implies(self.domain(t.key, k), body))
         assert isinstance(a, z3.ExprRef) and isinstance(b, z3.ExprRef)
-        return a == b
+        return terms.eq(a, b)
+
+
+def _select(t: Type, v: Value, key: z3.ExprRef, nested: bool) -> Value:
+    """The entry at `key` of a map value whose entries have type t: each leaf array read at
+    key. A leaf inside a map-typed entry is an array over the inner keys (`nested`)."""
+    if isinstance(t, RecordType):
+        assert isinstance(v, RecordVal)
+        return RecordVal({name: _select(ft, v.fields[name], key, nested) for name, ft in t.fields})
+    if isinstance(t, MapType):
+        assert isinstance(v, MapVal)
+        return MapVal(v.type, _select(t.value, v.inner, key, True))
+    assert isinstance(v, z3.ExprRef)  # an array, or a lambda (prover/linking.py)
+    return terms.select(v, key, z3.ArrayRef if nested else z3.BoolRef if isinstance(t, BoolType) else z3.BitVecRef)
 
 
 def map_leaves(t: Type, v: Value, f: Callable[[z3.ExprRef, Type], z3.ExprRef]) -> Value:

@@ -15,6 +15,7 @@ import z3
 from microverify.dsl import ir
 from microverify.dsl.spans import Span
 from microverify.dsl.types import BoolType, BVType, EnumType, PrincipalType, RecordType, Type
+from microverify.layers import terms
 from microverify.layers.encoding import Encoder, MapVal, RecordVal, Value
 from microverify.layers.lower import Env, LoweringError, lower, pred, scalar
 from microverify.oracles.oracles import Oracles
@@ -139,25 +140,25 @@ class Executor:
             return guard
         if isinstance(s, ir.Check):
             cond = pred(s.cond, self.env())
-            fail = z3.And(guard, z3.Not(cond))
+            fail = terms.and_((guard, terms.not_(cond)))
             if s.on_fail is not None:
                 self.result = enc.ite(fail, lower(s.on_fail, self.env()), self.result)  # type: ignore[arg-type]
-                step.failed = z3.Or(step.failed, fail)
+                step.failed = terms.or_((step.failed, fail))
                 step.exits.append(Exit(fail, s.span))
             else:
-                step.halted = z3.Or(step.halted, fail)
-            return z3.And(guard, cond)
+                step.halted = terms.or_((step.halted, fail))
+            return terms.and_((guard, cond))
         if isinstance(s, ir.If):
             cond = pred(s.cond, self.env())
-            then_out = self.block(s.then, z3.And(guard, cond))
-            other_out = self.block(s.other, z3.And(guard, z3.Not(cond)))
-            return z3.Or(then_out, other_out)
+            then_out = self.block(s.then, terms.and_((guard, cond)))
+            other_out = self.block(s.other, terms.and_((guard, terms.not_(cond))))
+            return terms.or_((then_out, other_out))
         if isinstance(s, ir.Return):
             self.result = enc.ite(guard, lower(s.value, self.env()), self.result)  # type: ignore[arg-type]
             step.exits.append(Exit(guard, s.span))
             return z3.BoolVal(False, enc.ctx)
         if isinstance(s, ir.Halt):
-            step.halted = z3.Or(step.halted, guard)
+            step.halted = terms.or_((step.halted, guard))
             return z3.BoolVal(False, enc.ctx)
         if isinstance(s, ir.Bind):
             value = lower(s.value, self.env())

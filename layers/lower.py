@@ -9,6 +9,7 @@ import z3
 
 from microverify.dsl import ir
 from microverify.dsl.types import BoolType, BVType, Type
+from microverify.layers import terms
 from microverify.layers.encoding import Encoder, MapVal, RecordVal, Value
 from microverify.oracles.oracles import counter_field
 
@@ -61,7 +62,7 @@ def lower(e: ir.Expr, env: Env) -> Value:
         if isinstance(e.type, BoolType):
             return z3.BoolVal(bool(e.value), ctx)
         assert isinstance(e.type, BVType)
-        return z3.BitVecVal(int(e.value), e.type.width, ctx)
+        return enc.numeral(int(e.value), e.type.width)
     if isinstance(e, ir.Ref):
         if e.kind == "field":
             return env.state[e.name]
@@ -82,7 +83,7 @@ def lower(e: ir.Expr, env: Env) -> Value:
     if isinstance(e, ir.Unary):
         x = scalar(e.operand, env)
         if e.op == "not":
-            return z3.Not(x)
+            return terms.not_(x)  # type: ignore[arg-type]
         return -x if e.op == "neg" else ~x  # type: ignore[operator]
     if isinstance(e, ir.Binary):
         return _binary(e, env)
@@ -123,16 +124,16 @@ def _binary(e: ir.Binary, env: Env) -> z3.ExprRef:
     if op in ("eq", "ne"):
         t = e.left.type
         same = env.enc.equal(t, lower(e.left, env), lower(e.right, env))
-        return same if op == "eq" else z3.Not(same)
+        return same if op == "eq" else terms.not_(same)
     a, b = scalar(e.left, env), scalar(e.right, env)
     if op == "and":
-        return z3.And(a, b)
+        return terms.and_((a, b))  # type: ignore[arg-type]
     if op == "or":
-        return z3.Or(a, b)
+        return terms.or_((a, b))  # type: ignore[arg-type]
     if op == "implies":
-        return z3.Implies(a, b)
+        return terms.implies(a, b)  # type: ignore[arg-type]
     if op == "iff":
-        return a == b
+        return terms.eq(a, b)
     if op == "concat":
         return z3.Concat(a, b)
     fn = _BV_BINARY.get(op)
@@ -144,7 +145,7 @@ def _binary(e: ir.Binary, env: Env) -> z3.ExprRef:
 def bound_vars(enc: Encoder, binders: tuple[tuple[str, Type], ...], prefix: str) -> tuple[list[z3.ExprRef], z3.BoolRef, dict[str, Value]]:
     """Fresh constants for binders: (consts, their domain guard, name -> value)."""
     consts = [z3.Const(enc.unique(f"{prefix}{name}"), enc.sort(t)) for name, t in binders]
-    guard = z3.And([enc.domain(t, c) for (_, t), c in zip(binders, consts)] + [z3.BoolVal(True, enc.ctx)])
+    guard = terms.and_([enc.domain(t, c) for (_, t), c in zip(binders, consts)] + [z3.BoolVal(True, enc.ctx)])
     return consts, guard, {name: c for (name, _), c in zip(binders, consts)}
 
 
@@ -152,8 +153,8 @@ def _quant(e: ir.Quant, env: Env) -> z3.BoolRef:
     consts, guard, values = bound_vars(env.enc, e.binders, "")
     body = pred(e.body, env.bind(values))
     if e.kind == "forall":
-        return z3.ForAll(consts, z3.Implies(guard, body))
-    return z3.Exists(consts, z3.And(guard, body))
+        return z3.ForAll(consts, terms.implies(guard, body))
+    return z3.Exists(consts, terms.and_((guard, body)))
 
 
 def goal_pred(e: ir.Expr, env: Env, witnesses: dict[str, tuple[Type, z3.ExprRef]]) -> z3.BoolRef:

@@ -10,6 +10,7 @@ import z3
 from microverify.dsl import ir
 from microverify.dsl.spans import Span
 from microverify.dsl.types import Type
+from microverify.layers import terms
 from microverify.layers.encoding import Encoder, Value
 from microverify.layers.execute import Step, execute
 from microverify.layers.lower import Env, bound_vars, goal_pred, lower, pred, scalar
@@ -86,7 +87,7 @@ class SymLayer:
 
     # -- predicates
     def init(self, s: State) -> z3.BoolRef:
-        return z3.And([pred(e, self.env(s)) for e in self.layer.init] + [self.true()])
+        return terms.and_([pred(e, self.env(s)) for e in self.layer.init] + [self.true()])
 
     def init_goals(self, s: State) -> list[Labeled]:
         """`init` as goals, outer foralls replaced by witnesses."""
@@ -97,7 +98,7 @@ class SymLayer:
                 for inv in self.layer.invariants]
 
     def invariant(self, s: State) -> z3.BoolRef:
-        return z3.And([x.term for x in self.invariants(s)] + [self.true()])
+        return terms.and_([x.term for x in self.invariants(s)] + [self.true()])
 
     def invariant_goals(self, s: State) -> list[Labeled]:
         """The invariants as goals, outer foralls replaced by witnesses."""
@@ -186,11 +187,11 @@ class SymLayer:
             return c
 
         same = self.enc.equal(vtype, vs, vt, witness if goal else None)
-        body = z3.And(ws == wt, z3.Implies(ws, same))
+        body = terms.and_((terms.eq(ws, wt), terms.implies(ws, same)))  # type: ignore[arg-type]
         if goal:
-            term = z3.Implies(guard, body)
+            term = terms.implies(guard, body)
         elif consts:
-            term = z3.ForAll(consts, z3.Implies(guard, body))
+            term = z3.ForAll(consts, terms.implies(guard, body))
         else:
             term = body
         return Labeled(f"observation `{comp.text}`", term, comp.span, comp, witnesses, comp.fields())
@@ -206,8 +207,8 @@ class SymLayer:
         cases = []
         for p in self.module.principals:
             param = pe.param(p.name, who) if p.param_type is not None else None
-            agree = z3.And([x.term for x in self.equiv_family(p, param, s, t)] + [self.true()])
-            cases.append(z3.Implies(pe.is_(p.name, who), agree))
+            agree = terms.and_([x.term for x in self.equiv_family(p, param, s, t)] + [self.true()])
+            cases.append(terms.implies(pe.is_(p.name, who), agree))
         return z3.And(cases)
 
 

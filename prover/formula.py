@@ -53,6 +53,9 @@ class Formula:
     tables: list[Table] = field(default_factory=list)  # default: the runs, before and after
     quantified: bool = False  # some hypothesis or goal still has a quantifier (set by solve.build)
     completion: Completion | None = None  # set when the qf encoding instantiated quantifiers
+    # (hypotheses, goals) without quantifiers but weaker (pass 3w of prover/qf.py), beside the
+    # exact ones above, which stay quantified: their `unsat` proves a `valid` obligation
+    weakened: tuple[list[Labeled], list[Labeled]] | None = None
 
     @property
     def ctx(self) -> z3.Context:

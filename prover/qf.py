@@ -50,8 +50,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import z3
 from z3.z3 import _to_expr_ref  # a raw AST as an expression (not exported by z3)
@@ -74,6 +75,9 @@ class Elimination:
     definitions: list[z3.BoolRef] = field(default_factory=list)  # of lambdas' constants, instantiated
     kept: list[str] = field(default_factory=list)  # why quantifiers stay, if any do
     completion: Completion | None = None  # how a model of the result extends to the quantifiers
+    # Universals instantiated only at some terms (pass 3w): the result is then implied by the
+    # input but not equisatisfiable with it, so only its `unsat` carries over.
+    weakened: list[str] = field(default_factory=list)
 
     @property
     def quantifier_free(self) -> bool:
@@ -122,25 +126,46 @@ def _open(q: z3.QuantifierRef, names: str) -> tuple[list[z3.ExprRef], z3.ExprRef
 _APP, _QUANT = z3.Z3_APP_AST, z3.Z3_QUANTIFIER_AST
 
 
+def _unchecked(checked: Callable[..., Any]) -> Callable[..., Any]:
+    """The C function behind one of z3core's wrappers, without the wrapper's check of the error
+    code (half the cost of a call). Only for getters called on what they accept: an id or a
+    kind of any term, the arguments and operator of an application; every caller below tests
+    the kind first. If z3core is built differently, the checked wrapper itself."""
+    elements = (checked.__defaults__ or (None,))[-1]
+    return getattr(elements, "f", checked)
+
+
+_ast_id, _ast_kind = _unchecked(z3.Z3_get_ast_id), _unchecked(z3.Z3_get_ast_kind)
+_num_args, _arg = _unchecked(z3.Z3_get_app_num_args), _unchecked(z3.Z3_get_app_arg)
+_app_decl, _decl_kind = _unchecked(z3.Z3_get_app_decl), _unchecked(z3.Z3_get_decl_kind)
+
+
 class _Terms:
     """Raw views of the ASTs of one context."""
 
     def __init__(self, ctx: z3.Context) -> None:
         self.ctx = ctx
         self.c = ctx.ref()
+        # AST id -> whether that term has no binder in it; the terms are kept referenced, since
+        # Z3 may give the id of a freed term to a new, different one
+        self._plain: dict[int, bool] = {}
+        self._pinned: list[z3.AstRef] = []
 
     def id(self, a: z3.Ast) -> int:
-        return z3.Z3_get_ast_id(self.c, a)  # type: ignore[no-any-return]
+        return _ast_id(self.c, a)  # type: ignore[no-any-return]
 
     def kind(self, a: z3.Ast) -> int:
-        k = z3.Z3_get_ast_kind(self.c, a)
+        k = _ast_kind(self.c, a)
         return _APP if k == z3.Z3_NUMERAL_AST else k  # type: ignore[no-any-return]
 
     def args(self, a: z3.Ast) -> list[z3.Ast]:
-        return [z3.Z3_get_app_arg(self.c, a, i) for i in range(z3.Z3_get_app_num_args(self.c, a))]
+        """The arguments of an application."""
+        c = self.c
+        return [_arg(c, a, i) for i in range(_num_args(c, a))]
 
     def op(self, a: z3.Ast) -> int:
-        return z3.Z3_get_decl_kind(self.c, z3.Z3_get_app_decl(self.c, a))  # type: ignore[no-any-return]
+        """The operator of an application."""
+        return _decl_kind(self.c, _app_decl(self.c, a))  # type: ignore[no-any-return]
 
     def body(self, a: z3.Ast) -> z3.Ast:
         return z3.Z3_get_quantifier_body(self.c, a)
@@ -181,6 +206,32 @@ class _Terms:
             elif k == _QUANT:
                 stack.append(self.body(a))
 
+    def plain(self, root: z3.Ast) -> bool:
+        """No binder (forall, exists, lambda) in root: remembered for every subterm, so the
+        walks for binders skip what they have seen to have none. Keeping root referenced keeps
+        each of its subterms (and their ids) alive."""
+        memo = self._plain
+        if self.id(root) in memo:
+            return memo[self.id(root)]
+        self._pinned.append(z3.AstRef(root, self.ctx))
+        stack = [(root, False)]
+        while stack:
+            a, expanded = stack.pop()
+            i = self.id(a)
+            if i in memo:
+                continue
+            k = self.kind(a)
+            if k != _APP:
+                memo[i] = k != _QUANT  # a bound variable has no binder in it
+            elif not expanded:
+                args = self.args(a)
+                stack.append((a, True))
+                stack.extend((x, False) for x in args)
+                continue
+            else:
+                memo[i] = all(memo[self.id(x)] for x in self.args(a))
+        return memo[self.id(root)]
+
     def ground(self, a: z3.Ast, memo: dict[int, bool]) -> bool:
         """No free (de Bruijn) variable in a."""
         i = self.id(a)
@@ -204,7 +255,7 @@ def _outermost(terms: _Terms, t: z3.ExprRef, pol: int) -> dict[int, tuple[z3.Qua
         k = terms.kind(a)
         if k == _QUANT:
             found.setdefault(key[0], (terms.expr(a), set()))[1].add(p)  # type: ignore[arg-type]
-        elif k == _APP:
+        elif k == _APP and not terms.plain(a):
             stack.extend(terms.children_polarity(a, p))
     return found
 
@@ -276,6 +327,8 @@ class _Eliminator:
         self.cuts: dict[z3.SortRef, set[int]] = {}
         self.refined = False  # the partition got finer this round
         self.linked: list[linking.Linked] = []  # index-linking definitions (pass 1b)
+        self.weaken = False  # pass 3w allowed
+        self.weakened: list[str] = []  # the quantifiers pass 3w instantiated this round
 
     # -- passes 0 and 1, in one walk
     def skolemize(self, t: z3.ExprRef, pol: int) -> z3.ExprRef:
@@ -328,12 +381,19 @@ class _Eliminator:
             if parts is not None:
                 return self._parts(q, parts, pol, budget)
         limit = budget if universal else min(budget, SPLIT_LIMIT)
+        cap: int | None = None  # how many instances, if not all
         if atoms is not None:
             choices = [self._choices(c, atoms[c.get_id()]) for c in consts]
         elif all(_sort_size(s) is not None for s in sorts) and \
                 math.prod(_sort_size(s) or 0 for s in sorts) <= limit:
             choices = [[(v, []) for v in _values(s)] for s in sorts]
             budget //= math.prod(len(c) for c in choices)
+        elif universal and self.weaken:
+            choices = [[(t, []) for t in self._matching(c, body)] for c in consts]
+            cap = min(math.prod(len(c) for c in choices), budget)
+            self.weakened.append(f"universal quantifier over {', '.join(map(str, sorts))} instantiated at "
+                                 f"{cap} of its values: {q.sexpr()[:160]}")
+            budget //= max(1, cap)
         else:
             self.kept.append(f"{'universal' if universal else 'existential' if pol else 'mixed-polarity'} "
                              f"quantifier over {', '.join(map(str, sorts))} outside the array property "
@@ -342,7 +402,9 @@ class _Eliminator:
             return None
         neutral = z3.BoolVal(q.is_forall(), self.ctx)
         instances = []
-        for combo in itertools.product(*choices):
+        # at most `cap` instances of a weakened quantifier (any of them is implied); every
+        # other expansion is exact, all of its instances
+        for combo in itertools.islice(itertools.product(*choices), cap):
             fixed = [pair for _, known in combo for pair in known]  # guard atoms known in a region
             instance = _simplify(z3.substitute(z3.substitute(body, *fixed) if fixed else body,
                                                  *zip(consts, (term for term, _ in combo))))
@@ -352,6 +414,25 @@ class _Eliminator:
         if q.is_forall():
             return z3.And(instances + [neutral])
         return z3.Or(instances + [neutral])
+
+    def _matching(self, c: z3.ExprRef, body: z3.ExprRef) -> list[z3.ExprRef]:
+        """Where pass 3w instantiates the bound constant c: at each index term of its sort in I,
+        and, where body reads or writes an array at an index that holds c in some of its bits
+        (`concat(v, c)`, `zext(c)`), at those bits of each index term of that array's index
+        sort in I (`extract(k)` for `a[k]`: the instance reads `a[concat(v, extract(k))]`,
+        which is `a[k]` when v is the rest of k)."""
+        found = {t.get_id(): t for t in self.index.get(c.sort(), {}).values()}
+        for a in self.terms.walk([body.as_ast()]):
+            if self.terms.kind(a) != _APP or self.terms.op(a) not in (z3.Z3_OP_SELECT, z3.Z3_OP_STORE):
+                continue
+            args = self.terms.args(a)
+            for raw in args[1:len(args) - (self.terms.op(a) == z3.Z3_OP_STORE)]:
+                index = self.terms.expr(raw)
+                for hi, lo in _positions(index, c):
+                    for k in self.index.get(index.sort(), {}).values():
+                        t = _simplify(z3.Extract(hi, lo, k))
+                        found.setdefault(t.get_id(), t)
+        return list(found.values())
 
     def _split(self, q: z3.QuantifierRef, consts: list[z3.ExprRef], body: z3.ExprRef) -> list[z3.ExprRef] | None:
         """The quantifier `Qconsts. body` as parts whose conjunction (a `forall`) or disjunction
@@ -453,6 +534,23 @@ class _Eliminator:
         return out
 
 
+def _positions(index: z3.ExprRef, c: z3.ExprRef) -> list[tuple[int, int]]:
+    """The bits (high, low) of a bit-vector term that are exactly the constant c, through
+    concatenation and zero-extension."""
+    if index.eq(c):
+        return [(c.size() - 1, 0)]  # type: ignore[attr-defined]
+    if z3.is_app_of(index, z3.Z3_OP_ZERO_EXT):
+        return _positions(index.arg(0), c)  # type: ignore[attr-defined]
+    if not z3.is_app_of(index, z3.Z3_OP_CONCAT):
+        return []
+    out: list[tuple[int, int]] = []
+    offset = 0
+    for part in reversed(index.children()):
+        out += [(hi + offset, lo + offset) for hi, lo in _positions(part, c)]
+        offset += part.size()  # type: ignore[attr-defined]
+    return out
+
+
 def _one_point(body: z3.ExprRef, bound: list[z3.ExprRef], forall: bool) -> tuple[z3.ExprRef, list[z3.ExprRef]]:
     """`∀u. u ≠ t ∨ B` (forall) or `∃u. u = t ∧ B` (exists) as B[u := t], for each such disjunct
     (conjunct) of body whose t does not mention u."""
@@ -511,17 +609,23 @@ class _Reads:
     def __init__(self, ctx: z3.Context) -> None:
         self.t = _Terms(ctx)
         self.c = self.t.c
-        self.made: dict[int, z3.ExprRef] = {}  # a rewritten term per AST id; keeps new ASTs alive
+        self.made: dict[int, z3.Ast] = {}  # a rewritten term per AST id
         self.reads: dict[tuple[int, int], z3.Ast] = {}
+        # Every term in `made` and `reads` is kept referenced until the rewriting ends: the
+        # terms given to expand (and so their subterms), and each term made here
+        self.alive: list[z3.AstRef] = []
 
     def expand(self, t: z3.ExprRef) -> z3.ExprRef:
+        self.alive.append(t)
         return self.t.expr(self.term(t.as_ast()))
 
     def _keep(self, raw: z3.Ast) -> z3.Ast:
         """raw, referenced until the rewriting ends; a new term is already rewritten."""
-        e = self.t.expr(raw)
-        self.made.setdefault(e.get_id(), e)
-        return e.as_ast()
+        i = self.t.id(raw)
+        if i not in self.made:
+            self.made[i] = raw
+            self.alive.append(z3.AstRef(raw, self.t.ctx))
+        return raw
 
     def term(self, a: z3.Ast) -> z3.Ast:
         key = self.t.id(a)
@@ -532,9 +636,9 @@ class _Reads:
             else:
                 new = [self.term(x) for x in args]
                 same = all(self.t.id(x) == self.t.id(y) for x, y in zip(args, new))
-                out = a if same else z3.Z3_update_term(self.c, a, len(new), (z3.Ast * len(new))(*new))
-            self.made[key] = self.t.expr(self._keep(out))
-        return self.made[key].as_ast()
+                out = a if same else self._keep(z3.Z3_update_term(self.c, a, len(new), (z3.Ast * len(new))(*new)))
+            self.made[key] = out
+        return self.made[key]
 
     def read(self, array: z3.Ast, i: z3.Ast) -> z3.Ast:
         """The value of `select(array, i)`, i already rewritten."""
@@ -569,7 +673,8 @@ class _Reads:
         return a if self.t.id(a) == self.t.id(b) else z3.Z3_mk_ite(self.c, c, a, b)
 
     def _value(self, a: z3.Ast) -> bool:
-        return bool(z3.Z3_is_numeral_ast(self.c, a)) or self.t.op(a) in (z3.Z3_OP_TRUE, z3.Z3_OP_FALSE)
+        return bool(z3.Z3_is_numeral_ast(self.c, a)) or \
+            self.t.kind(a) == _APP and self.t.op(a) in (z3.Z3_OP_TRUE, z3.Z3_OP_FALSE)
 
 
 def expand_reads(terms: list[z3.BoolRef]) -> list[z3.BoolRef]:
@@ -594,11 +699,17 @@ def has_quantifier(terms: list[z3.BoolRef]) -> bool:
     return bool(binders(terms))
 
 
-def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polarity: int) -> Elimination:
+def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polarity: int,
+              weaken: bool = False) -> Elimination:
     """Hypotheses and goals without quantifiers where that is sound. goal_polarity is -1 when
-    the goals are asserted negated (a validity obligation), +1 when asserted as they are."""
+    the goals are asserted negated (a validity obligation), +1 when asserted as they are.
+
+    With `weaken`, a universal (in effect) that neither the fragment nor an expansion removes is
+    instantiated at the terms `_matching` finds (pass 3w): the result is then only implied by
+    the input, and `Elimination.weakened` says so."""
     ctx = (hypotheses + goals)[0].ctx
     e = _Eliminator(ctx)
+    e.weaken = weaken
     polarity = [1] * len(hypotheses) + [goal_polarity] * len(goals)
     skolem = [e.skolemize(_simplify(t), p) for t, p in zip(hypotheses + goals, polarity)]
     definitions = e.definitions.take()  # universal hypotheses: nothing to skolemize
@@ -609,7 +720,7 @@ def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polari
         skolem, definitions = linked[:len(skolem)], linked[len(skolem):]
     e.collect_index(skolem + definitions)
     for _ in range(MAX_ROUNDS):
-        e.kept, e.fresh, e.made, e.refined = [], {}, [], False
+        e.kept, e.fresh, e.made, e.refined, e.weakened = [], {}, [], False, []
         done = [e.instantiate(t, p) for t, p in zip(skolem, polarity)]
         defined = [e.instantiate(t, 1) for t in definitions]
         new = e.definitions.take()  # of lambdas met in instances
@@ -622,8 +733,13 @@ def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polari
             e.index.get(lam.sort(), {}).pop(lam.get_id(), None)
         if not new and not e.refined and all(set(terms) <= before.get(s, set()) for s, terms in e.index.items()):
             break  # instances read arrays only at I ∪ {λ}, over one partition: I is closed
-    else:
-        e.kept.append("the index set or the regions did not close: instances may not be complete")
+    else:  # the instances may not be complete: fine for a weakened result, used only for `unsat`
+        (e.weakened if weaken else e.kept).append("the index set or the regions did not close: "
+                                                  "instances may not be complete")
+    if any(hi - lo <= len(e.index.get(sort, {})) for sort, lo, hi in e.fresh):
+        # Only when I did not close: a region too small for a λ outside I (side() would then
+        # constrain λ unsatisfiably). A model of the input must extend to the λs, even for `unsat`.
+        e.kept.append("a region of an index sort has no value outside the index set")
     side = e.side()
     if not e.kept:  # pass 4
         reads = _Reads(ctx)
@@ -631,4 +747,4 @@ def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polari
     n = len(hypotheses)
     completion = Completion({sort: list(terms.values()) for sort, terms in e.index.items()},
                             [(sort, lo, hi, lam) for (sort, lo, hi), lam in e.fresh.items()], tuple(e.linked))
-    return Elimination(done[:n], done[n:], side, defined, e.kept, completion)  # type: ignore[arg-type]
+    return Elimination(done[:n], done[n:], side, defined, e.kept, completion, e.weakened)  # type: ignore[arg-type]

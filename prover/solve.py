@@ -140,10 +140,10 @@ def build(module: ir.Module, ob: Obligation, ctx: z3.Context, encoding: str = "q
     return formula
 
 
-def _eliminate(formula: Formula) -> qf.Elimination:
+def _eliminate(formula: Formula, weaken: bool = False) -> qf.Elimination:
     """The formula's quantifiers instantiated (prover/qf.py), the goals as they are asserted."""
     return qf.eliminate([h.term for h in formula.hypotheses], [g.term for g in formula.goals],
-                        1 if formula.mode == "sat" else -1)
+                        1 if formula.mode == "sat" else -1, weaken)
 
 
 def _instantiation_hypotheses(e: qf.Elimination) -> list[Labeled]:
@@ -154,14 +154,21 @@ def _instantiation_hypotheses(e: qf.Elimination) -> list[Labeled]:
 
 
 def _quantifier_free(formula: Formula) -> bool:
-    """Replace the terms by their quantifier-free versions, if every quantifier could go."""
-    e = _eliminate(formula)
+    """Replace the terms by their quantifier-free versions, if every quantifier could go.
+
+    For a `valid` obligation, universals outside the fragment are instantiated at the terms
+    they match (pass 3w): the result is weaker than the formula, so it is kept beside it, for
+    a first check whose `unsat` proves the goal (`_check`); the formula stays exact."""
+    e = _eliminate(formula, weaken=formula.mode == "valid")
     if not e.quantifier_free:
         return False  # keep the quantified formula whole: it is exact
-    formula.hypotheses = [replace(h, term=t) for h, t in zip(formula.hypotheses, e.hypotheses)]
-    formula.goals = [replace(g, term=t) for g, t in zip(formula.goals, e.goals)]
-    formula.completion = e.completion
-    formula.hypotheses += _instantiation_hypotheses(e)
+    hypotheses = [replace(h, term=t) for h, t in zip(formula.hypotheses, e.hypotheses)]
+    hypotheses += _instantiation_hypotheses(e)
+    goals = [replace(g, term=t) for g, t in zip(formula.goals, e.goals)]
+    if e.weakened:
+        formula.weakened = (hypotheses, goals)
+        return False
+    formula.hypotheses, formula.goals, formula.completion = hypotheses, goals, e.completion
     return True
 
 
@@ -221,8 +228,7 @@ def solve(module: ir.Module, ob: Obligation, options: Options, cache: Cache | No
                         quantified=hit.quantified)
     else:
         formula = build(sliced, ob, z3.Context(), options.encoding)
-        result = replace(_check(ob, formula, options, start, time.perf_counter() - start),
-                         quantified=formula.quantified, warnings=warnings)
+        result = replace(_check(ob, formula, options, start, time.perf_counter() - start), warnings=warnings)
         if result.status is Status.UNKNOWN:
             result = replace(result, detail=result.detail + _remedy(formula, options))
         if cache is not None and result.status is Status.PROVED:
@@ -292,7 +298,13 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
     ctx = formula.ctx
     solver = _solver(ctx, options)
 
-    extra = 0  # the rlimit used by a separate vacuity check
+    # Resource units: Z3 counts them per context, cumulatively, so the solvers of this context
+    # count by the last one to check; the checks in contexts of their own add theirs.
+    checked: list[z3.Solver] = []
+    elsewhere = 0
+
+    def units() -> int:
+        return max((_rlimit_count(x) for x in checked), default=0) + elsewhere
 
     def why_unknown(stage: str, checker: z3.Solver | None = None) -> str:
         reason = (checker or solver).reason_unknown()
@@ -306,9 +318,9 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         return f"{stage}: the solver gave up ({reason.strip('()') or 'no reason given'})"
 
     def done(status: Status, detail: str = "", cex: Counterexample | None = None,
-             replayed: Replay | None = None, used: int | None = None) -> Result:
-        used = _rlimit_count(solver) + extra if used is None else used
-        return Result(ob, status, time.perf_counter() - start, used, lowered, detail, cex, replay=replayed)
+             replayed: Replay | None = None, used: int | None = None, quantified: bool = formula.quantified) -> Result:
+        return Result(ob, status, time.perf_counter() - start, units() if used is None else used, lowered, detail,
+                      cex, quantified=quantified, replay=replayed)
 
     # 1. The hypotheses alone must be satisfiable; an unsat core names the culprits. Those that
     #    hold by reflexivity when t = s are left out here (see Labeled.reflexive), added after.
@@ -325,8 +337,7 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
     vacuity = _vacuity_check(formula, options) if formula.quantified else None
     checker = vacuity[0] if vacuity else solver
     answer = checker.check()
-    if vacuity:
-        extra = _rlimit_count(checker)
+    checked.append(checker)
     if answer == z3.unknown:
         reason = why_unknown("checking the hypotheses", checker)
         return done(Status.UNKNOWN, reason + (" (in their quantifier-free form)" if vacuity else ""))
@@ -335,12 +346,40 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         core = sorted(labels[c.get_id()] for c in checker.unsat_core())
         return done(Status.VACUOUS, _why_vacuous(ob, core))
 
-    # 2. The goal, under every hypothesis.
+    # 2. The goal, under every hypothesis, in the solver of step 1 and, if that gives up, again
+    #    in a fresh solver and context: Z3 runs its preprocessing tactics (bit-blasting,
+    #    eliminating arrays) only on a problem it checks once, and a solver checked again falls
+    #    back to its incremental core. Each is much faster than the other on some goals of the
+    #    ARINC 653 kernel. A context of its own, since what a context has done before changes
+    #    what Z3 does in it. Before both, if pass 3w made a weaker quantifier-free version of
+    #    the formula, the goal is checked under that (in a context of its own too, with a
+    #    quarter of the resource limit): its `unsat` proves the goal (those hypotheses follow
+    #    from the real ones); its `sat` or `unknown` proves nothing, and the exact checks follow.
+    def fresh_check(hypotheses: list[Labeled], goals: list[Labeled], rlimit: int) -> tuple[z3.Solver, z3.CheckSatResult]:
+        nonlocal check_start, elsewhere
+        own = z3.Context()
+        one = _solver(own, replace(options, rlimit=rlimit))
+        one.add([h.term.translate(own) for h in hypotheses])
+        goal = z3.And([g.term for g in goals] + [z3.BoolVal(True, ctx)])
+        one.add((goal if formula.mode == "sat" else z3.Not(goal)).translate(own))
+        check_start = time.perf_counter()
+        answer = one.check()
+        elsewhere += _rlimit_count(one)
+        return one, answer
+
+    if formula.weakened is not None:
+        assert formula.mode == "valid", f"{ob.id}: a weakened formula for a satisfiability check"
+        _, weak_answer = fresh_check(*formula.weakened, max(1, options.rlimit // 4))
+        if weak_answer == z3.unsat:
+            return done(Status.PROVED, quantified=False)
     solver.add([h.term for h in formula.hypotheses if h.reflexive])
-    goals = z3.And([g.term for g in formula.goals] + [z3.BoolVal(True, ctx)])
-    solver.add(goals if formula.mode == "sat" else z3.Not(goals))
+    goal = z3.And([g.term for g in formula.goals] + [z3.BoolVal(True, ctx)])
+    solver.add(goal if formula.mode == "sat" else z3.Not(goal))
     check_start = time.perf_counter()
     answer = solver.check()
+    checked.append(solver)
+    if answer == z3.unknown and solver.reason_unknown() not in MEMORY_REASONS:
+        solver, answer = fresh_check(formula.hypotheses, formula.goals, options.rlimit)
     if answer == z3.unknown:
         return done(Status.UNKNOWN, why_unknown("checking the goal"))
     if formula.mode == "sat":
@@ -349,8 +388,10 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         return done(Status.VACUOUS, formula.explain_unsat)
     if answer == z3.unsat:
         return done(Status.PROVED)
-    used = _rlimit_count(solver) + extra  # the solvers' work: evaluating the model below counts too
+    used = units()  # the solvers' work: evaluating the model below counts too
     model = solver.model()
+    if model.ctx is not ctx:  # the fresh solver's
+        model = model.translate(ctx)
     if formula.completion is not None:
         linking.reinstate(model, formula.completion.linked)
     replayed = replay(ob, formula, model)  # before the counterexample is shown as one

@@ -49,11 +49,16 @@ def test_contradictory_invariant_is_vacuous_and_exits_1(tmp_mv) -> None:
 
 
 def test_hitting_the_rlimit_is_unknown_and_exits_1(tmp_mv) -> None:
+    """Z3 checks the limit only now and then: a fresh solver (the second try at a goal,
+    prover/solve.py) may finish a tiny satisfiability check (VAC) before it looks. Every other
+    obligation of the model needs more than one unit."""
     r = prove("--rlimit", "1", str(tmp_mv(SECURE)))
     assert r.returncode == 1
-    assert "UNKNOWN" in r.stdout
-    assert "PROVED" not in r.stdout
-    assert "12 unknown" in r.stdout.strip().splitlines()[-1]
+    lines = r.stdout.strip().splitlines()
+    proved = [line.split()[1] for line in lines if line.startswith("PROVED")]
+    assert all("/VAC" in ob for ob in proved), proved
+    assert f"{12 - len(proved)} unknown" in lines[-1]
+    assert "FAILED" not in r.stdout
     assert "resource limit of 1 reached (--rlimit)" in r.stdout
 
 
