@@ -49,7 +49,7 @@ def _define(enc: Encoder, t: Type, d: ir.AbsDef, s: dict[str, Value]) -> Value:
     if not consts:
         return value
 
-    def lift(leaf: z3.ExprRef, _: Type) -> z3.ExprRef:
+    def lift(leaf: z3.ExprRef, _: Type, __: bool) -> z3.ExprRef:
         for c in reversed(consts):
             leaf = z3.Lambda([c], leaf)
         return leaf

@@ -215,7 +215,8 @@ class Encoder:
         return const
 
     def select(self, m: MapVal, key: z3.ExprRef) -> Value:
-        return _select(m.type.value, m.inner, key, False)
+        return map_leaves(m.type.value, m.inner, lambda leaf, t, nested: terms.select(
+            leaf, key, z3.ArrayRef if nested else z3.BoolRef if isinstance(t, BoolType) else z3.BitVecRef))
 
     def store(self, m: MapVal, key: z3.ExprRef, value: Value) -> MapVal:
         inner = _zip_leaves(m.inner, value, lambda arr, v: terms.store(arr, key, v))  # type: ignore[arg-type]
@@ -248,29 +249,18 @@ class Encoder:
         return terms.eq(a, b)
 
 
-def _select(t: Type, v: Value, key: z3.ExprRef, nested: bool) -> Value:
-    """The entry at `key` of a map value whose entries have type t: each leaf array read at
-    key. A leaf inside a map-typed entry is an array over the inner keys (`nested`)."""
+def map_leaves(t: Type, v: Value, f: Callable[[z3.ExprRef, Type, bool], z3.ExprRef], nested: bool = False) -> Value:
+    """Apply f to every leaf of v, passing the scalar type of that leaf and whether the leaf is
+    inside a map-typed part of v (then, in a map's value, it is an array over the inner keys
+    too)."""
     if isinstance(t, RecordType):
         assert isinstance(v, RecordVal)
-        return RecordVal({name: _select(ft, v.fields[name], key, nested) for name, ft in t.fields})
+        return RecordVal({name: map_leaves(ft, v.fields[name], f, nested) for name, ft in t.fields})
     if isinstance(t, MapType):
         assert isinstance(v, MapVal)
-        return MapVal(v.type, _select(t.value, v.inner, key, True))
-    assert isinstance(v, z3.ExprRef)  # an array, or a lambda (prover/linking.py)
-    return terms.select(v, key, z3.ArrayRef if nested else z3.BoolRef if isinstance(t, BoolType) else z3.BitVecRef)
-
-
-def map_leaves(t: Type, v: Value, f: Callable[[z3.ExprRef, Type], z3.ExprRef]) -> Value:
-    """Apply f to every leaf of v, passing the scalar type of that leaf."""
-    if isinstance(t, RecordType):
-        assert isinstance(v, RecordVal)
-        return RecordVal({name: map_leaves(ft, v.fields[name], f) for name, ft in t.fields})
-    if isinstance(t, MapType):
-        assert isinstance(v, MapVal)
-        return MapVal(v.type, map_leaves(t.value, v.inner, f))
-    assert isinstance(v, z3.ExprRef)
-    return f(v, t)
+        return MapVal(v.type, map_leaves(t.value, v.inner, f, True))
+    assert isinstance(v, z3.ExprRef)  # in a map's value: an array, or a lambda (prover/linking.py)
+    return f(v, t, nested)
 
 
 def _zip_leaves(a: Value, b: Value, f: Callable[[z3.ExprRef, z3.ExprRef], z3.ExprRef]) -> Value:

@@ -23,8 +23,7 @@ from microverify.prover.obligations import KIND_NAMES, Obligation
 def terms(formula: Formula, hypotheses_only: bool = False) -> list[z3.BoolRef]:
     out = [z3.simplify(h.term) for h in formula.hypotheses]
     if not hypotheses_only:
-        goals = z3.And([g.term for g in formula.goals] + [z3.BoolVal(True, formula.ctx)])
-        out.append(z3.simplify(goals if formula.mode == "sat" else z3.Not(goals)))
+        out.append(z3.simplify(formula.asserted_goal()))
     replaced, definitions = define_lambdas(out)  # type: ignore[arg-type]
     return definitions + replaced
 

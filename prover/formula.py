@@ -60,3 +60,9 @@ class Formula:
     @property
     def ctx(self) -> z3.Context:
         return self.layer.ctx
+
+    def asserted_goal(self, goals: list[Labeled] | None = None) -> z3.BoolRef:
+        """The goals as the solver is given them: their conjunction, negated for a `valid`
+        obligation. `goals`: others than the formula's own (the weakened ones of pass 3w)."""
+        conjunction = z3.And([g.term for g in (self.goals if goals is None else goals)] + [z3.BoolVal(True, self.ctx)])
+        return conjunction if self.mode == "sat" else z3.Not(conjunction)

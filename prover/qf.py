@@ -232,6 +232,16 @@ class _Terms:
                 memo[i] = all(memo[self.id(x)] for x in self.args(a))
         return memo[self.id(root)]
 
+    def indices(self, roots: list[z3.Ast]) -> Iterator[z3.Ast]:
+        """The index arguments of every read and write in the roots (not the value written)."""
+        for a in self.walk(roots):
+            if self.kind(a) != _APP:
+                continue
+            op = self.op(a)
+            if op in (z3.Z3_OP_SELECT, z3.Z3_OP_STORE):
+                args = self.args(a)
+                yield from args[1:len(args) - (op == z3.Z3_OP_STORE)]
+
     def ground(self, a: z3.Ast, memo: dict[int, bool]) -> bool:
         """No free (de Bruijn) variable in a."""
         i = self.id(a)
@@ -313,7 +323,7 @@ def _existential(q: z3.QuantifierRef, pol: int) -> bool:
 
 
 class _Eliminator:
-    def __init__(self, ctx: z3.Context) -> None:
+    def __init__(self, ctx: z3.Context, weaken: bool) -> None:
         self.ctx = ctx
         self.terms = _Terms(ctx)
         self.definitions = Definitions(ctx)
@@ -327,7 +337,7 @@ class _Eliminator:
         self.cuts: dict[z3.SortRef, set[int]] = {}
         self.refined = False  # the partition got finer this round
         self.linked: list[linking.Linked] = []  # index-linking definitions (pass 1b)
-        self.weaken = False  # pass 3w allowed
+        self.weaken = weaken  # pass 3w allowed
         self.weakened: list[str] = []  # the quantifiers pass 3w instantiated this round
 
     # -- passes 0 and 1, in one walk
@@ -344,16 +354,10 @@ class _Eliminator:
     # -- pass 2
     def collect_index(self, roots: list[z3.ExprRef]) -> None:
         memo: dict[int, bool] = {}
-        for a in self.terms.walk([r.as_ast() for r in roots]):
-            if self.terms.kind(a) != _APP:
-                continue
-            op = self.terms.op(a)
-            if op in (z3.Z3_OP_SELECT, z3.Z3_OP_STORE):
-                args = self.terms.args(a)
-                for i in args[1:len(args) - (op == z3.Z3_OP_STORE)]:
-                    if self.terms.ground(i, memo):
-                        index = self.terms.expr(i)
-                        self.index.setdefault(index.sort(), {})[index.get_id()] = index
+        for i in self.terms.indices([r.as_ast() for r in roots]):
+            if self.terms.ground(i, memo):
+                index = self.terms.expr(i)
+                self.index.setdefault(index.sort(), {})[index.get_id()] = index
 
     # -- pass 3
     def instantiate(self, t: z3.ExprRef, pol: int, budget: int = EXPAND_LIMIT) -> z3.ExprRef:
@@ -422,16 +426,12 @@ class _Eliminator:
         sort in I (`extract(k)` for `a[k]`: the instance reads `a[concat(v, extract(k))]`,
         which is `a[k]` when v is the rest of k)."""
         found = {t.get_id(): t for t in self.index.get(c.sort(), {}).values()}
-        for a in self.terms.walk([body.as_ast()]):
-            if self.terms.kind(a) != _APP or self.terms.op(a) not in (z3.Z3_OP_SELECT, z3.Z3_OP_STORE):
-                continue
-            args = self.terms.args(a)
-            for raw in args[1:len(args) - (self.terms.op(a) == z3.Z3_OP_STORE)]:
-                index = self.terms.expr(raw)
-                for hi, lo in _positions(index, c):
-                    for k in self.index.get(index.sort(), {}).values():
-                        t = _simplify(z3.Extract(hi, lo, k))
-                        found.setdefault(t.get_id(), t)
+        for raw in self.terms.indices([body.as_ast()]):
+            index = self.terms.expr(raw)
+            for hi, lo in _positions(index, c):
+                for k in self.index.get(index.sort(), {}).values():
+                    t = _simplify(z3.Extract(hi, lo, k))
+                    found.setdefault(t.get_id(), t)
         return list(found.values())
 
     def _split(self, q: z3.QuantifierRef, consts: list[z3.ExprRef], body: z3.ExprRef) -> list[z3.ExprRef] | None:
@@ -708,8 +708,7 @@ def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polari
     instantiated at the terms `_matching` finds (pass 3w): the result is then only implied by
     the input, and `Elimination.weakened` says so."""
     ctx = (hypotheses + goals)[0].ctx
-    e = _Eliminator(ctx)
-    e.weaken = weaken
+    e = _Eliminator(ctx, weaken)
     polarity = [1] * len(hypotheses) + [goal_polarity] * len(goals)
     skolem = [e.skolemize(_simplify(t), p) for t, p in zip(hypotheses + goals, polarity)]
     definitions = e.definitions.take()  # universal hypotheses: nothing to skolemize

@@ -119,8 +119,7 @@ def smt2(formula: Formula) -> str:
     s = z3.Solver(ctx=formula.ctx)
     for h in formula.hypotheses:
         s.add(h.term)
-    goals = z3.And([g.term for g in formula.goals] + [z3.BoolVal(True, formula.ctx)])
-    s.add(goals if formula.mode == "sat" else z3.Not(goals))
+    s.add(formula.asserted_goal())
     return f"; mode {formula.mode}\n" + s.to_smt2()
 
 
@@ -360,8 +359,7 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         own = z3.Context()
         one = _solver(own, replace(options, rlimit=rlimit))
         one.add([h.term.translate(own) for h in hypotheses])
-        goal = z3.And([g.term for g in goals] + [z3.BoolVal(True, ctx)])
-        one.add((goal if formula.mode == "sat" else z3.Not(goal)).translate(own))
+        one.add(formula.asserted_goal(goals).translate(own))
         check_start = time.perf_counter()
         answer = one.check()
         elsewhere += _rlimit_count(one)
@@ -373,8 +371,7 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         if weak_answer == z3.unsat:
             return done(Status.PROVED, quantified=False)
     solver.add([h.term for h in formula.hypotheses if h.reflexive])
-    goal = z3.And([g.term for g in formula.goals] + [z3.BoolVal(True, ctx)])
-    solver.add(goal if formula.mode == "sat" else z3.Not(goal))
+    solver.add(formula.asserted_goal())
     check_start = time.perf_counter()
     answer = solver.check()
     checked.append(solver)

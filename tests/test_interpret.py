@@ -686,7 +686,7 @@ class Bridge:
         if isinstance(t, MapType):
             assert isinstance(v, MapValue)
             key = self.enc.sort(t.key)
-            m = MapVal(t, map_leaves(t.value, self.value(t.value, v.default), lambda leaf, _: z3.K(key, leaf)))
+            m = MapVal(t, map_leaves(t.value, self.value(t.value, v.default), lambda leaf, *_: z3.K(key, leaf)))
             for k, x in v.entries.items():
                 m = self.enc.store(m, self.scalar(t.key, k), self.value(t.value, x))
             return m
