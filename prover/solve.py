@@ -15,7 +15,7 @@ import z3
 
 from microverify.dsl import ir
 from microverify.layers.model import Labeled, SymLayer
-from microverify.prover import export, fingerprint, invariants, linking, qf, refinement, unwinding
+from microverify.prover import export, fingerprint, invariants, linking, qf, refinement, unwinding, witness
 from microverify.prover.cache import Cache
 from microverify.prover.counterexample import Counterexample, explain
 from microverify.prover.crosscheck import cross_check
@@ -321,10 +321,35 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         return Result(ob, status, time.perf_counter() - start, units() if used is None else used, lowered, detail,
                       cex, quantified=quantified, replay=replayed)
 
+    check_start = time.perf_counter()  # of the last check, for why_unknown
+
+    def fresh_check(assertions: list[z3.ExprRef], rlimit: int) -> tuple[z3.Solver, z3.CheckSatResult]:
+        """Check the assertions in a solver and a context of their own."""
+        nonlocal check_start, elsewhere
+        own = z3.Context()
+        one = _solver(own, replace(options, rlimit=rlimit))
+        one.add([t.translate(own) for t in assertions])
+        check_start = time.perf_counter()
+        answer = one.check()
+        elsewhere += _rlimit_count(one)
+        return one, answer
+
+    def shaped_model(assertions: list[z3.ExprRef]) -> z3.Solver | None:
+        """A solver holding a model of the assertions, if they have one in which every map of
+        the pre-states has the shape of prover/witness.py (tried on a formula that keeps
+        quantifiers, with a quarter of the resource limit). The maps are equated to their
+        shapes, so the model gives them values (for a counterexample)."""
+        pairs = witness.shaped(formula) if formula.quantified else []
+        if not pairs:
+            return None
+        one, answer = fresh_check(assertions + [m == term for m, term in pairs], max(1, options.rlimit // 4))
+        return one if answer == z3.sat else None
+
     # 1. The hypotheses alone must be satisfiable; an unsat core names the culprits. Those that
     #    hold by reflexivity when t = s are left out here (see Labeled.reflexive), added after.
     #    Quantified hypotheses are checked in their quantifier-free form when they have one
     #    (`_vacuity_check`): Z3 may fail to build a model of a universal over a wide sort.
+    #    When they have none, a model of the shape of prover/witness.py is looked for first.
     tracked = {}
     for i, h in enumerate(formula.hypotheses):
         if h.reflexive:
@@ -332,11 +357,14 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         tag = z3.Bool(f"hyp!{i}", ctx)
         tracked[tag.get_id()] = h.label
         solver.assert_and_track(h.term, tag)
-    check_start = time.perf_counter()
     vacuity = _vacuity_check(formula, options) if formula.quantified else None
-    checker = vacuity[0] if vacuity else solver
-    answer = checker.check()
-    checked.append(checker)
+    if vacuity is None and shaped_model([h.term for h in formula.hypotheses if not h.reflexive]) is not None:
+        answer = z3.sat
+    else:
+        checker = vacuity[0] if vacuity else solver
+        check_start = time.perf_counter()
+        answer = checker.check()
+        checked.append(checker)
     if answer == z3.unknown:
         reason = why_unknown("checking the hypotheses", checker)
         return done(Status.UNKNOWN, reason + (" (in their quantifier-free form)" if vacuity else ""))
@@ -354,31 +382,32 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
     #    the formula, the goal is checked under that (in a context of its own too, with a
     #    quarter of the resource limit): its `unsat` proves the goal (those hypotheses follow
     #    from the real ones); its `sat` or `unknown` proves nothing, and the exact checks follow.
-    def fresh_check(hypotheses: list[Labeled], goals: list[Labeled], rlimit: int) -> tuple[z3.Solver, z3.CheckSatResult]:
-        nonlocal check_start, elsewhere
-        own = z3.Context()
-        one = _solver(own, replace(options, rlimit=rlimit))
-        one.add([h.term.translate(own) for h in hypotheses])
-        one.add(formula.asserted_goal(goals).translate(own))
-        check_start = time.perf_counter()
-        answer = one.check()
-        elsewhere += _rlimit_count(one)
-        return one, answer
-
     if formula.weakened is not None:
         assert formula.mode == "valid", f"{ob.id}: a weakened formula for a satisfiability check"
-        _, weak_answer = fresh_check(*formula.weakened, max(1, options.rlimit // 4))
+        hypotheses, goals = formula.weakened
+        _, weak_answer = fresh_check([h.term for h in hypotheses] + [formula.asserted_goal(goals)],
+                                     max(1, options.rlimit // 4))
         if weak_answer == z3.unsat:
             return done(Status.PROVED, quantified=False)
+    everything = [h.term for h in formula.hypotheses] + [formula.asserted_goal()]
+    if formula.mode == "sat" and shaped_model(everything) is not None:
+        return done(Status.PROVED)
     solver.add([h.term for h in formula.hypotheses if h.reflexive])
     solver.add(formula.asserted_goal())
     check_start = time.perf_counter()
     answer = solver.check()
     checked.append(solver)
     if answer == z3.unknown and solver.reason_unknown() not in MEMORY_REASONS:
-        solver, answer = fresh_check(formula.hypotheses, formula.goals, options.rlimit)
+        solver, answer = fresh_check(everything, options.rlimit)
     if answer == z3.unknown:
-        return done(Status.UNKNOWN, why_unknown("checking the goal"))
+        # Z3 may fail to build a model of quantifiers over wide sorts: a counterexample is
+        # looked for among the shaped states too (prover/witness.py)
+        memory = solver.reason_unknown() in MEMORY_REASONS
+        reason = why_unknown("checking the goal")
+        shaped = shaped_model(everything) if formula.mode == "valid" and not memory else None
+        if shaped is None:
+            return done(Status.UNKNOWN, reason)
+        solver, answer = shaped, z3.sat
     if formula.mode == "sat":
         if answer == z3.sat:
             return done(Status.PROVED)

@@ -1,0 +1,113 @@
+"""Looking for a model among states of a simple shape: a satisfiability check that scales.
+
+Z3 builds models of universals over a wide sort poorly (a map over 2^36 pages constrained by
+ranges and by other maps); it finds one at once when the maps are given as terms. So, before
+a satisfiability check on a formula that keeps quantifiers, prover/solve.py equates every map
+of every run's pre-state to the term `shaped` gives it: the layer's `init` definition of that
+map when `init` has one (`forall p. owner[p] == e(p)`), else a constant map, updated at
+`POINTS` free indices with free values.
+
+Only `sat` is used, and it is exact: the equations only add constraints, so a model of them
+and the formula is a model of the formula. `unsat` or `unknown` says only that no state of
+that shape fits, and the exact check follows (docs/theory.md §2, "Shaped states").
+"""
+
+from __future__ import annotations
+
+import z3
+
+from microverify.layers.encoding import MapVal, RecordVal, Value
+from microverify.prover.formula import Formula
+
+POINTS = 2  # indices at which each map may differ from its base
+
+
+def _is_map_constant(t: z3.ExprRef) -> bool:
+    return z3.is_const(t) and t.decl().kind() == z3.Z3_OP_UNINTERPRETED and z3.is_array(t)
+
+
+def _leaves(v: Value) -> list[z3.ExprRef]:
+    if isinstance(v, RecordVal):
+        return [leaf for f in v.fields.values() for leaf in _leaves(f)]
+    if isinstance(v, MapVal):
+        return _leaves(v.inner)
+    return [v]
+
+
+def _conjuncts(t: z3.ExprRef) -> list[z3.ExprRef]:
+    if z3.is_and(t):
+        return [c for child in t.children() for c in _conjuncts(child)]
+    return [t]
+
+
+def _definitions(init: z3.ExprRef, maps: set[int]) -> dict[int, z3.ExprRef]:
+    """The maps `init` defines pointwise, each as a lambda: conjuncts `forall x. ... m[x] == e
+    ...` (or `m[x]`, `!m[x]` for a boolean map) where e mentions no map of `maps`."""
+    found: dict[int, z3.ExprRef] = {}
+    for n, c in enumerate(_conjuncts(init)):
+        if not (z3.is_quantifier(c) and c.is_forall() and c.num_vars() == 1):
+            continue
+        x = z3.Const(f"shape!x{n}", c.var_sort(0))
+        body = z3.substitute_vars(c.body(), x)
+        if z3.is_implies(body):  # the key's domain ==> what holds in it
+            body = body.arg(1)
+        for part in _conjuncts(body):
+            value: z3.ExprRef = z3.BoolVal(True, x.ctx)
+            if z3.is_not(part):
+                part, value = part.arg(0), z3.BoolVal(False, x.ctx)
+            if z3.is_eq(part):
+                part, value = part.arg(0), part.arg(1)
+                if not z3.is_select(part):
+                    part, value = value, part
+            if not (z3.is_select(part) and part.arg(1).eq(x) and part.arg(0).get_id() in maps
+                    and part.arg(0).get_id() not in found):
+                continue
+            if value.sort() != part.sort() or _constants(value) & maps:
+                continue
+            found[part.arg(0).get_id()] = z3.Lambda([x], value)
+    return found
+
+
+def _constants(t: z3.ExprRef) -> set[int]:
+    """The ids of the free constants in t."""
+    seen: set[int] = set()
+    out: set[int] = set()
+    todo = [t]
+    while todo:
+        u = todo.pop()
+        if u.get_id() in seen:
+            continue
+        seen.add(u.get_id())
+        if z3.is_const(u) and u.decl().kind() == z3.Z3_OP_UNINTERPRETED:
+            out.add(u.get_id())
+        elif z3.is_app(u):
+            todo.extend(u.children())
+        elif z3.is_quantifier(u):
+            todo.append(u.body())
+    return out
+
+
+def shaped(formula: Formula) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
+    """A term of the shape above for each map constant of each run's pre-state."""
+    maps = {leaf.get_id(): leaf for run in formula.runs for v in run.pre.values() for leaf in _leaves(v)
+            if _is_map_constant(leaf)}
+    if not maps:
+        return []
+    wanted = set(maps)
+    definitions: dict[int, z3.ExprRef] = {}
+    for run in formula.runs:
+        if run.upper:
+            continue
+        definitions.update(_definitions(formula.layer.init(run.pre), wanted))
+    pairs = []
+    for n, (key, m) in enumerate(maps.items()):
+        sort = m.sort()
+        assert isinstance(sort, z3.ArraySortRef)
+        term = definitions.get(key)
+        if term is None:
+            term = z3.K(sort.domain(), z3.Const(f"shape!{n}!base", sort.range()))
+        for i in range(POINTS):
+            term = z3.Store(term, z3.Const(f"shape!{n}!at{i}", sort.domain()),
+                            z3.Const(f"shape!{n}!val{i}", sort.range()))
+        pairs.append((m, term))
+    return pairs
