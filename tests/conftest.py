@@ -65,6 +65,18 @@ def prove_text(text: str, options: Options | None = None) -> list[Result]:
     return prove_modules([load_text(text, "<test>")], options or Options())
 
 
+SPLIT_ORDERS = ["model first", "importer first"]
+
+
+def split_over_two_files(tmp_path: Path, model: str, observer: str, order: str) -> list[ir.Module]:
+    """`model` in model.mv and a file that imports it and adds a layer observed by `observer`,
+    loaded in the `order` of SPLIT_ORDERS."""
+    (tmp_path / "model.mv").write_text(model)
+    (tmp_path / "other.mv").write_text(f'import "model.mv"\nlayer M {{\n  state {{ y : bv[4] }}\n  observe {observer} {{ y }}\n}}\n')
+    files = ["model.mv", "other.mv"] if order == SPLIT_ORDERS[0] else ["other.mv", "model.mv"]
+    return [load_file(tmp_path / f, {}) for f in files]
+
+
 # Why the interpreter does not replay a counterexample over a sort of 2^20 values or more.
 _TOO_LARGE = re.compile(r"values \(bv\[\d+\]\); the interpreter enumerates at most|a map over bv\[\d+\] (has|is read)"
                         r"|a map over a large sort has a value in the model that is no list of entries")

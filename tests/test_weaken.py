@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import z3
 
-from conftest import load_text
-from microverify.dsl.loader import load_file
+from conftest import SPLIT_ORDERS, load_text, split_over_two_files
 from microverify.prover import fingerprint, qf
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.solve import ENCODINGS, Options, Status, build
@@ -207,17 +206,15 @@ def test_a_broken_invariant_in_the_chain_is_never_proved() -> None:
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
-@pytest.mark.parametrize("order", ["model first", "importer first"])
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
 @pytest.mark.parametrize("leak", sorted(LEAKS))
 def test_a_leak_split_over_two_files_is_never_proved(tmp_path: Path, leak: str, order: str, encoding: str) -> None:
     """The same leaks in a file another one imports, the files given in either order: the
     weaker check never proves them; the write into another partition's port FAILS in the
     default encoding."""
     expected, line = LEAKS[leak]
-    (tmp_path / "model.mv").write_text(SECURE.replace(WRITE, line))
-    (tmp_path / "other.mv").write_text('import "model.mv"\nlayer M {\n  state { y : bv[4] }\n  observe Scheduler { y }\n}\n')
-    files = ["model.mv", "other.mv"] if order == "model first" else ["other.mv", "model.mv"]
-    pairs = [(m, ob) for m, ob in obligations([load_file(tmp_path / f, {}) for f in files]) if ob.id == expected]
+    modules = split_over_two_files(tmp_path, SECURE.replace(WRITE, line), "Scheduler", order)
+    pairs = [(m, ob) for m, ob in obligations(modules) if ob.id == expected]
     assert pairs, expected
     results = prove_pairs(pairs, Options(encoding=encoding, rlimit=2_000_000))
     assert all(r.status in (Status.FAILED, Status.UNKNOWN) for r in results), [(r.status, r.detail) for r in results]

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import z3
 
-from conftest import load_text
-from microverify.dsl.loader import load_file
+from conftest import SPLIT_ORDERS, load_text, split_over_two_files
 from microverify.prover import fingerprint, witness
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.solve import ENCODINGS, Options, Status, build
@@ -143,14 +142,12 @@ def test_an_invariant_broken_at_the_wide_widths_fails() -> None:
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
-@pytest.mark.parametrize("order", ["model first", "importer first"])
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
 def test_split_over_two_files_what_has_no_model_is_never_proved(tmp_path: Path, order: str, encoding: str) -> None:
     """The contradictory invariant in a file another one imports, the files in either order."""
     expected, old, new = VACUOUS["no-state"]
-    (tmp_path / "model.mv").write_text(WIDE.replace(old, new))
-    (tmp_path / "other.mv").write_text('import "model.mv"\nlayer M {\n  state { y : bv[4] }\n  observe KServ { y }\n}\n')
-    files = ["model.mv", "other.mv"] if order == "model first" else ["other.mv", "model.mv"]
-    pairs = [(m, ob) for m, ob in obligations([load_file(tmp_path / f, {}) for f in files]) if ob.id == expected]
+    modules = split_over_two_files(tmp_path, WIDE.replace(old, new), "KServ", order)
+    pairs = [(m, ob) for m, ob in obligations(modules) if ob.id == expected]
     assert pairs, expected
     results = prove_pairs(pairs, Options(encoding=encoding, rlimit=2_000_000))
     assert all(r.status in (Status.VACUOUS, Status.UNKNOWN) for r in results), [(r.status, r.detail) for r in results]
