@@ -186,9 +186,10 @@ def _range(j: z3.ExprRef, lo: int, hi: int) -> list[z3.BoolRef]:
     return out + [z3.ULE(j, z3.BitVecVal(hi, width, j.ctx))]
 
 
-def _conjuncts(t: z3.ExprRef) -> list[z3.ExprRef]:
+def conjuncts(t: z3.ExprRef) -> list[z3.ExprRef]:
+    """The conjuncts of t, nested conjunctions flattened."""
     if z3.is_and(t):
-        return [c for x in t.children() for c in _conjuncts(x)]
+        return [c for x in t.children() for c in conjuncts(x)]
     return [t]
 
 
@@ -201,7 +202,7 @@ def find(terms: list[z3.BoolRef], polarity: list[int]) -> tuple[list[z3.BoolRef]
     for t, p in zip(terms, polarity):
         if p != 1:
             continue
-        for c in _conjuncts(t):
+        for c in conjuncts(t):
             d = _definition(c, taken)
             if d is not None:
                 found.append(d)

@@ -334,12 +334,17 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         elsewhere += _rlimit_count(one)
         return one, answer
 
+    shapes: list[tuple[z3.ExprRef, z3.ExprRef]] | None = None  # built once, when first needed
+
     def shaped_model(assertions: list[z3.ExprRef]) -> z3.Solver | None:
         """A solver holding a model of the assertions, if they have one in which every map of
         the pre-states has the shape of prover/witness.py (tried on a formula that keeps
         quantifiers, with a quarter of the resource limit). The maps are equated to their
         shapes, so the model gives them values (for a counterexample)."""
-        pairs = witness.shaped(formula) if formula.quantified else []
+        nonlocal shapes
+        if shapes is None:
+            shapes = witness.shaped(formula) if formula.quantified else []
+        pairs = shapes
         if not pairs:
             return None
         one, answer = fresh_check(assertions + [m == term for m, term in pairs], max(1, options.rlimit // 4))

@@ -18,6 +18,7 @@ import z3
 
 from microverify.layers.encoding import MapVal, RecordVal, Value
 from microverify.prover.formula import Formula
+from microverify.prover.linking import conjuncts
 
 POINTS = 2  # indices at which each map may differ from its base
 
@@ -34,24 +35,18 @@ def _leaves(v: Value) -> list[z3.ExprRef]:
     return [v]
 
 
-def _conjuncts(t: z3.ExprRef) -> list[z3.ExprRef]:
-    if z3.is_and(t):
-        return [c for child in t.children() for c in _conjuncts(child)]
-    return [t]
-
-
 def _definitions(init: z3.ExprRef, maps: set[int]) -> dict[int, z3.ExprRef]:
     """The maps `init` defines pointwise, each as a lambda: conjuncts `forall x. ... m[x] == e
     ...` (or `m[x]`, `!m[x]` for a boolean map) where e mentions no map of `maps`."""
     found: dict[int, z3.ExprRef] = {}
-    for n, c in enumerate(_conjuncts(init)):
+    for n, c in enumerate(conjuncts(init)):
         if not (z3.is_quantifier(c) and c.is_forall() and c.num_vars() == 1):
             continue
         x = z3.Const(f"shape!x{n}", c.var_sort(0))
         body = z3.substitute_vars(c.body(), x)
         if z3.is_implies(body):  # the key's domain ==> what holds in it
             body = body.arg(1)
-        for part in _conjuncts(body):
+        for part in conjuncts(body):
             value: z3.ExprRef = z3.BoolVal(True, x.ctx)
             if z3.is_not(part):
                 part, value = part.arg(0), z3.BoolVal(False, x.ctx)
