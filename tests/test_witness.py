@@ -151,3 +151,27 @@ def test_split_over_two_files_what_has_no_model_is_never_proved(tmp_path: Path, 
     assert pairs, expected
     results = prove_pairs(pairs, Options(encoding=encoding, rlimit=2_000_000))
     assert all(r.status in (Status.VACUOUS, Status.UNKNOWN) for r in results), [(r.status, r.detail) for r in results]
+
+
+# A VM's own step hands its page back to KServ: KServ sees the VM act, against the policy
+# (KServ -> VM only). In a state where VM(0) owns page 5, release(0, 5) turns owner[5] from
+# Guest to Host, which KServ observes: LR fails for KServ.
+LEAK = WIDE.replace("  op start(", """  op release(v: vmid, p: pfn) by VM(v) {
+    check owner[p] == Guest && ovm[p] == v else halt
+    owner[p] := Host
+  }
+  op start(""")
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_a_leak_at_the_wide_widths_is_never_proved(tmp_path: Path, order: str, encoding: str) -> None:
+    """LR fails for KServ; the shaped check never turns that into PROVED, in either encoding
+    and either file order, and the default encoding gives the counterexample."""
+    modules = split_over_two_files(tmp_path, LEAK, "KServ", order)
+    pairs = [(m, ob) for m, ob in obligations(modules) if ob.id == "L/LR/release/KServ"]
+    assert pairs
+    results = prove_pairs(pairs, Options(encoding=encoding))
+    assert all(r.status in (Status.FAILED, Status.UNKNOWN) for r in results), [(r.status, r.detail) for r in results]
+    if encoding == "qf":
+        assert all(r.status is Status.FAILED and r.counterexample is not None for r in results)
