@@ -34,7 +34,10 @@ hypotheses, and the goal as it is asserted: negated for a validity obligation):
      measures it: a smaller sort must not be harder than a larger one, whose quantifier stays);
    - otherwise the quantifier stays, and the obligation is reported as quantified.
    A quantifier in both polarities (under `==` of Booleans or an `if` condition) is expanded or
-   kept, never instantiated over I.
+   kept, never instantiated over I. Instances can read at new index terms: I grows with them
+   and pass 3 is redone, at most MAX_ROUNDS times, each round making at most INSTANCE_LIMIT
+   instances; an I that does not close keeps the quantifiers (or, for a weakened result, the
+   last finished round's instances: implied by the input).
 4. Reads pushed down (when no quantifier is left): by the read-over-write axiom, a read of a
    store or of an `if` between arrays becomes an `if` over reads, until every read is of an
    array the formula declares. An equivalence; it makes the formula easier for Z3 and cvc5.
@@ -62,6 +65,14 @@ from microverify.prover import linking
 EXPAND_LIMIT = 256  # the most values an exact expansion of one quantifier may range over
 SPLIT_LIMIT = 4  # the same for an expansion into a disjunction (existential, or both polarities)
 MAX_ROUNDS = 4  # growing the index set I with the terms the instances read at, until it closes
+INSTANCE_LIMIT = 4096  # the most instances one round of pass 3 may make, all quantifiers together
+
+
+_Round = tuple[list[z3.BoolRef], list[z3.BoolRef], dict[tuple[z3.SortRef, int, int], z3.ExprRef], list[str], list[str]]
+
+
+class _TooMany(Exception):
+    """A round of instantiation would make more than INSTANCE_LIMIT instances."""
 
 
 @dataclass
@@ -332,6 +343,7 @@ class _Eliminator:
         self.fresh: dict[tuple[z3.SortRef, int, int], z3.ExprRef] = {}  # the λs this round uses
         self.kept: list[str] = []  # why a quantifier stays
         self.made: list[z3.ExprRef] = []  # the instances made this round
+        self.count = 0  # how many instances this round made, nested ones included
         # The regions of each index sort: cut at every numeral a guard compares a bound variable
         # with (and the next value), over all quantifiers; completeness needs one partition.
         self.cuts: dict[z3.SortRef, set[int]] = {}
@@ -412,6 +424,9 @@ class _Eliminator:
             fixed = [pair for _, known in combo for pair in known]  # guard atoms known in a region
             instance = _simplify(z3.substitute(z3.substitute(body, *fixed) if fixed else body,
                                                  *zip(consts, (term for term, _ in combo))))
+            self.count += 1
+            if self.count > INSTANCE_LIMIT:
+                raise _TooMany
             if not instance.eq(neutral):
                 instances.append(self.instantiate(instance, pol, budget))
                 self.made.append(instance)
@@ -718,10 +733,23 @@ def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polari
         linked = [_simplify(reads.expand(t)) for t in linked]
         skolem, definitions = linked[:len(skolem)], linked[len(skolem):]
     e.collect_index(skolem + definitions)
+    done, defined = skolem, definitions
+    last: _Round | None = None  # the last round that finished
     for _ in range(MAX_ROUNDS):
-        e.kept, e.fresh, e.made, e.refined, e.weakened = [], {}, [], False, []
-        done = [e.instantiate(t, p) for t, p in zip(skolem, polarity)]
-        defined = [e.instantiate(t, 1) for t in definitions]
+        e.kept, e.fresh, e.made, e.refined, e.weakened, e.count = [], {}, [], False, [], 0
+        try:
+            done = [e.instantiate(t, p) for t, p in zip(skolem, polarity)]
+            defined = [e.instantiate(t, 1) for t in definitions]
+        except _TooMany:
+            # Growing I further costs more than the round may make. A finished round's instances
+            # are still implied by the input (enough for a weakened result); nothing else is.
+            why = f"the index set did not close within {INSTANCE_LIMIT} instances per round"
+            if weaken and last is not None:
+                done, defined, e.fresh, e.kept, e.weakened = last
+                e.weakened = [*e.weakened, why]
+            else:
+                done, defined, e.fresh, e.kept = skolem, definitions, {}, [why]
+            break
         new = e.definitions.take()  # of lambdas met in instances
         definitions += new
         if not e.fresh and not new:
@@ -732,6 +760,7 @@ def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polari
             e.index.get(lam.sort(), {}).pop(lam.get_id(), None)
         if not new and not e.refined and all(set(terms) <= before.get(s, set()) for s, terms in e.index.items()):
             break  # instances read arrays only at I ∪ {λ}, over one partition: I is closed
+        last = (done, defined, e.fresh, e.kept, e.weakened)
     else:  # the instances may not be complete: fine for a weakened result, used only for `unsat`
         (e.weakened if weaken else e.kept).append("the index set or the regions did not close: "
                                                   "instances may not be complete")

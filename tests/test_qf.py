@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from conftest import assert_replayed, validity_check
 from microverify.dsl.loader import load_file
 from microverify.prover.driver import obligations, prove_pairs
+from microverify.prover import qf
 from microverify.prover.qf import eliminate, expand_reads, has_quantifier
 from microverify.prover.solve import Options, Status
 
@@ -287,3 +288,30 @@ def test_a_leak_under_a_kept_exists_is_found_in_any_order(tmp_path: Path, encodi
     assert {r.obligation.id for r in leaky if r.status is not Status.PROVED} == {"L/WSC/read/KServ"}
     assert all(r.status is Status.FAILED for r in leaky if r.status is not Status.PROVED)
     assert_replayed(leaky)
+
+
+def test_a_growing_index_set_stops_at_the_instance_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`forall x, y. c[a[x] ^ a[y]] == 0` reads at new terms in every round (I grows as n^2), as
+    SeKVM's page-table pool does at 9-bit indices (where four rounds ran out of memory). A round
+    may make at most INSTANCE_LIMIT instances: the exact encoding then keeps the quantifier; a
+    weakened one keeps the last finished round's instances (implied by the input), which prove
+    what they can and are never used for more than `unsat`."""
+    monkeypatch.setattr(qf, "INSTANCE_LIMIT", 30)
+    bv = z3.BitVecSort(16)
+    a, c = arrays("a", "c", index=bv, value=bv)
+    x, y, p, q = z3.BitVecs("x y p q", 16)
+    grow = z3.ForAll([x, y], c[a[x] ^ a[y]] == 0)
+    exact = eliminate([grow, p != q], [c[a[p] ^ a[q]] == 0], -1)
+    assert exact.kept == ["the index set did not close within 30 instances per round"]
+    weak = eliminate([grow, p != q], [c[a[p] ^ a[q]] == 0], -1, weaken=True)
+    assert weak.quantifier_free and weak.weakened == ["the index set did not close within 30 instances per round"]
+    s = z3.Solver()
+    s.add(weak.hypotheses + weak.side + weak.definitions + [z3.Not(z3.And(weak.goals))])
+    assert s.check() == z3.unsat
+    wrong = eliminate([grow, p != q], [c[p] == 0], -1, weaken=True)  # not implied: c[p] is unread
+    s = z3.Solver()
+    s.add(wrong.hypotheses + wrong.side + wrong.definitions + [z3.Not(z3.And(wrong.goals))])
+    assert s.check() == z3.sat
+    monkeypatch.setattr(qf, "INSTANCE_LIMIT", 2)  # the first round is already over it: nothing is used
+    first = eliminate([grow, p != q], [c[a[p] ^ a[q]] == 0], -1, weaken=True)
+    assert not first.quantifier_free and first.kept == ["the index set did not close within 2 instances per round"]
