@@ -17,7 +17,7 @@ import pytest
 import z3
 
 from conftest import SPLIT_ORDERS, load_text, split_over_two_files
-from microverify.prover import fingerprint, witness
+from microverify.prover import fingerprint, qf, solve, witness
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.solve import ENCODINGS, Options, Status, build
 
@@ -171,6 +171,27 @@ def test_a_leak_at_the_wide_widths_is_never_proved(tmp_path: Path, order: str, e
     modules = split_over_two_files(tmp_path, LEAK, "KServ", order)
     pairs = [(m, ob) for m, ob in obligations(modules) if ob.id == "L/LR/release/KServ"]
     assert pairs
+    results = prove_pairs(pairs, Options(encoding=encoding))
+    assert all(r.status in (Status.FAILED, Status.UNKNOWN) for r in results), [(r.status, r.detail) for r in results]
+    if encoding == "qf":
+        assert all(r.status is Status.FAILED and r.counterexample is not None for r in results)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+@pytest.mark.parametrize("limit, where", [(40, "weakened"), (8, "kept")])
+def test_a_leak_is_never_proved_when_the_index_set_is_cut_at_the_instance_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, order: str, encoding: str, limit: int, where: str) -> None:
+    """The same leak with pass 3 cut at INSTANCE_LIMIT (docs/theory.md §9): at 40 in a later
+    round (a weakened result keeps the last finished round), at 8 in the first (nothing is
+    kept). Either way the leak is never PROVED, and the default encoding still finds it."""
+    monkeypatch.setattr(qf, "INSTANCE_LIMIT", limit)
+    modules = split_over_two_files(tmp_path, LEAK, "KServ", order)
+    pairs = [(m, ob) for m, ob in obligations(modules) if ob.id == "L/LR/release/KServ"]
+    assert pairs
+    m, ob = pairs[0]
+    cut = solve._eliminate(build(m, ob, z3.Context(), "quantified"), weaken=True)
+    assert f"the index set did not close within {limit} instances per round" in getattr(cut, where)
     results = prove_pairs(pairs, Options(encoding=encoding))
     assert all(r.status in (Status.FAILED, Status.UNKNOWN) for r in results), [(r.status, r.detail) for r in results]
     if encoding == "qf":
