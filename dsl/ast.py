@@ -369,6 +369,7 @@ class LayerDecl:
     refines: str | None = None
     via: str | None = None
     abstraction: tuple[AbsDef, ...] = ()
+    inherit: bool = False  # `extends`: what the layer does not mention carries over (dsl/inherit.py)
 
 
 @dataclass(frozen=True, slots=True)

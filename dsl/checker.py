@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import replace
 
-from microverify.dsl import ast, ir, refines
+from microverify.dsl import ast, inherit, ir, refines
 from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, error
 from microverify.dsl.exprs import BUILTINS, CheckFailed, Context, ExprChecker, Globals
 from microverify.dsl.inline import PARAM, Function
@@ -168,13 +168,23 @@ class Checker:
                     self.globals.broken.add(d.name)
         flows = self.policy([d for d in decls if isinstance(d, ast.PolicyDecl)])
         checked: dict[str, ir.Layer] = {}
+        written: dict[str, ast.LayerDecl] = {}  # each layer written out in full (`extends` expanded)
+        clean: set[str] = set()  # the layers checked without an error
         for d in refines.order_layers(self, [d for d in decls if isinstance(d, ast.LayerDecl)]):
             upper = checked.get(d.refines) if d.refines is not None else None
             if d.refines is not None and upper is None:
                 continue  # the upper layer is broken or missing: already reported
+            errors = len(self.diagnostics)
+            if d.inherit and upper is not None:
+                if upper.name not in clean:
+                    continue  # what it would inherit has errors, reported once, in the upper layer
+                d = inherit.expand(self, d, written[upper.name], upper)
             layer = self.guard(lambda d=d, upper=upper: self.layer(d, upper))
             if layer is not None:
                 checked[d.name] = layer
+                written[d.name] = d
+                if len(self.diagnostics) == errors:
+                    clean.add(d.name)
         layers = [checked[d.name] for d in decls if isinstance(d, ast.LayerDecl) and d.name in checked]
         has_layer = any(isinstance(d, ast.LayerDecl) for d in decls)
         if not has_layer and not self.diagnostics:

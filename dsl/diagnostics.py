@@ -21,6 +21,7 @@ CODES: dict[str, str] = {
     "io": "a source file cannot be read",
     "import": "a circular import",
     "refinement": "a malformed refinement: abstraction, operation mapping or oracle binding",
+    "inherit": "a part a layer would inherit with `extends` mentions a field it replaces",
     "unknown-name": "a name that is not declared",
     "unknown-type": "a type name that is not declared",
     "duplicate": "a name declared twice in the same scope",

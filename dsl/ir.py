@@ -5,7 +5,7 @@ Every node carries its span; every expression its type. Constants are inlined.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Union
 
@@ -335,3 +335,42 @@ class Module:
             if o.name == name:
                 return o
         raise KeyError(name)
+
+
+def op_fields(op: Op, oracle_field: Callable[[str], str] | None = None) -> set[str]:
+    """State fields an operation mentions in its dom, conditions, assignments and results (not
+    in its binds); with `oracle_field`, also the field it names for each oracle read or counter."""
+    found: set[str] = set()
+    collect_fields(op.dom, found, oracle_field)
+    for s in statements(op.body):
+        exprs: list[Expr | None]
+        if isinstance(s, Assign):
+            found.add(s.field)
+            exprs = [s.value, *(p for p in s.path if not isinstance(p, str))]
+        elif isinstance(s, (If, Check)):
+            exprs = [s.cond, s.on_fail if isinstance(s, Check) else None]
+        elif isinstance(s, (Let, Return)):
+            exprs = [s.value]
+        else:
+            exprs = []
+        for e in exprs:
+            if e is not None:
+                collect_fields(e, found, oracle_field)
+    return found
+
+
+def collect_fields(e: Expr, found: set[str], oracle_field: Callable[[str], str] | None = None) -> None:
+    """Add the state fields `e` mentions to `found`; with `oracle_field`, also the field it
+    names for each oracle read or counter."""
+    stack: list[object] = [e]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Ref) and node.kind == "field":
+            found.add(node.name)
+        elif oracle_field is not None and isinstance(node, (Counter, ReadOracle)):
+            found.add(oracle_field(node.oracle))
+        for attr in ("base", "index", "operand", "left", "right", "cond", "then", "other", "body",
+                     "arg", "principal"):
+            child = getattr(node, attr, None)
+            if child is not None and not isinstance(child, (str, int, tuple)):
+                stack.append(child)

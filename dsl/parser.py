@@ -186,8 +186,10 @@ class _ToAst(Transformer_NonRecursive[Token, Any]):
     def layer_decl(self, meta: Meta, c: list[Any]) -> ast.LayerDecl:
         name, members = str(c[0]), c[1:]
         refines = via = None
-        if members and isinstance(members[0], tuple) and members[0][0] == "refines":
-            _, refines, via = members[0]
+        inherit = False
+        if members and isinstance(members[0], tuple) and members[0][0] in ("refines", "extends"):
+            kind, refines, via = members[0]
+            inherit = kind == "extends"
             members = members[1:]
         abstraction: list[ast.AbsDef] = []
         state: list[ast.StateField] = []
@@ -212,10 +214,13 @@ class _ToAst(Transformer_NonRecursive[Token, Any]):
                 raise AssertionError(f"unhandled layer member {m!r}")
         return ast.LayerDecl(name, tuple(state), tuple(init), tuple(invariants),
                              tuple(observes), tuple(ops), self._span(meta), refines, via,
-                             tuple(abstraction))
+                             tuple(abstraction), inherit)
 
     def refines(self, c: list[Any]) -> tuple[str, str, str | None]:
         return ("refines", str(c[0]), str(c[1]) if len(c) > 1 else None)
+
+    def extends(self, c: list[Any]) -> tuple[str, str, str | None]:
+        return ("extends", str(c[0]), str(c[1]) if len(c) > 1 else None)
 
     def abstraction_block(self, c: list[Any]) -> tuple[str, list[ast.AbsDef]]:
         return ("abstraction", c)

@@ -213,36 +213,12 @@ class SymLayer:
 
 
 def op_fields(op: ir.Op) -> set[str]:
-    """State fields an operation mentions anywhere (dom, conditions, assignments, results)."""
-    found: set[str] = set()
-    collect_fields(op.dom, found)
-    for s in ir.statements(op.body):
-        if isinstance(s, ir.Assign):
-            found.add(s.field)
-            for e in [s.value, *(p for p in s.path if not isinstance(p, str))]:
-                collect_fields(e, found)
-        elif isinstance(s, ir.If):
-            collect_fields(s.cond, found)
-        elif isinstance(s, ir.Check):
-            collect_fields(s.cond, found)
-            if s.on_fail is not None:
-                collect_fields(s.on_fail, found)
-        elif isinstance(s, (ir.Let, ir.Return)):
-            collect_fields(s.value, found)
-    return found
+    """State fields an operation mentions anywhere (dom, conditions, assignments, results),
+    with the counter field of every oracle it reads."""
+    return ir.op_fields(op, counter_field)
 
 
 def collect_fields(e: ir.Expr, found: set[str]) -> None:
-    """State fields an expression mentions (for choosing what a counterexample shows)."""
-    stack: list[object] = [e]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ir.Ref) and node.kind == "field":
-            found.add(node.name)
-        elif isinstance(node, (ir.Counter, ir.ReadOracle)):
-            found.add(counter_field(node.oracle))
-        for attr in ("base", "index", "operand", "left", "right", "cond", "then", "other", "body",
-                     "arg", "principal"):
-            child = getattr(node, attr, None)
-            if child is not None and not isinstance(child, (str, int, tuple)):
-                stack.append(child)
+    """State fields an expression mentions, with the counter field of every oracle it reads
+    (for choosing what a counterexample shows)."""
+    ir.collect_fields(e, found, counter_field)

@@ -1,32 +1,35 @@
-"""Leaky one-change variants of the shipped hypervisor models (tests/mutants/<system>/): each
-must be rejected by the obligation its `// expect: KIND op` header names, with a counterexample
-(or VACUOUS for VAC), in both encodings, at the shipped sizes and, for a system with a small
-configuration (`-D`, conftest.small_sizes), at the small ones too.
+"""Leaky one-change variants of the shipped hypervisor models (tests/mutants/<system>/*.mutant,
+patches of a shipped file: tests/mutation.py): each must be rejected by the obligation its
+`// expect: KIND op` header names, with a counterexample (or VACUOUS for VAC), in both
+encodings, at the shipped sizes and, for a system with a small configuration (`-D`,
+conftest.small_sizes), at the small ones too.
 
 Only the obligations the header names are solved: each obligation is solved on its own (one Z3
 context each), so the others cannot change the verdict, and a full run of every mutant would
-take most of the suite's time budget. `prove FILE` on a mutant runs all of them."""
+take most of the suite's time budget. `prove FILE` on the mutated copy (`python tests/mutation.py MUTANT DIR`) runs all of them."""
 
 from __future__ import annotations
 
-import difflib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, assert_replayed, expectation, ids, load, small_sizes
+from conftest import ROOT, assert_replayed, load, small_sizes
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.solve import ENCODINGS, Options, Status
+from mutation import MutantError, changed_lines, materialise, mutated, parse
 
-MUTANTS = sorted(p for p in (ROOT / "tests" / "mutants").rglob("*.mv")
-                 if p.read_text().startswith("// expect:"))
+MUTANTS = sorted((ROOT / "tests" / "mutants").rglob("*.mutant"))
 SIZED = [(p, size) for p in MUTANTS for size in ("shipped", "small")
          if size == "shipped" or small_sizes(p.parent.name)]
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
 @pytest.mark.parametrize("path,size", SIZED, ids=[f"{p.parent.name}/{p.stem}/{s}" for p, s in SIZED])
-def test_mutant_is_rejected_by_the_expected_obligation(path: Path, size: str, encoding: str) -> None:
+def test_mutant_is_rejected_by_the_expected_obligation(path: Path, size: str, encoding: str,
+                                                       tmp_path: Path) -> None:
     """In both encodings (prover/qf.py): the quantifier-free one must not lose a counterexample.
 
     One exception: at hardware sizes the quantified encoding needs Z3 to build a model of
@@ -34,10 +37,11 @@ def test_mutant_is_rejected_by_the_expected_obligation(path: Path, size: str, en
     qf encoding is the default). There the test asks only that the obligation is not PROVED, at
     a tenth of the rlimit; the same mutant gives a counterexample in the qf encoding and at the
     small size."""
-    kind, op = expectation(path)[0].split()
-    sized = bool(small_sizes(path.parent.name))
-    defines = small_sizes(path.parent.name) if size == "small" else ()
-    pairs = [(m, ob) for m, ob in obligations([load(path, defines)])
+    mutant = parse(path)
+    kind, op = mutant.expect.split()
+    sized = bool(small_sizes(mutant.system))
+    defines = small_sizes(mutant.system) if size == "small" else ()
+    pairs = [(m, ob) for m, ob in obligations([load(materialise(mutant, tmp_path), defines)])
              if ob.kind.value == kind and (ob.op or "-") == op]
     assert pairs, f"no {kind} obligation for {op}"
     if sized and size == "shipped" and encoding == "quantified":
@@ -53,13 +57,34 @@ def test_mutant_is_rejected_by_the_expected_obligation(path: Path, size: str, en
     assert_replayed(results, too_large_ok=sized and size == "shipped")
 
 
-@pytest.mark.parametrize("path", MUTANTS, ids=[f"{p.parent.name}/{p.stem}" for p in MUTANTS] or ids(MUTANTS))
-def test_mutant_is_a_small_change_of_a_shipped_proof(path: Path) -> None:
-    """A mutant is a copy of a file in proofs/<system>/ with one change: this keeps the copies
-    from drifting when the shipped model is edited (an old copy would test an old model)."""
-    def lines(text: str) -> list[str]:
-        return [line for line in text.splitlines() if not line.startswith("import ")]
-    mutant = lines("\n".join(path.read_text().splitlines()[2:]))  # less the two header lines
-    changed = min(sum(1 for d in difflib.ndiff(lines(shipped.read_text()), mutant) if d[:1] in "+-")
-                  for shipped in (ROOT / "proofs" / path.parent.name).glob("*.mv"))
-    assert changed <= 6, f"{path.name} differs from every file in proofs/{path.parent.name} in {changed} lines"
+@pytest.mark.parametrize("path", MUTANTS, ids=[f"{p.parent.name}/{p.stem}" for p in MUTANTS])
+def test_mutant_is_a_small_change_that_applies_to_the_shipped_file(path: Path) -> None:
+    """Each change's lines occur exactly once in the shipped file as it is now, so a mutant
+    cannot test an old model, and it changes at most 6 lines."""
+    mutant = parse(path)
+    assert mutated(mutant) != (ROOT / "proofs" / mutant.system / mutant.base).read_text()
+    assert changed_lines(mutant) <= 6, f"{path.name} changes {changed_lines(mutant)} lines"
+
+
+def test_a_mutant_that_no_longer_applies_is_an_error(tmp_path: Path) -> None:
+    stale = tmp_path / "sekvm" / "stale.mutant"
+    stale.parent.mkdir()
+    stale.write_text("// expect: WSC host_hvc\nbase: top.mv\n-     a line that is not in top.mv\n")
+    with pytest.raises(MutantError, match="does not occur in proofs/sekvm/top.mv"):
+        mutated(parse(stale))
+    stale.write_text("// expect: WSC host_hvc\nbase: top.mv\n+ only an addition\n")
+    with pytest.raises(MutantError, match="each remove a line"):
+        parse(stale)
+
+
+def test_the_mutation_script_writes_a_copy_prove_rejects(tmp_path: Path) -> None:
+    """`python tests/mutation.py MUTANT DIR`, as docs/sekvm.md tells a reader to run a mutant."""
+    mutant = ROOT / "tests" / "mutants" / "sekvm" / "reclaim_no_scrub.mutant"
+    run = subprocess.run([sys.executable, "tests/mutation.py", str(mutant), str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == f"prove {tmp_path / 'sekvm' / 'top.mv'}\n"
+    proved = subprocess.run([sys.executable, "-m", "microverify", "-q", "--no-cache", "--only", "KCoreSpec/WSC/host_hvc/*",
+                             str(tmp_path / "sekvm" / "top.mv")], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert proved.returncode == 1 and "FAILED   KCoreSpec/WSC/host_hvc/KServ" in proved.stdout, proved.stdout
