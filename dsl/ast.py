@@ -223,9 +223,12 @@ Stmt = Union[Let, Assign, Check, If, Return, Halt, Bind]
 
 @dataclass(frozen=True, slots=True)
 class ConstDecl:
+    """`const N: T = e`; without `= e`, a configuration constant: any value, the same in every
+    run and every layer (docs/language.md §3.2)."""
+
     name: str
     type: TypeExpr
-    value: Expr
+    value: Expr | None
     span: Span
 
 

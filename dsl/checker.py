@@ -195,7 +195,8 @@ class Checker:
         if self.diagnostics:
             raise DiagnosticError(self.diagnostics)
         return ir.Module(self.module.file, tuple(principals), tuple(flows),
-                         tuple(self.globals.oracles.values()), tuple(layers))
+                         tuple(self.globals.oracles.values()), tuple(layers),
+                         configs=tuple(self.globals.configs.values()))
 
     def guard(self, thunk):  # type: ignore[no-untyped-def]
         try:
@@ -236,6 +237,9 @@ class Checker:
         if not self.declare(d.name, d.span, "constant"):
             return
         t = self.resolve_type(d.type)
+        if d.value is None:
+            self.globals.configs[d.name] = ir.Config(d.name, t, d.span)
+            return
         ctx = Context(self.globals, {}, {}, in_body=False, what="a constant")
         self.globals.consts[d.name] = self.exprs.check(d.value, ctx, t)
 

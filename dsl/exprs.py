@@ -30,6 +30,7 @@ class Globals:
     broken: set[str] = field(default_factory=set)  # declared, but rejected: uses say nothing more
     type_names: set[str] = field(default_factory=set)  # the type aliases (a resize's width may name one)
     defs: dict[str, Function] = field(default_factory=dict)  # checked `def`s, inlined at calls
+    configs: dict[str, ir.Config] = field(default_factory=dict)  # constants declared without a value
 
 
 @dataclass
@@ -154,6 +155,8 @@ class ExprChecker:
         g = ctx.globals
         if e.name in g.consts:
             return g.consts[e.name]
+        if e.name in g.configs:
+            return ir.Ref(e.name, "config", g.configs[e.name].type, e.span)
         if e.name in g.enum_members:
             enum, idx = g.enum_members[e.name]
             return ir.EnumVal(idx, enum, e.span)
@@ -165,7 +168,7 @@ class ExprChecker:
             return ir.PrincipalVal(e.name, None, PRINCIPAL, e.span)
         if e.name in g.broken:
             raise CheckFailed()
-        candidates = [*ctx.locals, *ctx.fields, *g.consts, *g.enum_members, *g.principals]
+        candidates = [*ctx.locals, *ctx.fields, *g.consts, *g.configs, *g.enum_members, *g.principals]
         raise self.unknown(e.name, e.span, candidates)
 
     def call(self, e: ast.Call, ctx: Context) -> ir.Expr:

@@ -22,8 +22,9 @@ class Lit:
 
 @dataclass(frozen=True, slots=True)
 class Ref:
-    """A name: kind is 'field' (state), 'local' (let), 'arg', 'bound' (quantifier) or 'param'
-    (the family parameter of an observation)."""
+    """A name: kind is 'field' (state), 'local' (let), 'arg', 'bound' (quantifier), 'param'
+    (the family parameter of an observation) or 'config' (a configuration constant: the same
+    value in both runs and every layer)."""
 
     name: str
     kind: str
@@ -310,6 +311,16 @@ class Oracle:
 
 
 @dataclass(frozen=True, slots=True)
+class Config:
+    """`const name: type` without a value: any value, the same in every run and every layer; the
+    theorem holds for each."""
+
+    name: str
+    type: Type
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class Module:
     file: str
     principals: tuple[Principal, ...]
@@ -317,6 +328,7 @@ class Module:
     oracles: tuple[Oracle, ...]
     layers: tuple[Layer, ...]
     defines: tuple[str, ...] = ()  # the `-D NAME=VALUE` it was checked under (dsl/defines.py)
+    configs: tuple[Config, ...] = ()  # its configuration constants
 
     def principal(self, name: str) -> Principal:
         for p in self.principals:

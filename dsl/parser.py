@@ -105,7 +105,7 @@ class _ToAst(Transformer_NonRecursive[Token, Any]):
 
     @v_args(meta=True)
     def const_decl(self, meta: Meta, c: list[Any]) -> ast.ConstDecl:
-        return ast.ConstDecl(str(c[0]), c[1], c[2], self._span(meta))
+        return ast.ConstDecl(str(c[0]), c[1], c[2] if len(c) > 2 else None, self._span(meta))
 
     @v_args(meta=True)
     def def_decl(self, meta: Meta, c: list[Any]) -> ast.DefDecl:

@@ -156,6 +156,15 @@ class Encoder:
         self._fresh_ids: dict[str, int] = {}
         self.wellformed: list[z3.BoolRef] = []  # hypotheses excluding junk in fresh values
         self._numerals: dict[tuple[int, int], z3.BitVecNumRef] = {}
+        self.configs: dict[str, Value] = {}  # each configuration constant read: one value, shared
+
+    def config(self, name: str, t: Type) -> Value:
+        """The configuration constant `name`: one symbolic value per obligation, the same in both
+        runs and in every layer (so every check of the obligation is for the same, arbitrary,
+        configuration)."""
+        if name not in self.configs:
+            self.configs[name] = self.fresh(t, f"config!{name}")
+        return self.configs[name]
 
     def numeral(self, value: int, width: int) -> z3.BitVecNumRef:
         """z3.BitVecVal(value, width), made once per value and width."""

@@ -87,7 +87,11 @@ def _width(t: Type) -> int:
 
 
 def _ref(e: ir.Ref, env: Env) -> Value:
-    return env.state[e.name] if e.kind == "field" else env.vars[e.name]
+    if e.kind == "field":
+        return env.state[e.name]
+    if e.kind == "config":
+        return env.universe.config[e.name]
+    return env.vars[e.name]
 
 
 def _principal(e: ir.PrincipalVal, env: Env) -> Value:
@@ -359,6 +363,8 @@ class Interpreter:
     def __init__(self, module: ir.Module) -> None:
         self.module = module
         self.universe = Universe(module.principals)
+        # a configuration constant is any value, the same in both runs: 0 until a replay sets it
+        self.universe.config = {c.name: self.universe.zero(c.type) for c in module.configs}
 
     def _layer(self, layer: ir.Layer | str) -> ir.Layer:
         return self.module.layer(layer) if isinstance(layer, str) else layer

@@ -66,6 +66,8 @@ def lower(e: ir.Expr, env: Env) -> Value:
     if isinstance(e, ir.Ref):
         if e.kind == "field":
             return env.state[e.name]
+        if e.kind == "config":
+            return enc.config(e.name, e.type)
         return env.vars[e.name]
     if isinstance(e, ir.EnumVal):
         return z3.BitVecVal(e.index, enc.sort(e.type).size(), ctx)  # type: ignore[attr-defined]

@@ -173,6 +173,7 @@ class Universe:
         self.payload_bits = max((self.width(p.param_type) for p in principals if p.param_type), default=0)
         self.principal_width = self.tag_bits + self.payload_bits
         self._tags = {p.name: i for i, p in enumerate(principals)}
+        self.config: dict[str, Value] = {}  # the configuration constants' values in the runs interpreted
 
     # -- domains
     def width(self, t: Type) -> int:

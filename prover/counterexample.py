@@ -45,6 +45,7 @@ class Counterexample:
     tables: tuple[tuple[str, tuple[str, ...], tuple[Row, ...]], ...]  # (title, columns, rows)
     failing: tuple[str, ...]
     responsible: tuple[Span, ...]
+    configuration: tuple[str, ...] = ()  # "NAME = value" for each configuration constant read
 
 
 class _Explainer:
@@ -261,8 +262,17 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
     doms = tuple(x.fmt(PrincipalType(), x.num(r.dom)) for r in runs if r.dom is not None and not r.upper)
     results = tuple((r.name, x.show(op.result, r.step.result)) for r in runs if op is not None
                     and op.result is not None and r.step is not None and r.step.result is not None)
+    configuration = []
+    for c in L.module.configs:
+        v = L.enc.configs.get(c.name)
+        if v is not None:
+            for label, path, st in x.explode(c.type, c.name):
+                entry = x.navigate(v, path)
+                assert isinstance(entry, z3.ExprRef)
+                configuration.append(f"{label} = {x.fmt(st, x.num(entry))}")
     return Counterexample(operation, observer, doms, results, tuple(reads), tuple(shown),
-                          tuple(_describe(x, g, family) for g in failing), tuple(responsible))
+                          tuple(_describe(x, g, family) for g in failing), tuple(responsible),
+                          tuple(configuration))
 
 
 def _abstraction_sources(L: SymLayer, upper_fields: set[str]) -> set[str]:

@@ -34,6 +34,7 @@ def _cex(cex: Counterexample | None) -> dict[str, Any] | None:
         "doms": list(cex.doms),
         "results": [{"run": run, "value": value} for run, value in cex.results],
         "oracle_reads": list(cex.oracle_reads),
+        "configuration": list(cex.configuration),
         "tables": [{"title": title, "columns": list(columns),
                     "rows": [{"name": row.name, "values": list(row.values)} for row in rows]}
                    for title, columns, rows in cex.tables],

@@ -83,6 +83,9 @@ class _Replayer:
         self.interp = Interpreter(self.module)
         self.universe = self.interp.universe
         self.c = Concretizer(formula, model, self.universe)
+        for c in self.module.configs:  # the model's configuration, where the formula reads one
+            if c.name in formula.layer.enc.configs:
+                self.universe.config[c.name] = self.c.value(c.type, formula.layer.enc.configs[c.name])
         self.omega = self.c.omega(formula.layer.oracles)
         self.wrong: list[str] = []  # hypotheses that do not hold
         self.found: list[str] = []  # how the goal fails

@@ -45,6 +45,8 @@ def render_counterexample(r: Result, sources: dict[str, str]) -> str:
         out.append(f"  operation:    {cex.operation}   by {doms}")
     if cex.results:
         out.append("  results:      " + "  |  ".join(f"{run}: {v}" for run, v in cex.results))
+    for entry in cex.configuration:
+        out.append(f"  config:       {entry}   [both runs]")
     for read in cex.oracle_reads:
         out.append(f"  oracle:       {read}")
     out.extend(_table(cex))
@@ -172,8 +174,10 @@ def _theorem(module: ir.Module, chain: list[ir.Layer], mine: list[Result], neede
             others = "the observer" + (" or a principal that can flow to it" if module.flows else "")
             premise += f" and at every oracle index both bind from a source other than {others}"
     defined = f" (with {', '.join(module.defines)})" if module.defines else ""
+    configured = (f", for every value of the configuration constants {', '.join(c.name for c in module.configs)} "
+                  "(the same in both runs and every layer)" if module.configs else "")
     text = (f"theorem: {bottom.name}{defined} is noninterfering for observers {observers} under policy "
-            f"{policy}, via {via}: any two runs of {bottom.name} {start}, doing the same operations "
+            f"{policy}, via {via}{configured}: any two runs of {bottom.name} {start}, doing the same operations "
             f"with the same arguments{premise}, give the observer the same outputs and end in states it "
             "cannot tell apart (termination-insensitive; operations that may halt: "
             f"{', '.join(halting) or 'none'}).")
