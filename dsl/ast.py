@@ -261,9 +261,15 @@ class PrincipalDecl:
 
 @dataclass(frozen=True, slots=True)
 class Flow:
+    """`A -> B`, `F(x) -> G(y) where e` (x, y new names for the members' indices, or index
+    expressions): the members that may flow (docs/language.md §3.4)."""
+
     source: str
     target: str
     span: Span
+    source_arg: Expr | None = None
+    target_arg: Expr | None = None
+    where: Expr | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -259,18 +259,48 @@ class Checker:
         self.globals.defs[d.name] = Function(d.name, tuple((n, t) for n, (_, t) in params.items()), result, body,
                                              d.span)
 
-    def policy(self, decls: list[ast.PolicyDecl]) -> list[tuple[str, str]]:
+    def policy(self, decls: list[ast.PolicyDecl]) -> list[ir.Flow]:
         for extra in decls[1:]:
             self.fail("duplicate", extra.span, "a module has one policy", f"first at {decls[0].span}")
         if not decls or decls[0].flows is None:
             return []
-        flows = []
-        for f in decls[0].flows:
-            for name in (f.source, f.target):
-                if name not in self.globals.principals:
-                    self.fail("bad-policy", f.span, f"`{name}` in the policy is not a principal")
-            flows.append((f.source, f.target))
-        return flows
+        return [flow for f in decls[0].flows if (flow := self.guard(lambda f=f: self.flow(f))) is not None]
+
+    def flow(self, f: ast.Flow) -> ir.Flow:
+        """`F(x) -> G(y) where e`: x and y name the members' indices in e; an index that is not a
+        new name (`VM(0)`) is the condition that the member's index equals it."""
+        scope: dict[str, tuple[str, Type]] = {}
+        conds: list[ast.Expr] = []
+        names: list[str | None] = []
+        for name, arg in ((f.source, f.source_arg), (f.target, f.target_arg)):
+            p = self.globals.principals.get(name)
+            if p is None:
+                raise self.fail("bad-policy", f.span, f"`{name}` in the policy is not a principal")
+            if arg is None:
+                names.append(None)
+                continue
+            if p.param_type is None:
+                raise self.fail("arity", arg.span, f"`{name}` is a single principal; write `{name}`")
+            var = f"{name}#{len(names)}"  # an index expression: compared with a variable of its own
+            if isinstance(arg, ast.Name) and arg.name not in self.global_names:
+                if arg.name in scope:
+                    raise self.fail("duplicate", arg.span, f"`{arg.name}` names both members; write "
+                                                           f"`where` with a new name for each")
+                var = arg.name
+            else:
+                conds.append(ast.Binary("==", ast.Name(var, arg.span), arg, arg.span))
+            scope[var] = ("bound", p.param_type)
+            names.append(var)
+        if f.where is not None:
+            conds.append(f.where)
+        cond = None
+        if conds:
+            ctx = Context(self.globals, {}, scope, in_body=False, what="the policy")
+            checked = [self.exprs.check(c, ctx, BOOL) for c in conds]
+            cond = checked[0]
+            for c in checked[1:]:
+                cond = ir.Binary("and", cond, c, BOOL, c.span)
+        return ir.Flow(f.source, f.target, names[0], names[1], cond, self.snippet(f.span).rstrip(";").strip(), f.span)
 
     # ------------------------------------------------------------------ layers
     def layer(self, d: ast.LayerDecl, upper: ir.Layer | None) -> ir.Layer:

@@ -311,6 +311,21 @@ class Oracle:
 
 
 @dataclass(frozen=True, slots=True)
+class Flow:
+    """`source -> target` in the policy: every member of source may flow to every member of target
+    for which `cond` holds, with `source_var` and `target_var` (when not None) bound to the two
+    members' indices in it; `cond` None: every member."""
+
+    source: str
+    target: str
+    source_var: str | None
+    target_var: str | None
+    cond: Expr | None
+    text: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """`const name: type` without a value: any value, the same in every run and every layer; the
     theorem holds for each."""
@@ -324,7 +339,7 @@ class Config:
 class Module:
     file: str
     principals: tuple[Principal, ...]
-    flows: tuple[tuple[str, str], ...]  # explicit flows-to pairs; reflexivity is implicit
+    flows: tuple[Flow, ...]  # the policy's explicit flows; reflexivity is implicit
     oracles: tuple[Oracle, ...]
     layers: tuple[Layer, ...]
     defines: tuple[str, ...] = ()  # the `-D NAME=VALUE` it was checked under (dsl/defines.py)

@@ -133,7 +133,14 @@ class _ToAst(Transformer_NonRecursive[Token, Any]):
 
     @v_args(meta=True)
     def flow(self, meta: Meta, c: list[Any]) -> ast.Flow:
-        return ast.Flow(str(c[0]), str(c[1]), self._span(meta))
+        (source, source_arg), (target, target_arg) = c[0], c[1]
+        return ast.Flow(source, target, self._span(meta), source_arg, target_arg, c[2] if len(c) > 2 else None)
+
+    def flow_end(self, c: list[Any]) -> tuple[str, ast.Expr | None]:
+        return str(c[0]), c[1] if len(c) > 1 else None
+
+    def flow_where(self, c: list[Any]) -> ast.Expr:
+        return c[0]  # type: ignore[no-any-return]
 
     @v_args(meta=True)
     def oracle_decl(self, meta: Meta, c: list[Any]) -> ast.OracleDecl:

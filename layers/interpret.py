@@ -420,8 +420,18 @@ class Interpreter:
         return [p for p in self.universe.members(PRINCIPAL) if isinstance(p, Principal)]
 
     def flows(self, source: Principal, target: Principal) -> bool:
-        """source ~> target: reflexive, plus the declared family-level pairs (not transitive)."""
-        return source == target or (source.name, target.name) in self.module.flows
+        """source ~> target: reflexive, plus the policy's flows, each for the members its
+        condition admits (not transitive)."""
+        if source == target:
+            return True
+        for f in self.module.flows:
+            if (f.source, f.target) != (source.name, target.name):
+                continue
+            bound = {var: p.index for var, p in ((f.source_var, source), (f.target_var, target))
+                     if var is not None and p.index is not None}
+            if f.cond is None or truth(f.cond, Env(self.universe, {}, bound)):
+                return True
+        return False
 
     def view(self, layer: ir.Layer | str, u: Principal, s: State) -> View:
         obs = self._layer(layer).observation(u.name)

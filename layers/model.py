@@ -131,10 +131,7 @@ class SymLayer:
         return self.enc.principals.make(principal.name, v, self.ctx), v
 
     def flows(self, source: z3.ExprRef, target: z3.ExprRef) -> z3.BoolRef:
-        """source ~> target: reflexive, plus the policy's explicit pairs (not closed transitively)."""
-        pe = self.enc.principals
-        pairs = [z3.And(pe.is_(a, source), pe.is_(b, target)) for a, b in self.module.flows]
-        return z3.Or([source == target, *pairs])
+        return flows_term(self.enc, self.module, source, target)
 
     # -- observation
     def components(self, principal: ir.Principal) -> list[Component]:
@@ -210,6 +207,21 @@ class SymLayer:
             agree = terms.and_([x.term for x in self.equiv_family(p, param, s, t)] + [self.true()])
             cases.append(terms.implies(pe.is_(p.name, who), agree))
         return z3.And(cases)
+
+
+def flows_term(enc: Encoder, module: ir.Module, source: z3.ExprRef, target: z3.ExprRef) -> z3.BoolRef:
+    """source ~> target: reflexive, plus the policy's flows, each for the members its condition
+    admits (not closed transitively)."""
+    pe = enc.principals
+    cases: list[z3.BoolRef] = [source == target]
+    for f in module.flows:
+        case = [pe.is_(f.source, source), pe.is_(f.target, target)]
+        if f.cond is not None:
+            bound = {var: pe.param(name, term) for var, name, term in
+                     ((f.source_var, f.source, source), (f.target_var, f.target, target)) if var is not None}
+            case.append(pred(f.cond, Env(enc, {}, bound)))
+        cases.append(z3.And(case))
+    return z3.Or(cases)
 
 
 def op_fields(op: ir.Op) -> set[str]:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+import z3
+
 from microverify.dsl import ir
 from microverify.dsl.spans import Span
+from microverify.layers.encoding import Encoder
+from microverify.layers.model import flows_term
 from microverify.prover.counterexample import Counterexample
 from microverify.prover.obligations import KIND_NAMES, Obligation, binds
 from microverify.prover.solve import Options, Result, Status
@@ -155,7 +159,7 @@ def _theorem(module: ir.Module, chain: list[ir.Layer], mine: list[Result], neede
                 f"{len(missing)} obligation(s) are not proved: " + ", ".join(missing[:8])
                 + (" ..." if len(missing) > 8 else ""))
     observers = ", ".join(p.name + (f"({p.param})" if p.param else "") for p in module.principals)
-    policy = "isolation" if not module.flows else "{" + ", ".join(f"{a} -> {b}" for a, b in module.flows) + "}"
+    policy = "isolation" if not module.flows else "{" + ", ".join(_flow_text(f) for f in module.flows) + "}"
     halting = sorted({op.name for layer in chain for op in layer.ops if _may_halt(op.body)})
     kinds = sorted({r.obligation.kind.value for r in mine})
     whom = "the observer" + (" and every principal that can flow to it" if module.flows else "")
@@ -203,15 +207,22 @@ def _sources(module: ir.Module) -> str:
     return "; ".join(f"{', '.join(names)} from {src}" for src, names in by_source.items())
 
 
+def _flow_text(f: ir.Flow) -> str:
+    return f"{f.source} -> {f.target}" if f.cond is None else f.text
+
+
 def _transitive(module: ir.Module) -> bool:
-    """Whether a ~> b ~> c implies a ~> c for the members of the families (reflexivity is
-    implicit; a family's members flow to each other only if the policy says `F -> F`)."""
-    flows = set(module.flows)
-    family = {p.name: p.param_type is not None for p in module.principals}
-    for a, b in flows:
-        for b2, c in flows:
-            if b2 != b or (a, c) in flows:
-                continue
-            if a != c or family[a]:
-                return False
-    return True
+    """Whether a ~> b ~> c implies a ~> c for all principals a, b, c (and every configuration),
+    by a solver check of the relation the obligations use; `unknown` counts as not transitive,
+    which only adds the sentence that the theorem does not cover the intransitive form."""
+    if not module.flows:
+        return True
+    ctx = z3.Context()
+    enc = Encoder(module, ctx)
+    a, b, c = (z3.Const(name, enc.principals.sort(ctx)) for name in "abc")
+    solver = z3.Solver(ctx=ctx)
+    solver.set("rlimit", 1_000_000)
+    solver.add([enc.principals.wellformed(x) for x in (a, b, c)])
+    solver.add(flows_term(enc, module, a, b), flows_term(enc, module, b, c), z3.Not(flows_term(enc, module, a, c)))
+    solver.add(enc.wellformed)
+    return solver.check() == z3.unsat

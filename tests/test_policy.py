@@ -1,0 +1,157 @@
+"""Policies over family members (docs/language.md §3.4): `VM(0) -> KServ`, `P(p) -> T where
+may_send[p]`, `L(a) -> L(b) where a <= b`. The relation the obligations use is the one the
+reference interpreter computes, member for member; each flow admits exactly the members its
+condition admits, so a step by a member it does not admit is rejected by the obligation that
+rejects it without the flow; transitivity is decided by the solver."""
+
+from __future__ import annotations
+
+import pytest
+import z3
+
+from conftest import assert_replayed
+from microverify.dsl.diagnostics import DiagnosticError
+from microverify.dsl.loader import load_text
+from microverify.dsl.types import PRINCIPAL
+from microverify.layers.interpret import Interpreter
+from microverify.layers.model import SymLayer
+from microverify.prover.driver import obligations, prove_modules
+from microverify.prover.report import theorems
+from microverify.prover.solve import ENCODINGS, Options, Status
+
+LATTICE = """\
+type lvl = bv[2]
+principal L(l: lvl)
+policy { L(a) -> L(b) where a <= b }
+layer K {
+  state { box : map[lvl] -> bv[4] }
+  observe L(l) { box[k] for k: lvl where k <= l }
+  op write(l: lvl, x: bv[4]) by L(l) { box[l] := x }
+  op copy_up(l: lvl) by L(l) { if l != 3 { box[l + 1] := box[l] } }
+}
+"""
+# One VM may publish to KServ (VM(0) -> KServ); the other may not.
+RELEASE = """\
+principal KServ
+principal VM(v: bv[1])
+policy { VM(0) -> KServ }
+layer K {
+  state { sec : map[bv[1]] -> bv[4]
+          pub : bv[4] }
+  observe KServ { pub }
+  observe VM(v) { sec[v] }
+  op write(v: bv[1], x: bv[4]) by VM(v) { sec[v] := x }
+  op publish(v: bv[1]) by VM(v) { check v == 0 else halt
+                                  pub := sec[v] }
+}
+"""
+# Nickel's ARINC 653 transmitter shape: a partition's message reaches the transmitter only if
+# the configuration lets that partition send.
+TRANSMIT = """\
+type part = bv[2]
+principal Partition(p: part)
+principal Transmitter
+const may_send: map[part] -> bool
+policy { Partition(p) -> Transmitter where may_send[p] }
+layer K {
+  state { msg : map[part] -> bv[4]
+          wire : bv[4] }
+  observe Partition(p) { msg[p] }
+  observe Transmitter { wire }
+  op put(p: part, x: bv[4]) by Partition(p) { msg[p] := x }
+  op send(p: part) by Partition(p) { if may_send[p] { wire := msg[p] } }
+}
+"""
+LEAKS = {
+    # copies a level's box one level down
+    "lattice-copy-down": (LATTICE, "K/LR/copy_down/L",
+                          "  op copy_down(l: lvl) by L(l) { if l != 0 { box[l - 1] := box[l] } }\n}\n"),
+    # VM(1) publishes too: VM(1) does not flow to KServ
+    "release-any-vm": (RELEASE, "K/LR/publish/KServ", None),
+    # the transmitter sends without asking the configuration
+    "transmit-unchecked": (TRANSMIT, "K/LR/send/Transmitter", None),
+}
+EDITS = {"release-any-vm": ("check v == 0 else halt\n                                  ", ""),
+         "transmit-unchecked": ("if may_send[p] { wire := msg[p] }", "wire := msg[p]")}
+
+
+def _leaky(name: str) -> tuple[str, str]:
+    base, expected, extra = LEAKS[name]
+    text = base[:-2] + extra if extra is not None else base.replace(*EDITS[name])
+    assert text != base
+    return text, expected
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("model", [LATTICE, RELEASE, TRANSMIT], ids=["lattice", "release", "transmit"])
+def test_a_secure_model_under_a_member_policy_proves(model: str, encoding: str) -> None:
+    module = load_text(model, "<test>")
+    results = prove_modules([module], Options(encoding=encoding))
+    assert results and all(r.status is Status.PROVED for r in results), \
+        [(r.obligation.id, r.status) for r in results if r.status is not Status.PROVED]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("leak", sorted(LEAKS))
+def test_a_member_the_policy_does_not_admit_is_rejected(leak: str, encoding: str) -> None:
+    text, expected = _leaky(leak)
+    results = prove_modules([load_text(text, "<test>")], Options(encoding=encoding))
+    failed = {r.obligation.id: r for r in results if r.status is not Status.PROVED}
+    assert expected in failed and failed[expected].status is Status.FAILED, sorted(failed)
+    assert failed[expected].counterexample is not None
+    assert_replayed(results)
+
+
+@pytest.mark.parametrize("model", [LATTICE, RELEASE, TRANSMIT.replace("where may_send[p]", "where p != 3"),
+                                   "principal A\nprincipal B\nprincipal C\npolicy { A -> B; B -> C }\n"
+                                   "layer K { state { x : bool } }\n"],
+                         ids=["lattice", "release", "transmit", "chain"])
+def test_the_lowered_policy_is_the_interpreters_member_for_member(model: str) -> None:
+    module = load_text(model, "<test>")
+    interp = Interpreter(module)
+    L = SymLayer(module, module.layers[0], z3.Context())
+    everyone = interp.principals()
+    admitted = set()
+    for a in everyone:
+        for b in everyone:
+            term = z3.simplify(L.flows(_term(L, interp, a), _term(L, interp, b)))
+            assert z3.is_true(term) or z3.is_false(term), (a, b, term)
+            assert z3.is_true(term) == interp.flows(a, b), (a, b)
+            if interp.flows(a, b) and a != b:
+                admitted.add((str(a), str(b)))
+    assert admitted and len(admitted) < len(everyone) * (len(everyone) - 1)  # some pairs, not all
+
+
+def _term(L: SymLayer, interp: Interpreter, p: object) -> z3.ExprRef:
+    raw = interp.universe.encode(PRINCIPAL, p)  # type: ignore[arg-type]
+    return z3.BitVecVal(raw, L.enc.principals.width, L.ctx)
+
+
+def _theorem(text: str) -> str:
+    module = load_text(text, "<test>")
+    results = prove_modules([module], Options())
+    [theorem] = theorems([module], results, [ob for _, ob in obligations([module])])
+    return theorem
+
+
+def test_transitivity_is_decided_for_member_policies() -> None:
+    assert "not transitive" not in _theorem(LATTICE)
+    assert "under policy {L(a) -> L(b) where a <= b}" in _theorem(LATTICE)
+    chain = LATTICE.replace("policy { L(a) -> L(b) where a <= b }", "policy { L(a) -> L(b) where b == a + 1 }") \
+                   .replace("box[k] for k: lvl where k <= l", "box[l]")
+    assert "The policy is not transitive" in _theorem(chain)
+
+
+@pytest.mark.parametrize("policy,code,words", [
+    ("policy { KServ(x) -> VM }", "arity", "`KServ` is a single principal"),
+    ("policy { VM(a) -> VM(a) }", "duplicate", "`a` names both members"),
+    ("policy { VM(a) -> KServ where sec[a] == 0 }", "unknown-name", "`sec`"),
+    ("policy { VM(a) -> KServ where a }", "type-mismatch", "bool"),
+    ("policy { VM(KServ) -> KServ }", "type-mismatch", "principal"),
+    ("policy { Vm(a) -> KServ }", "bad-policy", "`Vm`"),
+])
+def test_a_malformed_member_policy_is_a_diagnostic(policy: str, code: str, words: str) -> None:
+    with pytest.raises(DiagnosticError) as info:
+        load_text(RELEASE.replace("policy { VM(0) -> KServ }", policy), "<test>")
+    [d] = info.value.diagnostics
+    assert d.code == code and words in d.message, (d.code, d.message)
