@@ -167,24 +167,7 @@ class Checker:
                 if self.guard(lambda d=d, f=check_decl: f(d) or True) is None:
                     self.globals.broken.add(d.name)
         flows = self.policy([d for d in decls if isinstance(d, ast.PolicyDecl)])
-        checked: dict[str, ir.Layer] = {}
-        written: dict[str, ast.LayerDecl] = {}  # each layer written out in full (`extends` expanded)
-        clean: set[str] = set()  # the layers checked without an error
-        for d in refines.order_layers(self, [d for d in decls if isinstance(d, ast.LayerDecl)]):
-            upper = checked.get(d.refines) if d.refines is not None else None
-            if d.refines is not None and upper is None:
-                continue  # the upper layer is broken or missing: already reported
-            errors = len(self.diagnostics)
-            if d.inherit and upper is not None:
-                if upper.name not in clean:
-                    continue  # what it would inherit has errors, reported once, in the upper layer
-                d = inherit.expand(self, d, written[upper.name], upper)
-            layer = self.guard(lambda d=d, upper=upper: self.layer(d, upper))
-            if layer is not None:
-                checked[d.name] = layer
-                written[d.name] = d
-                if len(self.diagnostics) == errors:
-                    clean.add(d.name)
+        checked = self.layers([d for d in decls if isinstance(d, ast.LayerDecl)])
         layers = [checked[d.name] for d in decls if isinstance(d, ast.LayerDecl) and d.name in checked]
         has_layer = any(isinstance(d, ast.LayerDecl) for d in decls)
         if not has_layer and not self.diagnostics:
@@ -197,6 +180,31 @@ class Checker:
         return ir.Module(self.module.file, tuple(principals), tuple(flows),
                          tuple(self.globals.oracles.values()), tuple(layers),
                          configs=tuple(self.globals.configs.values()))
+
+    def layers(self, decls: list[ast.LayerDecl]) -> dict[str, ir.Layer]:
+        """Every layer checked, upper layers first; an `extends` layer is first written out in full."""
+        checked: dict[str, ir.Layer] = {}
+        written: dict[str, ast.LayerDecl] = {}  # each layer written out in full (`extends` expanded)
+        clean: set[str] = set()  # the layers checked without an error
+        for d in refines.order_layers(self, decls):
+            upper = checked.get(d.refines) if d.refines is not None else None
+            if d.refines is not None and upper is None:
+                continue  # the upper layer is broken or missing: already reported
+            errors = len(self.diagnostics)
+            if d.inherit and upper is not None:
+                if upper.name not in clean:
+                    continue  # what it would inherit has errors, reported once, in the upper layer
+                expanded = self.guard(lambda d=d, upper=upper: inherit.expand(self, d, written[upper.name], upper))
+                if expanded is None:
+                    continue  # reported: what it would inherit cannot carry over as written
+                d = expanded
+            layer = self.guard(lambda d=d, upper=upper: self.layer(d, upper))
+            if layer is not None:
+                checked[d.name] = layer
+                written[d.name] = d
+                if len(self.diagnostics) == errors:
+                    clean.add(d.name)
+        return checked
 
     def guard(self, thunk):  # type: ignore[no-untyped-def]
         try:

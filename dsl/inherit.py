@@ -16,15 +16,20 @@ carries over:
 
 Any other part of U that mentions a replaced field cannot mean the same over L's state, so it
 is never left out silently: it is an error that names the part and the field, and L must
-restate it.
+restate it. So are the other ways a carried part could change meaning or a part be lost: a
+kept field redeclared at another type, a new field named like a parameter or `let` of an
+operation that carries over, an operation of L that takes the name of one of U it does not
+implement, an empty invariant block that names no invariant of U.
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from microverify.dsl import ast, ir
+from microverify.dsl.exprs import CheckFailed
 from microverify.dsl.spans import Span
 
 if TYPE_CHECKING:
@@ -32,31 +37,47 @@ if TYPE_CHECKING:
 
 
 def expand(checker: Checker, d: ast.LayerDecl, upper: ast.LayerDecl, checked: ir.Layer) -> ast.LayerDecl:
-    """`d` written out in full over `upper` (its expanded declaration; `checked` is its IR)."""
+    """`d` written out in full over `upper` (its expanded declaration; `checked` is its IR).
+    Raises CheckFailed, after reporting why, if a part cannot carry over as written."""
     inherit = _Inherit(checker, d, upper)
+    name = d.name
     own = {f.name: f for f in d.state}
     carried = [f for f in upper.state if f.name not in inherit.defined]
+    for f in carried:
+        if f.name in own:
+            mine = checker.guard(lambda f=f: checker.resolve_type(own[f.name].type))
+            if mine is not None and mine != checked.field_type(f.name):
+                inherit.fail("type-mismatch", own[f.name].span,
+                             f"`{f.name}` is a field of {upper.name} of type {checked.field_type(f.name)}, which "
+                             f"{name} keeps (its abstraction does not define it): a kept field keeps its type; to "
+                             f"change it, define `{f.name}` in {name}'s abstraction", f"{upper.name}'s field is at {f.span}")
     identity = tuple(ast.AbsDef(f.name, (), ast.Name(f.name, own[f.name].span if f.name in own else f.span),
                                 own[f.name].span if f.name in own else f.span)
                      for f in carried)
 
-    name = d.name
     # `init` is a conjunction: U's conjuncts over carried fields, then L's own. One that mentions
     # a replaced field is left out; R-INIT (init_L(s) => init_U(α(s))) still requires it of L.
-    init_fields = {e.span: e for e in checked.init}
-    init = tuple(p for p in upper.init if p.span in init_fields
-                 and not inherit.replaced(_fields([init_fields[p.span]]))) + d.init
+    assert len(upper.init) == len(checked.init)  # U checked without an error: one IR per predicate
+    init = tuple(p for p, e in zip(upper.init, checked.init) if not inherit.replaced(_fields([e]))) + d.init
 
     restated = {i.name for i in d.invariants if i.name is not None}
-    pred_fields = {inv.span: inv.pred for inv in checked.invariants}
+    known = {i.name for i in upper.invariants if i.name is not None}
+    for inv in d.invariants:
+        if inv.name is not None and not inv.preds and inv.name not in known:
+            close = difflib.get_close_matches(inv.name, sorted(known), n=1)
+            inherit.fail("unknown-name", inv.span,
+                         f"the empty block `invariant {inv.name} {{}}` drops no invariant of {upper.name}: it has "
+                         "none of that name", *([f"did you mean `{close[0]}`?"] if close else []))
+    lowered_preds = iter(checked.invariants)  # one IR invariant per predicate, in order
     invariants = []
     for inv in upper.invariants:
+        preds = [next(lowered_preds).pred for _ in inv.preds]
         if inv.name is not None and inv.name in restated:
             continue
         what = f"invariant `{inv.name}`" if inv.name else "an unnamed invariant"
         fix = (f"restate `invariant {inv.name} {{ ... }}` (an empty block drops it)" if inv.name
                else f"name it in {upper.name}, and restate it in {name}")
-        if inherit.reads(what, fix, [pred_fields[p.span] for p in inv.preds if p.span in pred_fields], inv.span):
+        if inherit.reads(what, fix, preds, inv.span):
             invariants.append(inv)
 
     observed = {o.principal for o in d.observes}
@@ -70,19 +91,36 @@ def expand(checker: Checker, d: ast.LayerDecl, upper: ast.LayerDecl, checked: ir
                          parts, o.span):
             observes.append(o)
 
-    implemented = {op.name for op in d.ops} | {op.implements.op for op in d.ops if op.implements is not None}
+    # The operations of U that L implements: by name (when U has one), or by `implements`.
+    targets = {op.implements.op if op.implements is not None else op.name for op in d.ops}
+    mine_by_name = {op.name: op for op in d.ops}
+    new_fields = {f for f in own if f not in {u.name for u in upper.state}}
     ops = []
+    clashes: dict[str, list[ast.OpDecl]] = {}  # a new field of L -> U's operations that bind its name
     for op in upper.ops:
-        if op.name in implemented:
+        if op.name in targets:
             continue
         lowered = checked.op(op.name)
-        if lowered is None:
-            continue  # not checked in U: its error is reported there
+        assert lowered is not None  # U checked without an error
+        if op.name in mine_by_name:
+            inherit.fail("duplicate", mine_by_name[op.name].name_span,
+                         f"{name}'s operation `{op.name}` implements `{mine_by_name[op.name].implements.op}`, "  # type: ignore[union-attr]
+                         f"so {upper.name}'s `{op.name}` would carry over beside it: rename one of them, or "
+                         f"implement `{op.name}` too", f"{upper.name}'s `{op.name}` is at {op.name_span}")
+            continue
+        locals_ = {n for n, _ in lowered.params} | {s.name for s in ir.statements(lowered.body) if isinstance(s, ir.Let)}
+        for clash in new_fields & locals_:
+            clashes.setdefault(clash, []).append(op)
         fields = ir.op_fields(lowered) | _fields([e for s in ir.statements(lowered.body) if isinstance(s, ir.Bind)
                                                   for e in (s.value, s.principal, s.source) if e is not None])
         if inherit.mentions(f"operation `{op.name}`", f"restate `op {op.name}`", fields, op.name_span):
             ops.append(replace(op, implements=None))  # it refines U's operation of the same name
 
+    for field, where in sorted(clashes.items()):
+        inherit.fail("duplicate", own[field].span,
+                     f"{name}'s new field `{field}` is also a parameter or `let` of {upper.name}'s "
+                     f"operation(s) {', '.join(f'`{op.name}`' for op in where)}, which carry over: rename the "
+                     "field, or restate them", *(f"{upper.name}'s `{op.name}` is at {op.name_span}" for op in where))
     inherit.report()
     return replace(d, state=tuple(f for f in carried if f.name not in own) + d.state, init=init,
                    invariants=tuple(invariants) + d.invariants, observes=tuple(observes) + d.observes,
@@ -97,7 +135,8 @@ class _Inherit:
         self.d = d
         self.upper = upper
         self.defined = {a.field for a in d.abstraction}
-        self.problems: list[str] = []
+        self.problems: list[str] = []  # parts that mention a replaced field
+        self.failed = False
 
     def replaced(self, fields: set[str]) -> list[str]:
         return sorted(fields & self.defined)
@@ -113,13 +152,20 @@ class _Inherit:
             self.problems.append(f"{what} (at {at}) mentions {names}: {fix}")
         return not replaced
 
+    def fail(self, code: str, span: Span, message: str, *notes: str) -> None:
+        self.checker.fail(code, span, message, *notes)
+        self.failed = True
+
     def report(self) -> None:
+        """One error for every part that mentions a replaced field; CheckFailed if anything failed."""
         if self.problems:
             d, n = self.d, len(self.problems)
-            self.checker.fail("inherit", d.span,
-                              f"{d.name} extends {self.upper.name}, but {n} part(s) of {self.upper.name} mention "
-                              f"a field {d.name} replaces (its abstraction defines it): restate "
-                              f"{'it' if n == 1 else 'them'} in {d.name}", *self.problems)
+            self.fail("inherit", d.span,
+                      f"{d.name} extends {self.upper.name}, but {n} part(s) of {self.upper.name} mention "
+                      f"a field {d.name} replaces (its abstraction defines it): restate "
+                      f"{'it' if n == 1 else 'them'} in {d.name}", *self.problems)
+        if self.failed:
+            raise CheckFailed()
 
 
 def _fields(exprs: list[ir.Expr]) -> set[str]:

@@ -15,30 +15,29 @@ if TYPE_CHECKING:
 
 
 def order_layers(checker: Checker, decls: list[ast.LayerDecl]) -> list[ast.LayerDecl]:
-    """Upper layers before the layers that refine them; unknown uppers and cycles diagnosed."""
+    """Upper layers before the layers that refine them; unknown uppers and cycles diagnosed.
+    Iterative: a chain of any length declared bottom first must not exhaust Python's stack."""
     by_name = {d.name: d for d in decls}
     ordered: list[ast.LayerDecl] = []
     state: dict[str, str] = {}
-
-    def visit(d: ast.LayerDecl, chain: list[str]) -> None:
-        if state.get(d.name) == "done":
-            return
-        if state.get(d.name) == "active":
-            cycle = " -> ".join(chain[chain.index(d.name):] + [d.name])
-            checker.fail("refinement", d.span, f"layers refine each other in a cycle ({cycle})")
-            return
-        state[d.name] = "active"
-        if d.refines is not None:
-            upper = by_name.get(d.refines)
-            if upper is None:
+    for start in decls:
+        chain: list[ast.LayerDecl] = []  # start, the layer it refines, ... while not yet ordered
+        d: ast.LayerDecl | None = start
+        while d is not None and state.get(d.name) is None:
+            state[d.name] = "active"
+            chain.append(d)
+            upper = by_name.get(d.refines) if d.refines is not None else None
+            if d.refines is not None and upper is None:
                 checker.exprs.unknown(d.refines, d.span, list(by_name), "layer")
-            else:
-                visit(upper, chain + [d.name])
-        state[d.name] = "done"
-        ordered.append(d)
-
-    for d in decls:
-        visit(d, [])
+            elif upper is not None and state.get(upper.name) == "active":
+                names = [x.name for x in chain]
+                cycle = " -> ".join(names[names.index(upper.name):] + [upper.name])
+                checker.fail("refinement", d.span, f"layers refine each other in a cycle ({cycle})")
+                upper = None
+            d = upper
+        for x in reversed(chain):
+            state[x.name] = "done"
+            ordered.append(x)
     return ordered
 
 

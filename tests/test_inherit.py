@@ -324,3 +324,51 @@ def test_an_error_in_the_extended_layer_is_reported_once_there() -> None:
 def test_extending_an_unknown_layer_is_an_error() -> None:
     [(code, message, _)] = _diagnostics(SPEC + CACHED.replace("extends Spec", "extends Spce"))
     assert code == "unknown-name" and "`Spce`" in message
+
+
+def test_an_operation_is_never_dropped_by_implementing_another_under_its_name() -> None:
+    """Cached's `reclaim` implements Spec's `donate`: Spec's `reclaim`, implemented by nothing,
+    would carry over beside it, so the name clash is an error, not a silent removal."""
+    renamed = CACHED.replace("  op reclaim(v: vmid, p: pfn) by KServ -> bool {",
+                             "  op reclaim(v: vmid, p: pfn) by KServ -> bool implements donate(v, p) {")
+    [(code, message, notes)] = _diagnostics(SPEC + renamed)
+    assert code == "duplicate" and "Cached's operation `reclaim` implements `donate`" in message
+    assert notes and notes[0].startswith("Spec's `reclaim` is at <test>:")
+
+
+def test_an_init_predicate_that_is_a_constant_carries_over() -> None:
+    spec = "const READY: bool = true\n" + SPEC.replace("init { forall p: pfn. owner[p] == KServ }",
+                                                      "init { forall p: pfn. owner[p] == KServ; READY }")
+    layer = load_text(spec + CACHED, "<test>").layer("Cached")
+    assert len(layer.init) == 3  # both of Spec's predicates, then Cached's own
+
+
+def test_a_new_field_named_like_a_parameter_of_a_kept_operation_is_one_error_per_field() -> None:
+    clash = CACHED.replace(TLB_STATE, TLB_STATE + "    v : vmid\n")
+    [(code, message, notes)] = _diagnostics(SPEC + clash)
+    assert code == "duplicate" and message.startswith("Cached's new field `v` is also a parameter or `let` of "
+                                                      "Spec's operation(s) `donate`, ")
+    assert len(notes) == 1 + message.count("`, `")
+
+
+def test_a_kept_field_redeclared_at_another_type_is_one_error_at_the_declaration() -> None:
+    retyped = CACHED.replace(TLB_STATE, TLB_STATE + "    mem : map[pfn] -> bv[3]\n")
+    [(code, message, _)] = _diagnostics(SPEC + retyped)
+    assert code == "type-mismatch" and message.startswith("`mem` is a field of Spec of type map[bv[2]] -> bv[4], "
+                                                          "which Cached keeps")
+
+
+def test_an_empty_block_that_drops_no_invariant_is_an_error_with_a_suggestion() -> None:
+    [(code, message, notes)] = _diagnostics(SPEC + CACHED.replace(COHERENT, COHERENT + "  invariant pgae0 {}\n"))
+    assert code == "unknown-name" and "`invariant pgae0 {}` drops no invariant of Spec" in message
+    assert notes == ("did you mean `page0`?",)
+
+
+def test_a_long_chain_declared_bottom_first_is_checked_without_recursion() -> None:
+    """Layers are ordered upper first without recursion (dsl/refines.order_layers): 3,000
+    layers, each refining the next one declared after it."""
+    n = 3000
+    text = "principal KServ\n" + "".join(
+        f"layer L{i} refines L{i - 1} {{ abstraction {{ x = x }} state {{ x: bv[1] }} }}\n" for i in range(n - 1, 0, -1))
+    module = load_text(text + "layer L0 { state { x: bv[1] } }\n", "<test>")
+    assert len(module.layers) == n
