@@ -83,9 +83,6 @@ class _Replayer:
         self.interp = Interpreter(self.module)
         self.universe = self.interp.universe
         self.c = Concretizer(formula, model, self.universe)
-        for c in self.module.configs:  # the model's configuration, where the formula reads one
-            if c.name in formula.layer.enc.configs:
-                self.universe.config[c.name] = self.c.value(c.type, formula.layer.enc.configs[c.name])
         self.omega = self.c.omega(formula.layer.oracles)
         self.wrong: list[str] = []  # hypotheses that do not hold
         self.found: list[str] = []  # how the goal fails
@@ -96,6 +93,9 @@ class _Replayer:
 
     def start(self) -> None:
         f = self.formula
+        for c in self.module.configs:  # the model's configuration, where the formula reads one
+            if c.name in f.layer.enc.configs:
+                self.universe.config[c.name] = self.c.value(c.type, f.layer.enc.configs[c.name])
         for r in f.runs:
             if not r.upper:
                 self.pre[r.name] = self.c.state(f.layer.fields, r.pre)

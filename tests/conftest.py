@@ -78,7 +78,7 @@ def split_over_two_files(tmp_path: Path, model: str, observer: str, order: str) 
 
 
 # Why the interpreter does not replay a counterexample over a sort of 2^20 values or more.
-_TOO_LARGE = re.compile(r"values \(bv\[\d+\]\); the interpreter enumerates at most|a map over bv\[\d+\] (has|is read)"
+_TOO_LARGE = re.compile(r"values \(bv\[\d+\](, bv\[\d+\])*\); the interpreter enumerates at most|a map over bv\[\d+\] (has|is read)"
                         r"|a map over a large sort has a value in the model that is no list of entries")
 
 
