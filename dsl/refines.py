@@ -32,7 +32,7 @@ def order_layers(checker: Checker, decls: list[ast.LayerDecl]) -> list[ast.Layer
             elif upper is not None and state.get(upper.name) == "active":
                 names = [x.name for x in chain]
                 cycle = " -> ".join(names[names.index(upper.name):] + [upper.name])
-                checker.fail("refinement", d.span, f"layers refine each other in a cycle ({cycle})")
+                checker.fail("refinement", upper.span, f"layers refine each other in a cycle ({cycle})")
                 upper = None
             d = upper
         for x in reversed(chain):

@@ -324,7 +324,10 @@ class Universe:
         if isinstance(t, PrincipalType):
             assert isinstance(v, Principal)
             param = self._param_type(v.name)
-            return v.name if param is None or v.index is None else f"{v.name}({self.show(param, v.index)})"
+            if param is None or v.index is None:
+                return v.name
+            index = str(v.index) if isinstance(param, BVType) else self.show(param, v.index)
+            return f"{v.name}({index})"  # a member's index in decimal at any width: VM(1), not VM(0x0001)
         if isinstance(t, RecordType):
             assert isinstance(v, Record)
             return "{" + ", ".join(f"{n}: {self.show(ft, v[n])}" for n, ft in t.fields) + "}"

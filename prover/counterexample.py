@@ -89,8 +89,12 @@ class _Explainer:
             if p.param_type is None:
                 return p.name
             payload = n & ((1 << pe.payload_bits) - 1)
-            return f"{p.name}({self.fmt(p.param_type, payload)})"
+            return f"{p.name}({self.index(p.param_type, payload)})"
         raise AssertionError(f"cannot format {t}")
+
+    def index(self, t: Type, n: int | None) -> str:
+        """A family member's index: in decimal at any width (VM(1), not VM(0x0001))."""
+        return str(n) if isinstance(t, BVType) and n is not None else self.fmt(t, n)
 
     def show(self, t: Type, v: Value) -> str:
         if isinstance(t, RecordType):
@@ -255,7 +259,7 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
     family = None  # the observer's parameter, as `v = 1`
     if formula.observer is not None:
         principal, param = formula.observer
-        index = None if param is None else x.fmt(principal.param_type, x.num(param))  # type: ignore[arg-type]
+        index = None if param is None else x.index(principal.param_type, x.num(param))  # type: ignore[arg-type]
         observer = principal.name if index is None else f"{principal.name}({index})"
         if index is not None and principal.param is not None:
             family = f"{principal.param} = {index}"
