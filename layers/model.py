@@ -56,6 +56,9 @@ class Labeled:
     # leaves these out, since the hypotheses are satisfiable iff the rest is (take t = s).
     reflexive: bool = False
     shown: dict[str, tuple[Type, z3.ExprRef]] = field(default_factory=dict)  # values to print on failure
+    # the predicates the conjunct was lowered from, each with its state and scope (witnesses
+    # bound): a counterexample shows the entries they read
+    sources: tuple[tuple[ir.Expr, Env], ...] = ()
 
 
 class SymLayer:
@@ -108,10 +111,11 @@ class SymLayer:
         goals = []
         for label, e in preds:
             witnesses: dict[str, tuple[Type, z3.ExprRef]] = {}
-            term = goal_pred(e, self.env(s), witnesses)
+            env = self.env(s)
+            term = goal_pred(e, env, witnesses)
             mentioned: set[str] = set()
             collect_fields(e, mentioned)
-            goals.append(Labeled(label, term, e.span, witnesses=witnesses, fields=mentioned))
+            goals.append(Labeled(label, term, e.span, witnesses=witnesses, fields=mentioned, sources=((e, env),)))
         return goals
 
     # -- operations
@@ -191,7 +195,9 @@ class SymLayer:
             term = z3.ForAll(consts, terms.implies(guard, body))
         else:
             term = body
-        return Labeled(f"observation `{comp.text}`", term, comp.span, comp, witnesses, comp.fields())
+        sources = tuple((e, self.env(state, vars)) for state in (s, t) for e in
+                        ((comp.source.where, comp.source.expr) if comp.source is not None else ()) if e is not None)
+        return Labeled(f"observation `{comp.text}`", term, comp.span, comp, witnesses, comp.fields(), sources=sources)
 
     def equiv_family(self, principal: ir.Principal, param: z3.ExprRef | None, s: State, t: State,
                      goal: bool = False) -> list[Labeled]:

@@ -1,8 +1,11 @@
 """Turn a model of a failed obligation into a readable two-run counterexample.
 
-Only the fields that matter are shown (those the failing conjunct mentions, those the
-operation wrote, and for output/domain obligations those the operation reads), map entries
-only at the keys that matter (arguments, locals, witnesses, the observer, written keys).
+Only the entries that decide the outcome are shown: those the failing conjunct reads (at its
+witness, for a quantified one), those the executed path of each run reads (the fields of a
+failed `check`, of the `if` that chose the path, of a range check) and writes, and for a
+domain obligation those the domain reads. A field the failing conjunct or the operation
+mentions but that no such read reaches (a whole map, an upper layer's field) is shown at the
+keys that matter: arguments, locals, witnesses, the observer, written keys.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from dataclasses import dataclass
 
 import z3
 
+from microverify.dsl import ir
 from microverify.dsl.spans import Span
 from microverify.dsl.types import BoolType, BVType, EnumType, MapType, PrincipalType, RecordType, Type
 from microverify.layers.encoding import MapVal, RecordVal, Value
+from microverify.layers.lower import Env, scalar
 from microverify.layers.model import Labeled, State, SymLayer, collect_fields, op_fields
 from microverify.oracles.oracles import counter_field
 from microverify.prover.formula import Formula, Table
@@ -142,6 +147,10 @@ class _Explainer:
     def _prefix(items: list[tuple[str, list[PathStep], Type]], step: PathStep) -> list[tuple[str, list[PathStep], Type]]:
         return [(lbl, [step, *path], st) for lbl, path, st in items]
 
+    @staticmethod
+    def _prefix_all(items: list[tuple[str, list[PathStep], Type]], steps: list[PathStep]) -> list[tuple[str, list[PathStep], Type]]:
+        return [(lbl, [*steps, *path], st) for lbl, path, st in items]
+
     def navigate(self, v: Value, path: list[PathStep]) -> Value:
         for step in path:
             if isinstance(step, str):
@@ -153,12 +162,24 @@ class _Explainer:
                 v = self.L.enc.select(v, self.literal(key_type, key))
         return v
 
-    def rows(self, layer: SymLayer, fields: list[str], states: list[State]) -> list[Row]:
+    def rows(self, layer: SymLayer, fields: list[str], states: list[State],
+             precise: dict[str, list[list[PathStep]]] | None = None) -> list[Row]:
         types = {f.name: f.type for f in layer.fields}
         rows: list[Row] = []
         for name in fields:
             shown = name if not name.startswith("#") else f"counter({name[1:]})"
-            for label, path, st in self.explode(types[name], shown):
+            if precise and name in precise:
+                items = []
+                for keys in precise[name]:
+                    t, label = types[name], shown
+                    for step in keys:  # map keys, in order
+                        assert isinstance(t, MapType) and not isinstance(step, str)
+                        label += f"[{self.fmt(t.key, step[1])}]"
+                        t = t.value
+                    items += self._prefix_all(self.explode(t, label), keys)
+            else:
+                items = self.explode(types[name], shown)
+            for label, path, st in items:
                 values = []
                 for s in states:
                     v = self.navigate(s[name], path)
@@ -213,6 +234,23 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
                 source = f" from {x.fmt(PrincipalType(), x.num(b.source))}" if b.source is not None else ""
                 reads.append(f"{b.oracle}({x.fmt(PrincipalType(), x.num(b.principal))}, "
                              f"#{x.num(b.index)}) bound to {x.show(otype, b.value)}{source}   [run {r.name}]")
+    # The entries the failing conjuncts and the executed path read, and the ones written.
+    entries = _Entries(x)
+    for g in failing:
+        for pred_source, env in g.sources:
+            entries.walk(pred_source, env.bind({n: c for n, (_, c) in g.witnesses.items()}))
+    for r in runs:
+        if r.step is None or r.upper:
+            continue
+        for evaluated, env, guard in r.step.trace:
+            if x.holds(guard):
+                for expr in evaluated:
+                    entries.walk(expr, env)
+        for w in r.step.writes:
+            if x.holds(w.guard):
+                entries.add(w.field, [(t, x.num(k)) for t, k in w.indices])
+        if ob.kind in (Kind.DC, Kind.DR) and op is not None:
+            entries.walk(op.dom, L.env(r.pre, dict(formula.args)))
     # Fields that matter.
     relevant: set[str] = set().union(*(g.fields for g in failing)) if failing else set()
     if op is not None and any(not g.fields for g in failing):  # a result, halting or dom
@@ -248,9 +286,13 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
     lower_sources = _abstraction_sources(L, relevant)
     shown = []
     for table in tables:
-        wanted = relevant | (lower_sources if table.layer.layer is L.layer else set())
+        mine = table.layer.layer is L.layer
+        wanted = relevant | (lower_sources | set(entries.found) if mine else set())
         order = [f.name for f in table.layer.fields if f.name in wanted]
-        shown.append((table.title, tuple(table.columns), tuple(x.rows(table.layer, order, table.states))))
+        # a field of this layer read or written at known entries shows those; any other the
+        # keys that matter (arguments, locals, witnesses, the observer, written keys)
+        precise = {f: entries.found[f] for f in order if mine and f in entries.found}
+        shown.append((table.title, tuple(table.columns), tuple(x.rows(table.layer, order, table.states, precise))))
     operation = None
     if op is not None:
         args = ", ".join(f"{n} = {x.show(t, formula.args[n])}" for n, t in op.params)
@@ -277,6 +319,55 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
     return Counterexample(operation, observer, doms, results, tuple(reads), tuple(shown),
                           tuple(_describe(x, g, family) for g in failing), tuple(responsible),
                           tuple(configuration))
+
+
+class _Entries:
+    """The state entries expressions read, as concrete key paths in the model: `m[a][b].f` read
+    in some run is the entry (m, [a, b]); a scalar field is (x, [])."""
+
+    def __init__(self, x: _Explainer) -> None:
+        self.x = x
+        self.found: dict[str, list[list[PathStep]]] = {}
+
+    def add(self, name: str, keys: list[tuple[Type, int | None]]) -> None:
+        if any(n is None for _, n in keys):
+            return  # a key the model gives no value: nothing precise to show
+        path: list[PathStep] = [(t, n) for t, n in keys]  # type: ignore[misc]
+        seen = self.found.setdefault(name, [])
+        if path not in seen:
+            seen.append(path)
+
+    def walk(self, e: ir.Expr, env: Env) -> None:
+        chain = _field_chain(e)
+        if chain is not None:
+            name, indices = chain
+            self.add(name, [(ix.type, self.x.num(scalar(ix, env))) for ix in indices])
+        if isinstance(e, ir.Quant):
+            return  # entries under a quantifier (not a witnessed goal): the keys are not one value
+        for attr in ("base", "index", "operand", "left", "right", "cond", "then", "other", "arg", "principal"):
+            child = getattr(e, attr, None)
+            if isinstance(child, (ir.Lit, ir.Ref, ir.EnumVal, ir.PrincipalVal, ir.Index, ir.Field, ir.Unary,
+                                  ir.Binary, ir.Ite, ir.Quant, ir.Resize, ir.Counter, ir.ReadOracle)):
+                if attr == "base" and chain is not None:
+                    continue  # the chain's own prefixes are not entries of their own
+                self.walk(child, env)
+        if chain is not None:
+            for ix in chain[1]:
+                self.walk(ix, env)
+
+
+def _field_chain(e: ir.Expr) -> tuple[str, list[ir.Expr]] | None:
+    """`m[a][b].f` -> (m, [a, b]) for a read that ends at a scalar or a record; `x` -> (x, [])
+    for a scalar field; None for anything else (a whole map, a local)."""
+    indices: list[ir.Expr] = []
+    node = e
+    while isinstance(node, (ir.Index, ir.Field)):
+        if isinstance(node, ir.Index):
+            indices.append(node.index)
+        node = node.base
+    if not (isinstance(node, ir.Ref) and node.kind == "field") or isinstance(e.type, MapType):
+        return None
+    return node.name, indices[::-1]
 
 
 def _abstraction_sources(L: SymLayer, upper_fields: set[str]) -> set[str]:

@@ -1,0 +1,103 @@
+"""A counterexample shows the entries that decide it (prover/counterexample.py): the fields a
+failed `check` or the chosen `if` read, the entry whose `where` hides a value from the observer,
+the bases and lengths of a range check, the witness of a quantified observation; and not
+entries that merely sit at an index equal to an argument."""
+
+from __future__ import annotations
+
+from microverify.dsl.loader import load_text
+from microverify.prover.driver import prove_modules
+from microverify.prover.solve import Options, Result, Status
+
+MODEL = """\
+type vmid = bv[2]
+principal KServ
+principal VM(v: vmid)
+layer L {
+  state { running : map[vmid] -> bool
+          reg     : map[vmid] -> bv[8]
+          busy    : bool
+          pub     : bv[8]
+          owner   : map[bv[3]] -> principal
+          mem     : map[bv[3]] -> bv[8]
+          base    : map[vmid] -> bv[8]
+          len     : map[vmid] -> bv[8]
+          off     : map[vmid] -> bool }
+  observe KServ { pub }
+  observe VM(v) { reg[v]; base[v]; len[v]; off[v]; mem[p] for p: bv[3] where owner[p] == VM(v) && !off[v] }
+  op get(v: vmid) by VM(v) -> bv[8] {          // OC: the check reads running, which nobody sees
+    check running[v] else return 0
+    return reg[v]
+  }
+  op tick() by KServ {                          // WSC: the path depends on busy
+    if busy { pub := pub + 1 }
+  }
+  op give(v: vmid, p: bv[3]) by KServ {         // LR: the entry that hid mem[p] from VM(v) changes
+    owner[p] := VM(v)
+  }
+  op copy(v: vmid, i: bv[8]) by VM(v) {         // WSC: copies another VM's register
+    check i - base[v] < len[v] else halt
+    reg[v] := reg[v + 1]
+  }
+}
+"""
+
+
+def _failed(id_: str) -> Result:
+    results = prove_modules([load_text(MODEL, "<test>")], Options())
+    [r] = [r for r in results if r.obligation.id == id_]
+    assert r.status is Status.FAILED and r.counterexample is not None, (r.status, r.detail)
+    return r
+
+
+def _rows(r: Result) -> list[str]:
+    assert r.counterexample is not None
+    return [row.name for _, _, rows in r.counterexample.tables for row in rows]
+
+
+def test_the_field_a_failed_check_reads_is_shown() -> None:
+    r = _failed("L/OC/get")
+    assert _rows(r) == ["running[0]", "reg[0]"]
+    assert r.counterexample is not None and r.counterexample.operation == "get(v = 0)"
+
+
+def test_the_flag_that_chose_the_path_is_shown() -> None:
+    assert _rows(_failed("L/WSC/tick/KServ")) == ["busy", "pub"]
+
+
+def test_the_entry_that_hides_a_value_and_the_witness_are_shown_not_the_arguments_others() -> None:
+    r = _failed("L/LR/give/VM")
+    cex = r.counterexample
+    assert cex is not None
+    observer = cex.observer
+    assert observer is not None and observer.startswith("VM(") and observer[3:-1].isdigit()
+    rows = _rows(r)
+    page = [row for row in rows if row.startswith("owner[")]
+    assert len(page) == 1 and page[0].replace("owner", "mem") in rows  # the witness page, both fields
+    assert f"off[{observer[3:-1]}]" in rows  # the observer's flag, read by the where
+    assert [row for row in rows if row.startswith("off[")] == [f"off[{observer[3:-1]}]"]  # not the argument's
+
+
+def test_the_bases_and_lengths_of_a_range_check_are_shown() -> None:
+    r = _failed("L/WSC/copy/VM")
+    rows = _rows(r)
+    assert r.counterexample is not None and r.counterexample.operation is not None
+    v = r.counterexample.operation.split("v = ")[1].split(",")[0]
+    assert {f"base[{v}]", f"len[{v}]", f"reg[{v}]"} <= set(rows)
+    other = (int(v) + 1) % 4
+    assert f"reg[{other}]" in rows  # the other VM's register it copied
+
+
+def test_no_row_merely_at_an_argument_s_index() -> None:
+    """pages_no_owner_check: KServ's donate(v = 1, p) takes VM(0)'s page. VM(0)'s view reads
+    off[0]; off[1] (the argument's VM) decides nothing and is not shown."""
+    from conftest import CASES, prove_path
+    results = prove_path(CASES / "leak" / "pages_no_owner_check.mv")
+    [r] = [r for r in results if r.obligation.id == "Pages/LR/donate/VM"]
+    cex = r.counterexample
+    assert r.status is Status.FAILED and cex is not None and cex.observer is not None and cex.operation is not None
+    u = cex.observer[3:-1]
+    v = cex.operation.split("v = ")[1].split(",")[0]
+    assert u != v  # the case this test is about
+    offs = [row for row in _rows(r) if row.startswith("off[")]
+    assert offs == [f"off[{u}]"]
