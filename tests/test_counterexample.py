@@ -101,3 +101,20 @@ def test_no_row_merely_at_an_argument_s_index() -> None:
     assert u != v  # the case this test is about
     offs = [row for row in _rows(r) if row.startswith("off[")]
     assert offs == [f"off[{u}]"]
+
+
+def test_a_member_s_index_is_decimal_at_any_width() -> None:
+    wide = """\
+principal VM(v: bv[16])
+layer W {
+  state { reg : map[bv[16]] -> bv[8] }
+  observe VM(v) { reg[v] }
+  op copy(v: bv[16]) by VM(v) { reg[v] := reg[v + 1] }
+}
+"""
+    results = prove_modules([load_text(wide, "<test>")], Options())
+    [r] = [r for r in results if r.obligation.id == "W/WSC/copy/VM"]
+    cex = r.counterexample
+    assert r.status is Status.FAILED and cex is not None and cex.observer is not None
+    assert cex.observer.startswith("VM(") and cex.observer[3:-1].isdigit(), cex.observer
+    assert r.replay is not None and "VM(0x" not in r.replay.line()
