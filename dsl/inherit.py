@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 def expand(checker: Checker, d: ast.LayerDecl, upper: ast.LayerDecl, checked: ir.Layer) -> ast.LayerDecl:
     """`d` written out in full over `upper` (its expanded declaration; `checked` is its IR).
     Raises CheckFailed, after reporting why, if a part cannot carry over as written."""
+    if _incomplete(upper, checked):
+        raise CheckFailed()  # a part of U uses a broken global, reported where it is declared
     inherit = _Inherit(checker, d, upper)
     name = d.name
     own = {f.name: f for f in d.state}
@@ -57,7 +59,6 @@ def expand(checker: Checker, d: ast.LayerDecl, upper: ast.LayerDecl, checked: ir
 
     # `init` is a conjunction: U's conjuncts over carried fields, then L's own. One that mentions
     # a replaced field is left out; R-INIT (init_L(s) => init_U(α(s))) still requires it of L.
-    assert len(upper.init) == len(checked.init)  # U checked without an error: one IR per predicate
     init = tuple(p for p, e in zip(upper.init, checked.init) if not inherit.replaced(_fields([e]))) + d.init
 
     restated = {i.name for i in d.invariants if i.name is not None}
@@ -101,7 +102,7 @@ def expand(checker: Checker, d: ast.LayerDecl, upper: ast.LayerDecl, checked: ir
         if op.name in targets:
             continue
         lowered = checked.op(op.name)
-        assert lowered is not None  # U checked without an error
+        assert lowered is not None  # _incomplete: every operation of U is checked
         if op.name in mine_by_name:
             inherit.fail("duplicate", mine_by_name[op.name].name_span,
                          f"{name}'s operation `{op.name}` implements `{mine_by_name[op.name].implements.op}`, "  # type: ignore[union-attr]
@@ -166,6 +167,15 @@ class _Inherit:
                       f"{'it' if n == 1 else 'them'} in {d.name}", *self.problems)
         if self.failed:
             raise CheckFailed()
+
+
+def _incomplete(upper: ast.LayerDecl, checked: ir.Layer) -> bool:
+    """Whether U's IR lacks a part of its text: a part that used a broken global fails without an
+    error of its own (the global's is reported once), and then nothing can be matched to it."""
+    return (len(checked.init) != len(upper.init)
+            or len(checked.invariants) != sum(len(i.preds) for i in upper.invariants)
+            or any(checked.op(op.name) is None for op in upper.ops)
+            or any(checked.observation(o.principal) is None for o in upper.observes))
 
 
 def _fields(exprs: list[ir.Expr]) -> set[str]:

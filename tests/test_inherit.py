@@ -372,3 +372,12 @@ def test_a_long_chain_declared_bottom_first_is_checked_without_recursion() -> No
         f"layer L{i} refines L{i - 1} {{ abstraction {{ x = x }} state {{ x: bv[1] }} }}\n" for i in range(n - 1, 0, -1))
     module = load_text(text + "layer L0 { state { x: bv[1] } }\n", "<test>")
     assert len(module.layers) == n
+
+
+def test_a_broken_constant_in_the_extended_layer_is_one_error_and_no_crash() -> None:
+    """A predicate of Spec that uses a broken constant fails without an error of its own (the
+    constant's is reported once); Cached, which would inherit it, is skipped, not expanded."""
+    broken = "const START: principal = Nobody\n" + SPEC.replace(
+        "init { forall p: pfn. owner[p] == KServ }", "init { forall p: pfn. owner[p] == START }")
+    diagnostics = _diagnostics(broken + CACHED)
+    assert [code for code, _, _ in diagnostics] == ["unknown-name"] and "`Nobody`" in diagnostics[0][1]
