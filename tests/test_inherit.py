@@ -193,9 +193,9 @@ def test_a_leak_in_an_extends_layer_is_rejected_by_its_obligation(leak: str, enc
     failed = {r.obligation.id for r in results if r.status is not Status.PROVED}
     assert expected in failed, (expected, failed)
     assert all(r.status is Status.FAILED for r in results if r.obligation.id == expected)
-    # the same leak written out is rejected by the same obligations
-    written = prove_modules([load_text(SPEC + edit(WRITTEN), "<test>")], Options(encoding=encoding))
-    assert {r.obligation.id for r in written if r.status is not Status.PROVED} == failed
+    if spec_first:  # the same leak written out is rejected by the same obligations (once per encoding)
+        written = prove_modules([load_text(SPEC + edit(WRITTEN), "<test>")], Options(encoding=encoding))
+        assert {r.obligation.id for r in written if r.status is not Status.PROVED} == failed
 
 
 def test_the_secure_extends_layer_proves_in_both_file_orders(tmp_path: Path) -> None:
