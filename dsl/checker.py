@@ -248,7 +248,7 @@ class Checker:
         if d.value is None:
             self.globals.configs[d.name] = ir.Config(d.name, t, d.span)
             return
-        ctx = Context(self.globals, {}, {}, in_body=False, what="a constant")
+        ctx = Context(self.globals, {}, {}, in_body=False, what="a constant", pure=True)
         self.globals.consts[d.name] = self.exprs.check(d.value, ctx, t)
 
     def function(self, d: ast.DefDecl) -> None:
@@ -290,6 +290,12 @@ class Checker:
             if p.param_type is None:
                 raise self.fail("arity", arg.span, f"`{name}` is a single principal; write `{name}`")
             var = f"{name}#{len(names)}"  # an index expression: compared with a variable of its own
+            g = self.globals
+            if isinstance(arg, ast.Name) and arg.name in self.global_names and not (
+                    arg.name in g.consts or arg.name in g.configs or arg.name in g.enum_members
+                    or arg.name in g.principals):
+                raise self.fail("duplicate", arg.span, f"`{arg.name}` is already declared, and is no value: name "
+                                                       f"the member's index with a new name, or write an index")
             if isinstance(arg, ast.Name) and arg.name not in self.global_names:
                 if arg.name in scope:
                     raise self.fail("duplicate", arg.span, f"`{arg.name}` names both members; write "
@@ -303,12 +309,12 @@ class Checker:
             conds.append(f.where)
         cond = None
         if conds:
-            ctx = Context(self.globals, {}, scope, in_body=False, what="the policy")
+            ctx = Context(self.globals, {}, scope, in_body=False, what="the policy", pure=True)
             checked = [self.exprs.check(c, ctx, BOOL) for c in conds]
             cond = checked[0]
             for c in checked[1:]:
                 cond = ir.Binary("and", cond, c, BOOL, c.span)
-        return ir.Flow(f.source, f.target, names[0], names[1], cond, self.snippet(f.span).rstrip(";").strip(), f.span)
+        return ir.Flow(f.source, f.target, names[0], names[1], cond, self.text(f.span).rstrip(";").strip(), f.span)
 
     # ------------------------------------------------------------------ layers
     def layer(self, d: ast.LayerDecl, upper: ir.Layer | None) -> ir.Layer:
@@ -396,6 +402,15 @@ class Checker:
         where = self.exprs.check(c.where, inner, BOOL) if c.where is not None else None
         expr = self.exprs.check(c.expr, inner)
         return ir.ObsComponent(tuple(binders), where, expr, self.snippet(c.span), c.span)
+
+    def text(self, span: Span) -> str:
+        """The whole text of a span, on one line (its lines joined, runs of blanks as one)."""
+        lines = self.sources.get(span.file, "").splitlines()[span.line - 1:span.end_line]
+        if not lines:
+            return ""
+        lines[-1] = lines[-1][:span.end_column - 1]
+        lines[0] = lines[0][span.column - 1:]
+        return " ".join(" ".join(lines).split())
 
     def snippet(self, span: Span) -> str:
         lines = self.lines.get(span.file)

@@ -43,7 +43,7 @@ class Context:
     in_body: bool  # inside an operation body (oracle reads allowed at statement level)
     observer: tuple[str, str | None] | None = None  # (principal, param) inside `observe`
     what: str = "a predicate"
-    pure: bool = False  # the body of a `def`: no state, oracle or counter
+    pure: bool = False  # a def's body, a constant, the policy: no state, oracle or counter
 
     def with_locals(self, extra: dict[str, tuple[str, Type]]) -> Context:
         return Context(self.globals, self.fields, {**self.locals, **extra}, self.in_body,
@@ -265,8 +265,9 @@ class ExprChecker:
 
     def counter(self, e: ast.Call, ctx: Context) -> ir.Counter:
         if ctx.pure:
-            raise self.fail("unsupported", e.span, f"{ctx.what} mentions an oracle counter; a def is pure: pass "
-                                                   "the counter as an argument")
+            raise self.fail("unsupported", e.span, f"{ctx.what} mentions an oracle counter, which is state; "
+                                                   + ("a def is pure: pass the counter as an argument"
+                                                      if ctx.what.startswith("the def") else f"{ctx.what} cannot read the state"))
         self.arity(e, 2)
         oname = e.args[0]
         if not isinstance(oname, ast.Name) or oname.name not in ctx.globals.oracles:

@@ -147,6 +147,21 @@ class _Explainer:
     def _prefix(items: list[tuple[str, list[PathStep], Type]], step: PathStep) -> list[tuple[str, list[PathStep], Type]]:
         return [(lbl, [step, *path], st) for lbl, path, st in items]
 
+    def entries(self, t: Type, name: str, precise: list[list[PathStep]] | None) -> list[tuple[str, list[PathStep], Type]]:
+        """(label, path, scalar type) for every scalar shown of a value of type t: at the entries
+        known to be read, else at the keys that matter."""
+        if not precise:
+            return self.explode(t, name)
+        items = []
+        for keys in precise:
+            leaf, label = t, name
+            for step in keys:  # map keys, in order
+                assert isinstance(leaf, MapType) and not isinstance(step, str)
+                label += f"[{self.fmt(leaf.key, step[1])}]"
+                leaf = leaf.value
+            items += self._prefix_all(self.explode(leaf, label), keys)
+        return items
+
     @staticmethod
     def _prefix_all(items: list[tuple[str, list[PathStep], Type]], steps: list[PathStep]) -> list[tuple[str, list[PathStep], Type]]:
         return [(lbl, [*steps, *path], st) for lbl, path, st in items]
@@ -168,18 +183,7 @@ class _Explainer:
         rows: list[Row] = []
         for name in fields:
             shown = name if not name.startswith("#") else f"counter({name[1:]})"
-            if precise and name in precise:
-                items = []
-                for keys in precise[name]:
-                    t, label = types[name], shown
-                    for step in keys:  # map keys, in order
-                        assert isinstance(t, MapType) and not isinstance(step, str)
-                        label += f"[{self.fmt(t.key, step[1])}]"
-                        t = t.value
-                    items += self._prefix_all(self.explode(t, label), keys)
-            else:
-                items = self.explode(types[name], shown)
-            for label, path, st in items:
+            for label, path, st in self.entries(types[name], shown, precise.get(name) if precise else None):
                 values = []
                 for s in states:
                     v = self.navigate(s[name], path)
@@ -251,6 +255,9 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
                 entries.add(w.field, [(t, x.num(k)) for t, k in w.indices])
         if ob.kind in (Kind.DC, Kind.DR) and op is not None:
             entries.walk(op.dom, L.env(r.pre, dict(formula.args)))
+        if formula.observer is not None and r.dom is not None:  # whether dom flows to the observer
+            principal, param = formula.observer
+            entries.flows(L, r.dom, L.enc.principals.make(principal.name, param, L.ctx))
     # Fields that matter.
     relevant: set[str] = set().union(*(g.fields for g in failing)) if failing else set()
     if op is not None and any(not g.fields for g in failing):  # a result, halting or dom
@@ -312,7 +319,7 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
     for c in L.module.configs:
         v = L.enc.configs.get(c.name)
         if v is not None:
-            for label, path, st in x.explode(c.type, c.name):
+            for label, path, st in x.entries(c.type, c.name, entries.configs.get(c.name)):
                 entry = x.navigate(v, path)
                 assert isinstance(entry, z3.ExprRef)
                 configuration.append(f"{label} = {x.fmt(st, x.num(entry))}")
@@ -327,21 +334,23 @@ class _Entries:
 
     def __init__(self, x: _Explainer) -> None:
         self.x = x
-        self.found: dict[str, list[list[PathStep]]] = {}
+        self.found: dict[str, list[list[PathStep]]] = {}  # state fields
+        self.configs: dict[str, list[list[PathStep]]] = {}  # configuration constants
 
-    def add(self, name: str, keys: list[tuple[Type, int | None]]) -> None:
+    def add(self, name: str, keys: list[tuple[Type, int | None]], into: dict[str, list[list[PathStep]]] | None = None) -> None:
         if any(n is None for _, n in keys):
             return  # a key the model gives no value: nothing precise to show
         path: list[PathStep] = [(t, n) for t, n in keys]  # type: ignore[misc]
-        seen = self.found.setdefault(name, [])
+        seen = (self.found if into is None else into).setdefault(name, [])
         if path not in seen:
             seen.append(path)
 
     def walk(self, e: ir.Expr, env: Env) -> None:
         chain = _field_chain(e)
         if chain is not None:
-            name, indices = chain
-            self.add(name, [(ix.type, self.x.num(scalar(ix, env))) for ix in indices])
+            kind, name, indices = chain
+            self.add(name, [(ix.type, self.x.num(scalar(ix, env))) for ix in indices],
+                     self.configs if kind == "config" else None)
         if isinstance(e, ir.Quant):
             return  # entries under a quantifier (not a witnessed goal): the keys are not one value
         for attr in ("base", "index", "operand", "left", "right", "cond", "then", "other", "arg", "principal"):
@@ -352,22 +361,33 @@ class _Entries:
                     continue  # the chain's own prefixes are not entries of their own
                 self.walk(child, env)
         if chain is not None:
-            for ix in chain[1]:
+            for ix in chain[2]:
                 self.walk(ix, env)
 
 
-def _field_chain(e: ir.Expr) -> tuple[str, list[ir.Expr]] | None:
-    """`m[a][b].f` -> (m, [a, b]) for a read that ends at a scalar or a record; `x` -> (x, [])
-    for a scalar field; None for anything else (a whole map, a local)."""
+    def flows(self, L: SymLayer, source: z3.ExprRef, target: z3.ExprRef) -> None:
+        """The entries the policy's conditions read for these two principals (the flows they match)."""
+        pe = L.enc.principals
+        for f in L.module.flows:
+            if f.cond is not None and self.x.holds(pe.is_(f.source, source)) and self.x.holds(pe.is_(f.target, target)):
+                bound = {var: pe.param(name, term) for var, name, term in
+                         ((f.source_var, f.source, source), (f.target_var, f.target, target)) if var is not None}
+                self.walk(f.cond, Env(L.enc, {}, bound))
+
+
+def _field_chain(e: ir.Expr) -> tuple[str, str, list[ir.Expr]] | None:
+    """`m[a][b].f` -> ("field", m, [a, b]) for a read of a state field or a configuration constant
+    ("config") that ends at a scalar or a record; `x` -> (kind, x, []) for a scalar one; None for
+    anything else (a whole map, a local)."""
     indices: list[ir.Expr] = []
     node = e
     while isinstance(node, (ir.Index, ir.Field)):
         if isinstance(node, ir.Index):
             indices.append(node.index)
         node = node.base
-    if not (isinstance(node, ir.Ref) and node.kind == "field") or isinstance(e.type, MapType):
+    if not (isinstance(node, ir.Ref) and node.kind in ("field", "config")) or isinstance(e.type, MapType):
         return None
-    return node.name, indices[::-1]
+    return node.kind, node.name, indices[::-1]
 
 
 def _abstraction_sources(L: SymLayer, upper_fields: set[str]) -> set[str]:

@@ -155,3 +155,55 @@ def test_a_malformed_member_policy_is_a_diagnostic(policy: str, code: str, words
         load_text(RELEASE.replace("policy { VM(0) -> KServ }", policy), "<test>")
     [d] = info.value.diagnostics
     assert d.code == code and words in d.message, (d.code, d.message)
+
+
+def test_a_condition_over_several_lines_is_printed_whole() -> None:
+    text = RELEASE.replace("policy { VM(0) -> KServ }", "policy {\n  VM(a) -> KServ where a == 0\n"
+                                                           "                    || a == 1\n}") \
+                  .replace("check v == 0 else halt\n                                  ", "")
+    assert "under policy {VM(a) -> KServ where a == 0 || a == 1}" in _theorem(text)
+
+
+@pytest.mark.parametrize("text,words", [
+    ("oracle o : bv[4] from KServ\n", "policy { VM(a) -> KServ where counter(o, KServ) == 0 }"),
+    ("oracle o : bv[4] from KServ\nconst N: bv[32] = counter(o, KServ)\n", "policy { VM(0) -> KServ }"),
+])
+def test_a_counter_is_state_the_policy_and_a_constant_cannot_read(text: str, words: str) -> None:
+    with pytest.raises(DiagnosticError) as info:
+        load_text(text + RELEASE.replace("policy { VM(0) -> KServ }", words), "<test>")
+    [d] = info.value.diagnostics
+    assert d.code == "unsupported" and "mentions an oracle counter, which is state" in d.message
+
+
+def test_a_declared_name_that_is_no_value_is_not_a_member_index() -> None:
+    with pytest.raises(DiagnosticError) as info:
+        load_text("oracle io : bv[4] from KServ\n" + RELEASE.replace("policy { VM(0) -> KServ }",
+                                                                    "policy { VM(io) -> KServ }"), "<test>")
+    [d] = info.value.diagnostics
+    assert d.code == "duplicate" and "`io` is already declared, and is no value" in d.message
+
+
+def test_the_configuration_entry_a_flow_condition_reads_is_shown() -> None:
+    """A step by the partition that owns the wire, which may not send: LR fails, and the only
+    configuration entry that says so is the one the policy's condition reads (no argument or
+    observer has that index)."""
+    text = """\
+type part = bv[2]
+principal T
+principal P(p: part)
+const may_send: map[part] -> bool
+policy { P(p) -> T where may_send[p] }
+layer K {
+  state { owner: principal; wire: bv[2] }
+  init { owner == P(0) }
+  invariant { owner != T }
+  observe T { wire }
+  op go() by owner { wire := 0 }
+}
+"""
+    results = prove_modules([load_text(text, "<test>")], Options())
+    [r] = [r for r in results if r.obligation.id == "K/LR/go/T"]
+    cex = r.counterexample
+    assert r.status is Status.FAILED and cex is not None and cex.doms
+    p = cex.doms[0][2:-1]
+    assert cex.configuration == (f"may_send[{p}] = false",), cex.configuration
