@@ -41,103 +41,123 @@ def expand(checker: Checker, d: ast.LayerDecl, upper: ast.LayerDecl, checked: ir
     Raises CheckFailed, after reporting why, if a part cannot carry over as written."""
     if _incomplete(upper, checked):
         raise CheckFailed()  # a part of U uses a broken global, reported where it is declared
-    inherit = _Inherit(checker, d, upper)
-    name = d.name
-    own = {f.name: f for f in d.state}
-    carried = [f for f in upper.state if f.name not in inherit.defined]
-    for f in carried:
-        if f.name in own:
-            mine = checker.guard(lambda f=f: checker.resolve_type(own[f.name].type))
-            if mine is not None and mine != checked.field_type(f.name):
-                inherit.fail("type-mismatch", own[f.name].span,
-                             f"`{f.name}` is a field of {upper.name} of type {checked.field_type(f.name)}, which "
-                             f"{name} keeps (its abstraction does not define it): a kept field keeps its type; to "
-                             f"change it, define `{f.name}` in {name}'s abstraction", f"{upper.name}'s field is at {f.span}")
-    identity = tuple(ast.AbsDef(f.name, (), ast.Name(f.name, own[f.name].span if f.name in own else f.span),
-                                own[f.name].span if f.name in own else f.span)
-                     for f in carried)
-
-    # `init` is a conjunction: U's conjuncts over carried fields, then L's own. One that mentions
-    # a replaced field is left out; R-INIT (init_L(s) => init_U(α(s))) still requires it of L.
-    init = tuple(p for p, e in zip(upper.init, checked.init) if not inherit.replaced(_fields([e]))) + d.init
-
-    restated = {i.name for i in d.invariants if i.name is not None}
-    known = {i.name for i in upper.invariants if i.name is not None}
-    for inv in d.invariants:
-        if inv.name is not None and not inv.preds and inv.name not in known:
-            close = difflib.get_close_matches(inv.name, sorted(known), n=1)
-            inherit.fail("unknown-name", inv.span,
-                         f"the empty block `invariant {inv.name} {{}}` drops no invariant of {upper.name}: it has "
-                         "none of that name", *([f"did you mean `{close[0]}`?"] if close else []))
-    lowered_preds = iter(checked.invariants)  # one IR invariant per predicate, in order
-    invariants = []
-    for inv in upper.invariants:
-        preds = [next(lowered_preds).pred for _ in inv.preds]
-        if inv.name is not None and inv.name in restated:
-            continue
-        what = f"invariant `{inv.name}`" if inv.name else "an unnamed invariant"
-        fix = (f"restate `invariant {inv.name} {{ ... }}` (an empty block drops it)" if inv.name
-               else f"name it in {upper.name}, and restate it in {name}")
-        if inherit.reads(what, fix, preds, inv.span):
-            invariants.append(inv)
-
-    observed = {o.principal for o in d.observes}
-    observes = []
-    for o in upper.observes:
-        if o.principal in observed:
-            continue
-        obs = checked.observation(o.principal)
-        parts = [e for c in (obs.components if obs else ()) for e in (c.expr, c.where) if e is not None]
-        if inherit.reads(f"the observation of `{o.principal}`", f"restate `observe {o.principal}`",
-                         parts, o.span):
-            observes.append(o)
-
-    # The operations of U that L implements: by name (when U has one), or by `implements`.
-    targets = {op.implements.op if op.implements is not None else op.name for op in d.ops}
-    mine_by_name = {op.name: op for op in d.ops}
-    new_fields = {f for f in own if f not in {u.name for u in upper.state}}
-    ops = []
-    clashes: dict[str, list[ast.OpDecl]] = {}  # a new field of L -> U's operations that bind its name
-    for op in upper.ops:
-        if op.name in targets:
-            continue
-        lowered = checked.op(op.name)
-        assert lowered is not None  # _incomplete: every operation of U is checked
-        if op.name in mine_by_name:
-            inherit.fail("duplicate", mine_by_name[op.name].name_span,
-                         f"{name}'s operation `{op.name}` implements `{mine_by_name[op.name].implements.op}`, "  # type: ignore[union-attr]
-                         f"so {upper.name}'s `{op.name}` would carry over beside it: rename one of them, or "
-                         f"implement `{op.name}` too", f"{upper.name}'s `{op.name}` is at {op.name_span}")
-            continue
-        locals_ = {n for n, _ in lowered.params} | {s.name for s in ir.statements(lowered.body) if isinstance(s, ir.Let)}
-        for clash in new_fields & locals_:
-            clashes.setdefault(clash, []).append(op)
-        fields = ir.op_fields(lowered) | _fields([e for s in ir.statements(lowered.body) if isinstance(s, ir.Bind)
-                                                  for e in (s.value, s.principal, s.source) if e is not None])
-        if inherit.mentions(f"operation `{op.name}`", f"restate `op {op.name}`", fields, op.name_span):
-            ops.append(replace(op, implements=None))  # it refines U's operation of the same name
-
-    for field, where in sorted(clashes.items()):
-        inherit.fail("duplicate", own[field].span,
-                     f"{name}'s new field `{field}` is also a parameter or `let` of {upper.name}'s "
-                     f"operation(s) {', '.join(f'`{op.name}`' for op in where)}, which carry over: rename the "
-                     "field, or restate them", *(f"{upper.name}'s `{op.name}` is at {op.name_span}" for op in where))
-    inherit.report()
-    return replace(d, state=tuple(f for f in carried if f.name not in own) + d.state, init=init,
-                   invariants=tuple(invariants) + d.invariants, observes=tuple(observes) + d.observes,
-                   ops=tuple(ops) + d.ops, abstraction=identity + d.abstraction)
+    x = _Inherit(checker, d, upper, checked)
+    state, abstraction = x.state()
+    expanded = replace(d, state=state, abstraction=abstraction, init=x.init(), invariants=x.invariants(),
+                       observes=x.observations(), ops=x.operations())
+    x.report()
+    return expanded
 
 
 class _Inherit:
-    """What an `extends` layer replaces, and the parts of U that mention it (one error for all)."""
+    """L (`d`) over U (`upper`, with its IR `checked`): each kind of part carried over, and what
+    stops a part from carrying over (reported together, by `report`)."""
 
-    def __init__(self, checker: Checker, d: ast.LayerDecl, upper: ast.LayerDecl) -> None:
+    def __init__(self, checker: Checker, d: ast.LayerDecl, upper: ast.LayerDecl, checked: ir.Layer) -> None:
         self.checker = checker
         self.d = d
         self.upper = upper
-        self.defined = {a.field for a in d.abstraction}
+        self.checked = checked
+        self.defined = {a.field for a in d.abstraction}  # U's fields L replaces
+        self.own = {f.name: f for f in d.state}
         self.problems: list[str] = []  # parts that mention a replaced field
         self.failed = False
+
+    def state(self) -> tuple[tuple[ast.StateField, ...], tuple[ast.AbsDef, ...]]:
+        """U's fields L keeps (with the identity abstraction), then L's own; a kept field that L
+        redeclares keeps its type."""
+        d, upper, own = self.d, self.upper, self.own
+        carried = [f for f in upper.state if f.name not in self.defined]
+        for f in carried:
+            if f.name in own:
+                mine = self.checker.guard(lambda f=f: self.checker.resolve_type(own[f.name].type))
+                theirs = self.checked.field_type(f.name)
+                if mine is not None and mine != theirs:
+                    self.fail("type-mismatch", own[f.name].span,
+                              f"`{f.name}` is a field of {upper.name} of type {theirs}, which {d.name} keeps (its "
+                              f"abstraction does not define it): a kept field keeps its type; to change it, define "
+                              f"`{f.name}` in {d.name}'s abstraction", f"{upper.name}'s field is at {f.span}")
+        identity = tuple(ast.AbsDef(f.name, (), ast.Name(f.name, own[f.name].span if f.name in own else f.span),
+                                    own[f.name].span if f.name in own else f.span) for f in carried)
+        return tuple(f for f in carried if f.name not in own) + d.state, identity + d.abstraction
+
+    def init(self) -> tuple[ast.Expr, ...]:
+        """`init` is a conjunction: U's conjuncts over kept fields, then L's own. One that mentions
+        a replaced field is left out; R-INIT (init_L(s) => init_U(α(s))) still requires it of L."""
+        kept = tuple(p for p, e in zip(self.upper.init, self.checked.init) if not self.replaced(_fields([e])))
+        return kept + self.d.init
+
+    def invariants(self) -> tuple[ast.Invariant, ...]:
+        """U's blocks that L does not restate by name, then L's; an empty block drops one."""
+        d, upper = self.d, self.upper
+        restated = {i.name for i in d.invariants if i.name is not None}
+        known = {i.name for i in upper.invariants if i.name is not None}
+        for inv in d.invariants:
+            if inv.name is not None and not inv.preds and inv.name not in known:
+                close = difflib.get_close_matches(inv.name, sorted(known), n=1)
+                self.fail("unknown-name", inv.span,
+                          f"the empty block `invariant {inv.name} {{}}` drops no invariant of {upper.name}: it has "
+                          "none of that name", *([f"did you mean `{close[0]}`?"] if close else []))
+        lowered = iter(self.checked.invariants)  # one IR invariant per predicate, in order
+        kept = []
+        for inv in upper.invariants:
+            preds = [next(lowered).pred for _ in inv.preds]
+            if inv.name is not None and inv.name in restated:
+                continue
+            what = f"invariant `{inv.name}`" if inv.name else "an unnamed invariant"
+            fix = (f"restate `invariant {inv.name} {{ ... }}` (an empty block drops it)" if inv.name
+                   else f"name it in {upper.name}, and restate it in {d.name}")
+            if self.reads(what, fix, preds, inv.span):
+                kept.append(inv)
+        return tuple(kept) + d.invariants
+
+    def observations(self) -> tuple[ast.Observe, ...]:
+        """U's observation of each principal L does not observe, then L's."""
+        observed = {o.principal for o in self.d.observes}
+        kept = []
+        for o in self.upper.observes:
+            if o.principal in observed:
+                continue
+            obs = self.checked.observation(o.principal)
+            parts = [e for c in (obs.components if obs else ()) for e in (c.expr, c.where) if e is not None]
+            if self.reads(f"the observation of `{o.principal}`", f"restate `observe {o.principal}`", parts, o.span):
+                kept.append(o)
+        return tuple(kept) + self.d.observes
+
+    def operations(self) -> tuple[ast.OpDecl, ...]:
+        """U's operations that no operation of L implements (by name, or by `implements`), each
+        refining U's operation of the same name, then L's."""
+        d, upper = self.d, self.upper
+        targets = {op.implements.op if op.implements is not None else op.name for op in d.ops}
+        mine = {op.name: op for op in d.ops}
+        new_fields = {f for f in self.own if f not in {u.name for u in upper.state}}
+        clashes: dict[str, list[ast.OpDecl]] = {}  # a new field of L -> U's operations that bind its name
+        kept = []
+        for op in upper.ops:
+            if op.name in targets:
+                continue
+            lowered = self.checked.op(op.name)
+            assert lowered is not None  # _incomplete: every operation of U is checked
+            if op.name in mine:
+                self.fail("duplicate", mine[op.name].name_span,
+                          f"{d.name}'s operation `{op.name}` implements `{mine[op.name].implements.op}`, "  # type: ignore[union-attr]
+                          f"so {upper.name}'s `{op.name}` would carry over beside it: rename one of them, or "
+                          f"implement `{op.name}` too", f"{upper.name}'s `{op.name}` is at {op.name_span}")
+                continue
+            names = {n for n, _ in lowered.params} | {s.name for s in ir.statements(lowered.body) if isinstance(s, ir.Let)}
+            for clash in new_fields & names:
+                clashes.setdefault(clash, []).append(op)
+            binds = [e for s in ir.statements(lowered.body) if isinstance(s, ir.Bind)
+                     for e in (s.value, s.principal, s.source) if e is not None]
+            if self.mentions(f"operation `{op.name}`", f"restate `op {op.name}`",
+                             ir.op_fields(lowered) | _fields(binds), op.name_span):
+                kept.append(replace(op, implements=None))  # it refines U's operation of the same name
+        for field, where in sorted(clashes.items()):
+            self.fail("duplicate", self.own[field].span,
+                      f"{d.name}'s new field `{field}` is also a parameter or `let` of {upper.name}'s "
+                      f"operation(s) {', '.join(f'`{op.name}`' for op in where)}, which carry over: rename the "
+                      "field, or restate them", *(f"{upper.name}'s `{op.name}` is at {op.name_span}" for op in where))
+        return tuple(kept) + d.ops
 
     def replaced(self, fields: set[str]) -> list[str]:
         return sorted(fields & self.defined)
