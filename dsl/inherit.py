@@ -147,10 +147,8 @@ class _Inherit:
             names = {n for n, _ in lowered.params} | {s.name for s in ir.statements(lowered.body) if isinstance(s, ir.Let)}
             for clash in new_fields & names:
                 clashes.setdefault(clash, []).append(op)
-            binds = [e for s in ir.statements(lowered.body) if isinstance(s, ir.Bind)
-                     for e in (s.value, s.principal, s.source) if e is not None]
             if self.mentions(f"operation `{op.name}`", f"restate `op {op.name}`",
-                             ir.op_fields(lowered) | _fields(binds), op.name_span):
+                             ir.op_fields(lowered, binds=True), op.name_span):
                 kept.append(replace(op, implements=None))  # it refines U's operation of the same name
         for field, where in sorted(clashes.items()):
             self.fail("duplicate", self.own[field].span,

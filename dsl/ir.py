@@ -364,25 +364,34 @@ class Module:
         raise KeyError(name)
 
 
-def op_fields(op: Op, oracle_field: Callable[[str], str] | None = None) -> set[str]:
-    """State fields an operation mentions in its dom, conditions, assignments and results (not
-    in its binds); with `oracle_field`, also the field it names for each oracle read or counter."""
+def evaluated(s: Stmt) -> tuple[Expr, ...]:
+    """The expressions a statement evaluates itself (not those of its branches)."""
+    if isinstance(s, Assign):
+        return (*(p for p in s.path if not isinstance(p, str)), s.value)
+    if isinstance(s, Check):
+        return (s.cond,) if s.on_fail is None else (s.cond, s.on_fail)
+    if isinstance(s, If):
+        return (s.cond,)
+    if isinstance(s, (Let, Return)):
+        return (s.value,)
+    if isinstance(s, Bind):
+        return (s.value, s.source) if s.principal is None else (s.value, s.source, s.principal)
+    return ()
+
+
+def op_fields(op: Op, oracle_field: Callable[[str], str] | None = None, binds: bool = False) -> set[str]:
+    """State fields an operation mentions in its dom, conditions, assignments and results, and
+    with `binds` in its binds; with `oracle_field`, also the field it names for each oracle read
+    or counter."""
     found: set[str] = set()
     collect_fields(op.dom, found, oracle_field)
     for s in statements(op.body):
-        exprs: list[Expr | None]
+        if isinstance(s, Bind) and not binds:
+            continue
         if isinstance(s, Assign):
             found.add(s.field)
-            exprs = [s.value, *(p for p in s.path if not isinstance(p, str))]
-        elif isinstance(s, (If, Check)):
-            exprs = [s.cond, s.on_fail if isinstance(s, Check) else None]
-        elif isinstance(s, (Let, Return)):
-            exprs = [s.value]
-        else:
-            exprs = []
-        for e in exprs:
-            if e is not None:
-                collect_fields(e, found, oracle_field)
+        for e in evaluated(s):
+            collect_fields(e, found, oracle_field)
     return found
 
 

@@ -128,7 +128,7 @@ class Executor:
 
     def stmt(self, s: ir.Stmt, guard: z3.BoolRef) -> z3.BoolRef:
         enc, step = self.enc, self.step
-        evaluated = _evaluated(s)
+        evaluated = ir.evaluated(s)
         if evaluated:
             step.trace.append((evaluated, Env(enc, dict(self.state), dict(self.vars)), guard))
         if isinstance(s, ir.Let):
@@ -186,21 +186,6 @@ class Executor:
             return RecordVal(fields)
         assert isinstance(old, MapVal)
         return self.enc.store(old, head, self.update(self.enc.select(old, head), rest, value))
-
-
-def _evaluated(s: ir.Stmt) -> tuple[ir.Expr, ...]:
-    """The expressions a statement evaluates itself (not those of its branches)."""
-    if isinstance(s, ir.Assign):
-        return (*(p for p in s.path if not isinstance(p, str)), s.value)
-    if isinstance(s, ir.Check):
-        return (s.cond,) if s.on_fail is None else (s.cond, s.on_fail)
-    if isinstance(s, ir.If):
-        return (s.cond,)
-    if isinstance(s, (ir.Let, ir.Return)):
-        return (s.value,)
-    if isinstance(s, ir.Bind):
-        return (s.value, s.source) if s.principal is None else (s.value, s.source, s.principal)
-    return ()
 
 
 def execute(enc: Encoder, oracles: Oracles, op: ir.Op, pre: dict[str, Value],

@@ -223,11 +223,16 @@ def flows_term(enc: Encoder, module: ir.Module, source: z3.ExprRef, target: z3.E
     for f in module.flows:
         case = [pe.is_(f.source, source), pe.is_(f.target, target)]
         if f.cond is not None:
-            bound = {var: pe.param(name, term) for var, name, term in
-                     ((f.source_var, f.source, source), (f.target_var, f.target, target)) if var is not None}
-            case.append(pred(f.cond, Env(enc, {}, bound)))
+            case.append(pred(f.cond, flow_scope(enc, f, source, target)))
         cases.append(z3.And(case))
     return z3.Or(cases)
+
+
+def flow_scope(enc: Encoder, f: ir.Flow, source: z3.ExprRef, target: z3.ExprRef) -> Env:
+    """Where a flow's condition is evaluated: its names bound to the two principals' indices."""
+    pe = enc.principals
+    return Env(enc, {}, {var: pe.param(name, term) for var, name, term in
+                         ((f.source_var, f.source, source), (f.target_var, f.target, target)) if var is not None})
 
 
 def op_fields(op: ir.Op) -> set[str]:

@@ -20,7 +20,7 @@ from microverify.dsl.spans import Span
 from microverify.dsl.types import BoolType, BVType, EnumType, MapType, PrincipalType, RecordType, Type
 from microverify.layers.encoding import MapVal, RecordVal, Value
 from microverify.layers.lower import Env, scalar
-from microverify.layers.model import Labeled, State, SymLayer, collect_fields, op_fields
+from microverify.layers.model import Labeled, State, SymLayer, collect_fields, flow_scope, op_fields
 from microverify.oracles.oracles import counter_field
 from microverify.prover.formula import Formula, Table
 from microverify.prover.obligations import Kind, Obligation
@@ -370,9 +370,7 @@ class _Entries:
         pe = L.enc.principals
         for f in L.module.flows:
             if f.cond is not None and self.x.holds(pe.is_(f.source, source)) and self.x.holds(pe.is_(f.target, target)):
-                bound = {var: pe.param(name, term) for var, name, term in
-                         ((f.source_var, f.source, source), (f.target_var, f.target, target)) if var is not None}
-                self.walk(f.cond, Env(L.enc, {}, bound))
+                self.walk(f.cond, flow_scope(L.enc, f, source, target))
 
 
 def _field_chain(e: ir.Expr) -> tuple[str, str, list[ir.Expr]] | None:
