@@ -6,12 +6,14 @@ rejects it without the flow; transitivity is decided by the solver."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import z3
 
 from conftest import assert_replayed
 from microverify.dsl.diagnostics import DiagnosticError
-from microverify.dsl.loader import load_text
+from microverify.dsl.loader import load_file, load_text
 from microverify.dsl.types import PRINCIPAL
 from microverify.layers.interpret import Interpreter
 from microverify.layers.model import SymLayer
@@ -207,3 +209,22 @@ layer K {
     assert r.status is Status.FAILED and cex is not None and cex.doms
     p = cex.doms[0][2:-1]
     assert cex.configuration == (f"may_send[{p}] = false",), cex.configuration
+
+
+@pytest.mark.parametrize("order", ["spec first", "importer first"])
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_leak_under_a_configured_member_policy_in_an_extends_layer_is_never_proved(
+        order: str, encoding: str, tmp_path: Path) -> None:
+    """The three new constructs together, over two files loaded in either order: the transmitter
+    kernel (a policy whose condition reads a configuration constant), and a layer that extends it
+    and sends without asking the configuration. Two runs: may_send[1] = false, msg[1] = 0 in s
+    and 1 in t; the Transmitter cannot tell them apart, and after send(1) its wire differs."""
+    (tmp_path / "spec.mv").write_text(TRANSMIT)
+    (tmp_path / "lower.mv").write_text('import "spec.mv"\nlayer Sender extends K {\n'
+                                       '  op send(p: part) by Partition(p) { wire := msg[p] }\n}\n')
+    files = ["spec.mv", "lower.mv"] if order == "spec first" else ["lower.mv", "spec.mv"]
+    results = prove_modules([load_file(tmp_path / f, {}) for f in files], Options(encoding=encoding))
+    mine = {r.obligation.id: r for r in results if r.obligation.layer == "Sender"}
+    assert [r.obligation.id for r in mine.values() if r.status is not Status.PROVED] == ["Sender/R-STEP/send"]
+    assert mine["Sender/R-STEP/send"].status is Status.FAILED and mine["Sender/R-STEP/send"].counterexample
+    assert_replayed(results, too_large_ok=True)
