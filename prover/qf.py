@@ -13,6 +13,11 @@ hypotheses, and the goal as it is asserted: negated for a validity obligation):
 1. Skolemization. A quantifier that is existential where it is asserted (`exists` in a positive
    position, `forall` in a negative one, e.g. in the negated goal) and is not under a universal
    one becomes its body over fresh constants. Equisatisfiable.
+1a. Names for quantifiers in both polarities. A quantifier Q without free variables under `==`
+   of Booleans or an `if` condition (a `check` on an `exists` in an operation), too large to
+   expand into a disjunction, becomes a fresh Boolean b with the hypotheses b → Q and Q → b:
+   equisatisfiable (b is Q's value in any model). Q now occurs in one polarity in each, so it is
+   skolemized in the first where it is existential and instantiated (pass 3) in the other.
 1b. Index-linking definitions (prover/linking.py). A universal hypothesis `∀v̄. a[f(v̄)] = e(v̄)`
    outside the fragment, f laying v̄ out in the index's bits (`owner[zext(v, 12)] = VM(v)`), is
    substituted away: `a` becomes λj. if j ∈ range(f) then e(f⁻¹(j)) else a0[j], equisatisfiably.
@@ -64,7 +69,7 @@ from microverify.prover import linking
 
 EXPAND_LIMIT = 256  # the most values an exact expansion of one quantifier may range over
 SPLIT_LIMIT = 4  # the same for an expansion into a disjunction (existential, or both polarities)
-MAX_ROUNDS = 4  # growing the index set I with the terms the instances read at, until it closes
+MAX_ROUNDS = 8  # growing the index set I with the terms the instances read at, until it closes
 INSTANCE_LIMIT = 4096  # the most instances one round of pass 3 may make, all quantifiers together
 
 
@@ -111,6 +116,12 @@ def _simplify(t: z3.ExprRef) -> z3.ExprRef:
     bit-vectors whole: by default it splits `k < 10` into tests of k's high and low bits, which
     would hide a guard of the fragment."""
     return z3.simplify(t, bv_le2extract=False)
+
+
+def _expandable(q: z3.QuantifierRef, limit: int) -> bool:
+    """Whether q's bound variables have at most `limit` values together."""
+    sizes = [_sort_size(q.var_sort(i)) for i in range(q.num_vars())]
+    return all(n is not None for n in sizes) and math.prod(n or 0 for n in sizes) <= limit
 
 
 def _sort_size(sort: z3.SortRef) -> int | None:
@@ -351,8 +362,9 @@ class _Eliminator:
         self.linked: list[linking.Linked] = []  # index-linking definitions (pass 1b)
         self.weaken = weaken  # pass 3w allowed
         self.weakened: list[str] = []  # the quantifiers pass 3w instantiated this round
+        self.named: list[z3.BoolRef] = []  # definitions of names of quantifiers (pass 1a)
 
-    # -- passes 0 and 1, in one walk
+    # -- passes 0, 1 and 1a, in one walk
     def skolemize(self, t: z3.ExprRef, pol: int) -> z3.ExprRef:
         pairs = []
         for q, pols in _outermost(self.terms, t, pol).values():
@@ -361,7 +373,20 @@ class _Eliminator:
             elif len(pols) == 1 and _existential(q, p := next(iter(pols))):
                 _, body = _open(q, "sk")
                 pairs.append((q, self.skolemize(body, p)))
+            elif (len(pols) > 1 or 0 in pols) and not _expandable(q, SPLIT_LIMIT):
+                name = z3.FreshBool("named", self.ctx)
+                self.named += [z3.Implies(name, q), z3.Implies(q, name)]
+                pairs.append((q, name))
         return z3.substitute(t, *pairs) if pairs else t
+
+    def name_definitions(self) -> list[z3.BoolRef]:
+        """The definitions of the names pass 1a gave quantifiers in both polarities, each
+        quantifier now in one polarity (and skolemized where it is existential)."""
+        out: list[z3.BoolRef] = []
+        while self.named:
+            batch, self.named = self.named, []
+            out += [self.skolemize(t, 1) for t in batch]  # type: ignore[misc]
+        return out
 
     # -- pass 2
     def collect_index(self, roots: list[z3.ExprRef]) -> None:
@@ -400,8 +425,7 @@ class _Eliminator:
         cap: int | None = None  # how many instances, if not all
         if atoms is not None:
             choices = [self._choices(c, atoms[c.get_id()]) for c in consts]
-        elif all(_sort_size(s) is not None for s in sorts) and \
-                math.prod(_sort_size(s) or 0 for s in sorts) <= limit:
+        elif _expandable(q, limit):
             choices = [[(v, []) for v in _values(s)] for s in sorts]
             budget //= math.prod(len(c) for c in choices)
         elif universal and self.weaken:
@@ -726,7 +750,8 @@ def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polari
     e = _Eliminator(ctx, weaken)
     polarity = [1] * len(hypotheses) + [goal_polarity] * len(goals)
     skolem = [e.skolemize(_simplify(t), p) for t, p in zip(hypotheses + goals, polarity)]
-    definitions = e.definitions.take()  # universal hypotheses: nothing to skolemize
+    named = e.name_definitions()
+    definitions = e.definitions.take() + named  # universal hypotheses: nothing to skolemize
     linked, e.linked = linking.find(skolem + definitions, polarity + [1] * len(definitions))
     if e.linked:  # pass 1b: Λ's reads beta-reduced, through writes at ground indices
         reads = _Reads(ctx)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROOFS, small_sizes
+from conftest import PROOFS, configuration
 
 # B's write lands on page SECRET; A observes the pages below LIMIT. Secure as written (15 >= 8);
 # -D SECRET=3 makes B's write visible to A: local respect fails.
@@ -97,11 +97,13 @@ def test_a_resize_width_may_name_a_type(tmp_path: Path) -> None:
     assert r.returncode == 2 and "`trunc(e, T)` takes a bit-vector type, and `half` is bool" in r.stderr, r.stderr
 
 
-def test_xmhf_states_its_small_configuration_and_it_checks() -> None:
-    defines = small_sizes("xmhf")
-    assert "pfn=bv[8]" in defines
-    args = [a for d in defines for a in ("-D", d)]
-    assert prove(str(PROOFS / "xmhf"), "--check", *args).returncode == 0
+@pytest.mark.parametrize("system,name", [("xmhf", "small"), ("sekvm", "hardware")])
+def test_a_shipped_system_states_its_second_configuration_and_it_checks(system: str, name: str) -> None:
+    config = configuration(system)
+    assert config is not None and config.name == name
+    args = [a for d in config.defines for a in ("-D", d)]
+    files = [str(PROOFS / system / f) for f in config.files] or [str(PROOFS / system)]
+    assert prove(*files, "--check", *args).returncode == 0
 
 
 def test_an_error_in_a_file_two_roots_load_is_reported_once() -> None:

@@ -145,6 +145,98 @@ def test_what_cannot_go_is_kept_and_said() -> None:
     assert "outside the array property fragment" in e.kept[0]
 
 
+BV16 = z3.BitVecSort(16)
+
+
+def _named_cases() -> list[tuple[list[z3.BoolRef], list[z3.BoolRef], z3.CheckSatResult]]:
+    """Validity checks with an `exists` over 2^16 pages in both polarities (a `check` on it in
+    an operation is an `if` condition), and their answers."""
+    (a,) = arrays("a", index=BV16)
+    p, q, k = z3.BitVecs("p q k", 16)
+    x, c = z3.BitVec("x", 8), z3.Bool("c")
+    some = z3.Exists([p], a[p] == 5)
+    none = z3.ForAll([k], a[k] != 5)
+    return [([c == some, a[q] == 5], [c], z3.unsat),
+            ([c == some, none], [z3.Not(c)], z3.unsat),
+            ([c == some, none], [c], z3.sat),
+            ([c == some], [c], z3.sat),
+            ([z3.If(some, x == 1, x == 2), a[q] == 5], [x == 1], z3.unsat),
+            ([z3.If(some, x == 1, x == 2), a[q] == 5], [x == 2], z3.sat),
+            ([z3.If(some, x == 1, x == 2), none], [x == 2], z3.unsat),
+            ([z3.If(some, x == 1, x == 2)], [z3.Or(x == 1, x == 2)], z3.unsat),
+            ([z3.If(some, x == 1, x == 2), a[q] != 5], [x == 2], z3.sat)]
+
+
+@pytest.mark.parametrize("case", range(len(_named_cases())))
+def test_a_quantifier_in_both_polarities_is_named_and_gives_z3s_answer(case: int) -> None:
+    """Pass 1a: a quantifier under `==` or an `if` condition, too large to expand, becomes a
+    fresh Boolean with two definitions of one polarity each (an equivalence), so its universal
+    direction is instantiated and its existential one skolemized: no quantifier is left, and
+    the answer is Z3's on the quantified formula."""
+    hyps, goals, answer = _named_cases()[case]
+    e = eliminate(hyps, goals, -1)
+    assert e.quantifier_free, e.kept
+    assert verdict(hyps, goals, eliminated=True) == answer
+    assert verdict(hyps, goals, eliminated=False) == answer
+
+
+def test_a_small_quantifier_in_both_polarities_is_still_expanded() -> None:
+    (a,) = arrays("a", index=z3.BitVecSort(2))
+    p, x = z3.BitVec("p", 2), z3.BitVec("x", 8)
+    e = eliminate([z3.If(z3.Exists([p], a[p] == 5), x == 1, x == 2)], [x == 1], -1)
+    assert e.quantifier_free and not e.definitions  # four disjuncts, no name
+
+
+REGISTER = """\
+principal KServ
+principal VM(v: vmid)
+type vmid = bv[16]
+type pfn = bv[36]
+layer Reuse {
+  state { owner : map[pfn] -> principal
+          mem : map[pfn] -> bv[8]
+          used : map[vmid] -> bool }
+  init { forall p: pfn. owner[p] == KServ; forall v: vmid. !used[v] }
+  observe KServ { used; owner[p] == KServ for p: pfn; mem[p] for p: pfn where owner[p] == KServ }
+  // A VMID is reused only once the old VM has no pages left (KCore panics otherwise).
+  op register(v: vmid) by KServ -> bool {
+    check !(exists q: pfn. owner[q] == VM(v)) else halt
+    used[v] := true
+    return true
+  }
+  op give(v: vmid, p: pfn) by KServ {
+    check owner[p] == KServ && used[v] else halt
+    owner[p] := VM(v)
+  }
+  op store(v: vmid, p: pfn, x: bv[8]) by VM(v) {
+    check owner[p] == VM(v) else halt
+    mem[p] := x
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+def test_an_exists_in_a_check_is_quantifier_free_at_wide_sorts_and_a_leak_under_it_is_found(
+        tmp_path: Path, encoding: str) -> None:
+    """The shape of SeKVM's register_vm at hardware sizes. The leak: register tells KServ
+    whether VM v still has pages (KServ sees only which pages are its own), where KCore should
+    panic. Two runs where page 1 is VM(1)'s in one and VM(2)'s in the other: register(1)
+    returns false in the first and true in the second."""
+    (tmp_path / "reuse.mv").write_text(REGISTER)
+    secure = prove_pairs(obligations([load_file(tmp_path / "reuse.mv", {})]), Options(encoding=encoding))
+    assert all(r.status is Status.PROVED for r in secure), [(r.obligation.id, r.status.value) for r in secure]
+    if encoding == "qf":
+        assert not any(r.quantified for r in secure)
+    (tmp_path / "reuse.mv").write_text(REGISTER.replace("owner[q] == VM(v)) else halt", "owner[q] == VM(v)) else return false"))
+    leaky = prove_pairs(obligations([load_file(tmp_path / "reuse.mv", {})]), Options(encoding=encoding))
+    assert {r.obligation.id for r in leaky if r.status is not Status.PROVED} == {"Reuse/OC/register",
+                                                                                "Reuse/WSC/register/KServ"}
+    if encoding == "qf":
+        assert all(r.status is Status.FAILED for r in leaky if r.status is not Status.PROVED)
+        assert_replayed(leaky, too_large_ok=True)
+
+
 # -- property: on random formulas of the shape the lowering produces, the quantifier-free
 #    encoding gives Z3's answer on the quantified one (over an 8-bit index; every quantifier is in
 #    the fragment, so its instances over I and the λs of each region are what is tested).
@@ -315,3 +407,40 @@ def test_a_growing_index_set_stops_at_the_instance_limit(monkeypatch: pytest.Mon
     monkeypatch.setattr(qf, "INSTANCE_LIMIT", 2)  # the first round is already over it: nothing is used
     first = eliminate([grow, p != q], [c[a[p] ^ a[q]] == 0], -1, weaken=True)
     assert not first.quantifier_free and first.kept == ["the index set did not close within 2 instances per round"]
+
+
+def test_a_validity_obligation_is_first_tried_exactly_and_a_failure_still_comes_from_qf(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """solve._proved_exactly: Z3 on the formula with its quantifiers, under a quarter of the
+    rlimit, proves what it can (an `unsat` there is a proof); anything else is solved in the
+    quantifier-free encoding, so a leak still fails with a counterexample."""
+    from microverify.prover import solve as solving
+    built: list[tuple[str, str]] = []
+    real_build = solving.build
+
+    def spy(module, ob, ctx, encoding="qf"):  # type: ignore[no-untyped-def]
+        built.append((ob.id, encoding))
+        return real_build(module, ob, ctx, encoding)
+
+    monkeypatch.setattr(solving, "build", spy)
+    (tmp_path / "reuse.mv").write_text(REGISTER)
+    pairs = obligations([load_file(tmp_path / "reuse.mv", {})])
+    secure = prove_pairs(pairs, Options())
+    assert all(r.status is Status.PROVED for r in secure)
+    exact = {i for i, enc in built if enc == "quantified"} - {i for i, enc in built if enc == "qf"}
+    assert "Reuse/WSC/register/KServ" in exact and "Reuse/INV/give" in exact
+    assert not any(i.startswith("Reuse/VAC") for i in exact)  # satisfiability: qf only
+    built.clear()
+    (tmp_path / "reuse.mv").write_text(REGISTER.replace("owner[q] == VM(v)) else halt", "owner[q] == VM(v)) else return false"))
+    leaky = prove_pairs(obligations([load_file(tmp_path / "reuse.mv", {})]), Options())
+    failed = [r for r in leaky if r.status is not Status.PROVED]
+    assert {r.obligation.id for r in failed} == {"Reuse/OC/register", "Reuse/WSC/register/KServ"}
+    assert all(r.status is Status.FAILED and r.counterexample is not None for r in failed)
+    assert {(r.obligation.id, "qf") for r in failed} <= set(built)
+    # With no budget for the exact check, everything is proved in the quantifier-free encoding.
+    monkeypatch.setattr(solving, "EXACT_SHARE", 10**9)
+    built.clear()
+    (tmp_path / "reuse.mv").write_text(REGISTER)
+    again = prove_pairs(obligations([load_file(tmp_path / "reuse.mv", {})]), Options())
+    assert all(r.status is Status.PROVED for r in again)
+    assert {i for i, enc in built if enc == "qf"} == {r.obligation.id for r in again}

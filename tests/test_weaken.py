@@ -140,15 +140,21 @@ def test_a_universal_is_instantiated_at_the_bits_an_index_holds() -> None:
 
 
 def test_only_a_universal_in_effect_is_weakened() -> None:
-    """A quantifier under `==` between Booleans has both polarities: instantiating it would
-    not weaken the formula, so it stays, and the formula is not quantifier-free."""
+    """A quantifier under `==` between Booleans has both polarities: instantiating it there
+    would not weaken the formula. Pass 1a names it first, so only the direction where it is
+    universal is weakened (the other is skolemized), and a goal the hypothesis does not imply
+    stays unproved; one it implies is proved."""
     ctx = z3.Context()
     a = z3.Array("a", z3.BitVecSort(64, ctx), z3.BitVecSort(8, ctx))
     v, u = _bv("v", 32, ctx), _bv("u", 32, ctx)
     p = z3.Bool("p", ctx)
     hyps = [p == z3.ForAll([u], a[z3.Concat(v, u)] == 0)]
-    e = qf.eliminate(hyps, [p], -1, weaken=True)
-    assert e.kept and not e.weakened
+    for goal, implied in ((p, False), (z3.Implies(p, a[z3.Concat(v, z3.BitVecVal(7, 32, ctx))] == 0), True)):
+        e = qf.eliminate(hyps, [goal], -1, weaken=True)
+        assert not e.kept and e.weakened and len(e.weakened) == 1, (e.kept, e.weakened)
+        s = z3.Solver(ctx=ctx)
+        s.add(e.hypotheses + e.side + e.definitions + [z3.Not(z3.And(e.goals))])
+        assert (s.check() == z3.unsat) is implied
 
 
 CHAIN = """\
