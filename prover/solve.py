@@ -133,6 +133,11 @@ def build(module: ir.Module, ob: Obligation, ctx: z3.Context, encoding: str = "q
     wellformed = formula.layer.enc.wellformed
     if wellformed:
         formula.hypotheses.insert(0, Labeled("well-formed values", z3.And(wellformed)))
+    return encode(formula, encoding)
+
+
+def encode(formula: Formula, encoding: str) -> Formula:
+    """The formula as `build` leaves it in `encoding`, from the formula `formulate` made."""
     removed = encoding == "qf" and _quantifier_free(formula)
     formula.quantified = not removed and \
         qf.has_quantifier([h.term for h in formula.hypotheses] + [g.term for g in formula.goals])
@@ -226,12 +231,21 @@ def solve(module: ir.Module, ob: Obligation, options: Options, cache: Cache | No
         result = Result(ob, Status.PROVED, elapsed, hit.rlimit_used, elapsed, cached=True, warnings=warnings,
                         quantified=hit.quantified)
     else:
-        exactly = _proved_exactly(ob, sliced, options, start) if options.encoding == "qf" else None
+        exact = options.encoding == "qf"  # try the exact formula first (_proved_exactly)
+        formula = build(sliced, ob, z3.Context(), "quantified" if exact else options.encoding)
+        lowered = time.perf_counter() - start
+        tried = exact and _exactly_worth_trying(formula)
+        exactly = _proved_exactly(ob, formula, options, start, lowered) if tried else None
         if exactly is not None:
             result = replace(exactly, warnings=warnings)
         else:
-            formula = build(sliced, ob, z3.Context(), options.encoding)
-            result = replace(_check(ob, formula, options, start, time.perf_counter() - start), warnings=warnings)
+            if tried:  # its context has been used: solved afresh, as without the exact check
+                formula = build(sliced, ob, z3.Context(), options.encoding)
+                lowered = time.perf_counter() - start
+            elif exact:
+                formula = encode(formula, options.encoding)
+                lowered = time.perf_counter() - start
+            result = replace(_check(ob, formula, options, start, lowered), warnings=warnings)
             if result.status is Status.UNKNOWN:
                 result = replace(result, detail=result.detail + _remedy(formula, options))
         if cache is not None and result.status is Status.PROVED:
@@ -279,7 +293,13 @@ def _vacuity_check(formula: Formula, options: Options) -> tuple[z3.Solver, dict[
 EXACT_SHARE = 4  # the first, exact check of a validity obligation may use rlimit / EXACT_SHARE
 
 
-def _proved_exactly(ob: Obligation, sliced: ir.Module, options: Options, start: float) -> Result | None:
+def _exactly_worth_trying(formula: Formula) -> bool:
+    """A validity obligation whose formula keeps quantifiers (without any, the two encodings are
+    the same formula; a satisfiability check needs the quantifier-free one)."""
+    return formula.mode == "valid" and formula.quantified
+
+
+def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: float, lowered: float) -> Result | None:
     """PROVED, if Z3 proves the validity obligation on its formula as it is, quantifiers and
     all, within a quarter of the resource limit, its hypotheses being satisfiable; else None,
     and the quantifier-free encoding is built and solved as it would be without this check.
@@ -290,11 +310,6 @@ def _proved_exactly(ob: Obligation, sliced: ir.Module, options: Options, start: 
     the time, while Z3's own instantiation needs few (SeKVM's top layer at hardware sizes
     proves in well under half the time this way, docs/theory.md §9). A `sat` or `unknown` here
     says nothing: counterexamples and everything else come from the quantifier-free encoding."""
-    lower = time.perf_counter()
-    formula = build(sliced, ob, z3.Context(), "quantified")
-    if formula.mode != "valid" or not formula.quantified:
-        return None
-    lowered = time.perf_counter() - lower
     vacuity = _vacuity_check(formula, options)
     if vacuity is None or vacuity[0].check() != z3.sat:
         return None

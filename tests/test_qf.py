@@ -10,7 +10,7 @@ import z3
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_replayed, validity_check
+from conftest import SPLIT_ORDERS, assert_replayed, split_over_two_files, validity_check
 from microverify.dsl.loader import load_file
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover import qf
@@ -415,32 +415,60 @@ def test_a_validity_obligation_is_first_tried_exactly_and_a_failure_still_comes_
     rlimit, proves what it can (an `unsat` there is a proof); anything else is solved in the
     quantifier-free encoding, so a leak still fails with a counterexample."""
     from microverify.prover import solve as solving
-    built: list[tuple[str, str]] = []
-    real_build = solving.build
+    exact: list[str] = []  # proved by the exact check
+    checked: list[tuple[str, bool]] = []  # solved by _check, and whether quantifier-free
+    real_exactly, real_check = solving._proved_exactly, solving._check
 
-    def spy(module, ob, ctx, encoding="qf"):  # type: ignore[no-untyped-def]
-        built.append((ob.id, encoding))
-        return real_build(module, ob, ctx, encoding)
+    def spy_exactly(ob, formula, *args):  # type: ignore[no-untyped-def]
+        result = real_exactly(ob, formula, *args)
+        if result is not None:
+            exact.append(ob.id)
+        return result
 
-    monkeypatch.setattr(solving, "build", spy)
+    def spy_check(ob, formula, *args):  # type: ignore[no-untyped-def]
+        checked.append((ob.id, not formula.quantified))
+        return real_check(ob, formula, *args)
+
+    monkeypatch.setattr(solving, "_proved_exactly", spy_exactly)
+    monkeypatch.setattr(solving, "_check", spy_check)
     (tmp_path / "reuse.mv").write_text(REGISTER)
-    pairs = obligations([load_file(tmp_path / "reuse.mv", {})])
-    secure = prove_pairs(pairs, Options())
+    secure = prove_pairs(obligations([load_file(tmp_path / "reuse.mv", {})]), Options())
     assert all(r.status is Status.PROVED for r in secure)
-    exact = {i for i, enc in built if enc == "quantified"} - {i for i, enc in built if enc == "qf"}
     assert "Reuse/WSC/register/KServ" in exact and "Reuse/INV/give" in exact
     assert not any(i.startswith("Reuse/VAC") for i in exact)  # satisfiability: qf only
-    built.clear()
+    assert sorted(exact + [i for i, _ in checked]) == sorted(r.obligation.id for r in secure)
+    assert all(qf_form for _, qf_form in checked)
+    exact.clear()
+    checked.clear()
     (tmp_path / "reuse.mv").write_text(REGISTER.replace("owner[q] == VM(v)) else halt", "owner[q] == VM(v)) else return false"))
     leaky = prove_pairs(obligations([load_file(tmp_path / "reuse.mv", {})]), Options())
     failed = [r for r in leaky if r.status is not Status.PROVED]
     assert {r.obligation.id for r in failed} == {"Reuse/OC/register", "Reuse/WSC/register/KServ"}
     assert all(r.status is Status.FAILED and r.counterexample is not None for r in failed)
-    assert {(r.obligation.id, "qf") for r in failed} <= set(built)
+    assert {(r.obligation.id, True) for r in failed} <= set(checked)
     # With no budget for the exact check, everything is proved in the quantifier-free encoding.
     monkeypatch.setattr(solving, "EXACT_SHARE", 10**9)
-    built.clear()
+    exact.clear()
+    checked.clear()
     (tmp_path / "reuse.mv").write_text(REGISTER)
     again = prove_pairs(obligations([load_file(tmp_path / "reuse.mv", {})]), Options())
-    assert all(r.status is Status.PROVED for r in again)
-    assert {i for i, enc in built if enc == "qf"} == {r.obligation.id for r in again}
+    assert all(r.status is Status.PROVED for r in again) and not exact
+    assert sorted(i for i, _ in checked) == sorted(r.obligation.id for r in again)
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_the_register_leak_is_never_proved_over_two_files_in_either_order(
+        tmp_path: Path, encoding: str, order: str) -> None:
+    """The leak of REGISTER (register tells KServ whether VM v still has pages) in a file that
+    another one imports, loaded in either order: pass 1a and the exact-first check must not let
+    it prove; only register's OC and WSC for KServ are not proved, and in the qf encoding they
+    fail with a counterexample."""
+    leaky = REGISTER.replace("owner[q] == VM(v)) else halt", "owner[q] == VM(v)) else return false")
+    results = prove_pairs(obligations(split_over_two_files(tmp_path, leaky, "KServ", order)), Options(encoding=encoding))
+    assert {r.obligation.id for r in results if r.status is not Status.PROVED} == {
+        "Reuse/OC/register", "Reuse/WSC/register/KServ"}
+    if encoding == "qf":
+        assert all(r.status is Status.FAILED and r.counterexample is not None
+                   for r in results if r.status is not Status.PROVED)
+    assert_replayed(results, too_large_ok=True)
