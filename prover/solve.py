@@ -311,15 +311,32 @@ def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
     proves in well under half the time this way, docs/theory.md §9). A `sat` or `unknown` here
     says nothing: counterexamples and everything else come from the quantifier-free encoding."""
     vacuity = _vacuity_check(formula, options)
-    if vacuity is None or vacuity[0].check() != z3.sat:
+    if vacuity is not None:
+        satisfiable = vacuity[0]
+        if satisfiable.check() != z3.sat:
+            return None
+    else:  # as the qf encoding's own first step would: a model of the witness shape
+        pairs = witness.shaped(formula)
+        if not pairs:
+            return None
+        satisfiable, answer = _fresh([h.term for h in formula.hypotheses if not h.reflexive]
+                                     + [m == term for m, term in pairs], options, options.rlimit // 4)
+        if answer != z3.sat:
+            return None
+    goal, answer = _fresh([h.term for h in formula.hypotheses] + [formula.asserted_goal()], options,
+                          options.rlimit // EXACT_SHARE)
+    if answer != z3.unsat:
         return None
-    own = z3.Context()
-    goal = _solver(own, replace(options, rlimit=max(1, options.rlimit // EXACT_SHARE)))
-    goal.add([h.term.translate(own) for h in formula.hypotheses] + [formula.asserted_goal().translate(own)])
-    if goal.check() != z3.unsat:
-        return None
-    used = _rlimit_count(vacuity[0]) + _rlimit_count(goal)
+    used = _rlimit_count(satisfiable) + _rlimit_count(goal)
     return Result(ob, Status.PROVED, time.perf_counter() - start, used, lowered)
+
+
+def _fresh(assertions: list[z3.ExprRef], options: Options, rlimit: int) -> tuple[z3.Solver, z3.CheckSatResult]:
+    """Check the assertions in a solver and a context of their own, under `rlimit` (at least 1)."""
+    own = z3.Context()
+    one = _solver(own, replace(options, rlimit=max(1, rlimit)))
+    one.add([t.translate(own) for t in assertions])
+    return one, one.check()
 
 
 def _remedy(formula: Formula, options: Options) -> str:
@@ -376,20 +393,17 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
     def fresh_check(assertions: list[z3.ExprRef], rlimit: int) -> tuple[z3.Solver, z3.CheckSatResult]:
         """Check the assertions in a solver and a context of their own."""
         nonlocal check_start, elsewhere
-        own = z3.Context()
-        one = _solver(own, replace(options, rlimit=rlimit))
-        one.add([t.translate(own) for t in assertions])
         check_start = time.perf_counter()
-        answer = one.check()
+        one, answer = _fresh(assertions, options, rlimit)
         elsewhere += _rlimit_count(one)
         return one, answer
 
     shapes: list[tuple[z3.ExprRef, z3.ExprRef]] | None = None  # built once, when first needed
 
-    def shaped_model(assertions: list[z3.ExprRef]) -> z3.Solver | None:
+    def shaped_model(assertions: list[z3.ExprRef], share: int = 4) -> z3.Solver | None:
         """A solver holding a model of the assertions, if they have one in which every map of
         the pre-states has the shape of prover/witness.py (tried on a formula that keeps
-        quantifiers, with a quarter of the resource limit). The maps are equated to their
+        quantifiers, with 1/share of the resource limit). The maps are equated to their
         shapes, so the model gives them values (for a counterexample)."""
         nonlocal shapes
         if shapes is None:
@@ -397,7 +411,7 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         pairs = shapes
         if not pairs:
             return None
-        one, answer = fresh_check(assertions + [m == term for m, term in pairs], max(1, options.rlimit // 4))
+        one, answer = fresh_check(assertions + [m == term for m, term in pairs], options.rlimit // share)
         return one if answer == z3.sat else None
 
     # 1. The hypotheses alone must be satisfiable; an unsat core names the culprits. Those that
@@ -413,7 +427,7 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         tracked[tag.get_id()] = h.label
         solver.assert_and_track(h.term, tag)
     vacuity = _vacuity_check(formula, options) if formula.quantified else None
-    if vacuity is None and shaped_model([h.term for h in formula.hypotheses if not h.reflexive]) is not None:
+    if vacuity is None and shaped_model([h.term for h in formula.hypotheses if not h.reflexive], share=1) is not None:
         answer = z3.sat
     else:
         checker = vacuity[0] if vacuity else solver
@@ -441,11 +455,11 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         assert formula.mode == "valid", f"{ob.id}: a weakened formula for a satisfiability check"
         hypotheses, goals = formula.weakened
         _, weak_answer = fresh_check([h.term for h in hypotheses] + [formula.asserted_goal(goals)],
-                                     max(1, options.rlimit // 4))
+                                     options.rlimit // 4)
         if weak_answer == z3.unsat:
             return done(Status.PROVED, quantified=False)
     everything = [h.term for h in formula.hypotheses] + [formula.asserted_goal()]
-    if formula.mode == "sat" and shaped_model(everything) is not None:
+    if formula.mode == "sat" and shaped_model(everything, share=1) is not None:
         return done(Status.PROVED)
     solver.add([h.term for h in formula.hypotheses if h.reflexive])
     solver.add(formula.asserted_goal())

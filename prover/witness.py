@@ -37,29 +37,37 @@ def _leaves(v: Value) -> list[z3.ExprRef]:
 
 def _definitions(init: z3.ExprRef, maps: set[int]) -> dict[int, z3.ExprRef]:
     """The maps `init` defines pointwise, each as a lambda: conjuncts `forall x. ... m[x] == e
-    ...` (or `m[x]`, `!m[x]` for a boolean map) where e mentions no map of `maps`."""
+    ...` (or `m[x]`, `!m[x]` for a boolean map) where e mentions no map of `maps`; for a map of
+    maps, `forall x, y. ... m[x][y] == e ...`, a lambda of lambdas."""
     found: dict[int, z3.ExprRef] = {}
     for n, c in enumerate(conjuncts(init)):
-        if not (z3.is_quantifier(c) and c.is_forall() and c.num_vars() == 1):
+        if not (z3.is_quantifier(c) and c.is_forall()):
             continue
-        x = z3.Const(f"shape!x{n}", c.var_sort(0))
-        body = z3.substitute_vars(c.body(), x)
+        xs = [z3.Const(f"shape!x{n}!{i}", c.var_sort(i)) for i in range(c.num_vars())]
+        body = z3.substitute_vars(c.body(), *reversed(xs))  # de Bruijn: the last variable is 0
         if z3.is_implies(body):  # the key's domain ==> what holds in it
             body = body.arg(1)
         for part in conjuncts(body):
-            value: z3.ExprRef = z3.BoolVal(True, x.ctx)
+            value: z3.ExprRef = z3.BoolVal(True, c.ctx)
             if z3.is_not(part):
-                part, value = part.arg(0), z3.BoolVal(False, x.ctx)
+                part, value = part.arg(0), z3.BoolVal(False, c.ctx)
             if z3.is_eq(part):
                 part, value = part.arg(0), part.arg(1)
                 if not z3.is_select(part):
                     part, value = value, part
-            if not (z3.is_select(part) and part.arg(1).eq(x) and part.arg(0).get_id() in maps
-                    and part.arg(0).get_id() not in found):
+            indices: list[z3.ExprRef] = []
+            while z3.is_select(part):
+                indices.insert(0, part.arg(1))
+                part = part.arg(0)
+            if not (len(indices) == len(xs) and all(i.eq(x) for i, x in zip(indices, xs))
+                    and part.get_id() in maps and part.get_id() not in found):
                 continue
-            if value.sort() != part.sort() or _constants(value) & maps:
+            if _constants(value) & maps:
                 continue
-            found[part.arg(0).get_id()] = z3.Lambda([x], value)
+            for x in reversed(xs):
+                value = z3.Lambda([x], value)
+            if value.sort() == part.sort():
+                found[part.get_id()] = value
     return found
 
 
@@ -98,11 +106,28 @@ def shaped(formula: Formula) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
     for n, (key, m) in enumerate(maps.items()):
         sort = m.sort()
         assert isinstance(sort, z3.ArraySortRef)
-        term = definitions.get(key)
-        if term is None:
+        definition = definitions.get(key)
+        if definition is None:
             term = z3.K(sort.domain(), z3.Const(f"shape!{n}!base", sort.range()))
-        for i in range(POINTS):
-            term = z3.Store(term, z3.Const(f"shape!{n}!at{i}", sort.domain()),
-                            z3.Const(f"shape!{n}!val{i}", sort.range()))
+            for i in range(POINTS):
+                term = z3.Store(term, z3.Const(f"shape!{n}!at{i}", sort.domain()),
+                                z3.Const(f"shape!{n}!val{i}", sort.range()))
+        else:
+            term = _updated(definition, sort, f"shape!{n}")
         pairs.append((m, term))
     return pairs
+
+
+def _updated(base: z3.ExprRef, sort: z3.ArraySortRef, name: str) -> z3.ExprRef:
+    """`base` updated at POINTS free indices; where it holds maps, the value at each is the
+    map there, updated alike (a page table that `init` empties gets a few entries)."""
+    term = base
+    for i in range(POINTS):
+        at = z3.Const(f"{name}!at{i}", sort.domain())
+        inner = sort.range()
+        if isinstance(inner, z3.ArraySortRef):
+            value = _updated(z3.Select(base, at), inner, f"{name}!{i}")
+        else:
+            value = z3.Const(f"{name}!val{i}", inner)
+        term = z3.Store(term, at, value)
+    return term

@@ -13,7 +13,7 @@ import pytest
 
 from pathlib import Path
 
-from conftest import PROOFS, ROOT
+from conftest import PROOFS, ROOT, configuration
 
 # Each shipped folder, and the theorems `prove` must state for it: (bottom layer, refinement chain).
 THEOREMS = {
@@ -60,6 +60,23 @@ def test_shipped_proof_proves_and_states_the_bottom_theorem(folder: str) -> None
         assert f"It rests on {summary['total']} proved obligations" in report["theorems"][0]
     if folder == "sekvm":  # docs/sekvm.md quotes it, abridged with `...`
         assert _quoted_theorem_matches(report["theorems"][0], ROOT / "docs" / "sekvm.md")
+
+
+@pytest.mark.parametrize("system", ["sekvm", "xmhf"])
+def test_a_shipped_system_proves_at_its_second_configuration(system: str) -> None:
+    """SeKVM at an Armv8 server's sizes, XMHF at its small configuration (the `-D` line of the
+    files, conftest.configuration): every obligation, and the same theorem, naming the sizes."""
+    config = configuration(system)
+    assert config is not None and not config.files
+    report = prove_json(system, *[a for d in config.defines for a in ("-D", d)])
+    summary = report["summary"]
+    assert summary["total"] > 0 and summary["proved"] == summary["total"], summary
+    theorem, = report["theorems"]
+    assert theorem.startswith(f"theorem: {THEOREMS[system][0][0]} (with -D {config.defines[0]}, ")
+    assert f"via {THEOREMS[system][0][1]}:" in theorem
+    if system == "sekvm":  # docs/sekvm.md, "Sizes", quotes the count
+        assert f"\n{summary['total']} of {summary['total']} obligations proved\n```" in \
+            (ROOT / "docs" / "sekvm.md").read_text().split("## Sizes", 1)[1]
 
 
 def _quoted_theorem_matches(theorem: str, doc: Path) -> bool:

@@ -10,7 +10,7 @@ import z3
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import SPLIT_ORDERS, assert_replayed, split_over_two_files, validity_check
+from conftest import SPLIT_ORDERS, assert_replayed, load_text, split_over_two_files, validity_check
 from microverify.dsl.loader import load_file
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover import qf
@@ -454,6 +454,60 @@ def test_a_validity_obligation_is_first_tried_exactly_and_a_failure_still_comes_
     again = prove_pairs(obligations([load_file(tmp_path / "reuse.mv", {})]), Options())
     assert all(r.status is Status.PROVED for r in again) and not exact
     assert sorted(i for i, _ in checked) == sorted(r.obligation.id for r in again)
+
+
+TABLES = """\
+principal KServ
+principal VM(v: vmid)
+type vmid = bv[16]
+type gfn  = bv[36]
+type pfn  = bv[36]
+type pte_t = record { valid: bool, pfn: pfn }
+layer T {
+  state { s2 : map[vmid] -> map[gfn] -> pte_t  owner : map[pfn] -> vmid  mem : map[pfn] -> bv[8] }
+  init { forall v: vmid, g: gfn. !s2[v][g].valid }
+  invariant own { forall v: vmid, g: gfn. s2[v][g].valid ==> owner[s2[v][g].pfn] == v }
+  op map(v: vmid, g: gfn, p: pfn) by VM(v) {
+    check owner[p] == v && !s2[v][g].valid else halt
+    s2[v][g].valid := true
+    s2[v][g].pfn := p
+  }
+  op give(v: vmid, p: pfn) by KServ {
+    check !(exists w: vmid, g: gfn. s2[w][g].valid && s2[w][g].pfn == p) else halt
+    owner[p] := v
+  }
+}
+"""
+
+
+def test_the_exact_check_shows_hypotheses_that_keep_quantifiers_satisfiable_by_a_shaped_model(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The invariant reads `owner` at an index read from each VM's table, outside the array
+    property fragment at 2^52 entries, so INV's hypotheses have no quantifier-free form: the
+    exact check shows them satisfiable with a model of the witness shape (prover/witness.py)
+    and proves the goal; without the shape it leaves them to the quantifier-free encoding. A
+    `give` that moves a mapped page is never proved, either way."""
+    from microverify.prover import solve as solving
+    exact: list[str] = []
+    real_exactly = solving._proved_exactly
+
+    def spy_exactly(ob, formula, *args):  # type: ignore[no-untyped-def]
+        result = real_exactly(ob, formula, *args)
+        if result is not None:
+            exact.append(ob.id)
+        return result
+
+    monkeypatch.setattr(solving, "_proved_exactly", spy_exactly)
+    invs = [(m, ob) for m, ob in obligations([load_text(TABLES, "<t>")]) if ob.kind.value == "INV"]
+    assert all(r.status is Status.PROVED for r in prove_pairs(invs, Options()))
+    assert sorted(exact) == ["T/INV/give", "T/INV/map"]
+    leaky = [(m, ob) for m, ob in obligations([load_text(TABLES.replace("check !(exists", "check true || !(exists"), "<t>")])
+             if ob.id == "T/INV/give"]
+    assert [r.status for r in prove_pairs(leaky, Options())] == [Status.FAILED]
+    exact.clear()
+    monkeypatch.setattr(solving.witness, "shaped", lambda formula: [])
+    assert all(r.status is Status.PROVED for r in prove_pairs(invs, Options()))
+    assert exact == []
 
 
 @pytest.mark.parametrize("encoding", ["qf", "quantified"])

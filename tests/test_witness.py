@@ -113,6 +113,67 @@ def test_the_shape_takes_inits_definitions() -> None:
         assert z3.is_K(term) == (not defined), (name, term)
 
 
+TABLES = """\
+principal KServ
+principal VM(v: vmid)
+type vmid = bv[16]
+type gfn  = bv[36]
+type pte_t = record { valid: bool, pfn: gfn }
+layer T {
+  state { s2 : map[vmid] -> map[gfn] -> pte_t  pool : map[vmid] -> map[gfn] -> bool }
+  init { forall v: vmid, g: gfn. !s2[v][g].valid }
+  invariant own { forall v: vmid, g: gfn. s2[v][g].valid ==> s2[v][g].pfn != 0 }
+  observe VM(v) { s2[v][g].valid for g: gfn }
+  op map(v: vmid, g: gfn) by VM(v) { s2[v][g].valid := true  s2[v][g].pfn := 1 }
+}
+"""
+
+
+def test_the_shape_of_a_map_of_maps_init_defines_is_its_definition_updated_at_every_level() -> None:
+    """`forall v, g. !s2[v][g].valid` defines s2's valid bits: the shape is that definition,
+    updated at two VMs, each VM's table being the defined one updated at two gfns; a map of maps
+    `init` does not define keeps free values at its two indices."""
+    [(m, ob)] = [(m, ob) for m, ob in _pairs(TABLES) if ob.id == "T/VAC"]
+    formula = build(fingerprint.slice_module(m, ob), ob, z3.Context())
+    pairs = {str(k): v for k, v in witness.shaped(formula)}
+    assert set(pairs) == {"s2_s.valid", "s2_s.pfn", "pool_s"}
+    term = pairs["s2_s.valid"]
+    v, g = z3.BitVec("v", 16, term.ctx), z3.BitVec("g", 36, term.ctx)
+    at = {str(c): c for c in _shape_constants(term) if "!at" in str(c)}
+    outer = [c for name, c in at.items() if c.sort() == v.sort()]
+    assert len(outer) == witness.POINTS and len(at) == witness.POINTS + witness.POINTS ** 2
+    entry = z3.Select(z3.Select(term, v), g)
+    off = z3.Solver(ctx=term.ctx)  # off the VMs' indices, an entry is init's: invalid
+    off.add(z3.And(*[v != a for a in outer]), entry)
+    assert off.check() == z3.unsat
+    first = str(outer[0]).rsplit("!at", 1)[0]  # shape!N: the first VM's table is shape!N!0
+    on = z3.Solver(ctx=term.ctx)  # at a VM's index and one of its table's, the entry is free
+    on.add(v == at[f"{first}!at0"], g == at[f"{first}!0!at0"], z3.Distinct(*outer), entry)
+    assert on.check() == z3.sat
+    on_other = z3.Solver(ctx=term.ctx)  # at a VM's index but off its table's, init's again
+    on_other.add(v == at[f"{first}!at0"], g != at[f"{first}!0!at0"], g != at[f"{first}!0!at1"],
+                  z3.Distinct(*outer), entry)
+    assert on_other.check() == z3.unsat
+    for _ in range(witness.POINTS):  # `pool` is not defined: a constant map with free values at two VMs
+        assert z3.is_store(pairs["pool_s"]) and not z3.is_store(pairs["pool_s"].arg(2))
+        pairs["pool_s"] = pairs["pool_s"].arg(0)
+    assert z3.is_K(pairs["pool_s"])
+
+
+def _shape_constants(t: z3.ExprRef) -> list[z3.ExprRef]:
+    out: dict[int, z3.ExprRef] = {}
+    todo = [t]
+    while todo:
+        u = todo.pop()
+        if z3.is_const(u) and u.decl().kind() == z3.Z3_OP_UNINTERPRETED:
+            out[u.get_id()] = u
+        elif z3.is_app(u):
+            todo.extend(u.children())
+        elif z3.is_quantifier(u):
+            todo.append(u.body())
+    return list(out.values())
+
+
 VACUOUS = {
     # an invariant that contradicts `statics` at KCore's first page: no state satisfies them
     "no-state": ("L/VAC", "  invariant born", "  invariant bad { owner[KCORE_BASE] == Host }\n  invariant born"),
