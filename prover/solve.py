@@ -305,7 +305,9 @@ def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
     and the quantifier-free encoding is built and solved as it would be without this check.
 
     Both answers it uses are exact: `unsat` of the negated goal under the quantified hypotheses
-    is a proof, and the vacuity check is `_vacuity_check`'s. Its point is cost at wide sorts:
+    is a proof, and the vacuity check is `_vacuity_check`'s or, when the hypotheses have no
+    quantifier-free form, a model of them of the witness shape (prover/witness.py), as in the
+    first step of `_check`. Its point is cost at wide sorts:
     there the instances over the index set are thousands and building them in Python is most of
     the time, while Z3's own instantiation needs few (SeKVM's top layer at hardware sizes
     proves in well under half the time this way, docs/theory.md §9). A `sat` or `unknown` here
