@@ -312,25 +312,62 @@ def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
     the time, while Z3's own instantiation needs few (SeKVM's top layer at hardware sizes
     proves in well under half the time this way, docs/theory.md §9). A `sat` or `unknown` here
     says nothing: counterexamples and everything else come from the quantifier-free encoding."""
-    vacuity = _vacuity_check(formula, options)
-    if vacuity is not None:
-        satisfiable = vacuity[0]
-        if satisfiable.check() != z3.sat:
+    shown = _shown_before(formula, options)
+    if shown is None:
+        shown = _shown_satisfiable(formula, options)
+        if shown is None:
             return None
-    else:  # as the qf encoding's own first step would: a model of the witness shape
-        pairs = witness.shaped(formula)
-        if not pairs:
-            return None
-        satisfiable, answer = _fresh([h.term for h in formula.hypotheses if not h.reflexive]
-                                     + [m == term for m, term in pairs], options, options.rlimit // 4)
-        if answer != z3.sat:
-            return None
+        _remember_shown(formula, options, shown)
     goal, answer = _fresh([h.term for h in formula.hypotheses] + [formula.asserted_goal()], options,
                           options.rlimit // EXACT_SHARE)
     if answer != z3.unsat:
         return None
-    used = _rlimit_count(satisfiable) + _rlimit_count(goal)
-    return Result(ob, Status.PROVED, time.perf_counter() - start, used, lowered)
+    return Result(ob, Status.PROVED, time.perf_counter() - start, shown + _rlimit_count(goal), lowered)
+
+
+# Hypotheses shown satisfiable in this process, with the resource units showing it took (which a
+# result reports whether or not it showed them itself, so its figure does not depend on what ran
+# before it). The obligations of one operation share them: INV, OC, DC, WSC, LR and DR of `a`
+# all assume I(s) and that `a` does not halt (the hypotheses about a second run are left out,
+# see Labeled.reflexive), so each set is shown once per process, not once per obligation.
+# Looked up by Z3's structural hash, and a hit only if the terms kept (in a context of their
+# own) are, translated into the obligation's context, the very same terms: hash-consing makes
+# structurally equal terms one term, so a hit is the same formula, checked under the same limits.
+_SHOWN_CONTEXT = z3.Context()
+_SHOWN: dict[tuple[object, ...], list[tuple[list[z3.BoolRef], int]]] = {}
+
+
+def _shown_key(formula: Formula, options: Options) -> tuple[object, ...]:
+    return (options.rlimit, options.seed, options.timeout,
+            tuple(h.term.hash() for h in formula.hypotheses if not h.reflexive))
+
+
+def _shown_before(formula: Formula, options: Options) -> int | None:
+    terms = [h.term for h in formula.hypotheses if not h.reflexive]
+    for kept, units in _SHOWN.get(_shown_key(formula, options), []):
+        if len(kept) == len(terms) and all(k.translate(formula.ctx).eq(t) for k, t in zip(kept, terms)):
+            return units
+    return None
+
+
+def _remember_shown(formula: Formula, options: Options, units: int) -> None:
+    kept = [h.term.translate(_SHOWN_CONTEXT) for h in formula.hypotheses if not h.reflexive]
+    _SHOWN.setdefault(_shown_key(formula, options), []).append((kept, units))
+
+
+def _shown_satisfiable(formula: Formula, options: Options) -> int | None:
+    """The resource units it took to show the non-reflexive hypotheses satisfiable, exactly: in
+    their quantifier-free form (`_vacuity_check`) or, when they have none, by a model of the
+    witness shape (prover/witness.py, under a quarter of the rlimit); None if neither did."""
+    vacuity = _vacuity_check(formula, options)
+    if vacuity is not None:
+        return _rlimit_count(vacuity[0]) if vacuity[0].check() == z3.sat else None
+    pairs = witness.shaped(formula)
+    if not pairs:
+        return None
+    satisfiable, answer = _fresh([h.term for h in formula.hypotheses if not h.reflexive]
+                                 + [m == term for m, term in pairs], options, options.rlimit // 4)
+    return _rlimit_count(satisfiable) if answer == z3.sat else None
 
 
 def _fresh(assertions: list[z3.ExprRef], options: Options, rlimit: int) -> tuple[z3.Solver, z3.CheckSatResult]:

@@ -456,6 +456,40 @@ def test_a_validity_obligation_is_first_tried_exactly_and_a_failure_still_comes_
     assert sorted(i for i, _ in checked) == sorted(r.obligation.id for r in again)
 
 
+def test_hypotheses_shown_satisfiable_once_serve_every_obligation_with_the_same_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """solve._SHOWN: the obligations of one operation share their hypotheses (I(s), and that the
+    operation does not halt), so the exact check shows them satisfiable once per process; a hit
+    needs the very same terms and limits, so the verdicts and the resource figures are those of
+    a run without it, and a model whose invariants contradict each other is still VACUOUS."""
+    from microverify.prover import solve as solving
+    shown: list[str] = []
+    real = solving._shown_satisfiable
+
+    def spy(formula, options):  # type: ignore[no-untyped-def]
+        shown.append(formula.op.name if formula.op else "-")
+        return real(formula, options)
+
+    (tmp_path / "reuse.mv").write_text(REGISTER)
+    pairs = obligations([load_file(tmp_path / "reuse.mv", {})])
+    monkeypatch.setattr(solving, "_SHOWN", {})
+    monkeypatch.setattr(solving, "_shown_satisfiable", spy)
+    first = prove_pairs(pairs, Options())
+    ops = [ob.op for _, ob in pairs if ob.kind.value in ("INV", "OC", "WSC") and ob.op]
+    assert all(r.status is Status.PROVED for r in first)
+    assert len(shown) < len(ops) and all(shown.count(op) <= 2 for op in set(ops)), (shown, ops)
+    shown.clear()
+    again = prove_pairs(pairs, Options())  # all from the memo: the same figures
+    assert shown == []
+    assert [(r.obligation.id, r.status, r.rlimit_used) for r in again] == \
+        [(r.obligation.id, r.status, r.rlimit_used) for r in first]
+    other = prove_pairs(pairs, Options(rlimit=Options.rlimit - 1))  # other limits: shown afresh
+    assert all(r.status is Status.PROVED for r in other) and shown
+    (tmp_path / "reuse.mv").write_text(REGISTER.replace("  observe KServ", "  invariant never { false }\n  observe KServ"))
+    vacuous = prove_pairs(obligations([load_file(tmp_path / "reuse.mv", {})]), Options())
+    assert {r.status for r in vacuous if r.obligation.kind.value == "INV"} == {Status.VACUOUS}
+
+
 TABLES = """\
 principal KServ
 principal VM(v: vmid)
@@ -498,6 +532,7 @@ def test_the_exact_check_shows_hypotheses_that_keep_quantifiers_satisfiable_by_a
         return result
 
     monkeypatch.setattr(solving, "_proved_exactly", spy_exactly)
+    monkeypatch.setattr(solving, "_SHOWN", {})  # hypotheses shown satisfiable by an earlier test
     invs = [(m, ob) for m, ob in obligations([load_text(TABLES, "<t>")]) if ob.kind.value == "INV"]
     assert all(r.status is Status.PROVED for r in prove_pairs(invs, Options()))
     assert sorted(exact) == ["T/INV/give", "T/INV/map"]
@@ -506,6 +541,7 @@ def test_the_exact_check_shows_hypotheses_that_keep_quantifiers_satisfiable_by_a
     assert [r.status for r in prove_pairs(leaky, Options())] == [Status.FAILED]
     exact.clear()
     monkeypatch.setattr(solving.witness, "shaped", lambda formula: [])
+    monkeypatch.setattr(solving, "_SHOWN", {})
     assert all(r.status is Status.PROVED for r in prove_pairs(invs, Options()))
     assert exact == []
 
