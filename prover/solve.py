@@ -337,13 +337,17 @@ _SHOWN_CONTEXT = z3.Context()
 _SHOWN: dict[tuple[object, ...], list[tuple[list[z3.BoolRef], int]]] = {}
 
 
+def _to_show(formula: Formula) -> list[z3.BoolRef]:
+    """The hypotheses whose satisfiability is checked: all but those that hold when t = s."""
+    return [h.term for h in formula.hypotheses if not h.reflexive]
+
+
 def _shown_key(formula: Formula, options: Options) -> tuple[object, ...]:
-    return (options.rlimit, options.seed, options.timeout,
-            tuple(h.term.hash() for h in formula.hypotheses if not h.reflexive))
+    return (options.rlimit, options.seed, options.timeout, tuple(t.hash() for t in _to_show(formula)))
 
 
 def _shown_before(formula: Formula, options: Options) -> int | None:
-    terms = [h.term for h in formula.hypotheses if not h.reflexive]
+    terms = _to_show(formula)
     for kept, units in _SHOWN.get(_shown_key(formula, options), []):
         if len(kept) == len(terms) and all(k.translate(formula.ctx).eq(t) for k, t in zip(kept, terms)):
             return units
@@ -351,7 +355,7 @@ def _shown_before(formula: Formula, options: Options) -> int | None:
 
 
 def _remember_shown(formula: Formula, options: Options, units: int) -> None:
-    kept = [h.term.translate(_SHOWN_CONTEXT) for h in formula.hypotheses if not h.reflexive]
+    kept = [t.translate(_SHOWN_CONTEXT) for t in _to_show(formula)]
     _SHOWN.setdefault(_shown_key(formula, options), []).append((kept, units))
 
 
@@ -365,8 +369,7 @@ def _shown_satisfiable(formula: Formula, options: Options) -> int | None:
     pairs = witness.shaped(formula)
     if not pairs:
         return None
-    satisfiable, answer = _fresh([h.term for h in formula.hypotheses if not h.reflexive]
-                                 + [m == term for m, term in pairs], options, options.rlimit // 4)
+    satisfiable, answer = _fresh(_to_show(formula) + [m == term for m, term in pairs], options, options.rlimit // 4)
     return _rlimit_count(satisfiable) if answer == z3.sat else None
 
 
@@ -466,7 +469,7 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         tracked[tag.get_id()] = h.label
         solver.assert_and_track(h.term, tag)
     vacuity = _vacuity_check(formula, options) if formula.quantified else None
-    if vacuity is None and shaped_model([h.term for h in formula.hypotheses if not h.reflexive], share=1) is not None:
+    if vacuity is None and shaped_model(_to_show(formula), share=1) is not None:
         answer = z3.sat
     else:
         checker = vacuity[0] if vacuity else solver
