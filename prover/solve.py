@@ -312,12 +312,15 @@ def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
     the time, while Z3's own instantiation needs few (SeKVM's top layer at hardware sizes
     proves in well under half the time this way, docs/theory.md §9). A `sat` or `unknown` here
     says nothing: counterexamples and everything else come from the quantifier-free encoding."""
-    shown = _shown_before(formula, options)
+    terms = _to_show(formula)
+    key = (options.rlimit, options.seed, options.timeout, tuple(t.hash() for t in terms))
+    shown = next((units for kept, units in _SHOWN.get(key, []) if len(kept) == len(terms)
+                  and all(k.translate(formula.ctx).eq(t) for k, t in zip(kept, terms))), None)
     if shown is None:
         shown = _shown_satisfiable(formula, options)
         if shown is None:
             return None
-        _remember_shown(formula, options, shown)
+        _SHOWN.setdefault(key, []).append(([t.translate(_SHOWN_CONTEXT) for t in terms], shown))
     goal, answer = _fresh([h.term for h in formula.hypotheses] + [formula.asserted_goal()], options,
                           options.rlimit // EXACT_SHARE)
     if answer != z3.unsat:
@@ -340,23 +343,6 @@ _SHOWN: dict[tuple[object, ...], list[tuple[list[z3.BoolRef], int]]] = {}
 def _to_show(formula: Formula) -> list[z3.BoolRef]:
     """The hypotheses whose satisfiability is checked: all but those that hold when t = s."""
     return [h.term for h in formula.hypotheses if not h.reflexive]
-
-
-def _shown_key(formula: Formula, options: Options) -> tuple[object, ...]:
-    return (options.rlimit, options.seed, options.timeout, tuple(t.hash() for t in _to_show(formula)))
-
-
-def _shown_before(formula: Formula, options: Options) -> int | None:
-    terms = _to_show(formula)
-    for kept, units in _SHOWN.get(_shown_key(formula, options), []):
-        if len(kept) == len(terms) and all(k.translate(formula.ctx).eq(t) for k, t in zip(kept, terms)):
-            return units
-    return None
-
-
-def _remember_shown(formula: Formula, options: Options, units: int) -> None:
-    kept = [t.translate(_SHOWN_CONTEXT) for t in _to_show(formula)]
-    _SHOWN.setdefault(_shown_key(formula, options), []).append((kept, units))
 
 
 def _shown_satisfiable(formula: Formula, options: Options) -> int | None:

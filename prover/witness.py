@@ -108,25 +108,23 @@ def shaped(formula: Formula) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
         assert isinstance(sort, z3.ArraySortRef)
         definition = definitions.get(key)
         if definition is None:
-            term = z3.K(sort.domain(), z3.Const(f"shape!{n}!base", sort.range()))
-            for i in range(POINTS):
-                term = z3.Store(term, z3.Const(f"shape!{n}!at{i}", sort.domain()),
-                                z3.Const(f"shape!{n}!val{i}", sort.range()))
+            base = z3.K(sort.domain(), z3.Const(f"shape!{n}!base", sort.range()))
+            pairs.append((m, _updated(base, sort, f"shape!{n}", nested=False)))
         else:
-            term = _updated(definition, sort, f"shape!{n}")
-        pairs.append((m, term))
+            pairs.append((m, _updated(definition, sort, f"shape!{n}", nested=True)))
     return pairs
 
 
-def _updated(base: z3.ExprRef, sort: z3.ArraySortRef, name: str) -> z3.ExprRef:
-    """`base` updated at POINTS free indices; where it holds maps, the value at each is the
-    map there, updated alike (a page table that `init` empties gets a few entries)."""
+def _updated(base: z3.ExprRef, sort: z3.ArraySortRef, name: str, nested: bool) -> z3.ExprRef:
+    """`base` updated at POINTS free indices with free values; if `nested` and it holds maps,
+    the value at each index is the map `base` has there, updated alike (a page table that
+    `init` empties gets a few entries)."""
     term = base
+    inner = sort.range()
     for i in range(POINTS):
         at = z3.Const(f"{name}!at{i}", sort.domain())
-        inner = sort.range()
-        if isinstance(inner, z3.ArraySortRef):
-            value = _updated(z3.Select(base, at), inner, f"{name}!{i}")
+        if nested and isinstance(inner, z3.ArraySortRef):
+            value = _updated(z3.Select(base, at), inner, f"{name}!{i}", nested)
         else:
             value = z3.Const(f"{name}!val{i}", inner)
         term = z3.Store(term, at, value)
