@@ -490,6 +490,49 @@ def test_hypotheses_shown_satisfiable_once_serve_every_obligation_with_the_same_
     assert {r.status for r in vacuous if r.obligation.kind.value == "INV"} == {Status.VACUOUS}
 
 
+SIBLINGS = """\
+principal KServ
+principal VM(v: vmid)
+type vmid = bv[16]
+type pfn = bv[36]
+layer Sib {
+  state { owner : map[pfn] -> principal  mem : map[pfn] -> bv[8]  used : map[vmid] -> bool }
+  init { forall p: pfn. owner[p] == KServ; forall v: vmid. !used[v] }
+  invariant mine { forall p: pfn, v: vmid. owner[p] == VM(v) ==> used[v] }
+  op start(v: vmid) by KServ { used[v] := true }
+  observe KServ { owner[p] == KServ for p: pfn; mem[p] for p: pfn where owner[p] == KServ }
+  observe VM(v) { mem[p] for p: pfn where owner[p] == VM(v) }
+  op give(v: vmid, p: pfn) by KServ { check owner[p] == KServ && used[v] else halt  owner[p] := VM(v) }
+  // never runs: every state halts it, so its obligations rest on no state at all
+  op dead(v: vmid, p: pfn) by KServ { check owner[p] == KServ && used[v] && owner[p] != KServ else halt  owner[p] := VM(v) }
+  // leaks: KServ reads a VM's page
+  op peek(v: vmid, p: pfn) by KServ -> bv[8] { check owner[p] == VM(v) else halt  return mem[p] }
+}
+"""
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_hypotheses_shown_for_a_sibling_never_stand_in_for_another_operations(
+        tmp_path: Path, order: str, encoding: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack on solve._SHOWN: `give` and `dead` share I(s) but not the halting hypothesis, and
+    `give`'s obligations run first, filling the memo. `dead`'s obligations must still be VACUOUS
+    or fail, never PROVED, and `peek` (KServ reads two runs' different contents of a VM's page)
+    must FAIL its OC with a counterexample; over two files in either order, both encodings. (`give`
+    is itself a flow from KServ to the VM, which isolation forbids: only its INV and OC are
+    asked to prove.)"""
+    from microverify.prover import solve as solving
+    monkeypatch.setattr(solving, "_SHOWN", {})
+    pairs = obligations(split_over_two_files(tmp_path, SIBLINGS, "KServ", order))
+    results = {r.obligation.id: r for r in prove_pairs(pairs, Options(encoding=encoding))}
+    assert results["Sib/VAC/dead"].status is Status.VACUOUS
+    assert all(r.status is not Status.PROVED for i, r in results.items()
+               if i.startswith("Sib/") and "/dead" in i and not i.startswith("Sib/DR/")), \
+        {i: r.status for i, r in results.items() if "/dead" in i}
+    assert results["Sib/OC/peek"].status is Status.FAILED and results["Sib/OC/peek"].counterexample is not None
+    assert results["Sib/INV/give"].status is Status.PROVED and results["Sib/OC/give"].status is Status.PROVED
+
+
 TABLES = """\
 principal KServ
 principal VM(v: vmid)
