@@ -294,24 +294,31 @@ EXACT_SHARE = 4  # the first, exact check of a validity obligation may use rlimi
 
 
 def _exactly_worth_trying(formula: Formula) -> bool:
-    """A validity obligation whose formula keeps quantifiers (without any, the two encodings are
-    the same formula; a satisfiability check needs the quantifier-free one)."""
-    return formula.mode == "valid" and formula.quantified
+    """A formula that keeps quantifiers (without any, the two encodings are the same formula)."""
+    return formula.quantified
 
 
 def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: float, lowered: float) -> Result | None:
-    """PROVED, if Z3 proves the validity obligation on its formula as it is, quantifiers and
-    all, within a quarter of the resource limit, its hypotheses being satisfiable; else None,
-    and the quantifier-free encoding is built and solved as it would be without this check.
+    """PROVED, if Z3 proves the obligation on its formula as it is, quantifiers and all: a
+    validity obligation when its hypotheses are satisfiable and the negated goal under them is
+    `unsat` within a quarter of the resource limit; a satisfiability obligation (VAC) when a
+    model of the witness shape (prover/witness.py) is found within a quarter. Else None, and
+    the quantifier-free encoding is built and solved as it would be without this check.
 
-    Both answers it uses are exact: `unsat` of the negated goal under the quantified hypotheses
-    is a proof, and the vacuity check is `_vacuity_check`'s or, when the hypotheses have no
-    quantifier-free form, a model of them of the witness shape (prover/witness.py), as in the
-    first step of `_check`. Its point is cost at wide sorts:
-    there the instances over the index set are thousands and building them in Python is most of
-    the time, while Z3's own instantiation needs few (SeKVM's top layer at hardware sizes
-    proves in well under half the time this way, docs/theory.md §9). A `sat` or `unknown` here
-    says nothing: counterexamples and everything else come from the quantifier-free encoding."""
+    Every answer it uses is exact: `unsat` of the negated goal under the quantified hypotheses
+    is a proof; a shaped model is a model (the shape only adds equations); the vacuity check is
+    `_shown_satisfiable`'s. Its point is cost: where the formula keeps quantifiers, their
+    instances over the index set run into thousands and building them in Python was most of
+    the time, while Z3's own instantiation needs few and a shaped model is found in
+    milliseconds (docs/theory.md §9). A `sat` or `unknown` of the goal, or no shaped model,
+    says nothing: counterexamples, VACUOUS verdicts and everything else come from the
+    quantifier-free encoding."""
+    if formula.mode == "sat":
+        spent, model = _shaped(formula, [h.term for h in formula.hypotheses] + [formula.asserted_goal()],
+                               options, options.rlimit // EXACT_SHARE)
+        if model is None:
+            return None
+        return Result(ob, Status.PROVED, time.perf_counter() - start, spent, lowered)
     terms = _to_show(formula)
     key = (options.rlimit, options.seed, options.timeout, tuple(t.hash() for t in terms))
     shown = next((units for kept, units in _SHOWN.get(key, []) if len(kept) == len(terms)
@@ -346,17 +353,30 @@ def _to_show(formula: Formula) -> list[z3.BoolRef]:
 
 
 def _shown_satisfiable(formula: Formula, options: Options) -> int | None:
-    """The resource units it took to show the non-reflexive hypotheses satisfiable, exactly: in
-    their quantifier-free form (`_vacuity_check`) or, when they have none, by a model of the
-    witness shape (prover/witness.py, under a quarter of the rlimit); None if neither did."""
+    """The resource units it took to show the non-reflexive hypotheses satisfiable, exactly: by
+    a model of the witness shape (prover/witness.py, under a quarter of the rlimit) or, when
+    there is none, in their quantifier-free form (`_vacuity_check`); None if neither did.
+    The shape comes first: it answers in milliseconds where it fits (every operation of the
+    shipped proofs but one boot state), while the quantifier-free form is built in Python."""
+    spent, shaped = _shaped(formula, _to_show(formula), options, options.rlimit // 4)
+    if shaped is not None:
+        return spent
     vacuity = _vacuity_check(formula, options)
-    if vacuity is not None:
-        return _rlimit_count(vacuity[0]) if vacuity[0].check() == z3.sat else None
+    if vacuity is None or vacuity[0].check() != z3.sat:
+        return None
+    return spent + _rlimit_count(vacuity[0])
+
+
+def _shaped(formula: Formula, assertions: list[z3.ExprRef], options: Options,
+            rlimit: int) -> tuple[int, z3.Solver | None]:
+    """The resource units spent looking for a model of the assertions in which every map of the
+    pre-states has the shape of prover/witness.py, under `rlimit` in a context of its own, and
+    the solver holding the model if one was found."""
     pairs = witness.shaped(formula)
     if not pairs:
-        return None
-    satisfiable, answer = _fresh(_to_show(formula) + [m == term for m, term in pairs], options, options.rlimit // 4)
-    return _rlimit_count(satisfiable) if answer == z3.sat else None
+        return 0, None
+    one, answer = _fresh(assertions + [m == term for m, term in pairs], options, rlimit)
+    return _rlimit_count(one), one if answer == z3.sat else None
 
 
 def _fresh(assertions: list[z3.ExprRef], options: Options, rlimit: int) -> tuple[z3.Solver, z3.CheckSatResult]:

@@ -15,7 +15,8 @@ from microverify.dsl.loader import load_file
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover import qf
 from microverify.prover.qf import eliminate, expand_reads, has_quantifier
-from microverify.prover.solve import Options, Status
+from microverify.prover import fingerprint
+from microverify.prover.solve import Options, Status, build
 
 BV8 = z3.BitVecSort(8)
 
@@ -374,7 +375,9 @@ def test_a_leak_under_a_kept_exists_is_found_in_any_order(tmp_path: Path, encodi
     (tmp_path / "owner.mv").write_text(OWNER)
     secure = prove_pairs(obligations([load_file(f, {}) for f in files]), Options(encoding=encoding), cache_dir=cache)
     assert all(r.status is Status.PROVED for r in secure) and len(secure) == 12 + 2
-    assert all(r.quantified for r in secure if r.obligation.id.startswith("L/VAC"))
+    # the exists under the forall stays in the qf encoding (VAC is proved by a shaped model first)
+    vac = [(m, ob) for m, ob in obligations([load_file(f, {}) for f in files]) if ob.id == "L/VAC"]
+    assert build(fingerprint.slice_module(*vac[0]), vac[0][1], z3.Context(), encoding).quantified
     (tmp_path / "owner.mv").write_text(OWNER.replace("    check owner[p] == KServ else halt\n", ""))
     leaky = prove_pairs(obligations([load_file(f, {}) for f in files]), Options(encoding=encoding), cache_dir=cache)
     assert {r.obligation.id for r in leaky if r.status is not Status.PROVED} == {"L/WSC/read/KServ"}
@@ -435,7 +438,9 @@ def test_a_validity_obligation_is_first_tried_exactly_and_a_failure_still_comes_
     secure = prove_pairs(obligations([load_file(tmp_path / "reuse.mv", {})]), Options())
     assert all(r.status is Status.PROVED for r in secure)
     assert "Reuse/WSC/register/KServ" in exact and "Reuse/INV/give" in exact
-    assert not any(i.startswith("Reuse/VAC") for i in exact)  # satisfiability: qf only
+    # satisfiability: a model of the witness shape of the quantified formula is a model
+    assert sorted(i for i in exact if i.startswith("Reuse/VAC")) == \
+        ["Reuse/VAC", "Reuse/VAC/give", "Reuse/VAC/register", "Reuse/VAC/store"]
     assert sorted(exact + [i for i, _ in checked]) == sorted(r.obligation.id for r in secure)
     assert all(qf_form for _, qf_form in checked)
     exact.clear()
@@ -619,3 +624,57 @@ def test_the_register_leak_is_never_proved_over_two_files_in_either_order(
         assert all(r.status is Status.FAILED and r.counterexample is not None
                    for r in results if r.status is not Status.PROVED)
     assert_replayed(results, too_large_ok=True)
+
+
+SPREAD = """\
+principal KServ
+principal VM(v: vmid)
+type vmid = bv[2]
+type pfn = bv[36]
+layer Spread {
+  state { owner : map[pfn] -> principal
+          mem : map[pfn] -> bv[8] }
+  init { forall v: vmid. owner[zext(v, 36)] == VM(v) }
+  invariant every_vm_has_a_page { forall v: vmid. exists p: pfn. owner[p] == VM(v) }
+  observe KServ { owner[p] == KServ for p: pfn; mem[p] for p: pfn where owner[p] == KServ }
+  observe VM(v) { mem[p] for p: pfn where owner[p] == VM(v) }
+  op store(v: vmid, p: pfn, x: bv[8]) by VM(v) {
+    check owner[p] == VM(v) else halt
+    mem[p] := x
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_a_shaped_model_proves_satisfiability_exactly_and_no_shape_is_no_verdict(
+        tmp_path: Path, order: str, encoding: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack on the shape-first checks (solve._proved_exactly, _shown_satisfiable): four VMs
+    each owning a page do not fit the witness shape (a constant map updated at two indices), so
+    no shaped model exists and the obligations are decided by the exact checks after it: all
+    PROVED. Add an invariant that every page is KServ's and the invariants contradict each
+    other: VAC is VACUOUS and nothing that assumes I(s) is PROVED; over two files in either
+    order, both encodings."""
+    from microverify.prover import solve as solving
+    monkeypatch.setattr(solving, "_SHOWN", {})
+    shaped: list[bool] = []
+    real = solving._shaped
+
+    def spy(*args):  # type: ignore[no-untyped-def]
+        spent, model = real(*args)
+        shaped.append(model is not None)
+        return spent, model
+
+    monkeypatch.setattr(solving, "_shaped", spy)
+    secure = prove_pairs(obligations(split_over_two_files(tmp_path, SPREAD, "KServ", order)), Options(encoding=encoding))
+    assert all(r.status is Status.PROVED for r in secure) and len(secure) == 12 + 2
+    assert (encoding == "quantified") or (shaped and not any(shaped))  # tried, and no model fits
+    contradictory = SPREAD.replace("  observe KServ", "  invariant all_kserv { forall p: pfn. owner[p] == KServ }\n"
+                                                     "  observe KServ")
+    results = {r.obligation.id: r for r in prove_pairs(obligations(split_over_two_files(
+        tmp_path, contradictory, "KServ", order)), Options(encoding=encoding))}
+    assert results["Spread/VAC"].status is Status.VACUOUS
+    assert results["Spread/INIT"].status is Status.FAILED
+    assert all(r.status is not Status.PROVED for i, r in results.items() if i.startswith("Spread/")), \
+        {i: r.status for i, r in results.items()}
