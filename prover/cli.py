@@ -20,11 +20,12 @@ import click
 
 from microverify import __version__
 from microverify.dsl import ir
-from microverify.dsl.diagnostics import DiagnosticError, render
+from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, render
 from microverify.dsl.limits import ensure_recursion_limit
 from microverify.dsl.defines import Define, Uses, parse_defines, unused
 from microverify.dsl.loader import discover, load_file
 from microverify.prover import formats
+from microverify.prover.formats import USAGE, Problem
 from microverify.prover.cache import AST_SUBDIR, DEFAULT_DIR, unusable_cache_dir
 from microverify.prover.crosscheck import SOLVERS, available
 from microverify.prover.driver import Pair, obligations, prove_pairs
@@ -40,7 +41,17 @@ FORMATS = ("text", "json", "junit", "sarif", "github")
 
 
 class BadInput(Exception):
-    """A usage problem found after option parsing: reported as `error: ...`, exit 2."""
+    """Bad input found after option parsing: reported as `error: ...` on standard error and as
+    problems in the report of the chosen format, exit 2. Without `problems`, one problem of
+    `code` (about the path `file`, if given) whose message is the text without its prefix."""
+
+    def __init__(self, text: str, problems: tuple[Problem, ...] | None = None, code: str = USAGE,
+                 file: Path | None = None) -> None:
+        super().__init__(text)
+        if problems is None:
+            message = text.split("error: ", 1)[-1].removesuffix(f" [{code}]")
+            problems = (Problem(code, message, text, file=shown(file) if file is not None else None),)
+        self.problems = problems
 
 
 class Interrupted(BaseException):
@@ -75,24 +86,33 @@ def configured_roots(start: Path) -> list[Path]:
 
 def load_all(paths: list[Path], sources: dict[str, str], defines: tuple[Define, ...] = (),
              parsed: Path | None = None) -> list[ir.Module]:
-    unusable = [f"{shown(p)}: error: {why} [io]" for p in paths if (why := _unusable(p)) is not None]
+    unusable = [Problem("io", why, f"{shown(p)}: error: {why} [io]", file=shown(p))
+                for p in paths if (why := _unusable(p)) is not None]
     if unusable:
-        raise BadInput("\n".join(unusable))
+        raise BadInput("\n".join(u.text for u in unusable), tuple(unusable))
     modules: list[ir.Module] = []
-    errors: list[str] = []
+    errors: list[Problem] = []
     uses = Uses()
     sources.update({d.file: d.text for d in defines})  # diagnostics quote them
+
+    def add(diagnostics: list[Diagnostic]) -> None:  # a file two roots import is reported once
+        for d in diagnostics:
+            problem = Problem(d.code, d.message, render(d, sources), d.span)
+            if problem.text not in (e.text for e in errors):
+                errors.append(problem)
+
     for path in discover(paths):
         try:
             modules.append(load_file(path, sources, defines, uses, parsed))
-        except DiagnosticError as exc:  # a file two roots import is reported once
-            errors.extend(e for e in (render(d, sources) for d in exc.diagnostics) if e not in errors)
+        except DiagnosticError as exc:
+            add(exc.diagnostics)
     if not errors:  # a file that does not parse declares nothing: its defines are not unused
-        errors.extend(render(d, sources) for d in unused(defines, uses))
+        add(unused(defines, uses))
     if errors:
-        raise BadInput("\n".join(errors) + f"\n{len(errors)} error(s) in the input; nothing was proved")
+        raise BadInput("\n".join(e.text for e in errors) + f"\n{len(errors)} error(s) in the input; nothing was proved",
+                       tuple(errors))
     if not modules:
-        raise BadInput("error: no .mv files found in " + ", ".join(map(str, paths)) + " [io]")
+        raise BadInput("error: no .mv files found in " + ", ".join(map(str, paths)) + " [io]", code="io")
     return modules
 
 
@@ -152,7 +172,21 @@ def list_obligations(pairs: list[Pair], fmt: str) -> str:
     return "\n".join(f"{ob.id:<48} {ob.span}" for _, ob in pairs) + f"\n{len(pairs)} obligations"
 
 
+def report(fmt: str, results: list[Result], theorems: list[str], options: Options, jobs: int,
+           problems: tuple[Problem, ...] = ()) -> str:
+    """The report in a machine-readable format."""
+    if fmt == "json":
+        return formats.to_json(results, theorems, options, jobs, problems)
+    if fmt == "junit":
+        return formats.to_junit(results, problems)
+    if fmt == "sarif":
+        return formats.to_sarif(results, problems)
+    assert fmt == "github", fmt
+    return formats.to_github(results, problems)
+
+
 def emit(text: str, output: Path | None) -> None:
+    """The report to --output, or else to standard output."""
     if output is None:
         click.echo(text)
         return
@@ -211,7 +245,14 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
     parsed = cache_dir / AST_SUBDIR if cache_dir is not None and not check_only and not list_only else None
     modules = load_all(paths, sources, defines, parsed)  # --check and --list create nothing
     if check_only:
-        click.echo(f"checked {len(sources) - len(defines)} file(s): no errors")  # the defines' texts are no files
+        checked = f"checked {len(sources) - len(defines)} file(s): no errors"  # the defines' texts are no files
+        if fmt == "text":
+            click.echo(checked)
+            if output is not None:
+                emit(checked, output)
+        else:
+            emit(report(fmt, [], [], options, jobs), output)
+            click.echo(checked, err=True)
         return EXIT_PROVED
     every = obligations(modules)
     pairs = select(every, only, shard)
@@ -219,17 +260,22 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
         emit(list_obligations(pairs, fmt), output)
         return EXIT_PROVED
     text = fmt == "text" or output is not None  # the human report goes to stdout
+    written: list[str] = []  # the text report, for --output with the text format
     progress = Progress(len(pairs), enabled=sys.stderr.isatty() and not quiet)
 
-    def report(r: Result) -> None:
+    def say(line: str) -> None:
+        progress.echo(line)
+        written.append(line)
+
+    def on_result(r: Result) -> None:
         progress.advance(r)
         if text and (not quiet or r.status is not Status.PROVED):
-            progress.echo(result_line(r))
+            say(result_line(r))
         if text and r.counterexample is not None:
-            progress.echo(render_counterexample(r, sources))
+            say(render_counterexample(r, sources))
 
     with progress:
-        results = prove_pairs(pairs, options, report, jobs, cache_dir)
+        results = prove_pairs(pairs, options, on_result, jobs, cache_dir)
     for r in results:
         for w in r.warnings:
             click.echo(w, err=True)
@@ -242,19 +288,14 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
                    f"{len(results)} obligations", err=True)
     lines = theorems(modules, results, [ob for _, ob in every])
     if text:
-        for line in lines:
-            click.echo(line)
-        click.echo(summary(results))
-        if (kept := quantified(results, options)):
-            click.echo(kept)
-    if fmt == "json":
-        emit(formats.to_json(results, lines, options, jobs), output)
-    elif fmt == "junit":
-        emit(formats.to_junit(results), output)
-    elif fmt == "sarif":
-        emit(formats.to_sarif(results), output)
-    elif fmt == "github":
-        emit(formats.to_github(results), output)
+        for line in [*lines, summary(results), quantified(results, options)]:
+            if line:
+                click.echo(line)
+                written.append(line)
+    if fmt != "text":
+        emit(report(fmt, results, lines, options, jobs), output)
+    elif output is not None:
+        emit("\n".join(written), output)
     if not text:
         click.echo(summary(results), err=True)
     errors = [r for r in results if r.status is Status.ERROR]
@@ -318,25 +359,39 @@ def prove(paths: tuple[Path, ...], jobs: int | None, cache_dir: Path, no_cache: 
     Exit status: 0 all proved, 1 some obligation not proved, 2 bad input, 3 internal error,
     130 interrupted (Ctrl-C).
     """
+    options = Options(rlimit=rlimit, timeout=timeout, seed=seed, dump_smt=dump_smt, cross_check=cross_check,
+                      encoding=encoding, max_memory=max_memory)
+    jobs = jobs or os.cpu_count() or 1
     try:
         targets = list(paths) or configured_roots(Path.cwd())
         try:
             parsed = parse_defines(defines)
         except ValueError as exc:
-            raise BadInput(f"error: -D {exc} [define]") from None
+            raise BadInput(f"error: -D {exc} [define]", code="define") from None
         if cross_check is not None and (why := available(cross_check)) is not None:
             raise BadInput(f"error: cannot cross-check with {cross_check}: {why}")
-        options = Options(rlimit=rlimit, timeout=timeout, seed=seed, dump_smt=dump_smt, cross_check=cross_check,
-                          encoding=encoding, max_memory=max_memory)
-        code = run(targets, options, quiet,
-                   jobs or os.cpu_count() or 1, None if no_cache else cache_dir, only, shard, fmt, output,
+        code = run(targets, options, quiet, jobs, None if no_cache else cache_dir, only, shard, fmt, output,
                    list_only, check_only, parsed)
     except BadInput as exc:
         click.echo(str(exc), err=True)
+        _report_problems(exc, fmt, output, options, jobs)
         code = EXIT_BAD_INPUT
     except KeyboardInterrupt:
         raise Interrupted() from None
     sys.exit(code)
+
+
+def _report_problems(exc: BadInput, fmt: str, output: Path | None, options: Options, jobs: int) -> None:
+    """Bad input in the report of the chosen format too, so that a CI that reads the report (a
+    SARIF upload, JUnit) shows the errors rather than an empty, green report; with the text
+    format, --output gets the errors as printed. A report that cannot be written is said, once."""
+    if fmt == "text" and output is None:
+        return
+    text = str(exc) if fmt == "text" else report(fmt, [], [], options, jobs, exc.problems)
+    try:
+        emit(text, output)
+    except BadInput as unwritable:
+        click.echo(str(unwritable), err=True)
 
 
 def _finite(param: click.Parameter, value: float) -> float:

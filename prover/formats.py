@@ -5,19 +5,44 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from xml.etree import ElementTree as ET
 
 import z3
 
 from microverify import __version__
+from microverify.dsl.diagnostics import CODES
 from microverify.dsl.spans import Span
 from microverify.prover.counterexample import Counterexample
 from microverify.prover.obligations import KIND_NAMES, Kind
 from microverify.prover.replay import Replay
 from microverify.prover.solve import Options, Result, Status
 
-JSON_SCHEMA = "microverify-results/2"
+JSON_SCHEMA = "microverify-results/3"
+USAGE = "usage"  # the code of a problem with the command line rather than with a file
+PROBLEM_CODES = {**CODES, USAGE: "a command-line option or argument that cannot be used"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why nothing was proved: an error in the input, at its span (a diagnostic of the front
+    end), or a usage error, about one path (`file`) or the command line as a whole."""
+
+    code: str  # a key of PROBLEM_CODES
+    message: str  # one line, without the `file:line:col: error:` prefix
+    text: str  # as printed on standard error: with the source line and a caret when there is one
+    span: Span | None = None
+    file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.code not in PROBLEM_CODES:
+            raise ValueError(f"unregistered problem code {self.code!r}")
+
+    @property
+    def path(self) -> str | None:
+        return self.span.file if self.span is not None else self.file
 
 
 def _span(span: Span) -> dict[str, Any]:
@@ -60,7 +85,13 @@ def message(r: Result) -> str:
     return f"{what}{where}{who}: {r.detail}" if r.detail else f"{what}{where}{who}"
 
 
-def to_json(results: list[Result], theorems: list[str], options: Options, jobs: int) -> str:
+def _problem(p: Problem) -> dict[str, Any]:
+    return {"code": p.code, "severity": "error", "message": p.message, "file": p.path,
+            "span": _span(p.span) if p.span is not None else None, "text": p.text}
+
+
+def to_json(results: list[Result], theorems: list[str], options: Options, jobs: int,
+            problems: Sequence[Problem] = ()) -> str:
     counts = Counter(r.status for r in results)
     doc = {
         "schema": JSON_SCHEMA,
@@ -86,15 +117,24 @@ def to_json(results: list[Result], theorems: list[str], options: Options, jobs: 
             "replay": _replay(r.replay),
         } for r in results],
         "theorems": theorems,
+        "diagnostics": [_problem(p) for p in problems],
     }
     return json.dumps(doc, indent=2, ensure_ascii=False)
 
 
-def to_junit(results: list[Result]) -> str:
+def to_junit(results: list[Result], problems: Sequence[Problem] = ()) -> str:
+    """One test case per obligation, and one per problem with the input (an `<error>`)."""
     errors = [r for r in results if r.status is Status.ERROR]
     failed = [r for r in results if r.status not in (Status.PROVED, Status.ERROR)]
-    suite = ET.Element("testsuite", name="microverify", tests=str(len(results)), failures=str(len(failed)),
-                       errors=str(len(errors)), skipped="0", time=f"{sum(r.seconds for r in results):.3f}")
+    suite = ET.Element("testsuite", name="microverify", tests=str(len(results) + len(problems)),
+                       failures=str(len(failed)), errors=str(len(errors) + len(problems)), skipped="0",
+                       time=f"{sum(r.seconds for r in results):.3f}")
+    for p in problems:
+        where = str(p.span) if p.span is not None else p.file
+        case = ET.SubElement(suite, "testcase", classname=p.path or "microverify",
+                             name=f"input: {where}: {p.code}" if where else f"input: {p.code}", time="0.000")
+        error = ET.SubElement(case, "error", message=p.message, type=p.code)
+        error.text = p.text
     for r in results:
         case = ET.SubElement(suite, "testcase", classname=f"{r.obligation.file}:{r.obligation.layer}",
                              name=r.obligation.id, time=f"{r.seconds:.3f}")
@@ -109,9 +149,28 @@ def to_junit(results: list[Result]) -> str:
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
 
 
-def to_sarif(results: list[Result]) -> str:
+def _sarif_location(path: str, span: Span | None) -> dict[str, Any]:
+    location: dict[str, Any] = {"artifactLocation": {"uri": path}}
+    if span is not None:
+        location["region"] = {"startLine": span.line, "startColumn": span.column,
+                              "endLine": span.end_line, "endColumn": span.end_column}
+    return {"physicalLocation": location}
+
+
+def to_sarif(results: list[Result], problems: Sequence[Problem] = ()) -> str:
+    """One result per obligation that is not proved (its kind the rule) and one per problem
+    with the input (its diagnostic code the rule); every rule used is listed."""
     rules = [{"id": k.value, "name": k.name, "shortDescription": {"text": KIND_NAMES[k]}} for k in Kind]
-    out = []
+    rules += [{"id": code, "name": code.replace("-", " "), "shortDescription": {"text": meaning}}
+              for code, meaning in PROBLEM_CODES.items()]
+    out: list[dict[str, Any]] = []
+    for p in problems:
+        out.append({
+            "ruleId": p.code,
+            "level": "error",
+            "message": {"text": p.message},
+            "locations": [_sarif_location(p.path, p.span)] if p.path is not None else [],
+        })
     for r in results:
         if r.status is Status.PROVED:
             continue
@@ -120,10 +179,7 @@ def to_sarif(results: list[Result]) -> str:
             "ruleId": r.obligation.kind.value,
             "level": "error",
             "message": {"text": message(r)},
-            "locations": [{"physicalLocation": {
-                "artifactLocation": {"uri": span.file},
-                "region": {"startLine": span.line, "startColumn": span.column,
-                           "endLine": span.end_line, "endColumn": span.end_column}}}],
+            "locations": [_sarif_location(span.file, span)],
             "properties": {"obligation": r.obligation.id, "status": r.status.value},
         })
     doc = {
@@ -141,15 +197,22 @@ def _escape(text: str, prop: bool = False) -> str:
     return text.replace(":", "%3A").replace(",", "%2C") if prop else text
 
 
-def to_github(results: list[Result]) -> str:
-    """Workflow commands: one `::error` annotation per obligation that is not proved."""
+def _github_where(span: Span) -> str:
+    return (f"file={_escape(span.file, True)},line={span.line},col={span.column},"
+            f"endLine={span.end_line},endColumn={span.end_column}")
+
+
+def to_github(results: list[Result], problems: Sequence[Problem] = ()) -> str:
+    """Workflow commands: one `::error` annotation per obligation that is not proved and per
+    problem with the input (on its line when it has one)."""
     lines = []
+    for p in problems:
+        where = _github_where(p.span) + "," if p.span is not None else \
+            f"file={_escape(p.file, True)}," if p.file is not None else ""
+        lines.append(f"::error {where}title={_escape('microverify: ' + p.code, True)}::{_escape(p.message)}")
     for r in results:
         if r.status is Status.PROVED:
             continue
-        span = r.obligation.span
-        props = (f"file={_escape(span.file, True)},line={span.line},col={span.column},"
-                 f"endLine={span.end_line},endColumn={span.end_column},"
-                 f"title={_escape(r.obligation.id, True)}")
+        props = f"{_github_where(r.obligation.span)},title={_escape(r.obligation.id, True)}"
         lines.append(f"::error {props}::{_escape(message(r))}")
     return "\n".join(lines)

@@ -140,8 +140,8 @@ def test_check_only_parses_and_type_checks() -> None:
 def test_json_report_schema() -> None:
     r = prove("--no-cache", "--format", "json", str(CASES / "kinds" / "oc_only.mv"))
     doc = json.loads(r.stdout)
-    assert doc["schema"] == "microverify-results/2"
-    assert set(doc) == {"schema", "tool", "options", "summary", "obligations", "theorems"}
+    assert doc["schema"] == "microverify-results/3"
+    assert set(doc) == {"schema", "tool", "options", "summary", "obligations", "theorems", "diagnostics"}
     failed = [o for o in doc["obligations"] if o["status"] == "FAILED"]
     (o,) = failed
     assert set(o) == {"id", "kind", "layer", "operation", "observer", "status", "time", "rlimit_used", "cached", "quantified",
