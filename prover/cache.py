@@ -64,7 +64,7 @@ def unusable_cache_dir(directory: Path) -> str | None:
 @dataclass(frozen=True)
 class Hit:
     rlimit_used: int
-    quantified: bool  # the formula solved had quantifiers (as the report says of every result)
+    quantified: bool  # solved in an encoding that kept quantifiers (as the report says of every result)
 
 
 def _checksum(entry: dict[str, object]) -> str:

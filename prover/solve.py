@@ -235,7 +235,7 @@ def solve(module: ir.Module, ob: Obligation, options: Options, cache: Cache | No
         formula = build(sliced, ob, z3.Context(), "quantified" if exact else options.encoding)
         lowered = time.perf_counter() - start
         tried = exact and _exactly_worth_trying(formula)
-        exactly = _proved_exactly(ob, formula, options, start, lowered) if tried else None
+        exactly, spent = _proved_exactly(ob, formula, options, start, lowered) if tried else (None, 0)
         if exactly is not None:
             result = replace(exactly, warnings=warnings)
         else:
@@ -245,7 +245,8 @@ def solve(module: ir.Module, ob: Obligation, options: Options, cache: Cache | No
             elif exact:
                 formula = encode(formula, options.encoding)
                 lowered = time.perf_counter() - start
-            result = replace(_check(ob, formula, options, start, lowered), warnings=warnings)
+            result = _check(ob, formula, options, start, lowered)
+            result = replace(result, warnings=warnings, rlimit_used=result.rlimit_used + spent)
             if result.status is Status.UNKNOWN:
                 result = replace(result, detail=result.detail + _remedy(formula, options))
         if cache is not None and result.status is Status.PROVED:
@@ -298,12 +299,14 @@ def _exactly_worth_trying(formula: Formula) -> bool:
     return formula.quantified
 
 
-def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: float, lowered: float) -> Result | None:
+def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: float,
+                    lowered: float) -> tuple[Result | None, int]:
     """PROVED, if Z3 proves the obligation on its formula as it is, quantifiers and all: a
     validity obligation when its hypotheses are satisfiable and the negated goal under them is
     `unsat` within a quarter of the resource limit; a satisfiability obligation (VAC) when a
     model of the witness shape (prover/witness.py) is found within a quarter. Else None, and
-    the quantifier-free encoding is built and solved as it would be without this check.
+    the quantifier-free encoding is built and solved as it would be without this check. With
+    either, the resource units this check spent (a result reports them all).
 
     Every answer it uses is exact: `unsat` of the negated goal under the quantified hypotheses
     is a proof; a shaped model is a model (the shape only adds equations); the vacuity check is
@@ -317,22 +320,26 @@ def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
         spent, model = _shaped(formula, [h.term for h in formula.hypotheses] + [formula.asserted_goal()],
                                options, options.rlimit // EXACT_SHARE)
         if model is None:
-            return None
-        return Result(ob, Status.PROVED, time.perf_counter() - start, spent, lowered)
+            return None, spent
+        return Result(ob, Status.PROVED, time.perf_counter() - start, spent, lowered), spent
     terms = _to_show(formula)
-    key = (options.rlimit, options.seed, options.timeout, tuple(t.hash() for t in terms))
-    shown = next((units for kept, units in _SHOWN.get(key, []) if len(kept) == len(terms)
-                  and all(k.translate(formula.ctx).eq(t) for k, t in zip(kept, terms))), None)
+    # the shape depends on `init` too (prover/witness.py), so it is part of what is compared
+    init = (formula.layer.layer.init, tuple(run.upper for run in formula.runs))
+    key = (options.rlimit, options.seed, options.timeout, hash(init), tuple(t.hash() for t in terms))
+    shown = next((units for kept, kept_init, units in _SHOWN.get(key, []) if kept_init == init
+                  and len(kept) == len(terms) and all(k.translate(formula.ctx).eq(t) for k, t in zip(kept, terms))),
+                 None)
     if shown is None:
-        shown = _shown_satisfiable(formula, options)
-        if shown is None:
-            return None
-        _SHOWN.setdefault(key, []).append(([t.translate(_SHOWN_CONTEXT) for t in terms], shown))
+        satisfiable, shown = _shown_satisfiable(formula, options)
+        if not satisfiable:
+            return None, shown
+        _SHOWN.setdefault(key, []).append(([t.translate(_SHOWN_CONTEXT) for t in terms], init, shown))
     goal, answer = _fresh([h.term for h in formula.hypotheses] + [formula.asserted_goal()], options,
                           options.rlimit // EXACT_SHARE)
+    spent = shown + _rlimit_count(goal)
     if answer != z3.unsat:
-        return None
-    return Result(ob, Status.PROVED, time.perf_counter() - start, shown + _rlimit_count(goal), lowered)
+        return None, spent
+    return Result(ob, Status.PROVED, time.perf_counter() - start, spent, lowered), spent
 
 
 # Hypotheses shown satisfiable in this process, with the resource units showing it took (which a
@@ -343,8 +350,11 @@ def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
 # Looked up by Z3's structural hash, and a hit only if the terms kept (in a context of their
 # own) are, translated into the obligation's context, the very same terms: hash-consing makes
 # structurally equal terms one term, so a hit is the same formula, checked under the same limits.
+# The layer's `init` (and which runs are of an upper layer) must be the same too: the witness
+# shape is built from it, so with another `init` the same hypotheses may take other units, or
+# have no shaped model at all.
 _SHOWN_CONTEXT = z3.Context()
-_SHOWN: dict[tuple[object, ...], list[tuple[list[z3.BoolRef], int]]] = {}
+_SHOWN: dict[tuple[object, ...], list[tuple[list[z3.BoolRef], object, int]]] = {}
 
 
 def _to_show(formula: Formula) -> list[z3.BoolRef]:
@@ -352,19 +362,20 @@ def _to_show(formula: Formula) -> list[z3.BoolRef]:
     return [h.term for h in formula.hypotheses if not h.reflexive]
 
 
-def _shown_satisfiable(formula: Formula, options: Options) -> int | None:
-    """The resource units it took to show the non-reflexive hypotheses satisfiable, exactly: by
-    a model of the witness shape (prover/witness.py, under a quarter of the rlimit) or, when
-    there is none, in their quantifier-free form (`_vacuity_check`); None if neither did.
-    The shape comes first: it answers in milliseconds where it fits (every operation of the
-    shipped proofs but one boot state), while the quantifier-free form is built in Python."""
+def _shown_satisfiable(formula: Formula, options: Options) -> tuple[bool, int]:
+    """Whether the non-reflexive hypotheses were shown satisfiable, exactly, and the resource
+    units spent: by a model of the witness shape (prover/witness.py, under a quarter of the
+    rlimit) or, failing that, in their quantifier-free form (`_vacuity_check`). The shape comes
+    first: it answers in milliseconds where it fits (every operation of the shipped proofs but
+    one boot state), while the quantifier-free form is built in Python."""
     spent, shaped = _shaped(formula, _to_show(formula), options, options.rlimit // 4)
     if shaped is not None:
-        return spent
+        return True, spent
     vacuity = _vacuity_check(formula, options)
-    if vacuity is None or vacuity[0].check() != z3.sat:
-        return None
-    return spent + _rlimit_count(vacuity[0])
+    if vacuity is None:
+        return False, spent
+    answer = vacuity[0].check()
+    return answer == z3.sat, spent + _rlimit_count(vacuity[0])
 
 
 def _shaped(formula: Formula, assertions: list[z3.ExprRef], options: Options,

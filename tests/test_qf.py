@@ -423,10 +423,10 @@ def test_a_validity_obligation_is_first_tried_exactly_and_a_failure_still_comes_
     real_exactly, real_check = solving._proved_exactly, solving._check
 
     def spy_exactly(ob, formula, *args):  # type: ignore[no-untyped-def]
-        result = real_exactly(ob, formula, *args)
+        result, spent = real_exactly(ob, formula, *args)
         if result is not None:
             exact.append(ob.id)
-        return result
+        return result, spent
 
     def spy_check(ob, formula, *args):  # type: ignore[no-untyped-def]
         checked.append((ob.id, not formula.quantified))
@@ -574,10 +574,10 @@ def test_the_exact_check_shows_hypotheses_that_keep_quantifiers_satisfiable_by_a
     real_exactly = solving._proved_exactly
 
     def spy_exactly(ob, formula, *args):  # type: ignore[no-untyped-def]
-        result = real_exactly(ob, formula, *args)
+        result, spent = real_exactly(ob, formula, *args)
         if result is not None:
             exact.append(ob.id)
-        return result
+        return result, spent
 
     monkeypatch.setattr(solving, "_proved_exactly", spy_exactly)
     monkeypatch.setattr(solving, "_SHOWN", {})  # hypotheses shown satisfiable by an earlier test
@@ -678,3 +678,39 @@ def test_a_shaped_model_proves_satisfiability_exactly_and_no_shape_is_no_verdict
     assert results["Spread/INIT"].status is Status.FAILED
     assert all(r.status is not Status.PROVED for i, r in results.items() if i.startswith("Spread/")), \
         {i: r.status for i, r in results.items()}
+
+
+def _two_inits(invariant: str, first: str, second: str) -> str:
+    """Two layers alike but for `init` (KServ owns every page, or each page's VM does), in the
+    order given."""
+    inits = {"Kinit": "forall p: pfn. owner[p] == KServ", "Vinit": "forall p: pfn. owner[p] == VM(trunc(p, 16))"}
+    header = "principal KServ\nprincipal VM(v: vmid)\ntype vmid = bv[16]\ntype pfn = bv[36]\n"
+    layer = """layer {name} {{
+  state {{ owner : map[pfn] -> principal  mem : map[pfn] -> bv[8] }}
+  init {{ {init} }}
+  invariant inv {{ {invariant} }}
+  observe VM(v) {{ mem[p] for p: pfn where owner[p] == VM(v) }}
+  op w(v: vmid, p: pfn, x: bv[8]) by VM(v) {{ check owner[p] == VM(v) else halt  mem[p] := x }}
+}}
+"""
+    return header + "".join(layer.format(name=n, init=inits[n], invariant=invariant) for n in (first, second))
+
+
+@pytest.mark.parametrize("invariant", [
+    "forall p: pfn. owner[p] == VM(trunc(p, 16)) || owner[p] == VM(trunc(p, 16) + 1)",  # no qf form
+    "forall p: pfn. p < 8 ==> owner[p] == VM(0)",  # a qf form
+])
+def test_hypotheses_shown_for_one_init_never_stand_in_for_another(
+        tmp_path: Path, invariant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack on solve._SHOWN found in review: two layers with the same hypotheses but another
+    `init` have other witness shapes, so what one showed must not be reused by the other. Every
+    verdict and resource figure is the same whichever layer comes first."""
+    from microverify.prover import solve as solving
+    runs = []
+    for order in (("Kinit", "Vinit"), ("Vinit", "Kinit")):
+        monkeypatch.setattr(solving, "_SHOWN", {})
+        (tmp_path / "two.mv").write_text(_two_inits(invariant, *order))
+        results = prove_pairs(obligations([load_file(tmp_path / "two.mv", {})]), Options(rlimit=4_000_000))
+        runs.append(sorted((r.obligation.id, r.status, r.rlimit_used) for r in results))
+    assert runs[0] == runs[1]
+    assert any(status is Status.PROVED for _, status, _ in runs[0])
