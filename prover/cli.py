@@ -30,7 +30,7 @@ from microverify.prover.cache import AST_SUBDIR, DEFAULT_DIR, unusable_cache_dir
 from microverify.prover.crosscheck import SOLVERS, available
 from microverify.prover.driver import Pair, obligations, prove_pairs
 from microverify.prover.progress import Progress
-from microverify.prover.report import quantified, render_counterexample, result_line, summary, theorems
+from microverify.prover.report import quantified, render_counterexample, result_line, slowest, summary, theorems
 from microverify.prover.solve import ENCODINGS, Options, Result, Status
 
 EXIT_PROVED, EXIT_NOT_PROVED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
@@ -173,12 +173,12 @@ def list_obligations(pairs: list[Pair], fmt: str) -> str:
 
 
 def report(fmt: str, results: list[Result], theorems: list[str], options: Options, jobs: int,
-           problems: tuple[Problem, ...] = ()) -> str:
+           problems: tuple[Problem, ...] = (), sources: dict[str, str] | None = None) -> str:
     """The report in a machine-readable format."""
     if fmt == "json":
         return formats.to_json(results, theorems, options, jobs, problems)
     if fmt == "junit":
-        return formats.to_junit(results, problems)
+        return formats.to_junit(results, problems, sources)
     if fmt == "sarif":
         return formats.to_sarif(results, problems)
     assert fmt == "github", fmt
@@ -230,7 +230,7 @@ def check_dump_dir(folder: Path) -> None:
 
 def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: Path | None,
         only: tuple[str, ...], shard_text: str | None, fmt: str, output: Path | None,
-        list_only: bool, check_only: bool, defines: tuple[Define, ...] = ()) -> int:
+        list_only: bool, check_only: bool, defines: tuple[Define, ...] = (), durations: int = 0) -> int:
     sources: dict[str, str] = {}
     shard = parse_shard(shard_text)
     if output is not None:
@@ -292,8 +292,11 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
             if line:
                 click.echo(line)
                 written.append(line)
+    if durations:
+        click.echo(slowest(results, durations), err=not text)
+        written.append(slowest(results, durations))
     if fmt != "text":
-        emit(report(fmt, results, lines, options, jobs), output)
+        emit(report(fmt, results, lines, options, jobs, sources=sources), output)
     elif output is not None:
         emit("\n".join(written), output)
     if not text:
@@ -347,12 +350,14 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
               help="Z3 random seed.")
 @click.option("-D", "--define", "defines", multiple=True, metavar="NAME=VALUE",
               help="Set a `type` alias or a `const` of the model, e.g. -D pfn=bv[36] (repeatable).")
+@click.option("--durations", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Then list the N slowest obligations (on standard error with a format other than text).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only obligations that are not proved.")
 @click.version_option(__version__, prog_name="prove")
 def prove(paths: tuple[Path, ...], jobs: int | None, cache_dir: Path, no_cache: bool, list_only: bool,
           only: tuple[str, ...], shard: str | None, fmt: str, output: Path | None, check_only: bool,
           dump_smt: Path | None, cross_check: str | None, encoding: str, rlimit: int, timeout: float,
-          max_memory: int, seed: int, defines: tuple[str, ...], quiet: bool) -> None:
+          max_memory: int, seed: int, defines: tuple[str, ...], durations: int, quiet: bool) -> None:
     """Prove the noninterference obligations of microverify layers (.mv files or folders).
 
     Without PATHS, proves the roots under [tool.microverify] in pyproject.toml (default proofs/).
@@ -371,7 +376,7 @@ def prove(paths: tuple[Path, ...], jobs: int | None, cache_dir: Path, no_cache: 
         if cross_check is not None and (why := available(cross_check)) is not None:
             raise BadInput(f"error: cannot cross-check with {cross_check}: {why}")
         code = run(targets, options, quiet, jobs, None if no_cache else cache_dir, only, shard, fmt, output,
-                   list_only, check_only, parsed)
+                   list_only, check_only, parsed, durations)
     except BadInput as exc:
         click.echo(str(exc), err=True)
         _report_problems(exc, fmt, output, options, jobs)

@@ -3,6 +3,7 @@ workflow annotations. All are built from result records, never from solver objec
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from microverify.dsl.spans import Span
 from microverify.prover.counterexample import Counterexample
 from microverify.prover.obligations import KIND_NAMES, Kind
 from microverify.prover.replay import Replay
+from microverify.prover.report import render_counterexample
 from microverify.prover.solve import Options, Result, Status
 
 JSON_SCHEMA = "microverify-results/3"
@@ -122,8 +124,10 @@ def to_json(results: list[Result], theorems: list[str], options: Options, jobs: 
     return json.dumps(doc, indent=2, ensure_ascii=False)
 
 
-def to_junit(results: list[Result], problems: Sequence[Problem] = ()) -> str:
-    """One test case per obligation, and one per problem with the input (an `<error>`)."""
+def to_junit(results: list[Result], problems: Sequence[Problem] = (), sources: dict[str, str] | None = None) -> str:
+    """One test case per obligation, and one per problem with the input (an `<error>`); the
+    body of a failure is the whole counterexample, as the text report shows it (`sources`, the
+    files' texts, give it its source lines)."""
     errors = [r for r in results if r.status is Status.ERROR]
     failed = [r for r in results if r.status not in (Status.PROVED, Status.ERROR)]
     suite = ET.Element("testsuite", name="microverify", tests=str(len(results) + len(problems)),
@@ -141,9 +145,7 @@ def to_junit(results: list[Result], problems: Sequence[Problem] = ()) -> str:
         if r.status is not Status.PROVED:
             tag = "error" if r.status is Status.ERROR else "failure"
             failure = ET.SubElement(case, tag, message=message(r), type=r.status.value)
-            failure.text = "\n".join(r.counterexample.failing) if r.counterexample else r.detail
-            if r.counterexample is not None and r.replay is not None:
-                failure.text += "\nreplay: " + r.replay.line()
+            failure.text = render_counterexample(r, sources or {}) if r.counterexample else r.detail
     root = ET.Element("testsuites")
     root.append(suite)
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
@@ -155,6 +157,12 @@ def _sarif_location(path: str, span: Span | None) -> dict[str, Any]:
         location["region"] = {"startLine": span.line, "startColumn": span.column,
                               "endLine": span.end_line, "endColumn": span.end_column}
     return {"physicalLocation": location}
+
+
+def fingerprint(r: Result) -> str:
+    """A stable id of the obligation (its file and id), the same across runs and machines: code
+    scanning matches a result to the one before by it, so a moved operation is not a new alert."""
+    return hashlib.sha256(f"{r.obligation.file}\0{r.obligation.id}".encode()).hexdigest()[:32]
 
 
 def to_sarif(results: list[Result], problems: Sequence[Problem] = ()) -> str:
@@ -180,6 +188,9 @@ def to_sarif(results: list[Result], problems: Sequence[Problem] = ()) -> str:
             "level": "error",
             "message": {"text": message(r)},
             "locations": [_sarif_location(span.file, span)],
+            "partialFingerprints": {"microverifyObligation/v1": fingerprint(r)},
+            "relatedLocations": [{"id": i, **_sarif_location(s.file, s), "message": {"text": "responsible statement"}}
+                                 for i, s in enumerate(r.counterexample.responsible if r.counterexample else ())],
             "properties": {"obligation": r.obligation.id, "status": r.status.value},
         })
     doc = {
@@ -202,9 +213,22 @@ def _github_where(span: Span) -> str:
             f"endLine={span.end_line},endColumn={span.end_column}")
 
 
+def _summary(cex: Counterexample | None) -> str:
+    """The counterexample in a few lines, for an annotation on its first responsible statement:
+    the runs' results and the other statements responsible."""
+    if cex is None:
+        return ""
+    lines = []
+    if cex.results:
+        lines.append("results: " + "  |  ".join(f"{run}: {value}" for run, value in cex.results))
+    lines += [f"also responsible: {span}" for span in cex.responsible[1:]]
+    return "".join("\n" + line for line in lines)
+
+
 def to_github(results: list[Result], problems: Sequence[Problem] = ()) -> str:
-    """Workflow commands: one `::error` annotation per obligation that is not proved and per
-    problem with the input (on its line when it has one)."""
+    """Workflow commands: one `::error` annotation per obligation that is not proved (on the
+    first statement responsible for its counterexample, else on the operation) and per problem
+    with the input (on its line when it has one)."""
     lines = []
     for p in problems:
         where = _github_where(p.span) + "," if p.span is not None else \
@@ -213,6 +237,8 @@ def to_github(results: list[Result], problems: Sequence[Problem] = ()) -> str:
     for r in results:
         if r.status is Status.PROVED:
             continue
-        props = f"{_github_where(r.obligation.span)},title={_escape(r.obligation.id, True)}"
-        lines.append(f"::error {props}::{_escape(message(r))}")
+        cex = r.counterexample
+        at = cex.responsible[0] if cex is not None and cex.responsible else r.obligation.span
+        props = f"{_github_where(at)},title={_escape(r.obligation.id, True)}"
+        lines.append(f"::error {props}::{_escape(message(r) + _summary(cex))}")
     return "\n".join(lines)

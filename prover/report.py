@@ -26,9 +26,19 @@ def source_line(span: Span, sources: dict[str, str]) -> str:
 def result_line(r: Result) -> str:
     ob = r.obligation
     line = f"{r.status.value:<8} {ob.id:<48} {r.seconds:6.2f}s  rlimit {r.rlimit_used}"
+    if r.cached:
+        line += "  (cached)"
     if r.status is not Status.PROVED and r.detail and r.counterexample is None:
         line += f"\n         {r.detail}"
     return line
+
+
+def slowest(results: list[Result], n: int) -> str:
+    """The n obligations that took longest, slowest first (--durations)."""
+    ranked = sorted(results, key=lambda r: (-r.seconds, r.obligation.id))[:n]
+    lines = [f"slowest {len(ranked)} of {len(results)} obligations:"]
+    lines += [f"  {r.seconds:7.2f}s  {r.obligation.id}" + ("  (cached)" if r.cached else "") for r in ranked]
+    return "\n".join(lines)
 
 
 def render_counterexample(r: Result, sources: dict[str, str]) -> str:

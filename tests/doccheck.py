@@ -3,7 +3,7 @@
 
 Directives, as HTML comments right before a fenced block:
   <!-- check: exit=N [code=X] [fails=ID ...] [vacuous=ID] [proved=ID] [wrap=T] [save=F] -->
-        the next ```mv block is a file (wrapped by template T); prove -q must exit N,
+        the next ```mv block is a file (wrapped by template T); prove -q --no-cache must exit N,
         the output must contain `[X]`, `FAILED   ID`, ...; saved as F in the work dir
   <!-- console -->
         the next ```console block: `$ cmd` lines are run in the work dir; the output
@@ -126,7 +126,7 @@ def main(argv: list[str]) -> int:
                 src = TEMPLATES[opts["wrap"]].format(frag=body)
             name = opts.get("save", f"block{nblock:02d}.mv")
             (work / name).write_text(src)
-            out, code = run_cmd(f"prove -q {name}", work)
+            out, code = run_cmd(f"prove -q --no-cache {name}", work)  # hidden: leaves no cache behind
             ok = True
             if "exit" in opts and code != int(opts["exit"]):
                 ok = False

@@ -168,7 +168,7 @@ def test_junit_sarif_and_github_formats(tmp_path: Path) -> None:
     assert res["ruleId"] == "WSC"
     assert res["locations"][0]["physicalLocation"]["region"]["startLine"] == 16
     gh = prove("--no-cache", "--format", "github", case).stdout.strip().splitlines()
-    assert gh == ["::error file=tests/cases/kinds/wsc_only.mv,line=16,col=3,endLine=18,endColumn=4,"
+    assert gh == ["::error file=tests/cases/kinds/wsc_only.mv,line=17,col=5,endLine=17,endColumn=24,"
                   "title=L/WSC/copy/KServ::WSC (weak step consistency) failed for `copy`, observer KServ: "
                   "observation `public` differs"]
 

@@ -18,7 +18,7 @@ from xml.etree import ElementTree as ET
 import jsonschema
 import pytest
 
-from conftest import CASES, SECURE
+from conftest import CASES, ROOT, SECURE
 from microverify.prover.formats import PROBLEM_CODES
 
 FORMATS = ["json", "junit", "sarif", "github"]
@@ -160,6 +160,8 @@ def test_output_with_the_text_format_writes_the_text_report(tmp_path: Path) -> N
     r = prove("--output", out, tmp_path / "broken.mv")
     assert r.returncode == 2
     assert out.read_text().strip() == r.stderr.strip() and "[bad-type]" in r.stderr
+    r = prove("--output", out, "--durations", "2", tmp_path / "m.mv")
+    assert r.returncode == 0 and out.read_text().strip() == r.stdout.strip() and "slowest 2 of" in r.stdout
     r = prove("--check", "--output", out, tmp_path / "m.mv")
     assert r.returncode == 0 and out.read_text().strip() == "checked 1 file(s): no errors"
 
@@ -169,3 +171,59 @@ def test_an_output_that_cannot_be_written_is_said_once_and_exits_2(tmp_path: Pat
     r = prove("--format", "sarif", "--output", tmp_path / "no" / "such" / "dir.sarif", tmp_path / "broken.mv")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.count("does not exist") == 1
+
+
+WSC_ONLY = CASES / "kinds" / "wsc_only.mv"  # KServ copies a VM's secret into what it sees
+RESPONSIBLE = 17  # its line `public := secret[v]`
+
+
+def test_a_failure_is_reported_with_its_whole_counterexample_and_where_it_comes_from(tmp_path: Path) -> None:
+    """JUnit's failure body is the counterexample as the text report shows it; SARIF gives the
+    responsible statement as a related location and a fingerprint that is the same in every run
+    and differs between obligations; GitHub annotates the responsible line."""
+    junit = validate("junit", prove("--format", "junit", WSC_ONLY).stdout)
+    (failure,) = [c.find("failure") for c in junit.iter("testcase") if c.find("failure") is not None]
+    body = failure.text or ""
+    assert "why:          observation `public` differs" in body and "replay:" in body
+    assert f"wsc_only.mv:{RESPONSIBLE}:5: note: responsible statement: public := secret[v]" in body
+    runs = [validate("sarif", prove("--format", "sarif", WSC_ONLY).stdout) for _ in range(2)]
+    (result,) = [r for r in runs[0]["runs"][0]["results"] if r["ruleId"] == "WSC"]
+    assert [loc["physicalLocation"]["region"]["startLine"] for loc in result["relatedLocations"]] == [RESPONSIBLE]
+    assert runs[0]["runs"][0]["results"] == runs[1]["runs"][0]["results"]  # fingerprints included
+    leak = tmp_path / "two.mv"
+    leak.write_text(WSC_ONLY.read_text().replace("  op copy(", "  op copy2(v: vmid) by KServ { public := secret[v] }\n  op copy("))
+    more = validate("sarif", prove("--format", "sarif", leak).stdout)["runs"][0]["results"]
+    prints = [r["partialFingerprints"]["microverifyObligation/v1"] for r in more]
+    assert len(prints) == 2 and len(set(prints)) == 2
+    (line,) = [x for x in validate("github", prove("--format", "github", WSC_ONLY).stdout) if "title=L/WSC" in x]
+    assert f",line={RESPONSIBLE}," in line and "observation `public` differs" in line
+
+
+def test_the_text_report_says_which_results_came_from_the_cache_and_lists_the_slowest(tmp_path: Path) -> None:
+    (tmp_path / "m.mv").write_text(SECURE)
+    cache = tmp_path / "cache"
+    runs = [subprocess.run([sys.executable, "-m", "microverify", "-j1", "--cache-dir", str(cache), "--durations", "3",
+                            str(tmp_path / "m.mv")], capture_output=True, text=True, timeout=300) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs)
+    cold, warm = ([x for x in r.stdout.splitlines() if x.startswith("PROVED")] for r in runs)
+    assert cold and not any("(cached)" in x for x in cold)
+    assert len(warm) == len(cold) and all(x.endswith("  (cached)") for x in warm)
+    head = runs[0].stdout.split(f"slowest 3 of {len(cold)} obligations:\n")[1].splitlines()[:3]
+    times = [float(x.split("s")[0]) for x in head]
+    assert len(times) == 3 and times == sorted(times, reverse=True)
+    as_json = prove("--format", "json", "--durations", "2", tmp_path / "m.mv")
+    assert as_json.returncode == 0 and "slowest 2 of" in as_json.stderr
+    validate("json", as_json.stdout)
+
+
+def test_the_workflow_example_uses_real_options_and_saves_the_cache_when_a_shard_fails(tmp_path: Path) -> None:
+    workflow = (ROOT / ".github" / "workflows" / "prove.yml").read_text()
+    save = workflow.split("uses: actions/cache/save@v4")[0].rsplit("- name:", 1)[1]
+    assert "if: always()" in save
+    commands = re.findall(r"^\s*(?:- )?run: (?:>\n\s*)?(prove [^\n]*)$", workflow, re.MULTILINE)
+    assert len(commands) >= 3
+    for command in commands:
+        args = command.replace("${{ matrix.shard }}", "1").split()[1:]
+        r = subprocess.run([sys.executable, "-m", "microverify", *args, "--check", str(ROOT / "proofs" / "tutorial")],
+                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert r.returncode == 0, (command, r.stderr)
