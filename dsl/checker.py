@@ -330,44 +330,52 @@ class Checker:
             if t is not None:
                 fields[f.name] = t
                 state.append(ir.StateField(f.name, t, f.span))
-        pctx = Context(self.globals, fields, {}, in_body=False, what="`init`")
-        init = [e for p in d.init if (e := self.guard(lambda p=p: self.exprs.check(p, pctx, BOOL)))]
-        invariants = []
-        ictx = Context(self.globals, fields, {}, in_body=False, what="an invariant")
-        for n, inv in enumerate(d.invariants):
-            for k, p in enumerate(inv.preds):
-                e = self.guard(lambda p=p: self.exprs.check(p, ictx, BOOL))
-                if e is not None:
-                    label = inv.name or f"#{n + 1}"
-                    invariants.append(ir.Invariant(label if len(inv.preds) == 1 else f"{label}.{k + 1}",
-                                                   e, p.span))
-        observations = []
-        seen_obs: set[str] = set()
-        for o in d.observes:
-            obs = self.guard(lambda o=o: self.observe(o, fields))
-            if obs is not None:
-                if obs.principal in seen_obs:
-                    self.fail("duplicate", o.span, f"a second observation for `{obs.principal}`")
-                seen_obs.add(obs.principal)
-                observations.append(obs)
-        ops = []
-        seen_ops: set[str] = set()
-        for op in d.ops:
-            if op.name in seen_ops:
-                self.fail("duplicate", op.name_span, f"operation `{op.name}` is declared twice")
-                continue
-            seen_ops.add(op.name)
-            checked = self.guard(lambda op=op: OpChecker(self, fields, upper).op(op))
-            if checked is not None:
-                ops.append(checked)
-        abstraction: tuple[ir.AbsDef, ...] = ()
-        if upper is not None:
-            abstraction = refines.abstraction(self, d, fields, upper)
-            refines.read_or_bind(self, ops)
-        elif d.abstraction:
-            self.fail("refinement", d.abstraction[0].span, "an abstraction needs `refines Upper`")
-        return ir.Layer(d.name, tuple(state), tuple(init), tuple(invariants), tuple(observations),
-                        tuple(ops), d.span, d.refines, d.via, abstraction)
+        # A field whose type is broken is reported once, there: its uses are skipped silently,
+        # not reported again as unknown names (for this layer only; field names are not global).
+        broken = {f.name for f in d.state if f.name not in fields and f.name not in self.global_names}
+        broken -= self.globals.broken
+        self.globals.broken |= broken
+        try:
+            pctx = Context(self.globals, fields, {}, in_body=False, what="`init`")
+            init = [e for p in d.init if (e := self.guard(lambda p=p: self.exprs.check(p, pctx, BOOL)))]
+            invariants = []
+            ictx = Context(self.globals, fields, {}, in_body=False, what="an invariant")
+            for n, inv in enumerate(d.invariants):
+                for k, p in enumerate(inv.preds):
+                    e = self.guard(lambda p=p: self.exprs.check(p, ictx, BOOL))
+                    if e is not None:
+                        label = inv.name or f"#{n + 1}"
+                        invariants.append(ir.Invariant(label if len(inv.preds) == 1 else f"{label}.{k + 1}",
+                                                       e, p.span))
+            observations = []
+            seen_obs: set[str] = set()
+            for o in d.observes:
+                obs = self.guard(lambda o=o: self.observe(o, fields))
+                if obs is not None:
+                    if obs.principal in seen_obs:
+                        self.fail("duplicate", o.span, f"a second observation for `{obs.principal}`")
+                    seen_obs.add(obs.principal)
+                    observations.append(obs)
+            ops = []
+            seen_ops: set[str] = set()
+            for op in d.ops:
+                if op.name in seen_ops:
+                    self.fail("duplicate", op.name_span, f"operation `{op.name}` is declared twice")
+                    continue
+                seen_ops.add(op.name)
+                checked = self.guard(lambda op=op: OpChecker(self, fields, upper).op(op))
+                if checked is not None:
+                    ops.append(checked)
+            abstraction: tuple[ir.AbsDef, ...] = ()
+            if upper is not None:
+                abstraction = refines.abstraction(self, d, fields, upper)
+                refines.read_or_bind(self, ops)
+            elif d.abstraction:
+                self.fail("refinement", d.abstraction[0].span, "an abstraction needs `refines Upper`")
+            return ir.Layer(d.name, tuple(state), tuple(init), tuple(invariants), tuple(observations),
+                            tuple(ops), d.span, d.refines, d.via, abstraction)
+        finally:
+            self.globals.broken -= broken
 
     def observe(self, o: ast.Observe, fields: dict[str, Type]) -> ir.Observation:
         p = self.globals.principals.get(o.principal)
@@ -521,6 +529,8 @@ class OpChecker:
             if s.root in self.c.global_names:
                 raise self.c.fail("assign-not-state", s.root_span,
                                   f"cannot assign to `{s.root}`: it is not a state field")
+            if s.root in self.c.globals.broken:  # its type is broken: reported there
+                raise CheckFailed()
             raise self.c.exprs.unknown(s.root, s.root_span, list(self.fields), "state field")
         t = self.fields[s.root]
         path: list[ir.Expr | str] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import gc
 import os
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from lark import Token, Tree, v_args
 from lark.tree import Meta
 from lark.visitors import Transformer_NonRecursive
 
-from microverify.dsl import ast
+from microverify.dsl import ast, syntaxhints
 from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, error
 from microverify.dsl.limits import MAX_BV_WIDTH, MAX_DEPTH
 from microverify.dsl.spans import Span
@@ -580,28 +581,15 @@ def parse_const_definition(text: str, file: str) -> ast.Expr:
 
 
 def _parse(text: str, file: str, start: str) -> Any:
-    diagnostics: list[Diagnostic] = []
-
-    def on_error(exc: lark.exceptions.UnexpectedInput) -> bool:
-        diagnostics.append(_syntax_diagnostic(file, exc))
-        if not isinstance(exc, lark.exceptions.UnexpectedToken):
-            return False  # a stray character: what follows it is too unreliable to report
-        _repair(exc)
-        return len(diagnostics) < _MAX_SYNTAX_ERRORS
-
     # The parse allocates millions of objects and frees none: the cyclic garbage collector
     # would walk them over and over for nothing (a third of the time of a large file).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        try:
-            tree = _parser().parse(text, start=start, on_error=on_error)
-        except lark.exceptions.UnexpectedInput as exc:
-            if not diagnostics or diagnostics[-1].span.line != (getattr(exc, "line", 0) or 0):
-                diagnostics.append(_syntax_diagnostic(file, exc))
-            raise DiagnosticError(_dedupe(diagnostics)) from None
+        tree, diagnostics = _lark_parse(text, file, start)
         if diagnostics:
-            raise DiagnosticError(_dedupe(diagnostics))
+            raise DiagnosticError(_explained(text, file, start, diagnostics))
+        assert tree is not None
         too_deep = _limit_nesting(tree, file)
         if too_deep is not None:
             raise DiagnosticError([too_deep])
@@ -613,6 +601,64 @@ def _parse(text: str, file: str, start: str) -> Any:
     if transformer.errors:
         raise DiagnosticError(transformer.errors)
     return result
+
+
+def _lark_parse(text: str, file: str, start: str) -> tuple[Tree[Token] | None, list[Diagnostic]]:
+    """The parse tree, or the syntax errors (at most _MAX_SYNTAX_ERRORS, one per line)."""
+    diagnostics: list[Diagnostic] = []
+
+    def on_error(exc: lark.exceptions.UnexpectedInput) -> bool:
+        diagnostics.append(_syntax_diagnostic(file, exc))
+        if not isinstance(exc, lark.exceptions.UnexpectedToken):
+            return False  # a stray character: what follows it is too unreliable to report
+        _repair(exc)
+        return len(diagnostics) < _MAX_SYNTAX_ERRORS
+
+    try:
+        tree = _parser().parse(text, start=start, on_error=on_error)
+    except lark.exceptions.UnexpectedInput as exc:
+        if not diagnostics or diagnostics[-1].span.line != (getattr(exc, "line", 0) or 0):
+            diagnostics.append(_syntax_diagnostic(file, exc))
+        return None, _dedupe(diagnostics)
+    return (None, _dedupe(diagnostics)) if diagnostics else (tree, [])
+
+
+@lru_cache(maxsize=1)
+def _keywords() -> frozenset[str]:
+    return frozenset(t.pattern.value for t in _parser().terminals
+                     if t.pattern.type == "str" and t.pattern.value.isidentifier())
+
+
+def _explained(text: str, file: str, start: str, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """The syntax errors, one per cause (dsl/syntaxhints.py). A misspelt keyword at the start of
+    a line is reported as such, with the keyword; a `{` never closed is reported at the first
+    error where it should have been closed, with a note pointing at it. The text is then parsed
+    again with the keywords in place and the missing `}` inserted, and only the errors found
+    there (at their lines in the text) follow: the others were caused by those two."""
+    typos = syntaxhints.keyword_typos(text, _keywords())
+    braces = [u for u in syntaxhints.unclosed(text) if u.bracket == "{"]
+    if not typos and not braces:
+        return diagnostics
+    fixed, origin = syntaxhints.repaired(text, typos, [u.by for u in braces if u.by])
+    _, again = _lark_parse(fixed, file, start)
+    others = []
+    for d in again:
+        line = origin[d.span.line - 1] if d.span.line <= len(origin) else len(text.splitlines()) or 1
+        if line is not None:  # not on an inserted line
+            shift = line - d.span.line
+            others.append(replace(d, span=replace(d.span, line=line, end_line=d.span.end_line + shift)))
+    found = [error("syntax", Span(file, t.line, t.column, t.line, t.column + len(t.word)),
+                   f"unknown keyword `{t.word}`", f"did you mean `{t.keyword}`?")
+             for t in typos if all(d.span.line != t.line for d in others)]
+    notes: dict[int, list[str]] = {}  # index in diagnostics -> notes on unclosed brackets
+    for u in braces:  # at the first error where it should have been closed, or the last one
+        at = next((i for i, d in enumerate(diagnostics) if u.by and d.span.line >= u.by), len(diagnostics) - 1)
+        notes.setdefault(at, []).append(f"the `{{` at {file}:{u.line}:{u.column} is never closed: "
+                                        "is a closing bracket missing?")
+    found += [replace(diagnostics[i], notes=(*diagnostics[i].notes, *n)) for i, n in notes.items()]
+    found += others
+    found = _dedupe(sorted(found, key=lambda d: (d.span.line, d.span.column)))
+    return found or diagnostics
 
 
 # Tree nodes that nest: one level each (counted against MAX_DEPTH). A parenthesis, a block or a

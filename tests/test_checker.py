@@ -102,3 +102,37 @@ def test_negated_literal_takes_its_width_from_either_side() -> None:
     L = layer("state { x : bv[8] }\n invariant { -1 == x; x == -1; ~0 != x }")
     for inv in L.invariants:
         assert isinstance(inv.pred, ir.Binary) and inv.pred.left.type == BVType(8)
+
+
+def codes(text: str) -> list[tuple[str, int]]:
+    with pytest.raises(DiagnosticError) as info:
+        load_text(text, "t.mv")
+    return [(d.code, d.span.line) for d in info.value.diagnostics]
+
+
+def test_a_field_with_a_broken_type_is_reported_once_not_at_every_use() -> None:
+    """One cause, one error: the bad width, not also `unknown name` at every read and write of
+    the fields of that type. Only the fields of the layer that declares them are skipped: an
+    unknown name elsewhere, and one that is simply not declared, are still reported."""
+    model = """principal KServ
+principal VM(v: vmid)
+type vmid = bv[1]
+type word = bv[8]
+layer L {
+  state { secret : map[vmid] -> word
+          pub : bv[0] }
+  observe VM(v) { secret[v] }
+  observe KServ { pub }
+  invariant { pub == 0 }
+  op leak(v: vmid) by KServ { pub := secret[v] }
+}
+"""
+    assert codes(model) == [("bad-type", 7)]
+    assert codes(model.replace("type word = bv[8]", "type word = bv[0]")) == [("bad-type", 4), ("bad-type", 7)]
+    other = model + """layer M {
+  state { x : bv[1] }
+  observe KServ { pub }
+  op w() by KServ { x := nope }
+}
+"""
+    assert codes(other) == [("bad-type", 7), ("unknown-name", 15), ("unknown-name", 16)]

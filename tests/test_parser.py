@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from microverify.dsl import ast
-from microverify.dsl.diagnostics import DiagnosticError
+from microverify.dsl import ast, syntaxhints
+from microverify.dsl.diagnostics import Diagnostic, DiagnosticError
 from microverify.dsl.loader import load_file
 from microverify.dsl.parser import _grammar_cache, parse
 
@@ -126,3 +126,51 @@ def test_the_grammar_cache_is_a_directory_only_its_user_may_write(tmp_path: Path
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
     (tmp_path / "file").write_text("")  # no directory can be made there: not used
     assert _grammar_cache() is False
+
+
+TYPO = """principal KServ
+principal VM(v: vmid)
+type vmid = bv[1]
+layer L {
+  state { secret : map[vmid] -> bv[8] }
+  observe VM(v) { secret[v] }
+  op write(v: vmid, x: bv[8]) by VM(v) {
+    chek secret[v] == 0 else halt
+    secret[v] := x
+  }
+  op wipe(v: vmid) by KServ { secret[v] := 0 }
+}
+"""
+
+
+def syntax_errors(text: str) -> list[Diagnostic]:
+    with pytest.raises(DiagnosticError) as info:
+        parse(text, "t.mv")
+    return info.value.diagnostics
+
+
+def test_a_misspelt_keyword_is_one_error_with_the_keyword_and_no_cascade() -> None:
+    (d,) = syntax_errors(TYPO)
+    assert (d.code, d.span.line, d.span.column, d.span.end_column) == ("syntax", 8, 5, 9)
+    assert d.message == "unknown keyword `chek`" and d.notes == ("did you mean `check`?",)
+    # an error with another cause is still reported, at its own place
+    both = syntax_errors(TYPO.replace("secret[v] := 0 }", "secret[v] := := 0 }"))
+    assert [(x.span.line, x.message.split(" (")[0]) for x in both] == \
+        [(8, "unknown keyword `chek`"), (11, "unexpected ':='")]
+    # a line that starts with a name used as a name is not taken for a keyword
+    assert syntax_errors(TYPO.replace("chek", "check").replace("secret[v] := x", "stat := := x"))[0].notes == ()
+
+
+def test_a_missing_closing_brace_is_pointed_at_where_it_is_missing() -> None:
+    (d,) = syntax_errors(TYPO.replace("chek", "check").replace("    secret[v] := x\n  }\n", "    secret[v] := x\n"))
+    assert d.span.line == 10  # `op wipe`, where `write` should have been closed
+    assert d.notes == ("the `{` at t.mv:7:40 is never closed: is a closing bracket missing?",)
+    (end,) = syntax_errors("principal KServ\nlayer L {\n  state { x : bv[8] }\n  op f() by KServ {\n    x := 1\n")
+    assert end.message == "unexpected end of file"
+    assert [n.split(" is never")[0] for n in end.notes] == ["the `{` at t.mv:2:9", "the `{` at t.mv:4:19"]
+
+
+def test_brackets_in_comments_and_strings_are_not_counted() -> None:
+    text = 'import "a{.mv"\nlayer L { // {\n  state { x : bv[8] }\n}\n'
+    assert syntaxhints.unclosed(text) == []
+    assert [(u.line, u.column, u.by) for u in syntaxhints.unclosed("layer L {\n  op f {\n  }\n")] == [(1, 9, 0)]
