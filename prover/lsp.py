@@ -171,22 +171,34 @@ def did_close(ls: MicroverifyServer, params: types.DidCloseTextDocumentParams) -
     ls.documents.pop(params.text_document.uri, None)
 
 
-def _parsed(text: str, uri: str) -> ast.Module | None:
+@dataclass(frozen=True)
+class _At:
+    """A request's document, parsed, and its position (1-based, as spans are)."""
+
+    uri: str
+    text: str
+    module: ast.Module
+    line: int
+    column: int
+
+
+def _at(ls: MicroverifyServer, document: types.TextDocumentIdentifier, position: types.Position) -> _At | None:
+    """None while the document does not parse."""
+    text = ls.workspace.get_text_document(document.uri).source
     try:
-        return parse(text, str(path_of(uri)))
+        module = parse(text, str(path_of(document.uri)))
     except DiagnosticError:
         return None
+    return _At(document.uri, text, module, position.line + 1, position.character + 1)
 
 
 @server.feature(types.TEXT_DOCUMENT_HOVER)
 def hover(ls: MicroverifyServer, params: types.HoverParams) -> types.Hover | None:
-    uri = params.text_document.uri
-    text = ls.workspace.get_text_document(uri).source
-    module = _parsed(text, uri)
-    if module is None:
+    at = _at(ls, params.text_document, params.position)
+    if at is None:
         return None
-    line, column = params.position.line + 1, params.position.character + 1
-    for decl in module.decls:
+    uri, text, line, column = at.uri, at.text, at.line, at.column
+    for decl in at.module.decls:
         if not isinstance(decl, ast.LayerDecl):
             continue
         for op in decl.ops:
@@ -232,12 +244,10 @@ def _declarations(module: ast.Module, uri: str, seen: set[str]) -> dict[str, Spa
 
 @server.feature(types.TEXT_DOCUMENT_DEFINITION)
 def definition(ls: MicroverifyServer, params: types.DefinitionParams) -> types.Location | None:
-    uri = params.text_document.uri
-    text = ls.workspace.get_text_document(uri).source
-    module = _parsed(text, uri)
-    if module is None:
+    at = _at(ls, params.text_document, params.position)
+    if at is None:
         return None
-    line, column = params.position.line + 1, params.position.character + 1
+    uri, text, module, line, column = at.uri, at.text, at.module, at.line, at.column
     for decl in module.decls:  # the file of an import
         if isinstance(decl, ast.Import) and _contains(decl.span, line, column):
             target = (path_of(uri).parent / decl.path).resolve()
