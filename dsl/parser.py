@@ -635,21 +635,29 @@ def _explained(text: str, file: str, start: str, diagnostics: list[Diagnostic]) 
     error where it should have been closed, with a note pointing at it. The text is then parsed
     again with the keywords in place and the missing `}` inserted, and only the errors found
     there (at their lines in the text) follow: the others were caused by those two."""
-    typos = syntaxhints.keyword_typos(text, _keywords())
+    candidates = syntaxhints.keyword_typos(text, _keywords())
     braces = [u for u in syntaxhints.unclosed(text) if u.bracket == "{"]
-    if not typos and not braces:
+    if not candidates and not braces:
         return diagnostics
-    fixed, origin = syntaxhints.repaired(text, typos, [u.by for u in braces if u.by])
-    _, again = _lark_parse(fixed, file, start)
-    others = []
-    for d in again:
-        line = origin[d.span.line - 1] if d.span.line <= len(origin) else len(text.splitlines()) or 1
-        if line is not None:  # not on an inserted line
-            shift = line - d.span.line
-            others.append(replace(d, span=replace(d.span, line=line, end_line=d.span.end_line + shift)))
+    missing = [u.by for u in braces if u.by]
+    # A candidate is taken for a misspelt keyword only where the parse fails on its line (with
+    # the typos found so far corrected, which lets the parse reach further), and only if the
+    # keyword fits there (no error on its line once corrected).
+    typos: list[syntaxhints.Typo] = []
+    others = _repaired_errors(text, file, start, typos, missing)
+    for _ in range(_MAX_SYNTAX_ERRORS):
+        failing = {d.span.line for d in others}
+        more = [t for t in candidates if t.line in failing and t not in typos]
+        if not more:
+            break
+        corrected = _repaired_errors(text, file, start, typos + more, missing)
+        fitting = [t for t in more if all(d.span.line != t.line for d in corrected)]
+        if not fitting:
+            break
+        typos += fitting
+        others = _repaired_errors(text, file, start, typos, missing) if fitting != more else corrected
     found = [error("syntax", Span(file, t.line, t.column, t.line, t.column + len(t.word)),
-                   f"unknown keyword `{t.word}`", f"did you mean `{t.keyword}`?")
-             for t in typos if all(d.span.line != t.line for d in others)]
+                   f"unknown keyword `{t.word}`", f"did you mean `{t.keyword}`?") for t in typos]
     notes: dict[int, list[str]] = {}  # index in diagnostics -> notes on unclosed brackets
     for u in braces:  # at the first error where it should have been closed, or the last one
         at = next((i for i, d in enumerate(diagnostics) if u.by and d.span.line >= u.by), len(diagnostics) - 1)
@@ -659,6 +667,21 @@ def _explained(text: str, file: str, start: str, diagnostics: list[Diagnostic]) 
     found += others
     found = _dedupe(sorted(found, key=lambda d: (d.span.line, d.span.column)))
     return found or diagnostics
+
+
+def _repaired_errors(text: str, file: str, start: str, typos: list[syntaxhints.Typo],
+                     missing: list[int]) -> list[Diagnostic]:
+    """The syntax errors of the text with the typos corrected and a `}` inserted before each
+    line of `missing`, at their lines in the text (those on an inserted line left out)."""
+    fixed, origin = syntaxhints.repaired(text, typos, missing)
+    _, again = _lark_parse(fixed, file, start)
+    out = []
+    for d in again:
+        line = origin[d.span.line - 1] if d.span.line <= len(origin) else len(text.splitlines()) or 1
+        if line is not None:
+            shift = line - d.span.line
+            out.append(replace(d, span=replace(d.span, line=line, end_line=d.span.end_line + shift)))
+    return out
 
 
 # Tree nodes that nest: one level each (counted against MAX_DEPTH). A parenthesis, a block or a

@@ -174,3 +174,15 @@ def test_brackets_in_comments_and_strings_are_not_counted() -> None:
     text = 'import "a{.mv"\nlayer L { // {\n  state { x : bv[8] }\n}\n'
     assert syntaxhints.unclosed(text) == []
     assert [(u.line, u.column, u.by) for u in syntaxhints.unclosed("layer L {\n  op f {\n  }\n")] == [(1, 9, 0)]
+
+
+def test_a_name_that_only_looks_like_a_misspelt_keyword_is_not_reported_as_one() -> None:
+    """`stat` continues a `check` over two lines: `state` would not fit there, so with an error
+    elsewhere in the file it is not taken for a misspelt `state`, and no error quotes a word
+    that is not in the text."""
+    text = TYPO.replace("chek secret[v] == 0 else halt", "check secret[v] == 0 &&\n      stat else halt").replace(
+        "  state { secret : map[vmid] -> bv[8] }", "  state { secret : map[vmid] -> bv[8]  stat : bool }").replace(
+        "secret[v] := 0 }", "secret[v] := := 0 }")
+    errors = syntax_errors(text)
+    assert [(d.span.line, d.message.split(" (")[0]) for d in errors] == [(12, "unexpected ':='")]
+    assert not any("state" in d.message or "keyword" in d.message for d in errors)
