@@ -293,8 +293,9 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
                 click.echo(line)
                 written.append(line)
     if durations:
-        click.echo(slowest(results, durations), err=not text)
-        written.append(slowest(results, durations))
+        ranked = slowest(results, durations)
+        click.echo(ranked, err=not text)
+        written.append(ranked)
     if fmt != "text":
         emit(report(fmt, results, lines, options, jobs, sources=sources), output)
     elif output is not None:

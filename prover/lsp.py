@@ -24,7 +24,7 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from microverify import __version__
-from microverify.dsl import ast
+from microverify.dsl import ast, ir
 from microverify.dsl.diagnostics import Diagnostic, DiagnosticError
 from microverify.dsl.loader import load_text
 from microverify.dsl.parser import parse
@@ -89,13 +89,13 @@ class MicroverifyServer(LanguageServer):
 server = MicroverifyServer()
 
 
-def _front_end(uri: str, text: str) -> dict[str, list[types.Diagnostic]]:
-    """The parse and type errors of the text (and of what it imports), by file URI."""
+def _front_end(uri: str, text: str) -> tuple[ir.Module | None, dict[str, list[types.Diagnostic]]]:
+    """The checked module, or the parse and type errors of the text (and of what it imports)
+    by file URI."""
     try:
-        load_text(text, str(path_of(uri)))
+        return load_text(text, str(path_of(uri))), {}
     except DiagnosticError as exc:
-        return _by_file(exc.diagnostics, uri)
-    return {}
+        return None, _by_file(exc.diagnostics, uri)
 
 
 def _by_file(diagnostics: list[Diagnostic], uri: str) -> dict[str, list[types.Diagnostic]]:
@@ -133,35 +133,34 @@ def _cache_dir(ls: MicroverifyServer, file: Path) -> Path | None:
     return None if unusable_cache_dir(cache) is not None else cache
 
 
-def _prove(uri: str, text: str, cache: Path | None) -> list[Result]:
+def _prove(module: ir.Module, uri: str, cache: Path | None) -> list[Result]:
     """The obligations of the file at `uri` (not of the files it imports), proved."""
-    file = str(path_of(uri))
-    module = load_text(text, file)
-    pairs = [(m, ob) for m, ob in obligations([module]) if Path(ob.file).resolve() == Path(file).resolve()]
+    file = path_of(uri).resolve()
+    pairs = [(m, ob) for m, ob in obligations([module]) if Path(ob.file).resolve() == file]
     return prove_pairs(pairs, Options(), jobs=1, cache_dir=cache)
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
 def did_open(ls: MicroverifyServer, params: types.DidOpenTextDocumentParams) -> None:
     ls.documents[params.text_document.uri] = _Document()
-    ls.publish(params.text_document.uri, _front_end(params.text_document.uri, params.text_document.text))
+    ls.publish(params.text_document.uri, _front_end(params.text_document.uri, params.text_document.text)[1])
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
 def did_change(ls: MicroverifyServer, params: types.DidChangeTextDocumentParams) -> None:
     uri = params.text_document.uri
-    ls.publish(uri, _front_end(uri, ls.workspace.get_text_document(uri).source))
+    ls.publish(uri, _front_end(uri, ls.workspace.get_text_document(uri).source)[1])
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
 async def did_save(ls: MicroverifyServer, params: types.DidSaveTextDocumentParams) -> None:
     uri = params.text_document.uri
     text = ls.workspace.get_text_document(uri).source
-    problems = _front_end(uri, text)
-    if problems:
+    module, problems = _front_end(uri, text)
+    if module is None:
         ls.publish(uri, problems)
         return
-    results = await asyncio.to_thread(_prove, uri, text, _cache_dir(ls, path_of(uri)))
+    results = await asyncio.to_thread(_prove, module, uri, _cache_dir(ls, path_of(uri)))
     ls.documents[uri] = _Document(results, text)
     ls.publish(uri, _obligation_diagnostics(results, uri))
 

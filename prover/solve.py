@@ -317,8 +317,8 @@ def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
     says nothing: counterexamples, VACUOUS verdicts and everything else come from the
     quantifier-free encoding."""
     if formula.mode == "sat":
-        spent, model = _shaped(formula, [h.term for h in formula.hypotheses] + [formula.asserted_goal()],
-                               options, options.rlimit // EXACT_SHARE)
+        spent, model = _shaped(witness.shaped(formula), [h.term for h in formula.hypotheses]
+                               + [formula.asserted_goal()], options, options.rlimit // EXACT_SHARE)
         if model is None:
             return None, spent
         return Result(ob, Status.PROVED, time.perf_counter() - start, spent, lowered), spent
@@ -368,7 +368,7 @@ def _shown_satisfiable(formula: Formula, options: Options) -> tuple[bool, int]:
     rlimit) or, failing that, in their quantifier-free form (`_vacuity_check`). The shape comes
     first: it answers in milliseconds where it fits (every operation of the shipped proofs but
     one boot state), while the quantifier-free form is built in Python."""
-    spent, shaped = _shaped(formula, _to_show(formula), options, options.rlimit // 4)
+    spent, shaped = _shaped(witness.shaped(formula), _to_show(formula), options, options.rlimit // 4)
     if shaped is not None:
         return True, spent
     vacuity = _vacuity_check(formula, options)
@@ -378,12 +378,11 @@ def _shown_satisfiable(formula: Formula, options: Options) -> tuple[bool, int]:
     return answer == z3.sat, spent + _rlimit_count(vacuity[0])
 
 
-def _shaped(formula: Formula, assertions: list[z3.ExprRef], options: Options,
+def _shaped(pairs: list[tuple[z3.ExprRef, z3.ExprRef]], assertions: list[z3.ExprRef], options: Options,
             rlimit: int) -> tuple[int, z3.Solver | None]:
     """The resource units spent looking for a model of the assertions in which every map of the
-    pre-states has the shape of prover/witness.py, under `rlimit` in a context of its own, and
-    the solver holding the model if one was found."""
-    pairs = witness.shaped(formula)
+    pre-states is its term in `pairs` (the shape of prover/witness.py), under `rlimit` in a
+    context of its own, and the solver holding the model if one was found."""
     if not pairs:
         return 0, None
     one, answer = _fresh(assertions + [m == term for m, term in pairs], options, rlimit)
@@ -464,14 +463,13 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         the pre-states has the shape of prover/witness.py (tried on a formula that keeps
         quantifiers, with 1/share of the resource limit). The maps are equated to their
         shapes, so the model gives them values (for a counterexample)."""
-        nonlocal shapes
+        nonlocal shapes, check_start, elsewhere
         if shapes is None:
             shapes = witness.shaped(formula) if formula.quantified else []
-        pairs = shapes
-        if not pairs:
-            return None
-        one, answer = fresh_check(assertions + [m == term for m, term in pairs], options.rlimit // share)
-        return one if answer == z3.sat else None
+        check_start = time.perf_counter()
+        spent, one = _shaped(shapes, assertions, options, options.rlimit // share)
+        elsewhere += spent
+        return one
 
     # 1. The hypotheses alone must be satisfiable; an unsat core names the culprits. Those that
     #    hold by reflexivity when t = s are left out here (see Labeled.reflexive), added after.
