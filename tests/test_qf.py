@@ -714,3 +714,21 @@ def test_hypotheses_shown_for_one_init_never_stand_in_for_another(
         runs.append(sorted((r.obligation.id, r.status, r.rlimit_used) for r in results))
     assert runs[0] == runs[1]
     assert any(status is Status.PROVED for _, status, _ in runs[0])
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_a_leak_in_states_no_shaped_model_fits_still_fails(tmp_path: Path, order: str, encoding: str) -> None:
+    """Attack on the shape-first checks: the shape only ever shows hypotheses satisfiable; the
+    goal is checked on every state. In SPREAD's states (four VMs each owning a page, which no
+    shaped state fits) KServ reads a page that is not its own: two runs that differ only in that
+    page's contents give KServ different results. OC fails with a counterexample, over two
+    files in either order, both encodings."""
+    leaky = SPREAD.replace("  op store(", "  op peek(p: pfn) by KServ -> bv[8] {\n"
+                                          "    check owner[p] != KServ else halt\n"
+                                          "    return mem[p]\n  }\n  op store(")
+    results = {r.obligation.id: r for r in prove_pairs(obligations(split_over_two_files(
+        tmp_path, leaky, "KServ", order)), Options(encoding=encoding))}
+    peek = results["Spread/OC/peek"]
+    assert peek.status is Status.FAILED and peek.counterexample is not None
+    assert results["Spread/INV/store"].status is Status.PROVED
