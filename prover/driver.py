@@ -28,7 +28,8 @@ from microverify.dsl.limits import ensure_recursion_limit
 from microverify.prover import fingerprint
 from microverify.prover.cache import Cache
 from microverify.prover.obligations import Obligation, generate
-from microverify.prover.solve import MEMORY_REASONS, Options, Result, Status, lift_memory_limit, solve
+from microverify.prover.solve import (MEMORY_REASONS, Lookup, Options, Result, Status, lift_memory_limit, look_up,
+                                      needs_formula, solve)
 
 Pair = tuple[ir.Module, Obligation]
 
@@ -78,7 +79,10 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
 
     def here(i: int, tick: Callable[[], None]) -> Result:
         module, ob = pairs[i]
-        return _in_thread(functools.partial(solve_guarded, module, ob, options, cache), tick)
+        looked_up = look_up(module, ob, options, cache)  # a hit needs no solving thread
+        if looked_up.cached is not None and not needs_formula(options):
+            return looked_up.cached
+        return _in_thread(functools.partial(solve_guarded, module, ob, options, cache, looked_up), tick)
 
     done: dict[int, Result] = {}
     emitted = 0
@@ -214,13 +218,14 @@ def _in_thread(work: Callable[[], Result], tick: Callable[[], None] = lambda: No
     return value
 
 
-def solve_guarded(module: ir.Module, ob: Obligation, options: Options, cache: Cache | None) -> Result:
+def solve_guarded(module: ir.Module, ob: Obligation, options: Options, cache: Cache | None,
+                  looked_up: Lookup | None = None) -> Result:
     """solve(), with a failure that comes from the size of the formula as an UNKNOWN result
     (with the reason) rather than a crash: a formula too deep for the Python term walks (a long
     chain of writes to one map), or memory running out outside a check."""
     start = time.perf_counter()
     try:
-        return solve(module, ob, options, cache)
+        return solve(module, ob, options, cache, looked_up)
     except RecursionError:
         why = "the formula is nested too deeply for microverify's term walks"
     except MemoryError:

@@ -209,58 +209,124 @@ def lift_memory_limit() -> None:
     z3.set_param("memory_max_size", 0)
 
 
-def solve(module: ir.Module, ob: Obligation, options: Options, cache: Cache | None = None) -> Result:
+@dataclass(frozen=True)
+class Lookup:
+    """An obligation's slice and cache key, and its result if the cache holds it."""
+
+    sliced: ir.Module
+    key: str | None  # None: no cache
+    cached: Result | None
+    start: float
+    warnings: tuple[str, ...] = ()
+
+
+def look_up(module: ir.Module, ob: Obligation, options: Options, cache: Cache | None) -> Lookup:
+    """Slice the obligation and look it up in the cache, building no formula: cheap enough for
+    the main thread (prover/driver.py answers a hit without a solving thread)."""
+    start = time.perf_counter()
+    sliced = fingerprint.slice_module(module, ob)
+    if cache is None:
+        return Lookup(sliced, None, None, start)
+    key = cache_key(sliced, ob, options)
+    hit = cache.get(key, ob.id)
+    warnings = tuple(cache.warnings)
+    cache.warnings.clear()
+    if hit is None:
+        return Lookup(sliced, key, None, start, warnings)
+    elapsed = time.perf_counter() - start
+    return Lookup(sliced, key, Result(ob, Status.PROVED, elapsed, hit.rlimit_used, elapsed, cached=True,
+                                      warnings=warnings, quantified=hit.quantified), start, warnings)
+
+
+def needs_formula(options: Options) -> bool:
+    """Whether a result taken from the cache still needs the formula (to dump or cross-check)."""
+    return options.dump_smt is not None or options.cross_check is not None
+
+
+def solve(module: ir.Module, ob: Obligation, options: Options, cache: Cache | None = None,
+          looked_up: Lookup | None = None) -> Result:
     """Solve one obligation (or take it from the cache), then dump and cross-check it if asked.
 
     The formula is built from the obligation's slice of the module, the same slice its cache
     key is computed from (prover/fingerprint.py). A result taken from the cache builds no
-    formula, unless it is to be dumped or cross-checked."""
+    formula, unless it is to be dumped or cross-checked. `looked_up`: `look_up`'s answer, if
+    the caller has it already."""
     limit_memory(options.max_memory)
-    start = time.perf_counter()
-    sliced = fingerprint.slice_module(module, ob)
-    warnings: tuple[str, ...] = ()
-    hit = None
-    if cache is not None:
-        key = cache_key(sliced, ob, options)
-        hit = cache.get(key, ob.id)
-        warnings = tuple(cache.warnings)
-        cache.warnings.clear()
+    lookup = looked_up or look_up(module, ob, options, cache)
     formula = None
-    if hit is not None:
-        elapsed = time.perf_counter() - start
-        result = Result(ob, Status.PROVED, elapsed, hit.rlimit_used, elapsed, cached=True, warnings=warnings,
-                        quantified=hit.quantified)
+    if lookup.cached is not None:
+        result = lookup.cached
     else:
-        exact = options.encoding == "qf"  # try the exact formula first (_proved_exactly)
-        formula = build(sliced, ob, z3.Context(), "quantified" if exact else options.encoding)
-        lowered = time.perf_counter() - start
-        tried = exact and _exactly_worth_trying(formula)
-        exactly, spent = _proved_exactly(ob, formula, options, start, lowered) if tried else (None, 0)
-        if exactly is not None:
-            result = replace(exactly, warnings=warnings)
-        else:
-            if tried:  # its context has been used: solved afresh, as without the exact check
-                formula = build(sliced, ob, z3.Context(), options.encoding)
-                lowered = time.perf_counter() - start
-            elif exact:
-                formula = encode(formula, options.encoding)
-                lowered = time.perf_counter() - start
-            result = _check(ob, formula, options, start, lowered)
-            result = replace(result, warnings=warnings, rlimit_used=result.rlimit_used + spent)
-            if result.status is Status.UNKNOWN:
-                result = replace(result, detail=result.detail + _remedy(formula, options))
-        if cache is not None and result.status is Status.PROVED:
-            cache.put(key, ob.id, result.rlimit_used, result.quantified)
-    if options.dump_smt is None and options.cross_check is None:
+        try:
+            result, formula = _solve_afresh(lookup.sliced, ob, options, lookup.start)
+        except _OutOfMemory as out:
+            elapsed = time.perf_counter() - lookup.start
+            result, formula = Result(ob, Status.UNKNOWN, elapsed, out.units, elapsed, f"{out.stage}: memory limit of "
+                                     f"{options.max_memory} MiB reached (--max-memory)"), None
+        result = replace(result, warnings=lookup.warnings)
+        if cache is not None and lookup.key is not None and result.status is Status.PROVED:
+            cache.put(lookup.key, ob.id, result.rlimit_used, result.quantified)
+    if not needs_formula(options):
         return result
     if formula is None:
-        formula = build(sliced, ob, z3.Context(), options.encoding)
+        formula = build(lookup.sliced, ob, z3.Context(), options.encoding)
     if options.dump_smt is not None:
         export.dump(ob, formula, options.dump_smt)
     if options.cross_check is not None:
         objection = cross_check(ob, formula, result.status.value, options.cross_check, options.timeout)
         result = replace(result, disagreement=objection)
     return result
+
+
+def _solve_afresh(sliced: ir.Module, ob: Obligation, options: Options, start: float) -> tuple[Result, Formula]:
+    """The result of solving the obligation (not from the cache), and the formula it was last
+    solved on."""
+    exact = options.encoding == "qf"  # try the exact formula first (_proved_exactly)
+    formula = build(sliced, ob, z3.Context(), "quantified" if exact else options.encoding)
+    lowered = time.perf_counter() - start
+    tried = exact and _exactly_worth_trying(formula)
+    exactly, spent, out_of_memory = None, 0, False
+    try:
+        if tried:
+            exactly, spent = _proved_exactly(ob, formula, options, start, lowered)
+    except _OutOfMemory as out:  # says nothing, like any other answer but PROVED
+        spent, out_of_memory = out.units, True
+    if exactly is not None:
+        return exactly, formula
+    if out_of_memory:  # the check's context is freed now: the limit again, from what Z3 holds now
+        limit_memory(options.max_memory)
+    if tried:  # its context has been used: solved afresh, as without the exact check
+        formula = build(sliced, ob, z3.Context(), options.encoding)
+        lowered = time.perf_counter() - start
+    elif exact:
+        formula = encode(formula, options.encoding)
+        lowered = time.perf_counter() - start
+    result = _check(ob, formula, options, start, lowered)
+    result = replace(result, rlimit_used=result.rlimit_used + spent)
+    if result.status is Status.UNKNOWN:
+        result = replace(result, detail=result.detail + _remedy(formula, options))
+    return result, formula
+
+
+class _OutOfMemory(Exception):
+    """Z3 reached --max-memory in a check outside `_check`'s own solvers. The limit is lifted
+    already (lift_memory_limit, before the check's context is freed: with the limit exceeded,
+    making or freeing a context crashes Z3, a segmentation fault). In the exact-first check it
+    says nothing, and the limit is set again before the quantifier-free encoding is built; in
+    `_check` the obligation ends UNKNOWN."""
+
+    def __init__(self, stage: str, units: int) -> None:
+        super().__init__(stage)
+        self.stage, self.units = stage, units
+
+
+def _checked(solver: z3.Solver, stage: str) -> z3.CheckSatResult:
+    """The solver's answer; _OutOfMemory if Z3 ran out of --max-memory."""
+    answer = solver.check()
+    if answer == z3.unknown and solver.reason_unknown() in MEMORY_REASONS:
+        lift_memory_limit()
+        raise _OutOfMemory(stage, _rlimit_count(solver))
+    return answer
 
 
 def _solver(ctx: z3.Context, options: Options) -> z3.Solver:
@@ -291,7 +357,12 @@ def _vacuity_check(formula: Formula, options: Options) -> tuple[z3.Solver, dict[
     return vac, labels
 
 
-EXACT_SHARE = 4  # the first, exact check of a validity obligation may use rlimit / EXACT_SHARE
+# The exact-first check's budgets, as shares of --rlimit: its shaped models (of the hypotheses,
+# or of a VAC formula) may use rlimit / SHAPE_SHARE, the whole goal rlimit / EXACT_SHARE, and each
+# conjunct of the goal rlimit / CONJUNCT_SHARE (all of them together, rlimit)
+SHAPE_SHARE = 2
+EXACT_SHARE = 4
+CONJUNCT_SHARE = 2
 
 
 def _exactly_worth_trying(formula: Formula) -> bool:
@@ -303,8 +374,8 @@ def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
                     lowered: float) -> tuple[Result | None, int]:
     """PROVED, if Z3 proves the obligation on its formula as it is, quantifiers and all: a
     validity obligation when its hypotheses are satisfiable and the negated goal under them is
-    `unsat` within a quarter of the resource limit; a satisfiability obligation (VAC) when a
-    model of the witness shape (prover/witness.py) is found within a quarter. Else None, and
+    `unsat` (`_goals_unsat`); a satisfiability obligation (VAC) when a model of the witness
+    shape (prover/witness.py) is found within half the resource limit. Else None, and
     the quantifier-free encoding is built and solved as it would be without this check. With
     either, the resource units this check spent (a result reports them all).
 
@@ -318,7 +389,7 @@ def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
     quantifier-free encoding."""
     if formula.mode == "sat":
         spent, model = _shaped(witness.shaped(formula), [h.term for h in formula.hypotheses]
-                               + [formula.asserted_goal()], options, options.rlimit // EXACT_SHARE)
+                               + [formula.asserted_goal()], options, options.rlimit // SHAPE_SHARE)
         if model is None:
             return None, spent
         return Result(ob, Status.PROVED, time.perf_counter() - start, spent, lowered), spent
@@ -334,12 +405,45 @@ def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
         if not satisfiable:
             return None, shown
         _SHOWN.setdefault(key, []).append(([t.translate(_SHOWN_CONTEXT) for t in terms], init, shown))
-    goal, answer = _fresh([h.term for h in formula.hypotheses] + [formula.asserted_goal()], options,
-                          options.rlimit // EXACT_SHARE)
-    spent = shown + _rlimit_count(goal)
-    if answer != z3.unsat:
-        return None, spent
-    return Result(ob, Status.PROVED, time.perf_counter() - start, spent, lowered), spent
+    proved, spent = _goals_unsat(formula, options)
+    if not proved:
+        return None, shown + spent
+    return Result(ob, Status.PROVED, time.perf_counter() - start, shown + spent, lowered), shown + spent
+
+
+EXACT_STAGE = "checking the goal with its quantifiers (the exact check first)"
+
+
+def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int]:
+    """Whether the negated goal is `unsat` under every hypothesis, quantifiers and all, and the
+    resource units spent: first the whole goal, under rlimit / EXACT_SHARE; if that is
+    `unknown` and the goal is a conjunction (an INV goal has one conjunct per invariant
+    clause), each conjunct on its own, in turn, under rlimit / CONJUNCT_SHARE each and the
+    whole rlimit together.
+
+    Each conjunct proved under every hypothesis proves the conjunction, so only all `unsat`
+    proves anything; the first conjunct that is not ends the search. Z3 often proves each
+    conjunct of a large invariant in a few hundred thousand units where the whole conjunction
+    runs out of its limit: KCoreMachine's host_hvc at SeKVM's hardware sizes proves its 27
+    conjuncts in 10M units together, and the whole in 21M (docs/theory.md §9). The cap on each
+    conjunct bounds what a leaky model pays here before its counterexample is looked for."""
+    hypotheses = [h.term for h in formula.hypotheses]
+    whole, answer = _fresh(hypotheses + [formula.asserted_goal()], options, options.rlimit // EXACT_SHARE,
+                           EXACT_STAGE)
+    spent = _rlimit_count(whole)
+    if answer != z3.unknown or len(formula.goals) < 2:
+        return answer == z3.unsat, spent
+    left = options.rlimit
+    for goal in formula.goals:
+        if left <= 0:
+            return False, spent
+        part, answer = _fresh(hypotheses + [formula.asserted_goal([goal])], options,
+                              min(left, options.rlimit // CONJUNCT_SHARE), EXACT_STAGE)
+        spent += _rlimit_count(part)
+        left -= _rlimit_count(part)
+        if answer != z3.unsat:
+            return False, spent
+    return True, spent
 
 
 # Hypotheses shown satisfiable in this process, with the resource units showing it took (which a
@@ -364,17 +468,17 @@ def _to_show(formula: Formula) -> list[z3.BoolRef]:
 
 def _shown_satisfiable(formula: Formula, options: Options) -> tuple[bool, int]:
     """Whether the non-reflexive hypotheses were shown satisfiable, exactly, and the resource
-    units spent: by a model of the witness shape (prover/witness.py, under a quarter of the
-    rlimit) or, failing that, in their quantifier-free form (`_vacuity_check`). The shape comes
+    units spent: by a model of the witness shape (prover/witness.py, under rlimit / SHAPE_SHARE)
+    or, failing that, in their quantifier-free form (`_vacuity_check`). The shape comes
     first: it answers in milliseconds where it fits (every operation of the shipped proofs but
     one boot state), while the quantifier-free form is built in Python."""
-    spent, shaped = _shaped(witness.shaped(formula), _to_show(formula), options, options.rlimit // 4)
+    spent, shaped = _shaped(witness.shaped(formula), _to_show(formula), options, options.rlimit // SHAPE_SHARE)
     if shaped is not None:
         return True, spent
     vacuity = _vacuity_check(formula, options)
     if vacuity is None:
         return False, spent
-    answer = vacuity[0].check()
+    answer = _checked(vacuity[0], "checking the hypotheses in their quantifier-free form")
     return answer == z3.sat, spent + _rlimit_count(vacuity[0])
 
 
@@ -385,16 +489,19 @@ def _shaped(pairs: list[tuple[z3.ExprRef, z3.ExprRef]], assertions: list[z3.Expr
     context of its own, and the solver holding the model if one was found."""
     if not pairs:
         return 0, None
-    one, answer = _fresh(assertions + [m == term for m, term in pairs], options, rlimit)
+    one, answer = _fresh(assertions + [m == term for m, term in pairs], options, rlimit,
+                         "looking for a model of the witness shape")
     return _rlimit_count(one), one if answer == z3.sat else None
 
 
-def _fresh(assertions: list[z3.ExprRef], options: Options, rlimit: int) -> tuple[z3.Solver, z3.CheckSatResult]:
-    """Check the assertions in a solver and a context of their own, under `rlimit` (at least 1)."""
+def _fresh(assertions: list[z3.ExprRef], options: Options, rlimit: int,
+           stage: str) -> tuple[z3.Solver, z3.CheckSatResult]:
+    """Check the assertions in a solver and a context of their own, under `rlimit` (at least 1);
+    _OutOfMemory, naming the stage, if Z3 runs out of --max-memory."""
     own = z3.Context()
     one = _solver(own, replace(options, rlimit=max(1, rlimit)))
     one.add([t.translate(own) for t in assertions])
-    return one, one.check()
+    return one, _checked(one, stage)
 
 
 def _remedy(formula: Formula, options: Options) -> str:
@@ -452,7 +559,7 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         """Check the assertions in a solver and a context of their own."""
         nonlocal check_start, elsewhere
         check_start = time.perf_counter()
-        one, answer = _fresh(assertions, options, rlimit)
+        one, answer = _fresh(assertions, options, rlimit, "checking the goal")
         elsewhere += _rlimit_count(one)
         return one, answer
 

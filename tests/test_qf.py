@@ -414,7 +414,7 @@ def test_a_growing_index_set_stops_at_the_instance_limit(monkeypatch: pytest.Mon
 
 def test_a_validity_obligation_is_first_tried_exactly_and_a_failure_still_comes_from_qf(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """solve._proved_exactly: Z3 on the formula with its quantifiers, under a quarter of the
+    """solve._proved_exactly: Z3 on the formula with its quantifiers, under part of the
     rlimit, proves what it can (an `unsat` there is a proof); anything else is solved in the
     quantifier-free encoding, so a leak still fails with a counterexample."""
     from microverify.prover import solve as solving
@@ -452,7 +452,8 @@ def test_a_validity_obligation_is_first_tried_exactly_and_a_failure_still_comes_
     assert all(r.status is Status.FAILED and r.counterexample is not None for r in failed)
     assert {(r.obligation.id, True) for r in failed} <= set(checked)
     # With no budget for the exact check, everything is proved in the quantifier-free encoding.
-    monkeypatch.setattr(solving, "EXACT_SHARE", 10**9)
+    for share in ("SHAPE_SHARE", "EXACT_SHARE", "CONJUNCT_SHARE"):
+        monkeypatch.setattr(solving, share, 10**9)
     exact.clear()
     checked.clear()
     (tmp_path / "reuse.mv").write_text(REGISTER)
@@ -732,3 +733,77 @@ def test_a_leak_in_states_no_shaped_model_fits_still_fails(tmp_path: Path, order
     peek = results["Spread/OC/peek"]
     assert peek.status is Status.FAILED and peek.counterexample is not None
     assert results["Spread/INV/store"].status is Status.PROVED
+
+
+SCRUB = """\
+principal KServ
+principal VM(v: vmid)
+type vmid = bv[16]
+type pfn = bv[36]
+layer Scrub {
+  state { owner : map[pfn] -> principal
+          mem : map[pfn] -> bv[8]
+          clean : map[pfn] -> bool }
+  init { forall p: pfn. owner[p] == KServ; forall p: pfn. clean[p]; forall p: pfn. mem[p] == 0 }
+  invariant kserv_clean { forall p: pfn. owner[p] == KServ ==> clean[p] }
+  invariant scrubbed { forall p: pfn. clean[p] ==> mem[p] == 0 }
+  observe KServ { owner[p] == KServ for p: pfn; mem[p] for p: pfn where owner[p] == KServ }
+  op give(v: vmid, p: pfn) by KServ {
+    check owner[p] == KServ else halt
+    owner[p] := VM(v)
+  }
+  op reclaim(v: vmid, p: pfn) by KServ {
+    check owner[p] == VM(v) else halt
+    mem[p] := 0
+    clean[p] := true
+    owner[p] := KServ
+  }
+  op store(v: vmid, p: pfn, x: bv[8]) by VM(v) {
+    check owner[p] == VM(v) else halt
+    mem[p] := x
+    clean[p] := x == 0
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_a_goal_the_whole_check_gives_up_on_is_proved_conjunct_by_conjunct_and_a_broken_one_fails(
+        tmp_path: Path, order: str, encoding: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """solve._goals_unsat: when Z3 gives up on the whole goal of the exact check (here: one
+    resource unit for it), each conjunct is checked on its own, and PROVED needs every one
+    `unsat`. The attack: reclaim gives a VM's page back to KServ without scrubbing it, so the
+    invariant `scrubbed` breaks while `kserv_clean` holds, and KServ reads what the VM wrote.
+    The conjuncts do not prove it; the quantifier-free encoding gives the counterexamples, over
+    two files in either order, both encodings (the quantified one has no exact check)."""
+    from microverify.prover import solve as solving
+    monkeypatch.setattr(solving, "_SHOWN", {})
+    monkeypatch.setattr(solving, "EXACT_SHARE", 10**9)  # no budget for the whole goal
+    by_conjuncts: list[bool] = []
+    real = solving._goals_unsat
+
+    def spy(formula, options):  # type: ignore[no-untyped-def]
+        proved, spent = real(formula, options)
+        if len(formula.goals) > 1:
+            by_conjuncts.append(proved)
+        return proved, spent
+
+    monkeypatch.setattr(solving, "_goals_unsat", spy)
+    secure = {r.obligation.id: r for r in prove_pairs(obligations(split_over_two_files(tmp_path, SCRUB, "KServ", order)),
+                                                      Options(encoding=encoding))}
+    assert all(r.status is Status.PROVED for r in secure.values()), {i: r.status for i, r in secure.items()}
+    if encoding == "qf":  # INV of give, reclaim and store, at least, proved by their conjuncts
+        assert by_conjuncts.count(True) >= 3 and not secure["Scrub/INV/reclaim"].quantified
+    else:
+        assert not by_conjuncts
+    by_conjuncts.clear()
+    leaky = SCRUB.replace("    mem[p] := 0\n    clean[p] := true\n", "    clean[p] := true\n")
+    results = {r.obligation.id: r for r in prove_pairs(obligations(split_over_two_files(tmp_path, leaky, "KServ", order)),
+                                                       Options(encoding=encoding))}
+    inv, wsc = results["Scrub/INV/reclaim"], results["Scrub/WSC/reclaim/KServ"]
+    assert inv.status is Status.FAILED and inv.counterexample is not None and "scrubbed" in inv.detail, inv.detail
+    assert wsc.status is Status.FAILED and wsc.counterexample is not None, wsc.detail
+    assert results["Scrub/INV/store"].status is Status.PROVED
+    if encoding == "qf":
+        assert False in by_conjuncts  # tried, and not proved

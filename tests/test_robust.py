@@ -248,6 +248,21 @@ def test_an_obligation_that_needs_too_much_memory_ends_unknown(tmp_path: Path) -
     assert time.monotonic() - start < 100
 
 
+def test_running_out_of_memory_in_a_check_of_its_own_context_is_unknown_not_a_crash(tmp_path: Path) -> None:
+    """The same division beside a quantified invariant: the exact-first check and the shaped
+    models run in contexts of their own, and Z3 crashed (a segmentation fault) when the next
+    context was made with the memory limit still exceeded. Every obligation ends UNKNOWN."""
+    path = tmp_path / "divq.mv"
+    path.write_text("principal KServ\nlayer L { state { m : map[bv[4]] -> bv[4096]; y : bv[4096]; x : bv[4096] }\n"
+                    "  invariant { x / y == y % x + 1 }\n  invariant { forall i: bv[4]. m[i] / y != m[i] % x + 1 }\n"
+                    "  observe KServ { x }\n  op set(i: bv[4], v: bv[4096]) by KServ { m[i] := v }\n}\n")
+    for encoding in ("qf", "quantified"):
+        r = cli("-j1", "--no-cache", "--max-memory", "64", "--encoding", encoding, str(path))
+        assert_clean(r, 1)
+        assert "0 of 9 obligations proved, 9 unknown" in r.stdout, r.stdout
+        assert r.stdout.count("memory limit of 64 MiB reached (--max-memory)") == 9, r.stdout
+
+
 # ------------------------------------------------------------------------- 4. record arguments of implements
 
 RECORD_ARG = """\
