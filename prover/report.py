@@ -12,7 +12,7 @@ from microverify.layers.encoding import Encoder
 from microverify.layers.model import flows_term
 from microverify.prover.counterexample import Counterexample
 from microverify.prover.obligations import KIND_NAMES, Obligation, binds
-from microverify.prover.solve import Options, Result, Status
+from microverify.prover.solve import Options, Result, Status, new_context
 
 
 def source_line(span: Span, sources: dict[str, str]) -> str:
@@ -227,7 +227,7 @@ def _transitive(module: ir.Module) -> bool:
     which only adds the sentence that the theorem does not cover the intransitive form."""
     if not module.flows:
         return True
-    ctx = z3.Context()
+    ctx = new_context()
     enc = Encoder(module, ctx)
     a, b, c = (z3.Const(name, enc.principals.sort(ctx)) for name in "abc")
     solver = z3.Solver(ctx=ctx)

@@ -195,18 +195,33 @@ def limit_memory(max_memory: int) -> None:
     and that count keeps what a failed check held even after it is freed, so the limit is set
     afresh before every obligation, above the count. (A fixed limit would make every later
     context fail, and creating one then crashes Z3.)"""
-    if max_memory <= 0:
-        z3.set_param("memory_max_size", 0)
-        return
-    held = int(z3.Z3_get_estimated_alloc_size()) // (1024 * 1024)
-    z3.set_param("memory_max_size", held + max_memory)
+    global _limit
+    _limit = 0 if max_memory <= 0 else int(z3.Z3_get_estimated_alloc_size()) // (1024 * 1024) + max_memory
+    z3.set_param("memory_max_size", _limit)
 
 
 def lift_memory_limit() -> None:
     """No memory limit, until the next obligation sets one. Called as soon as Z3 reports that it
     ran out of memory, before anything of that obligation is freed: with the limit still
     exceeded, the allocation that freeing a context does would fail, and Z3 would abort."""
+    global _limit
+    _limit = 0
     z3.set_param("memory_max_size", 0)
+
+
+_limit = 0  # the memory limit in force (MiB, Z3's count; 0: none)
+
+
+def new_context() -> z3.Context:
+    """A Z3 context, made with no memory limit in force (the limit is set again after): making
+    one allocates, and when that fails Z3 hands back no context, which z3py then uses, a
+    segmentation fault rather than an error (with `--max-memory` at 33 MiB or less it failed
+    for the very first context of an obligation)."""
+    z3.set_param("memory_max_size", 0)
+    try:
+        return z3.Context()
+    finally:
+        z3.set_param("memory_max_size", _limit)
 
 
 @dataclass(frozen=True)
@@ -257,19 +272,16 @@ def solve(module: ir.Module, ob: Obligation, options: Options, cache: Cache | No
     if lookup.cached is not None:
         result = lookup.cached
     else:
-        try:
-            result, formula = _solve_afresh(lookup.sliced, ob, options, lookup.start)
-        except _OutOfMemory as out:
-            elapsed = time.perf_counter() - lookup.start
-            result, formula = Result(ob, Status.UNKNOWN, elapsed, out.units, elapsed, f"{out.stage}: memory limit of "
-                                     f"{options.max_memory} MiB reached (--max-memory)"), None
+        result, formula = _solve_afresh(lookup.sliced, ob, options, lookup.start)
         result = replace(result, warnings=lookup.warnings)
         if cache is not None and lookup.key is not None and result.status is Status.PROVED:
             cache.put(lookup.key, ob.id, result.rlimit_used, result.quantified)
+            result = replace(result, warnings=result.warnings + tuple(cache.warnings))  # a write that failed
+            cache.warnings.clear()
     if not needs_formula(options):
         return result
     if formula is None:
-        formula = build(lookup.sliced, ob, z3.Context(), options.encoding)
+        formula = build(lookup.sliced, ob, new_context(), options.encoding)
     if options.dump_smt is not None:
         export.dump(ob, formula, options.dump_smt)
     if options.cross_check is not None:
@@ -282,13 +294,13 @@ def _solve_afresh(sliced: ir.Module, ob: Obligation, options: Options, start: fl
     """The result of solving the obligation (not from the cache), and the formula it was last
     solved on."""
     exact = options.encoding == "qf"  # try the exact formula first (_proved_exactly)
-    formula = build(sliced, ob, z3.Context(), "quantified" if exact else options.encoding)
+    formula = build(sliced, ob, new_context(), "quantified" if exact else options.encoding)
     lowered = time.perf_counter() - start
     tried = exact and _exactly_worth_trying(formula)
-    exactly, spent, out_of_memory = None, 0, False
+    exactly, spent, out_of_memory, unproved = None, 0, False, ""
     try:
         if tried:
-            exactly, spent = _proved_exactly(ob, formula, options, start, lowered)
+            exactly, spent, unproved = _proved_exactly(ob, formula, options, start, lowered)
     except _OutOfMemory as out:  # says nothing, like any other answer but PROVED
         spent, out_of_memory = out.units, True
     if exactly is not None:
@@ -296,24 +308,31 @@ def _solve_afresh(sliced: ir.Module, ob: Obligation, options: Options, start: fl
     if out_of_memory:  # the check's context is freed now: the limit again, from what Z3 holds now
         limit_memory(options.max_memory)
     if tried:  # its context has been used: solved afresh, as without the exact check
-        formula = build(sliced, ob, z3.Context(), options.encoding)
+        formula = build(sliced, ob, new_context(), options.encoding)
         lowered = time.perf_counter() - start
     elif exact:
         formula = encode(formula, options.encoding)
         lowered = time.perf_counter() - start
-    result = _check(ob, formula, options, start, lowered)
+    try:
+        result = _check(ob, formula, options, start, lowered)
+    except _OutOfMemory as out:
+        elapsed = time.perf_counter() - start
+        return Result(ob, Status.UNKNOWN, elapsed, spent + out.units, lowered, f"{out.stage}: memory limit of "
+                      f"{options.max_memory} MiB reached (--max-memory)"), formula
     result = replace(result, rlimit_used=result.rlimit_used + spent)
     if result.status is Status.UNKNOWN:
-        result = replace(result, detail=result.detail + _remedy(formula, options))
+        # where the conjuncts of the goal stopped, when it is the goal Z3 gave up on
+        where = f"; {unproved}" if unproved and result.detail.startswith("checking the goal") else ""
+        result = replace(result, detail=result.detail + _remedy(formula, options) + where)
     return result, formula
 
 
 class _OutOfMemory(Exception):
     """Z3 reached --max-memory in a check outside `_check`'s own solvers. The limit is lifted
     already (lift_memory_limit, before the check's context is freed: with the limit exceeded,
-    making or freeing a context crashes Z3, a segmentation fault). In the exact-first check it
-    says nothing, and the limit is set again before the quantifier-free encoding is built; in
-    `_check` the obligation ends UNKNOWN."""
+    freeing a context crashes Z3). In the exact-first check it says nothing, and the limit is
+    set again before the quantifier-free encoding is built; in `_check` the obligation ends
+    UNKNOWN."""
 
     def __init__(self, stage: str, units: int) -> None:
         super().__init__(stage)
@@ -371,13 +390,14 @@ def _exactly_worth_trying(formula: Formula) -> bool:
 
 
 def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: float,
-                    lowered: float) -> tuple[Result | None, int]:
+                    lowered: float) -> tuple[Result | None, int, str]:
     """PROVED, if Z3 proves the obligation on its formula as it is, quantifiers and all: a
     validity obligation when its hypotheses are satisfiable and the negated goal under them is
     `unsat` (`_goals_unsat`); a satisfiability obligation (VAC) when a model of the witness
     shape (prover/witness.py) is found within half the resource limit. Else None, and
     the quantifier-free encoding is built and solved as it would be without this check. With
-    either, the resource units this check spent (a result reports them all).
+    either, the resource units this check spent (a result reports them all), and which
+    conjunct of the goal it could not prove, if it tried them one by one (`_goals_unsat`).
 
     Every answer it uses is exact: `unsat` of the negated goal under the quantified hypotheses
     is a proof; a shaped model is a model (the shape only adds equations); the vacuity check is
@@ -391,8 +411,8 @@ def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
         spent, model = _shaped(witness.shaped(formula), [h.term for h in formula.hypotheses]
                                + [formula.asserted_goal()], options, options.rlimit // SHAPE_SHARE)
         if model is None:
-            return None, spent
-        return Result(ob, Status.PROVED, time.perf_counter() - start, spent, lowered), spent
+            return None, spent, ""
+        return Result(ob, Status.PROVED, time.perf_counter() - start, spent, lowered), spent, ""
     terms = _to_show(formula)
     # the shape depends on `init` too (prover/witness.py), so it is part of what is compared
     init = (formula.layer.layer.init, tuple(run.upper for run in formula.runs))
@@ -403,20 +423,21 @@ def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
     if shown is None:
         satisfiable, shown = _shown_satisfiable(formula, options)
         if not satisfiable:
-            return None, shown
+            return None, shown, ""
         _SHOWN.setdefault(key, []).append(([t.translate(_SHOWN_CONTEXT) for t in terms], init, shown))
-    proved, spent = _goals_unsat(formula, options)
+    proved, spent, unproved = _goals_unsat(formula, options)
     if not proved:
-        return None, shown + spent
-    return Result(ob, Status.PROVED, time.perf_counter() - start, shown + spent, lowered), shown + spent
+        return None, shown + spent, unproved
+    return Result(ob, Status.PROVED, time.perf_counter() - start, shown + spent, lowered), shown + spent, ""
 
 
 EXACT_STAGE = "checking the goal with its quantifiers (the exact check first)"
 
 
-def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int]:
-    """Whether the negated goal is `unsat` under every hypothesis, quantifiers and all, and the
-    resource units spent: first the whole goal, under rlimit / EXACT_SHARE; if that is
+def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str]:
+    """Whether the negated goal is `unsat` under every hypothesis, quantifiers and all, the
+    resource units spent, and, when it tried the conjuncts and one was not `unsat`, a note
+    naming it (for an UNKNOWN verdict: where to look). First the whole goal, under rlimit / EXACT_SHARE; if that is
     `unknown` and the goal is a conjunction (an INV goal has one conjunct per invariant
     clause), each conjunct on its own, in turn, under rlimit / CONJUNCT_SHARE each and the
     whole rlimit together.
@@ -432,18 +453,21 @@ def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int]:
                            EXACT_STAGE)
     spent = _rlimit_count(whole)
     if answer != z3.unknown or len(formula.goals) < 2:
-        return answer == z3.unsat, spent
+        return answer == z3.unsat, spent, ""
     left = options.rlimit
-    for goal in formula.goals:
-        if left <= 0:
-            return False, spent
-        part, answer = _fresh(hypotheses + [formula.asserted_goal([goal])], options,
-                              min(left, options.rlimit // CONJUNCT_SHARE), EXACT_STAGE)
-        spent += _rlimit_count(part)
-        left -= _rlimit_count(part)
+    for i, goal in enumerate(formula.goals):
+        budget, answer = min(left, options.rlimit // CONJUNCT_SHARE), z3.unknown
+        if budget > 0:
+            part, answer = _fresh(hypotheses + [formula.asserted_goal([goal])], options, budget, EXACT_STAGE)
+            spent += _rlimit_count(part)
+            left -= _rlimit_count(part)
         if answer != z3.unsat:
-            return False, spent
-    return True, spent
+            why = "Z3 found a model of its negation" if answer == z3.sat else \
+                f"Z3 gave up on it under {budget} resource units: {part.reason_unknown()}" if budget > 0 else \
+                "no resource units were left for it"
+            return False, spent, (f"with its quantifiers, {i} of the goal's {len(formula.goals)} conjuncts were proved "
+                                  f"one by one, then not {goal.label} ({why}; the rest were not tried)")
+    return True, spent, ""
 
 
 # Hypotheses shown satisfiable in this process, with the resource units showing it took (which a
@@ -498,7 +522,7 @@ def _fresh(assertions: list[z3.ExprRef], options: Options, rlimit: int,
            stage: str) -> tuple[z3.Solver, z3.CheckSatResult]:
     """Check the assertions in a solver and a context of their own, under `rlimit` (at least 1);
     _OutOfMemory, naming the stage, if Z3 runs out of --max-memory."""
-    own = z3.Context()
+    own = new_context()
     one = _solver(own, replace(options, rlimit=max(1, rlimit)))
     one.add([t.translate(own) for t in assertions])
     return one, _checked(one, stage)

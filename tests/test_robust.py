@@ -261,6 +261,16 @@ def test_running_out_of_memory_in_a_check_of_its_own_context_is_unknown_not_a_cr
         assert_clean(r, 1)
         assert "0 of 9 obligations proved, 9 unknown" in r.stdout, r.stdout
         assert r.stdout.count("memory limit of 64 MiB reached (--max-memory)") == 9, r.stdout
+    # Found in review: with a limit of 33 MiB or less, making the very first context of an
+    # obligation failed, and z3py used the context Z3 did not make (a segmentation fault).
+    small = tmp_path / "small.mv"
+    small.write_text("principal KServ\nlayer L { state { m : map[bv[4]] -> bv[8]; x : bv[8] }\n"
+                     "  invariant { forall i: bv[4]. m[i] != 3 }\n  observe KServ { x }\n"
+                     "  op set(i: bv[4]) by KServ { m[i] := 1 }\n}\n")
+    for limit in ("1", "32"):
+        r = cli("-j1", "--no-cache", "--max-memory", limit, str(small))
+        assert_clean(r, 1)
+        assert f"memory limit of {limit} MiB reached (--max-memory)" in r.stdout, r.stdout
 
 
 # ------------------------------------------------------------------------- 4. record arguments of implements
@@ -459,6 +469,23 @@ def test_a_bad_cache_entry_is_ignored_with_a_warning(tmp_path: Path, how: str, j
     assert_clean(r, 0)
     assert r.stderr.count("warning: ignoring an invalid cache entry") >= 3, r.stderr
     assert "12 of 12 obligations proved" in r.stdout
+
+
+def test_every_entry_in_the_way_is_warned_about_the_last_obligations_too(tmp_path: Path) -> None:
+    """Found in review: a directory where an entry goes gives two warnings, the entry is invalid
+    and it cannot be written; the second was collected only by the next obligation's lookup,
+    so the last obligation's was lost."""
+    model = tmp_path / "m.mv"
+    model.write_text(SECURE)
+    cache = tmp_path / "cache"
+    prove_pairs(obligations([load_file(model, {})]), Options(), cache_dir=cache)
+    entries = sorted(cache.glob("*/*.json"))
+    for entry in entries:
+        spoil(entry, "directory")
+    r = cli("-j1", "--cache-dir", str(cache), str(model), timeout=60)
+    assert_clean(r, 0)
+    invalid = r.stderr.count("warning: ignoring an invalid cache entry")
+    assert invalid >= len(entries) and r.stderr.count("warning: cannot write the cache entry") == invalid, r.stderr
 
 
 def test_a_cache_directory_below_a_regular_file_is_a_warning_and_no_cache(tmp_path: Path) -> None:
