@@ -734,8 +734,12 @@ def binders(terms: list[z3.BoolRef]) -> set[str]:
 
 
 def has_quantifier(terms: list[z3.BoolRef]) -> bool:
-    """A forall, exists or lambda: not quantifier-free (a lambda is a quantifier to a solver)."""
-    return bool(binders(terms))
+    """A forall, exists or lambda: not quantifier-free (a lambda is a quantifier to a solver).
+    The walk stops at the first one."""
+    if not terms:
+        return False
+    raw = _Terms(terms[0].ctx)
+    return any(raw.kind(a) == _QUANT for a in raw.walk([t.as_ast() for t in terms]))
 
 
 def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polarity: int,
