@@ -724,22 +724,25 @@ def expand_reads(terms: list[z3.BoolRef]) -> list[z3.BoolRef]:
     return [reads.expand(t) for t in terms]  # type: ignore[misc]
 
 
+def _binders(terms: list[z3.BoolRef]) -> Iterator[str]:
+    """Each binder in the terms, as it is met: "lambda" or "quantifier" (forall or exists)."""
+    if not terms:
+        return
+    raw = _Terms(terms[0].ctx)
+    for a in raw.walk([t.as_ast() for t in terms]):
+        if raw.kind(a) == _QUANT:
+            yield "lambda" if raw.is_lambda(a) else "quantifier"
+
+
 def binders(terms: list[z3.BoolRef]) -> set[str]:
     """Which binders the terms contain: "lambda", "quantifier" (forall or exists), or none."""
-    if not terms:
-        return set()
-    raw = _Terms(terms[0].ctx)
-    return {"lambda" if raw.is_lambda(a) else "quantifier"
-            for a in raw.walk([t.as_ast() for t in terms]) if raw.kind(a) == _QUANT}
+    return set(_binders(terms))
 
 
 def has_quantifier(terms: list[z3.BoolRef]) -> bool:
     """A forall, exists or lambda: not quantifier-free (a lambda is a quantifier to a solver).
     The walk stops at the first one."""
-    if not terms:
-        return False
-    raw = _Terms(terms[0].ctx)
-    return any(raw.kind(a) == _QUANT for a in raw.walk([t.as_ast() for t in terms]))
+    return next(_binders(terms), None) is not None
 
 
 def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polarity: int,

@@ -296,7 +296,7 @@ def _solve_afresh(sliced: ir.Module, ob: Obligation, options: Options, start: fl
     exact = options.encoding == "qf"  # try the exact formula first (_proved_exactly)
     formula = build(sliced, ob, new_context(), "quantified" if exact else options.encoding)
     lowered = time.perf_counter() - start
-    tried = exact and _exactly_worth_trying(formula)
+    tried = exact and formula.quantified  # without quantifiers, the two encodings are one formula
     exactly, spent, out_of_memory, unproved = None, 0, False, ""
     try:
         if tried:
@@ -322,7 +322,7 @@ def _solve_afresh(sliced: ir.Module, ob: Obligation, options: Options, start: fl
     result = replace(result, rlimit_used=result.rlimit_used + spent)
     if result.status is Status.UNKNOWN:
         # where the conjuncts of the goal stopped, when it is the goal Z3 gave up on
-        where = f"; {unproved}" if unproved and result.detail.startswith("checking the goal") else ""
+        where = f"; {unproved}" if unproved and result.detail.startswith(GOAL_STAGE) else ""
         result = replace(result, detail=result.detail + _remedy(formula, options) + where)
     return result, formula
 
@@ -384,11 +384,6 @@ EXACT_SHARE = 4
 CONJUNCT_SHARE = 2
 
 
-def _exactly_worth_trying(formula: Formula) -> bool:
-    """A formula that keeps quantifiers (without any, the two encodings are the same formula)."""
-    return formula.quantified
-
-
 def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: float,
                     lowered: float) -> tuple[Result | None, int, str]:
     """PROVED, if Z3 proves the obligation on its formula as it is, quantifiers and all: a
@@ -431,16 +426,17 @@ def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
     return Result(ob, Status.PROVED, time.perf_counter() - start, shown + spent, lowered), shown + spent, ""
 
 
+GOAL_STAGE = "checking the goal"  # of _check, as an UNKNOWN's reason begins
 EXACT_STAGE = "checking the goal with its quantifiers (the exact check first)"
 
 
 def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str]:
     """Whether the negated goal is `unsat` under every hypothesis, quantifiers and all, the
     resource units spent, and, when it tried the conjuncts and one was not `unsat`, a note
-    naming it (for an UNKNOWN verdict: where to look). First the whole goal, under rlimit / EXACT_SHARE; if that is
-    `unknown` and the goal is a conjunction (an INV goal has one conjunct per invariant
-    clause), each conjunct on its own, in turn, under rlimit / CONJUNCT_SHARE each and the
-    whole rlimit together.
+    naming it (for an UNKNOWN verdict: where to look). First the whole goal, under
+    rlimit / EXACT_SHARE; if that is `unknown` and the goal is a conjunction (an INV goal has
+    one conjunct per invariant clause), each conjunct on its own, in turn, under
+    rlimit / CONJUNCT_SHARE each and the whole rlimit together.
 
     Each conjunct proved under every hypothesis proves the conjunction, so only all `unsat`
     proves anything; the first conjunct that is not ends the search. Z3 often proves each
@@ -462,9 +458,12 @@ def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str]:
             spent += _rlimit_count(part)
             left -= _rlimit_count(part)
         if answer != z3.unsat:
-            why = "Z3 found a model of its negation" if answer == z3.sat else \
-                f"Z3 gave up on it under {budget} resource units: {part.reason_unknown()}" if budget > 0 else \
-                "no resource units were left for it"
+            if budget <= 0:
+                why = "no resource units were left for it"
+            elif answer == z3.sat:
+                why = "Z3 found a model of its negation"
+            else:
+                why = f"Z3 gave up on it under {budget} resource units: {part.reason_unknown()}"
             return False, spent, (f"with its quantifiers, {i} of the goal's {len(formula.goals)} conjuncts were proved "
                                   f"one by one, then not {goal.label} ({why}; the rest were not tried)")
     return True, spent, ""
@@ -583,7 +582,7 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         """Check the assertions in a solver and a context of their own."""
         nonlocal check_start, elsewhere
         check_start = time.perf_counter()
-        one, answer = _fresh(assertions, options, rlimit, "checking the goal")
+        one, answer = _fresh(assertions, options, rlimit, GOAL_STAGE)
         elsewhere += _rlimit_count(one)
         return one, answer
 
@@ -660,7 +659,7 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         # Z3 may fail to build a model of quantifiers over wide sorts: a counterexample is
         # looked for among the shaped states too (prover/witness.py)
         memory = solver.reason_unknown() in MEMORY_REASONS
-        reason = why_unknown("checking the goal")
+        reason = why_unknown(GOAL_STAGE)
         shaped = shaped_model(everything) if formula.mode == "valid" and not memory else None
         if shaped is None:
             return done(Status.UNKNOWN, reason)
