@@ -356,7 +356,9 @@ def _solver(ctx: z3.Context, options: Options) -> z3.Solver:
 
 def _vacuity_check(formula: Formula, options: Options) -> tuple[z3.Solver, dict[int, str]] | None:
     """A solver holding the non-reflexive hypotheses without quantifiers, each tracked by its
-    label, if qf.eliminate can remove them all; else None.
+    label, if qf.eliminate can remove them all; else None. In a context of its own, like every
+    check of the exact-first path: what it finds does not depend on what else was built in the
+    formula's context (a witness shape, or not, prover/witness.py).
 
     Exact both ways: the instances are implied by the quantified hypotheses (so `unsat` carries
     over), and a model of them extends to one of the quantifiers by the fragment argument of
@@ -364,13 +366,14 @@ def _vacuity_check(formula: Formula, options: Options) -> tuple[z3.Solver, dict[
     kept = [h for h in formula.hypotheses if not h.reflexive]
     if not kept:
         return None
-    e = qf.eliminate([h.term for h in kept], [], 1)
+    own = new_context()
+    e = qf.eliminate([h.term.translate(own) for h in kept], [], 1)
     if not e.quantifier_free:
         return None
-    vac = _solver(formula.ctx, options)
+    vac = _solver(own, options)
     labels: dict[int, str] = {}
     for i, h in enumerate([replace(h, term=t) for h, t in zip(kept, e.hypotheses)] + _instantiation_hypotheses(e)):
-        tag = z3.Bool(f"vac!{i}", formula.ctx)
+        tag = z3.Bool(f"vac!{i}", own)
         labels[tag.get_id()] = h.label
         vac.assert_and_track(h.term, tag)
     return vac, labels
@@ -620,7 +623,10 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         checker = vacuity[0] if vacuity else solver
         check_start = time.perf_counter()
         answer = checker.check()
-        checked.append(checker)
+        if vacuity:  # a context of its own
+            elsewhere += _rlimit_count(checker)
+        else:
+            checked.append(checker)
     if answer == z3.unknown:
         reason = why_unknown("checking the hypotheses", checker)
         return done(Status.UNKNOWN, reason + (" (in their quantifier-free form)" if vacuity else ""))

@@ -14,10 +14,14 @@ that shape fits, and the exact check follows (docs/theory.md §2, "Shaped states
 
 from __future__ import annotations
 
+import dataclasses
+
 import z3
 
 from microverify.layers.encoding import MapVal, RecordVal, Value
-from microverify.prover.formula import Formula
+from microverify.layers.model import SymLayer
+from microverify.prover import fingerprint
+from microverify.prover.formula import Formula, Run
 from microverify.prover.linking import conjuncts
 
 POINTS = 2  # indices at which each map may differ from its base
@@ -90,18 +94,81 @@ def _constants(t: z3.ExprRef) -> set[int]:
     return out
 
 
+# Shapes built in this process, in a context of their own, by what they are built from (`_key`).
+# The obligations of a layer share them: every run of every operation starts from the same
+# pre-state constants, and `init` is the layer's. A shape is always built here and translated
+# into the formula's context, found or not, so the terms an obligation gets do not depend on
+# what ran before it.
+_CONTEXT = z3.Context()
+_BUILT: dict[tuple[object, ...], list[tuple[z3.ExprRef, z3.ExprRef]]] = {}
+_BUILT_LIMIT = 10_000  # shapes remembered, at most (then forgotten: only a speed-up)
+
+
 def shaped(formula: Formula) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
     """A term of the shape above for each map constant of each run's pre-state."""
-    maps = {leaf.get_id(): leaf for run in formula.runs for v in run.pre.values() for leaf in _leaves(v)
+    key = _key(formula)
+    if key is None:
+        return _shaped(formula.layer, formula.runs)
+    built = _BUILT.get(key)
+    if built is None:
+        layer = SymLayer(formula.layer.module, formula.layer.layer, _CONTEXT)
+        runs = [Run(run.name, {f: _translated(v, _CONTEXT) for f, v in run.pre.items()}, upper=run.upper)
+                for run in formula.runs]
+        if len(_BUILT) >= _BUILT_LIMIT:
+            _BUILT.clear()
+        built = _BUILT[key] = _shaped(layer, runs)
+    return [(m.translate(formula.ctx), term.translate(formula.ctx)) for m, term in built]
+
+
+def _key(formula: Formula) -> tuple[object, ...] | None:
+    """What a formula's shapes are built from: the module with its operations left out (`init`,
+    types, sizes, principals), the layer, and the constants of each run's pre-state, names and
+    sorts (a refined layer's run may have terms there, which get no shape: None). Two formulas
+    with the same key get the same shapes. None when a pre-state `init` is read from has a
+    leaf that is no constant: the shape is built for that formula alone."""
+    runs = []
+    for run in formula.runs:
+        constants = [_constant(leaf) for v in run.pre.values() for leaf in _leaves(v)]
+        if None in constants and not run.upper:  # a refined layer's terms: no map constant, no init
+            return None
+        runs.append((run.upper, tuple(run.pre), tuple(constants)))
+    module = formula.layer.module
+    without_ops = dataclasses.replace(module, layers=tuple(dataclasses.replace(layer, ops=()) for layer in module.layers))
+    return fingerprint.digest(without_ops), formula.layer.layer.name, tuple(runs)
+
+
+def _constant(t: z3.ExprRef) -> tuple[str, str] | None:
+    """The name and sort of an uninterpreted constant, else None (through Z3's C API: called
+    for every leaf of every pre-state, where z3py's wrappers cost most of the time)."""
+    ctx, ast = t.ctx_ref(), t.as_ast()
+    if z3.Z3_get_ast_kind(ctx, ast) != z3.Z3_APP_AST or z3.Z3_get_app_num_args(ctx, ast) != 0:
+        return None
+    decl = z3.Z3_get_app_decl(ctx, ast)
+    if z3.Z3_get_decl_kind(ctx, decl) != z3.Z3_OP_UNINTERPRETED:
+        return None
+    return (z3.Z3_get_symbol_string(ctx, z3.Z3_get_decl_name(ctx, decl)),
+            z3.Z3_sort_to_string(ctx, z3.Z3_get_sort(ctx, ast)))
+
+
+def _translated(v: Value, ctx: z3.Context) -> Value:
+    if isinstance(v, RecordVal):
+        return RecordVal({f: _translated(x, ctx) for f, x in v.fields.items()})
+    if isinstance(v, MapVal):
+        return MapVal(v.type, _translated(v.inner, ctx))
+    return v.translate(ctx)
+
+
+def _shaped(layer: SymLayer, runs: list[Run]) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
+    maps = {leaf.get_id(): leaf for run in runs for v in run.pre.values() for leaf in _leaves(v)
             if _is_map_constant(leaf)}
     if not maps:
         return []
     wanted = set(maps)
     definitions: dict[int, z3.ExprRef] = {}
-    for run in formula.runs:
+    for run in runs:
         if run.upper:
             continue
-        definitions.update(_definitions(formula.layer.init(run.pre), wanted))
+        definitions.update(_definitions(layer.init(run.pre), wanted))
     pairs = []
     for n, (key, m) in enumerate(maps.items()):
         sort = m.sort()

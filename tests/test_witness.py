@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import z3
 
-from conftest import SPLIT_ORDERS, load_text, split_over_two_files
+from conftest import ROOT, SPLIT_ORDERS, load_text, split_over_two_files
+from microverify.dsl.loader import discover, load_file
 from microverify.prover import fingerprint, qf, solve, witness
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.solve import ENCODINGS, Options, Status, build
@@ -112,6 +113,58 @@ def test_the_shape_takes_inits_definitions() -> None:
         defined = name in ("owner_s", "vmst_s", "img_s.loaded")
         assert (z3.is_quantifier(term) and term.is_lambda()) == defined, (name, term)
         assert z3.is_K(term) == (not defined), (name, term)
+
+
+
+def test_a_layers_shape_is_built_once_and_is_the_shape_built_for_the_formula(monkeypatch: pytest.MonkeyPatch) -> None:
+    """witness._BUILT: the obligations of a layer share its shapes, built in a context of their
+    own and translated into each formula's. What a formula gets is exactly the shape built from
+    it, for every formula of two modules that declare a layer L with the same state and another
+    `init` (a shape keyed without `init` would hand one module the other's definitions)."""
+    monkeypatch.setattr(witness, "_BUILT", {})
+    direct = witness._shaped
+    built: list[object] = []
+
+    def spy(layer, runs):  # type: ignore[no-untyped-def]
+        built.append(layer.ctx)
+        return direct(layer, runs)
+
+    monkeypatch.setattr(witness, "_shaped", spy)
+    other = WIDE.replace("else if p >= MMIO_BASE && p < MMIO_END then Mmio else Host", "else Host")
+    assert other != WIDE
+    formulas = 0
+    for text in (WIDE, other, WIDE):
+        for m, ob in _pairs(text):
+            formula = build(fingerprint.slice_module(m, ob), ob, z3.Context(), "quantified")
+            got, expected = witness.shaped(formula), direct(formula.layer, formula.runs)
+            assert len(got) == len(expected) > 0, ob.id
+            assert all(a.eq(b) and s.eq(t) for (a, s), (b, t) in zip(got, expected)), ob.id
+            formulas += 1
+    # one per pre-state layout (VAC's one run, the two runs of the others) and module
+    assert all(ctx is witness._CONTEXT for ctx in built) and len(built) == 4 < formulas
+
+
+def test_resource_figures_do_not_depend_on_what_ran_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An obligation uses the same resource units alone and after others, whatever memo
+    (solve._SHOWN, the shapes of witness._BUILT) they filled. Xmhf's boot states fit no shape:
+    their hypotheses are then checked in their quantifier-free form. Two things keep the figure
+    fixed: a shape reaches the formula's context the same way whether it was in the memo or not
+    (translated from witness._CONTEXT), and that check has a context of its own. A memo whose
+    hit and miss differ, with that check in the formula's context, gave Xmhf/INIT 61312 units
+    alone and 61276 after the others."""
+    modules = [load_file(f, {}) for f in discover([ROOT / "proofs" / "xmhf"])]
+    pairs = obligations(modules)
+    monkeypatch.setattr(witness, "_BUILT", {})
+    monkeypatch.setattr(solve, "_SHOWN", {})
+    together = {r.obligation.id: (r.status, r.rlimit_used) for r in prove_pairs(pairs, Options())}
+    assert {status for status, _ in together.values()} == {Status.PROVED}
+    boots = [(m, ob) for m, ob in pairs if ob.kind.value in ("INIT", "R-INIT")]
+    assert len(boots) == 3
+    for pair in boots:
+        monkeypatch.setattr(witness, "_BUILT", {})
+        monkeypatch.setattr(solve, "_SHOWN", {})
+        [alone] = prove_pairs([pair], Options())
+        assert (alone.status, alone.rlimit_used) == together[alone.obligation.id], alone.obligation.id
 
 
 TABLES = """\
