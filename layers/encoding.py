@@ -272,6 +272,20 @@ def map_leaves(t: Type, v: Value, f: Callable[[z3.ExprRef, Type, bool], z3.ExprR
     return f(v, t, nested)
 
 
+def leaves(v: Value) -> list[z3.ExprRef]:
+    """The terms a value is made of, in a fixed order (a record's by field, a map's inner value's)."""
+    if isinstance(v, RecordVal):
+        return [leaf for f in v.fields.values() for leaf in leaves(f)]
+    if isinstance(v, MapVal):
+        return leaves(v.inner)
+    return [v]
+
+
+def each_leaf(v: Value, f: Callable[[z3.ExprRef], z3.ExprRef]) -> Value:
+    """v with f applied to each of its terms."""
+    return _zip_leaves(v, v, lambda a, _: f(a))
+
+
 def _zip_leaves(a: Value, b: Value, f: Callable[[z3.ExprRef, z3.ExprRef], z3.ExprRef]) -> Value:
     if isinstance(a, RecordVal):
         assert isinstance(b, RecordVal)

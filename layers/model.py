@@ -204,14 +204,17 @@ class SymLayer:
         """s ~u t for u = principal(param), one labelled conjunct per component."""
         return [self.component_equal(c, param, s, t, goal) for c in self.components(principal)]
 
+    def agree(self, principal: ir.Principal, param: z3.ExprRef | None, s: State, t: State) -> z3.BoolRef:
+        """s ~u t for u = principal(param), as a hypothesis: the conjunction of equiv_family."""
+        return terms.and_([x.term for x in self.equiv_family(principal, param, s, t)] + [self.true()])
+
     def equiv(self, who: z3.ExprRef, s: State, t: State) -> z3.BoolRef:
         """s ~who t for a principal term (e.g. dom), as a hypothesis: a case split on families."""
         pe = self.enc.principals
         cases = []
         for p in self.module.principals:
             param = pe.param(p.name, who) if p.param_type is not None else None
-            agree = terms.and_([x.term for x in self.equiv_family(p, param, s, t)] + [self.true()])
-            cases.append(terms.implies(pe.is_(p.name, who), agree))
+            cases.append(terms.implies(pe.is_(p.name, who), self.agree(p, param, s, t)))
         return z3.And(cases)
 
 

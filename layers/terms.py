@@ -73,3 +73,31 @@ def select(a: z3.ExprRef, i: z3.ExprRef, scalar: type[z3.ExprRef] | None = None)
 def store(a: z3.ExprRef, i: z3.ExprRef, v: z3.ExprRef) -> z3.ArrayRef:
     ctx = _ctx((a, i, v))
     return z3.ArrayRef(z3.Z3_mk_store(ctx.ref(), a.as_ast(), i.as_ast(), v.as_ast()), ctx)
+
+
+def substitute(t: z3.BoolRef, pairs: Sequence[tuple[z3.ExprRef, z3.ExprRef]]) -> z3.BoolRef:
+    """z3.substitute(t, *pairs): every `a` of a pair replaced by its `b`, all at once (each pair
+    of one sort: Z3 checks it)."""
+    ctx = _ctx([t] + [x for pair in pairs for x in pair])
+    froms, tos = [a for a, _ in pairs], [b for _, b in pairs]
+    raw = z3.Z3_substitute(ctx.ref(), t.as_ast(), len(pairs), _array(froms), _array(tos))
+    return _to_expr_ref(raw, ctx)  # type: ignore[no-any-return]  # a quantifier is a QuantifierRef
+
+
+def free_constants(t: z3.ExprRef) -> list[z3.ExprRef]:
+    """The uninterpreted constants of t, each once (bound variables are no constants)."""
+    seen: set[int] = set()
+    out = []
+    todo = [t]
+    while todo:
+        u = todo.pop()
+        if u.get_id() in seen:
+            continue
+        seen.add(u.get_id())
+        if z3.is_const(u) and u.decl().kind() == z3.Z3_OP_UNINTERPRETED:
+            out.append(u)
+        elif z3.is_app(u):
+            todo.extend(u.children())
+        elif z3.is_quantifier(u):
+            todo.append(u.body())
+    return out

@@ -50,6 +50,13 @@ def slice_module(module: ir.Module, ob: Obligation) -> ir.Module:
     return dataclasses.replace(module, file="", defines=(), layers=tuple(layers))
 
 
+def digest_without_ops(module: ir.Module) -> bytes:
+    """The digest of the module with every layer's operations left out: what a layer's states,
+    `init`, invariants and observations are lowered from (types, sizes, configuration,
+    principals, policy), and nothing an operation adds."""
+    return digest(dataclasses.replace(module, layers=tuple(dataclasses.replace(x, ops=()) for x in module.layers)))
+
+
 def digest(node: object) -> bytes:
     """SHA-256 of IR (or of anything built of dataclasses, tuples, strings, numbers, enums and
     None), without spans."""

@@ -24,7 +24,7 @@ from microverify.prover.unwinding import base_hypotheses, runs
 
 def upper_of(L: SymLayer) -> SymLayer:
     assert L.layer.refines is not None
-    return SymLayer(L.module, L.module.layer(L.layer.refines), L.ctx, L.enc)
+    return type(L)(L.module, L.module.layer(L.layer.refines), L.ctx, L.enc)
 
 
 def alpha(L: SymLayer, U: SymLayer, s: State) -> State:
@@ -238,9 +238,8 @@ def refined_observation(L: SymLayer, u: ir.Principal) -> Formula:
     s, t = L.fresh_state("s"), L.fresh_state("t")
     a_s, a_t = alpha(L, U, s), alpha(L, U, t)
     _, param = L.observer(u)
-    agree = z3.And([x.term for x in U.equiv_family(u, param, a_s, a_t)] + [L.true()])
     hyps = [Labeled("I_L(s)", L.invariant(s)), Labeled("I_L(t)", L.invariant(t), reflexive=True),
-            Labeled("α(s) ~u α(t)", agree, reflexive=True)]
+            Labeled("α(s) ~u α(t)", U.agree(u, param, a_s, a_t), reflexive=True)]
     goals = L.equiv_family(u, param, s, t, goal=True)
     tables = [Table("lower", L, ["s", "t"], [s, t]), Table("upper", U, ["α(s)", "α(t)"], [a_s, a_t])]
     return Formula("valid", L, hyps, goals, runs=[Run("s", s), Run("t", t)], observer=(u, param),

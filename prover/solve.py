@@ -22,6 +22,7 @@ from microverify.prover.crosscheck import cross_check
 from microverify.prover.formula import Formula
 from microverify.prover.obligations import Kind, Obligation
 from microverify.prover.replay import Outcome, Replay, replay
+from microverify.prover.shared import SharedLayer
 
 
 class Status(Enum):
@@ -85,7 +86,7 @@ _PER_OP_AND_OBSERVER: dict[Kind, Callable[[SymLayer, ir.Op, ir.Principal], Formu
 
 def formulate(module: ir.Module, ob: Obligation, ctx: z3.Context) -> Formula:
     layer = module.layer(ob.layer)
-    L = SymLayer(module, layer, ctx)
+    L = SharedLayer(module, layer, ctx)
     op = layer.op(ob.op) if ob.op else None
     u = module.principal(ob.observer) if ob.observer else None
     k = ob.kind

@@ -40,8 +40,7 @@ def _same_dom_view(L: SymLayer, s: Run, t: Run) -> Labeled:
 
 
 def _same_observer_view(L: SymLayer, u: ir.Principal, param: z3.ExprRef | None, s: Run, t: Run) -> Labeled:
-    agree = z3.And([x.term for x in L.equiv_family(u, param, s.pre, t.pre)] + [L.true()])
-    return Labeled("s ~u t", agree, reflexive=True)
+    return Labeled("s ~u t", L.agree(u, param, s.pre, t.pre), reflexive=True)
 
 
 def output_consistency(L: SymLayer, op: ir.Op) -> Formula:

@@ -14,11 +14,10 @@ that shape fits, and the exact check follows (docs/theory.md §2, "Shaped states
 
 from __future__ import annotations
 
-import dataclasses
-
 import z3
 
-from microverify.layers.encoding import MapVal, RecordVal, Value
+from microverify.layers.encoding import each_leaf, leaves
+from microverify.layers.terms import free_constants
 from microverify.layers.model import SymLayer
 from microverify.prover import fingerprint
 from microverify.prover.formula import Formula, Run
@@ -29,14 +28,6 @@ POINTS = 2  # indices at which each map may differ from its base
 
 def _is_map_constant(t: z3.ExprRef) -> bool:
     return z3.is_const(t) and t.decl().kind() == z3.Z3_OP_UNINTERPRETED and z3.is_array(t)
-
-
-def _leaves(v: Value) -> list[z3.ExprRef]:
-    if isinstance(v, RecordVal):
-        return [leaf for f in v.fields.values() for leaf in _leaves(f)]
-    if isinstance(v, MapVal):
-        return _leaves(v.inner)
-    return [v]
 
 
 def _definitions(init: z3.ExprRef, maps: set[int]) -> dict[int, z3.ExprRef]:
@@ -66,32 +57,13 @@ def _definitions(init: z3.ExprRef, maps: set[int]) -> dict[int, z3.ExprRef]:
             if not (len(indices) == len(xs) and all(i.eq(x) for i, x in zip(indices, xs))
                     and part.get_id() in maps and part.get_id() not in found):
                 continue
-            if _constants(value) & maps:
+            if any(c.get_id() in maps for c in free_constants(value)):
                 continue
             for x in reversed(xs):
                 value = z3.Lambda([x], value)
             if value.sort() == part.sort():
                 found[part.get_id()] = value
     return found
-
-
-def _constants(t: z3.ExprRef) -> set[int]:
-    """The ids of the free constants in t."""
-    seen: set[int] = set()
-    out: set[int] = set()
-    todo = [t]
-    while todo:
-        u = todo.pop()
-        if u.get_id() in seen:
-            continue
-        seen.add(u.get_id())
-        if z3.is_const(u) and u.decl().kind() == z3.Z3_OP_UNINTERPRETED:
-            out.add(u.get_id())
-        elif z3.is_app(u):
-            todo.extend(u.children())
-        elif z3.is_quantifier(u):
-            todo.append(u.body())
-    return out
 
 
 # Shapes built in this process, in a context of their own, by what they are built from (`_key`).
@@ -112,7 +84,7 @@ def shaped(formula: Formula) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
     built = _BUILT.get(key)
     if built is None:
         layer = SymLayer(formula.layer.module, formula.layer.layer, _CONTEXT)
-        runs = [Run(run.name, {f: _translated(v, _CONTEXT) for f, v in run.pre.items()}, upper=run.upper)
+        runs = [Run(run.name, {f: each_leaf(v, lambda t: t.translate(_CONTEXT)) for f, v in run.pre.items()}, upper=run.upper)
                 for run in formula.runs]
         if len(_BUILT) >= _BUILT_LIMIT:
             _BUILT.clear()
@@ -128,13 +100,11 @@ def _key(formula: Formula) -> tuple[object, ...] | None:
     leaf that is no constant: the shape is built for that formula alone."""
     runs = []
     for run in formula.runs:
-        constants = [_constant(leaf) for v in run.pre.values() for leaf in _leaves(v)]
+        constants = [_constant(leaf) for v in run.pre.values() for leaf in leaves(v)]
         if None in constants and not run.upper:  # a refined layer's terms: no map constant, no init
             return None
         runs.append((run.upper, tuple(run.pre), tuple(constants)))
-    module = formula.layer.module
-    without_ops = dataclasses.replace(module, layers=tuple(dataclasses.replace(layer, ops=()) for layer in module.layers))
-    return fingerprint.digest(without_ops), formula.layer.layer.name, tuple(runs)
+    return fingerprint.digest_without_ops(formula.layer.module), formula.layer.layer.name, tuple(runs)
 
 
 def _constant(t: z3.ExprRef) -> tuple[str, str] | None:
@@ -150,16 +120,8 @@ def _constant(t: z3.ExprRef) -> tuple[str, str] | None:
             z3.Z3_sort_to_string(ctx, z3.Z3_get_sort(ctx, ast)))
 
 
-def _translated(v: Value, ctx: z3.Context) -> Value:
-    if isinstance(v, RecordVal):
-        return RecordVal({f: _translated(x, ctx) for f, x in v.fields.items()})
-    if isinstance(v, MapVal):
-        return MapVal(v.type, _translated(v.inner, ctx))
-    return v.translate(ctx)
-
-
 def _shaped(layer: SymLayer, runs: list[Run]) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
-    maps = {leaf.get_id(): leaf for run in runs for v in run.pre.values() for leaf in _leaves(v)
+    maps = {leaf.get_id(): leaf for run in runs for v in run.pre.values() for leaf in leaves(v)
             if _is_map_constant(leaf)}
     if not maps:
         return []

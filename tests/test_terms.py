@@ -38,6 +38,9 @@ def test_each_constructor_builds_what_z3py_builds(ctx: z3.Context) -> None:
         (terms.select(nested, x, z3.ArrayRef), z3.Select(nested, x)),
         (terms.select(lam, x), z3.Select(lam, x)),
         (terms.store(a, x, y), z3.Store(a, x, y)),
+        (terms.substitute(z3.ForAll([x], a[x] == y), [(a, z3.Store(a, x, y)), (y, x + 1)]),
+         z3.substitute(z3.ForAll([x], a[x] == y), (a, z3.Store(a, x, y)), (y, x + 1))),
+        (terms.substitute(z3.And(p, q), [(p, q), (q, p)]), z3.And(q, p)),  # all at once
     ]
     for mine, theirs in pairs:
         assert mine.eq(theirs), (mine, theirs)
@@ -51,7 +54,8 @@ def test_a_sort_error_is_an_error(ctx: z3.Context) -> None:
     w = z3.BitVec("w", 4, ctx)
     a = z3.Array("a", z3.BitVecSort(8, ctx), z3.BitVecSort(8, ctx))
     for build in (lambda: terms.and_((p, x)), lambda: terms.eq(x, w), lambda: terms.ite(p, x, w),
-                  lambda: terms.select(a, w), lambda: terms.store(a, x, w), lambda: terms.not_(x)):
+                  lambda: terms.select(a, w), lambda: terms.store(a, x, w), lambda: terms.not_(x),
+                  lambda: terms.substitute(x == x, [(x, w)])):
         with pytest.raises(z3.Z3Exception):
             build()
 
@@ -63,3 +67,5 @@ def test_terms_of_two_contexts_are_refused(ctx: z3.Context) -> None:
         terms.and_((p, q))
     with pytest.raises(z3.Z3Exception, match="different contexts"):
         terms.implies(p, q)
+    with pytest.raises(z3.Z3Exception, match="different contexts"):
+        terms.substitute(p, [(p, q)])

@@ -18,7 +18,7 @@ import z3
 
 from conftest import ROOT, SPLIT_ORDERS, load_text, split_over_two_files
 from microverify.dsl.loader import discover, load_file
-from microverify.prover import fingerprint, qf, solve, witness
+from microverify.prover import fingerprint, qf, shared, solve, witness
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.solve import ENCODINGS, Options, Status, build
 
@@ -146,7 +146,7 @@ def test_a_layers_shape_is_built_once_and_is_the_shape_built_for_the_formula(mon
 
 def test_resource_figures_do_not_depend_on_what_ran_before(monkeypatch: pytest.MonkeyPatch) -> None:
     """An obligation uses the same resource units alone and after others, whatever memo
-    (solve._SHOWN, the shapes of witness._BUILT) they filled. Xmhf's boot states fit no shape:
+    (solve._SHOWN, the shapes of witness._BUILT, the predicates of shared._LOWERED) they filled. Xmhf's boot states fit no shape:
     their hypotheses are then checked in their quantifier-free form. Two things keep the figure
     fixed: a shape reaches the formula's context the same way whether it was in the memo or not
     (translated from witness._CONTEXT), and that check has a context of its own. A memo whose
@@ -163,6 +163,7 @@ def test_resource_figures_do_not_depend_on_what_ran_before(monkeypatch: pytest.M
     for pair in boots:
         monkeypatch.setattr(witness, "_BUILT", {})
         monkeypatch.setattr(solve, "_SHOWN", {})
+        monkeypatch.setattr(shared, "_LOWERED", {})
         [alone] = prove_pairs([pair], Options())
         assert (alone.status, alone.rlimit_used) == together[alone.obligation.id], alone.obligation.id
 

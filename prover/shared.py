@@ -1,0 +1,122 @@
+"""Lowering shared by the obligations of a process (#14, "build formulas once").
+
+Most obligations of a layer assume its invariant of one or two states, and every two-run
+obligation assumes that the runs agree for the principal running the operation (`s ~dom t`).
+Lowering those predicates through z3py was the largest part of building a formula. Here each
+is lowered once per process, over canonical states (and a canonical principal) in a context of
+its own, and each obligation gets the canonical term translated into its context with the
+canonical constants replaced by its own states' values, all at once (`z3.substitute`).
+
+Why the instance is the predicate of the obligation's states: lowering is compositional, so
+lowering over constants and then replacing each constant by a value gives a term equal, in
+every model, to lowering over those values. That holds only if the canonical term has no free
+constant but those replaced: the canonical states' leaves and the configuration constants it
+read (those are replaced by the obligation's own configuration values, which are registered in
+its encoder as a direct lowering would, with their well-formedness). Anything else (a value
+made fresh by the lowering, which the obligation would otherwise name apart) makes that
+predicate unshared: it is lowered directly for every obligation, decided by the layer alone.
+
+The instance does not depend on what ran before it: it is always made this way, whether the
+canonical term was found or lowered now, and the canonical lowering uses an encoder of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import z3
+
+from microverify.dsl import ir
+from microverify.dsl.types import Type
+from microverify.layers.encoding import leaves
+from microverify.layers.model import State, SymLayer
+from microverify.layers import terms
+from microverify.layers.terms import free_constants
+from microverify.prover import fingerprint
+
+_CONTEXT = z3.Context()
+_LIMIT = 10_000  # canonical terms remembered, at most (then forgotten: only a speed-up)
+
+
+@dataclass(frozen=True)
+class _Canonical:
+    """A predicate lowered over canonical inputs in _CONTEXT; `term` None: it is not shared."""
+
+    term: z3.BoolRef | None
+    inputs: tuple[z3.ExprRef, ...] = ()  # the canonical inputs' leaves, in order
+    configs: tuple[tuple[str, Type, tuple[z3.ExprRef, ...]], ...] = ()  # each read: name, type, leaves
+
+
+_LOWERED: dict[tuple[object, ...], _Canonical] = {}
+
+
+def _state_leaves(s: State) -> list[z3.ExprRef]:
+    return [leaf for v in s.values() for leaf in leaves(v)]
+
+
+def _layer_key(L: SymLayer) -> tuple[bytes, str]:
+    """What a predicate of the layer is lowered from, but its inputs: the module with its
+    operations left out (types, sizes, configuration, principals, policy, every layer's
+    invariants and observations) and the layer's name."""
+    return fingerprint.digest_without_ops(L.module), L.layer.name
+
+
+class SharedLayer(SymLayer):
+    """A SymLayer whose invariant, `~` for a principal term and `~u` are lowered once per process."""
+
+    _key: tuple[bytes, str] | None = None
+
+    def invariant(self, s: State) -> z3.BoolRef:
+        shared = self._instance(("invariant",), [s], [], lambda C, states, _: SymLayer.invariant(C, *states))
+        return SymLayer.invariant(self, s) if shared is None else shared
+
+    def equiv(self, who: z3.ExprRef, s: State, t: State) -> z3.BoolRef:
+        shared = self._instance(("equiv",), [s, t], [who], lambda C, states, scalars: SymLayer.equiv(C, *scalars, *states))
+        return SymLayer.equiv(self, who, s, t) if shared is None else shared
+
+    def agree(self, principal: ir.Principal, param: z3.ExprRef | None, s: State, t: State) -> z3.BoolRef:
+        scalars = [] if param is None else [param]
+        shared = self._instance(("agree", principal.name, param is None), [s, t], scalars,
+                                lambda C, states, ps: SymLayer.agree(C, principal, ps[0] if ps else None, *states))
+        return SymLayer.agree(self, principal, param, s, t) if shared is None else shared
+
+    def _instance(self, what: tuple[object, ...], states: list[State], scalars: list[z3.ExprRef],
+                  lower: Callable[[SymLayer, list[State], list[z3.ExprRef]], z3.BoolRef]) -> z3.BoolRef | None:
+        """The shared predicate `what` of the given states and scalars (its canonical term
+        lowered by `lower` over canonical ones), or None if it is not shared. The scalars' sorts
+        are fixed by the module (a principal, a family's index)."""
+        if self._key is None:
+            self._key = _layer_key(self)
+        key = (*self._key, *what)
+        canonical = _LOWERED.get(key)
+        if canonical is None:
+            if len(_LOWERED) >= _LIMIT:
+                _LOWERED.clear()
+            canonical = _LOWERED[key] = _canonical(self, len(states), [x.translate(_CONTEXT).sort() for x in scalars],
+                                                   lower)
+        if canonical.term is None:
+            return None
+        actual = [leaf for s in states for leaf in _state_leaves(s)] + scalars
+        assert len(actual) == len(canonical.inputs), f"{what} of {self.layer.name}: inputs of another shape"
+        ctx = self.ctx
+        pairs = [(c.translate(ctx), a) for c, a in zip(canonical.inputs, actual)]
+        for name, t, made in canonical.configs:
+            mine = leaves(self.enc.config(name, t))  # registered here, as a direct lowering would
+            pairs += [(c.translate(ctx), a) for c, a in zip(made, mine)]
+        return terms.substitute(canonical.term.translate(ctx), pairs)
+
+
+def _canonical(L: SymLayer, states: int, sorts: list[z3.SortRef],  # of _CONTEXT
+               lower: Callable[[SymLayer, list[State], list[z3.ExprRef]], z3.BoolRef]) -> _Canonical:
+    C = SymLayer(L.module, L.layer, _CONTEXT)  # an encoder of its own: names do not depend on history
+    given = [C.fresh_state(f"canonical!{i}") for i in range(states)]
+    scalars = [z3.Const(f"canonical!{i}", sort) for i, sort in enumerate(sorts)]
+    term = lower(C, given, scalars)
+    inputs = [leaf for s in given for leaf in _state_leaves(s)] + scalars
+    types = {c.name: c.type for c in L.module.configs}
+    configs = tuple((name, types[name], tuple(leaves(v))) for name, v in C.enc.configs.items())
+    allowed = {x.get_id() for x in inputs} | {x.get_id() for _, _, made in configs for x in made}
+    if any(c.get_id() not in allowed for c in free_constants(term)):
+        return _Canonical(None)
+    return _Canonical(term, tuple(inputs), configs)

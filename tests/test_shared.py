@@ -1,0 +1,191 @@
+"""Lowering shared by the obligations of a process (prover/shared.py): a layer's invariant, `~`
+for a principal term and `~u` are lowered once, over canonical states in a context of their
+own, and instantiated for each obligation by translation and substitution. The instance is the
+predicate a direct lowering gives, up to the names of bound variables; the key keeps layers of
+one name apart; a configuration constant read only there is the obligation's own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import z3
+
+from conftest import ROOT, assert_replayed
+from microverify.dsl import ir
+from microverify.dsl.loader import discover, load_file, load_text
+from microverify.layers.model import SymLayer
+from microverify.prover import fingerprint, shared
+from microverify.prover.driver import obligations, prove_modules, prove_pairs
+from microverify.prover.solve import ENCODINGS, Options, Status, build
+
+
+def _alpha_equal(a: z3.ExprRef, b: z3.ExprRef) -> bool:
+    """a and b are one term but for the names of bound variables."""
+    seen: set[tuple[int, int]] = set()
+    todo = [(a, b)]
+    while todo:
+        x, y = todo.pop()
+        if (x.get_id(), y.get_id()) in seen:
+            continue
+        seen.add((x.get_id(), y.get_id()))
+        if z3.is_quantifier(x) or z3.is_quantifier(y):
+            if not (z3.is_quantifier(x) and z3.is_quantifier(y)):
+                return False
+            if (x.is_forall(), x.is_lambda(), x.num_vars()) != (y.is_forall(), y.is_lambda(), y.num_vars()) or \
+                    not all(x.var_sort(i).eq(y.var_sort(i)) for i in range(x.num_vars())):
+                return False
+            todo.append((x.body(), y.body()))
+        elif z3.is_var(x) or z3.is_var(y):
+            if not (z3.is_var(x) and z3.is_var(y) and z3.get_var_index(x) == z3.get_var_index(y)
+                    and x.sort().eq(y.sort())):
+                return False
+        else:
+            if not x.decl().eq(y.decl()) or x.num_args() != y.num_args():
+                return False
+            todo.extend(zip(x.children(), y.children()))
+    return True
+
+
+def _modules() -> list[ir.Module]:
+    from test_config import LOWER, SPEC  # a layer that reads configuration constants, and a refinement
+    return [load_file(f, {}) for f in discover([ROOT / "proofs" / "tutorial", ROOT / "proofs" / "xmhf"])] + \
+        [load_text(SPEC + LOWER, "<config>")]
+
+
+def test_each_shared_predicate_is_the_one_lowered_directly() -> None:
+    """For every layer and operation of the tutorial, XMHF and a configured stack: the invariant
+    of a pre-state and of the post-state, `~dom` and `~u` of every family between them, shared
+    and lowered directly over the same states in one encoder, are one term up to bound names."""
+    checked = 0
+    seen: set[tuple[bytes, str, str | None]] = set()
+    for m, ob in obligations(_modules()):
+        sliced = fingerprint.slice_module(m, ob)
+        key = (fingerprint.digest_without_ops(sliced), ob.layer, ob.op)
+        if key in seen:
+            continue
+        seen.add(key)
+        layer = sliced.layer(ob.layer)
+        ctx = z3.Context()
+        direct = SymLayer(sliced, layer, ctx)
+        mine = shared.SharedLayer(sliced, layer, ctx, direct.enc)
+        s, t = direct.fresh_state("s"), direct.fresh_state("t")
+        pairs = [(SymLayer.invariant(direct, s), mine.invariant(s))]
+        for op in layer.ops:
+            args = direct.fresh_args(op)
+            step, who = direct.step(op, s, args), direct.dom(op, s, args)
+            pairs.append((SymLayer.invariant(direct, step.post), mine.invariant(step.post)))
+            pairs.append((SymLayer.equiv(direct, who, s, step.post), mine.equiv(who, s, step.post)))
+        for u in sliced.principals:
+            _, param = direct.observer(u)
+            pairs.append((SymLayer.agree(direct, u, param, s, t), mine.agree(u, param, s, t)))
+        for a, b in pairs:
+            assert _alpha_equal(a, b), (ob.id, a, b)
+            checked += 1
+    assert checked > 100
+
+
+# Two files that declare a layer L alike but for an invariant: with `clean`, KServ hands over
+# only pages it has scrubbed; without it, `give` leaks KServ's memory to the VM it gives to.
+PAGES = """\
+principal KServ
+principal VM(v: vmid)
+policy { KServ -> VM }
+type vmid = bv[2]
+type pfn = bv[3]
+layer L {
+  state { owner : map[pfn] -> principal  mem : map[pfn] -> bv[4] }
+  init { forall p: pfn. owner[p] == KServ && mem[p] == 0 }
+  invariant clean { forall p: pfn. owner[p] == KServ ==> mem[p] == 0 }
+  observe KServ { owner[p] for p: pfn }
+  observe VM(v) { mem[p] for p: pfn where owner[p] == VM(v) }
+  op give(p: pfn, v: vmid) by KServ {
+    check owner[p] == KServ else halt
+    owner[p] := VM(v)
+  }
+  op scribble(p: pfn, x: bv[4]) by KServ {
+    check owner[p] == KServ else halt
+    mem[p] := 0
+  }
+}
+"""
+LEAKY = PAGES.replace("invariant clean { forall p: pfn. owner[p] == KServ ==> mem[p] == 0 }",
+                      "invariant clean { true }").replace("mem[p] := 0", "mem[p] := x")
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("order", ["secure first", "leaky first"])
+def test_a_layer_of_the_same_name_never_gets_anothers_invariant(
+        order: str, encoding: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack on the key of shared.SharedLayer: proved in one process, the leaky file's `L`
+    must not assume the secure file's invariant (it would then prove). Its `give` FAILS for a
+    VM with a counterexample the reference interpreter confirms, whichever file comes first."""
+    monkeypatch.setattr(shared, "_LOWERED", {})
+    assert LEAKY != PAGES and "mem[p] := x" in LEAKY
+    secure, leaky = load_text(PAGES, "secure.mv"), load_text(LEAKY, "leaky.mv")
+    modules = [secure, leaky] if order == "secure first" else [leaky, secure]
+    results = prove_modules(modules, Options(encoding=encoding))
+    by_file = {f: {r.obligation.id: r.status for r in results if r.obligation.file == f}
+               for f in ("secure.mv", "leaky.mv")}
+    assert set(by_file["secure.mv"].values()) == {Status.PROVED}
+    assert by_file["leaky.mv"]["L/WSC/give/VM"] is Status.FAILED
+    assert_replayed(results)
+
+
+CONFIG_ONLY_IN_THE_INVARIANT = """\
+type part = bv[2]
+type word = bv[4]
+principal P(p: part)
+policy isolation
+const LIMIT: word
+layer K {
+  state { box : map[part] -> word }
+  init { LIMIT >= 8; forall p: part. box[p] == LIMIT }
+  invariant big { LIMIT >= 8 }
+  observe P(p) { box[p] }
+  op peek(p: part) by P(p) -> word { return box[p + 1] }
+}
+"""
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_configuration_constant_read_only_by_a_shared_invariant_is_the_obligations(
+        encoding: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`peek` reads the next partition's box: OC fails. LIMIT is read only by I(s), a shared
+    predicate: the instance's LIMIT must be the obligation's own, registered in its encoder, so
+    that the counterexample shows it and the reference interpreter runs it with that value (at
+    LIMIT = 0, its default, I(s) would not hold and the replay would contradict the model)."""
+    monkeypatch.setattr(shared, "_LOWERED", {})
+    results = prove_modules([load_text(CONFIG_ONLY_IN_THE_INVARIANT, "<config>")], Options(encoding=encoding))
+    [oc] = [r for r in results if r.obligation.id == "K/OC/peek"]
+    assert oc.status is Status.FAILED and oc.counterexample is not None, (oc.status, oc.detail)
+    assert any(c.startswith("LIMIT = ") for c in oc.counterexample.configuration), oc.counterexample.configuration
+    assert_replayed(results)
+
+
+def test_a_predicate_with_a_constant_of_its_own_is_lowered_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A canonical term with a free constant that is neither an input nor a configuration
+    constant (no lowering makes one today) is not shared: each obligation lowers it itself, and
+    the constant is the obligation's."""
+    monkeypatch.setattr(shared, "_LOWERED", {})
+    plain = SymLayer.invariant
+
+    def stray(L: SymLayer, s: dict) -> z3.BoolRef:  # type: ignore[type-arg]
+        return z3.And(plain(L, s), z3.Bool(f"stray!{L.layer.name}", L.ctx))
+
+    monkeypatch.setattr(SymLayer, "invariant", stray)
+    [(m, ob)] = [(m, ob) for m, ob in obligations([load_text(PAGES, "<pages>")]) if ob.id == "L/INV/give"]
+    formula = build(fingerprint.slice_module(m, ob), ob, z3.Context(), "quantified")
+    assert [c.term for c in shared._LOWERED.values()] == [None]
+    assert "stray!L" in str(formula.hypotheses[1].term)
+
+
+def test_figures_are_the_same_with_the_predicates_lowered_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An instance is made the same way whether its canonical term was lowered now or before, so
+    the resource units of every obligation are the same in a second run of the same process."""
+    pairs = obligations([load_text(PAGES, "<pages>")])
+    monkeypatch.setattr(shared, "_LOWERED", {})
+    first = [(r.obligation.id, r.status, r.rlimit_used) for r in prove_pairs(pairs, Options())]
+    assert shared._LOWERED
+    again = [(r.obligation.id, r.status, r.rlimit_used) for r in prove_pairs(pairs, Options())]
+    assert again == first and {status for _, status, _ in first} == {Status.PROVED}
