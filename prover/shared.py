@@ -5,7 +5,8 @@ obligation assumes that the runs agree for the principal running the operation (
 Lowering those predicates through z3py was the largest part of building a formula. Here each
 is lowered once per process, over canonical states (and a canonical principal) in a context of
 its own, and each obligation gets the canonical term translated into its context with the
-canonical constants replaced by its own states' values, all at once (`z3.substitute`).
+canonical constants replaced by its own states' values, all at once (`terms.substitute`, one call
+to Z3_substitute).
 
 Why the instance is the predicate of the obligation's states: lowering is compositional, so
 lowering over constants and then replacing each constant by a value gives a term equal, in
