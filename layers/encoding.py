@@ -157,6 +157,7 @@ class Encoder:
         self.wellformed: list[z3.BoolRef] = []  # hypotheses excluding junk in fresh values
         self._numerals: dict[tuple[int, int], z3.BitVecNumRef] = {}
         self.configs: dict[str, Value] = {}  # each configuration constant read: one value, shared
+        self._sorts: dict[tuple[Type, tuple[Type, ...]], z3.SortRef] = {}
 
     def config(self, name: str, t: Type) -> Value:
         """The configuration constant `name`: one symbolic value per obligation, the same in both
@@ -174,14 +175,25 @@ class Encoder:
         return self._numerals[key]
 
     # -- sorts
-    def sort(self, t: Type) -> z3.SortRef:
-        if isinstance(t, BoolType):
-            return z3.BoolSort(self.ctx)
-        if isinstance(t, (BVType, EnumType)):
-            return z3.BitVecSort(_width(t), self.ctx)
-        if isinstance(t, PrincipalType):
-            return self.principals.sort(self.ctx)
-        raise AssertionError(f"{t} is not a scalar type")
+    def sort(self, t: Type, keys: tuple[Type, ...] = ()) -> z3.SortRef:
+        """The sort of a scalar type t; with keys, of arrays over them (the outermost first)
+        with t's sort as the innermost range. Made once per encoder (z3py's sort constructors
+        cost more than the constants made with them)."""
+        found = self._sorts.get((t, keys))
+        if found is not None:
+            return found
+        if keys:
+            made: z3.SortRef = z3.ArraySort(self.sort(keys[0]), self.sort(t, keys[1:]))
+        elif isinstance(t, BoolType):
+            made = z3.BoolSort(self.ctx)
+        elif isinstance(t, (BVType, EnumType)):
+            made = z3.BitVecSort(_width(t), self.ctx)
+        elif isinstance(t, PrincipalType):
+            made = self.principals.sort(self.ctx)
+        else:
+            raise AssertionError(f"{t} is not a scalar type")
+        self._sorts[(t, keys)] = made
+        return made
 
     def normalise(self, t: Type, term: z3.ExprRef) -> z3.ExprRef:
         if isinstance(t, EnumType):
@@ -210,10 +222,7 @@ class Encoder:
             return RecordVal({f: self.fresh(ft, f"{name}.{f}", keys) for f, ft in t.fields})
         if isinstance(t, MapType):
             return MapVal(t, self.fresh(t.value, name, keys + (t.key,)))
-        sort = self.sort(t)
-        for k in reversed(keys):
-            sort = z3.ArraySort(self.sort(k), sort)
-        const = z3.Const(self.unique(name), sort)
+        const = z3.Const(self.unique(name), self.sort(t, keys))
         if isinstance(t, PrincipalType) or (isinstance(t, EnumType) and has_junk(t)):
             bound = [z3.Const(self.unique(f"{name}_k"), self.sort(k)) for k in keys]
             entry = const
