@@ -149,9 +149,13 @@ def normalise_enum(term: z3.ExprRef, t: EnumType) -> z3.ExprRef:
 class Encoder:
     """Sorts, fresh values, normalisation and structural operations for one module in one context."""
 
-    def __init__(self, module: ir.Module, ctx: z3.Context) -> None:
+    def __init__(self, module: ir.Module, ctx: z3.Context, suffix: str = "") -> None:
+        """`suffix` ends every name `unique` makes: an encoder whose terms go into another
+        encoder's formulas names its constants, bound ones included, apart from that one's
+        (prover/shared.py), which otherwise a printed formula would confuse."""
         self.module = module
         self.ctx = ctx
+        self.suffix = suffix
         self.principals = PrincipalEncoding(module.principals)
         self._fresh_ids: dict[str, int] = {}
         self.wellformed: list[z3.BoolRef] = []  # hypotheses excluding junk in fresh values
@@ -213,7 +217,7 @@ class Encoder:
     def unique(self, name: str) -> str:
         n = self._fresh_ids.get(name, 0)
         self._fresh_ids[name] = n + 1
-        return name if n == 0 else f"{name}!{n}"
+        return (name if n == 0 else f"{name}!{n}") + self.suffix
 
     # -- values
     def fresh(self, t: Type, name: str, keys: tuple[Type, ...] = ()) -> Value:

@@ -23,6 +23,7 @@ canonical term was found or lowered now, and the canonical lowering uses an enco
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ import z3
 
 from microverify.dsl import ir
 from microverify.dsl.types import Type
-from microverify.layers.encoding import leaves
+from microverify.layers.encoding import Encoder, leaves
 from microverify.layers.model import State, SymLayer
 from microverify.layers import terms
 from microverify.layers.terms import free_constants
@@ -38,6 +39,19 @@ from microverify.prover import fingerprint
 
 _CONTEXT = z3.Context()
 _LIMIT = 10_000  # canonical terms remembered, at most (then forgotten: only a speed-up)
+
+# Every use of a process-wide context (this module's, prover/witness.py's, and that of
+# prover/solve.py's memo of hypotheses shown satisfiable) holds this lock. Z3 contexts are not
+# thread-safe, and obligations can be solved in two threads at once in one process: the
+# language server proves each saved file in a thread of its own (asyncio.to_thread).
+LOCK = threading.RLock()
+
+# The canonical encoders end every name they make, bound variables included, with this: a name
+# no other encoder makes (no identifier has it), so that a canonical quantifier's variable never
+# bears the name of a constant of the formula it is instantiated into. Z3 keeps them apart
+# anyway (its variables are de Bruijn indices), but SMT-LIB text does not: a variable `x_s` over
+# the state field x's constant `x_s` would capture it in `--dump-smt` and `--cross-check`.
+CANONICAL = "~"
 
 
 @dataclass(frozen=True)
@@ -89,28 +103,42 @@ class SharedLayer(SymLayer):
         are fixed by the module (a principal, a family's index)."""
         if self._key is None:
             self._key = _layer_key(self)
-        key = (*self._key, *what)
-        canonical = _LOWERED.get(key)
-        if canonical is None:
-            if len(_LOWERED) >= _LIMIT:
-                _LOWERED.clear()
-            canonical = _LOWERED[key] = _canonical(self, len(states), [x.translate(_CONTEXT).sort() for x in scalars],
-                                                   lower)
-        if canonical.term is None:
+        with LOCK:  # every term of _CONTEXT this touches is released before the lock is
+            found = _translated(self, (*self._key, *what), len(states), scalars, lower)
+        if found is None:
             return None
+        term, inputs, configs = found
         actual = [leaf for s in states for leaf in _state_leaves(s)] + scalars
-        assert len(actual) == len(canonical.inputs), f"{what} of {self.layer.name}: inputs of another shape"
-        ctx = self.ctx
-        pairs = [(c.translate(ctx), a) for c, a in zip(canonical.inputs, actual)]
-        for name, t, made in canonical.configs:
-            mine = leaves(self.enc.config(name, t))  # registered here, as a direct lowering would
-            pairs += [(c.translate(ctx), a) for c, a in zip(made, mine)]
-        return terms.substitute(canonical.term.translate(ctx), pairs)
+        assert len(actual) == len(inputs), f"{what} of {self.layer.name}: inputs of another shape"
+        pairs = list(zip(inputs, actual))
+        for (name, t), made in configs:
+            pairs += zip(made, leaves(self.enc.config(name, t)))  # registered here, as a direct lowering would
+        return terms.substitute(term, pairs)
+
+
+def _translated(L: SymLayer, key: tuple[object, ...], states: int, scalars: list[z3.ExprRef],
+                lower: Callable[[SymLayer, list[State], list[z3.ExprRef]], z3.BoolRef]) -> \
+        tuple[z3.BoolRef, list[z3.ExprRef], list[tuple[tuple[str, Type], list[z3.ExprRef]]]] | None:
+    """The canonical predicate under `key` (lowered now if it is not yet) translated into L's
+    context: its term, its inputs' leaves and the leaves of each configuration constant it
+    read; None if it is not shared. Called under LOCK."""
+    canonical = _LOWERED.get(key)
+    if canonical is None:
+        if len(_LOWERED) >= _LIMIT:
+            _LOWERED.clear()
+        sorts = [x.translate(_CONTEXT).sort() for x in scalars]
+        canonical = _LOWERED[key] = _canonical(L, states, sorts, lower)
+    if canonical.term is None:
+        return None
+    ctx = L.ctx
+    return (canonical.term.translate(ctx), [c.translate(ctx) for c in canonical.inputs],
+            [((name, t), [c.translate(ctx) for c in made]) for name, t, made in canonical.configs])
 
 
 def _canonical(L: SymLayer, states: int, sorts: list[z3.SortRef],  # of _CONTEXT
                lower: Callable[[SymLayer, list[State], list[z3.ExprRef]], z3.BoolRef]) -> _Canonical:
-    C = SymLayer(L.module, L.layer, _CONTEXT)  # an encoder of its own: names do not depend on history
+    # an encoder of its own: names do not depend on history, and are apart from the formula's
+    C = SymLayer(L.module, L.layer, _CONTEXT, Encoder(L.module, _CONTEXT, CANONICAL))
     given = [C.fresh_state(f"canonical!{i}") for i in range(states)]
     scalars = [z3.Const(f"canonical!{i}", sort) for i, sort in enumerate(sorts)]
     term = lower(C, given, scalars)

@@ -15,14 +15,13 @@ import z3
 
 from microverify.dsl import ir
 from microverify.layers.model import Labeled, SymLayer
-from microverify.prover import export, fingerprint, invariants, linking, qf, refinement, unwinding, witness
+from microverify.prover import export, fingerprint, invariants, linking, qf, refinement, shared, unwinding, witness
 from microverify.prover.cache import Cache
 from microverify.prover.counterexample import Counterexample, explain
 from microverify.prover.crosscheck import cross_check
 from microverify.prover.formula import Formula
 from microverify.prover.obligations import Kind, Obligation
 from microverify.prover.replay import Outcome, Replay, replay
-from microverify.prover.shared import SharedLayer
 
 
 class Status(Enum):
@@ -86,7 +85,7 @@ _PER_OP_AND_OBSERVER: dict[Kind, Callable[[SymLayer, ir.Op, ir.Principal], Formu
 
 def formulate(module: ir.Module, ob: Obligation, ctx: z3.Context) -> Formula:
     layer = module.layer(ob.layer)
-    L = SharedLayer(module, layer, ctx)
+    L = shared.SharedLayer(module, layer, ctx)
     op = layer.op(ob.op) if ob.op else None
     u = module.principal(ob.observer) if ob.observer else None
     k = ob.kind
@@ -294,14 +293,14 @@ def solve(module: ir.Module, ob: Obligation, options: Options, cache: Cache | No
 def _solve_afresh(sliced: ir.Module, ob: Obligation, options: Options, start: float) -> tuple[Result, Formula]:
     """The result of solving the obligation (not from the cache), and the formula it was last
     solved on."""
-    exact = options.encoding == "qf"  # try the exact formula first (_proved_exactly)
+    exact = options.encoding == "qf"  # try the exact formula first (_solved_exactly)
     formula = build(sliced, ob, new_context(), "quantified" if exact else options.encoding)
     lowered = time.perf_counter() - start
     tried = exact and formula.quantified  # without quantifiers, the two encodings are one formula
     exactly, spent, out_of_memory, unproved = None, 0, False, ""
     try:
         if tried:
-            exactly, spent, unproved = _proved_exactly(ob, formula, options, start, lowered)
+            exactly, spent, unproved = _solved_exactly(ob, formula, options, start, lowered)
     except _OutOfMemory as out:  # says nothing, like any other answer but PROVED
         spent, out_of_memory = out.units, True
     if exactly is not None:
@@ -388,24 +387,29 @@ EXACT_SHARE = 4
 CONJUNCT_SHARE = 2
 
 
-def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: float,
+def _solved_exactly(ob: Obligation, formula: Formula, options: Options, start: float,
                     lowered: float) -> tuple[Result | None, int, str]:
     """PROVED, if Z3 proves the obligation on its formula as it is, quantifiers and all: a
     validity obligation when its hypotheses are satisfiable and the negated goal under them is
     `unsat` (`_goals_unsat`); a satisfiability obligation (VAC) when a model of the witness
-    shape (prover/witness.py) is found within half the resource limit. Else None, and
+    shape (prover/witness.py) is found within half the resource limit. FAILED, when Z3 gave up
+    on the whole goal and then found a model of the hypotheses and one negated conjunct, with
+    the counterexample it gives (the first conjunct in source order that fails), unless the
+    reference interpreter contradicts it. Else None, and
     the quantifier-free encoding is built and solved as it would be without this check. With
     either, the resource units this check spent (a result reports them all), and which
     conjunct of the goal it could not prove, if it tried them one by one (`_goals_unsat`).
 
     Every answer it uses is exact: `unsat` of the negated goal under the quantified hypotheses
     is a proof; a shaped model is a model (the shape only adds equations); the vacuity check is
-    `_shown_satisfiable`'s. Its point is cost: where the formula keeps quantifiers, their
-    instances over the index set run into thousands and building them in Python was most of
-    the time, while Z3's own instantiation needs few and a shaped model is found in
-    milliseconds (docs/theory.md §9). A `sat` or `unknown` of the goal, or no shaped model,
-    says nothing: counterexamples, VACUOUS verdicts and everything else come from the
-    quantifier-free encoding."""
+    `_shown_satisfiable`'s; a model Z3 gives of the quantified formula is one (it checks the
+    universals against it), and the reference interpreter runs it again like any other. Its
+    point is cost: where the formula keeps quantifiers, their instances over the index set run
+    into thousands and building them in Python was most of the time, while Z3's own
+    instantiation needs few and a shaped model is found in milliseconds (docs/theory.md §9);
+    and a leak Z3 finds here needs no quantifier-free encoding either. An `unknown` of the
+    goal, or no shaped model, says nothing: VACUOUS verdicts, the counterexamples Z3 did not
+    find here and everything else come from the quantifier-free encoding."""
     if formula.mode == "sat":
         spent, model = _shaped(witness.shaped(formula), [h.term for h in formula.hypotheses]
                                + [formula.asserted_goal()], options, options.rlimit // SHAPE_SHARE)
@@ -416,28 +420,41 @@ def _proved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
     # the shape depends on `init` too (prover/witness.py), so it is part of what is compared
     init = (formula.layer.layer.init, tuple(run.upper for run in formula.runs))
     key = (options.rlimit, options.seed, options.timeout, hash(init), tuple(t.hash() for t in terms))
-    shown = next((units for kept, kept_init, units in _SHOWN.get(key, []) if kept_init == init
-                  and len(kept) == len(terms) and all(k.translate(formula.ctx).eq(t) for k, t in zip(kept, terms))),
-                 None)
+    with shared.LOCK:  # _SHOWN_CONTEXT is the process's
+        shown = next((units for kept, kept_init, units in _SHOWN.get(key, []) if kept_init == init
+                      and len(kept) == len(terms) and all(k.translate(formula.ctx).eq(t) for k, t in zip(kept, terms))),
+                     None)
     if shown is None:
         satisfiable, shown = _shown_satisfiable(formula, options)
         if not satisfiable:
             return None, shown, ""
-        _SHOWN.setdefault(key, []).append(([t.translate(_SHOWN_CONTEXT) for t in terms], init, shown))
-    proved, spent, unproved = _goals_unsat(formula, options)
-    if not proved:
-        return None, shown + spent, unproved
-    return Result(ob, Status.PROVED, time.perf_counter() - start, shown + spent, lowered), shown + spent, ""
+        with shared.LOCK:
+            _SHOWN.setdefault(key, []).append(([t.translate(_SHOWN_CONTEXT) for t in terms], init, shown))
+    proved, spent, unproved, found = _goals_unsat(formula, options)
+    used = shown + spent
+    if proved:
+        return Result(ob, Status.PROVED, time.perf_counter() - start, used, lowered), used, ""
+    if found is None:
+        return None, used, unproved
+    cex, replayed = _counterexample(ob, formula, found.model())
+    if cex is None:  # contradicted: the quantifier-free encoding looks again, and says ERROR if it must
+        return None, used, ""
+    return Result(ob, Status.FAILED, time.perf_counter() - start, used, lowered, "; ".join(cex.failing), cex,
+                  replay=replayed), used, ""
 
 
 GOAL_STAGE = "checking the goal"  # of _check, as an UNKNOWN's reason begins
 EXACT_STAGE = "checking the goal with its quantifiers (the exact check first)"
 
 
-def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str]:
+def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str, z3.Solver | None]:
     """Whether the negated goal is `unsat` under every hypothesis, quantifiers and all, the
-    resource units spent, and, when it tried the conjuncts and one was not `unsat`, a note
-    naming it (for an UNKNOWN verdict: where to look). First the whole goal, under
+    resource units spent, when it tried the conjuncts and one was not `unsat` a note naming it
+    (for an UNKNOWN verdict: where to look), and, when that conjunct's negation had a model
+    under the hypotheses (which falsifies the goal too), the solver holding it. A model of the
+    whole negated goal is not kept: the quantifier-free encoding, which follows, finds one
+    about as fast as the whole check did (where the whole goal is cheap, so is its rewriting),
+    and which conjunct that model breaks is the solver's choice either way. First the whole goal, under
     rlimit / EXACT_SHARE; if that is `unknown` and the goal is a conjunction (an INV goal has
     one conjunct per invariant clause), each conjunct on its own, in turn, under
     rlimit / CONJUNCT_SHARE each and the whole rlimit together.
@@ -453,7 +470,7 @@ def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str]:
                            EXACT_STAGE)
     spent = _rlimit_count(whole)
     if answer != z3.unknown or len(formula.goals) < 2:
-        return answer == z3.unsat, spent, ""
+        return answer == z3.unsat, spent, "", None
     left = options.rlimit
     for i, goal in enumerate(formula.goals):
         budget, answer = min(left, options.rlimit // CONJUNCT_SHARE), z3.unknown
@@ -469,8 +486,9 @@ def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str]:
             else:
                 why = f"Z3 gave up on it under {budget} resource units: {part.reason_unknown()}"
             return False, spent, (f"with its quantifiers, {i} of the goal's {len(formula.goals)} conjuncts were proved "
-                                  f"one by one, then not {goal.label} ({why}; the rest were not tried)")
-    return True, spent, ""
+                                  f"one by one, then not {goal.label} ({why}; the rest were not tried)"), \
+                part if answer == z3.sat else None
+    return True, spent, "", None
 
 
 # Hypotheses shown satisfiable in this process, with the resource units showing it took (which a
@@ -678,15 +696,23 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
     if answer == z3.unsat:
         return done(Status.PROVED)
     used = units()  # the solvers' work: evaluating the model below counts too
-    model = solver.model()
-    if model.ctx is not ctx:  # the fresh solver's
-        model = model.translate(ctx)
+    cex, replayed = _counterexample(ob, formula, solver.model())
+    if cex is None:
+        return done(Status.ERROR, "internal error: the solver's counterexample does not replay in the "
+                                  "reference interpreter: " + "; ".join(replayed.findings),
+                    replayed=replayed, used=used)
+    return done(Status.FAILED, "; ".join(cex.failing), cex, replayed, used)
+
+
+def _counterexample(ob: Obligation, formula: Formula, model: z3.ModelRef) -> tuple[Counterexample | None, Replay]:
+    """The counterexample a model of the hypotheses and the negated goal gives, and what the
+    reference interpreter made of it; None if the interpreter contradicts it (its hypotheses
+    do not hold, or its goal does, on the concrete values)."""
+    if model.ctx is not formula.ctx:  # a solver's of a context of its own
+        model = model.translate(formula.ctx)
     if formula.completion is not None:
         linking.reinstate(model, formula.completion.linked)
     replayed = replay(ob, formula, model)  # before the counterexample is shown as one
     if replayed.outcome is Outcome.CONTRADICTED:
-        return done(Status.ERROR, "internal error: the solver's counterexample does not replay in the "
-                                  "reference interpreter: " + "; ".join(replayed.findings),
-                    replayed=replayed, used=used)
-    cex = explain(ob, formula, model)
-    return done(Status.FAILED, "; ".join(cex.failing), cex, replayed, used)
+        return None, replayed
+    return explain(ob, formula, model), replayed

@@ -19,7 +19,7 @@ import z3
 from microverify.layers.encoding import each_leaf, leaves
 from microverify.layers.terms import free_constants
 from microverify.layers.model import SymLayer
-from microverify.prover import fingerprint
+from microverify.prover import fingerprint, shared
 from microverify.prover.formula import Formula, Run
 from microverify.prover.linking import conjuncts
 
@@ -81,11 +81,18 @@ def shaped(formula: Formula) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
     key = _key(formula)
     if key is None:
         return _shaped(formula.layer, formula.runs)
+    with shared.LOCK:  # every term of _CONTEXT this touches is released before the lock is
+        return _remembered(formula, key)
+
+
+def _remembered(formula: Formula, key: tuple[object, ...]) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
+    """The shapes under `key` (built now if they are not yet), translated into the formula's
+    context. Called under shared.LOCK."""
     built = _BUILT.get(key)
     if built is None:
         layer = SymLayer(formula.layer.module, formula.layer.layer, _CONTEXT)
-        runs = [Run(run.name, {f: each_leaf(v, lambda t: t.translate(_CONTEXT)) for f, v in run.pre.items()}, upper=run.upper)
-                for run in formula.runs]
+        runs = [Run(run.name, {f: each_leaf(v, lambda t: t.translate(_CONTEXT)) for f, v in run.pre.items()},
+                    upper=run.upper) for run in formula.runs]
         if len(_BUILT) >= _BUILT_LIMIT:
             _BUILT.clear()
         built = _BUILT[key] = _shaped(layer, runs)

@@ -3,6 +3,7 @@ quantified, and a property test that the encodings agree with Z3 on the quantifi
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover import qf
 from microverify.prover.qf import eliminate, expand_reads, has_quantifier
 from microverify.prover import fingerprint
+from microverify.prover.replay import Outcome
 from microverify.prover.solve import Options, Status, build
 
 BV8 = z3.BitVecSort(8)
@@ -414,13 +416,13 @@ def test_a_growing_index_set_stops_at_the_instance_limit(monkeypatch: pytest.Mon
 
 def test_a_validity_obligation_is_first_tried_exactly_and_a_failure_still_comes_from_qf(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """solve._proved_exactly: Z3 on the formula with its quantifiers, under part of the
+    """solve._solved_exactly: Z3 on the formula with its quantifiers, under part of the
     rlimit, proves what it can (an `unsat` there is a proof); anything else is solved in the
     quantifier-free encoding, so a leak still fails with a counterexample."""
     from microverify.prover import solve as solving
     exact: list[str] = []  # proved by the exact check
     checked: list[tuple[str, bool]] = []  # solved by _check, and whether quantifier-free
-    real_exactly, real_check = solving._proved_exactly, solving._check
+    real_exactly, real_check = solving._solved_exactly, solving._check
 
     def spy_exactly(ob, formula, *args):  # type: ignore[no-untyped-def]
         result, spent, unproved = real_exactly(ob, formula, *args)
@@ -432,7 +434,7 @@ def test_a_validity_obligation_is_first_tried_exactly_and_a_failure_still_comes_
         checked.append((ob.id, not formula.quantified))
         return real_check(ob, formula, *args)
 
-    monkeypatch.setattr(solving, "_proved_exactly", spy_exactly)
+    monkeypatch.setattr(solving, "_solved_exactly", spy_exactly)
     monkeypatch.setattr(solving, "_check", spy_check)
     (tmp_path / "reuse.mv").write_text(REGISTER)
     secure = prove_pairs(obligations([load_file(tmp_path / "reuse.mv", {})]), Options())
@@ -572,7 +574,7 @@ def test_the_exact_check_shows_hypotheses_that_keep_quantifiers_satisfiable_by_a
     `give` that moves a mapped page is never proved, either way."""
     from microverify.prover import solve as solving
     exact: list[str] = []
-    real_exactly = solving._proved_exactly
+    real_exactly = solving._solved_exactly
 
     def spy_exactly(ob, formula, *args):  # type: ignore[no-untyped-def]
         result, spent, unproved = real_exactly(ob, formula, *args)
@@ -580,7 +582,7 @@ def test_the_exact_check_shows_hypotheses_that_keep_quantifiers_satisfiable_by_a
             exact.append(ob.id)
         return result, spent, unproved
 
-    monkeypatch.setattr(solving, "_proved_exactly", spy_exactly)
+    monkeypatch.setattr(solving, "_solved_exactly", spy_exactly)
     monkeypatch.setattr(solving, "_SHOWN", {})  # hypotheses shown satisfiable by an earlier test
     invs = [(m, ob) for m, ob in obligations([load_text(TABLES, "<t>")]) if ob.kind.value == "INV"]
     assert all(r.status is Status.PROVED for r in prove_pairs(invs, Options()))
@@ -651,7 +653,7 @@ layer Spread {
 @pytest.mark.parametrize("order", SPLIT_ORDERS)
 def test_a_shaped_model_proves_satisfiability_exactly_and_no_shape_is_no_verdict(
         tmp_path: Path, order: str, encoding: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Attack on the shape-first checks (solve._proved_exactly, _shown_satisfiable): four VMs
+    """Attack on the shape-first checks (solve._solved_exactly, _shown_satisfiable): four VMs
     each owning a page do not fit the witness shape (a constant map updated at two indices), so
     no shaped model exists and the obligations are decided by the exact checks after it: all
     PROVED. Add an invariant that every page is KServ's and the invariants contradict each
@@ -775,8 +777,9 @@ def test_a_goal_the_whole_check_gives_up_on_is_proved_conjunct_by_conjunct_and_a
     resource unit for it), each conjunct is checked on its own, and PROVED needs every one
     `unsat`. The attack: reclaim gives a VM's page back to KServ without scrubbing it, so the
     invariant `scrubbed` breaks while `kserv_clean` holds, and KServ reads what the VM wrote.
-    The conjuncts do not prove it; the quantifier-free encoding gives the counterexamples, over
-    two files in either order, both encodings (the quantified one has no exact check)."""
+    The conjuncts do not prove it; the counterexamples (of the broken conjunct's model in the
+    exact check, or of the quantifier-free encoding) are not contradicted by the interpreter,
+    over two files in either order, both encodings (the quantified one has no exact check)."""
     from microverify.prover import solve as solving
     monkeypatch.setattr(solving, "_SHOWN", {})
     monkeypatch.setattr(solving, "EXACT_SHARE", 10**9)  # no budget for the whole goal
@@ -785,11 +788,11 @@ def test_a_goal_the_whole_check_gives_up_on_is_proved_conjunct_by_conjunct_and_a
     real = solving._goals_unsat
 
     def spy(formula, options):  # type: ignore[no-untyped-def]
-        proved, spent, unproved = real(formula, options)
+        proved, spent, unproved, found = real(formula, options)
         if len(formula.goals) > 1:
             by_conjuncts.append(proved)
             stopped.append(unproved)
-        return proved, spent, unproved
+        return proved, spent, unproved, found
 
     monkeypatch.setattr(solving, "_goals_unsat", spy)
     secure = {r.obligation.id: r for r in prove_pairs(obligations(split_over_two_files(tmp_path, SCRUB, "KServ", order)),
@@ -807,6 +810,49 @@ def test_a_goal_the_whole_check_gives_up_on_is_proved_conjunct_by_conjunct_and_a
     assert inv.status is Status.FAILED and inv.counterexample is not None and "scrubbed" in inv.detail, inv.detail
     assert wsc.status is Status.FAILED and wsc.counterexample is not None, wsc.detail
     assert results["Scrub/INV/store"].status is Status.PROVED
+    assert_replayed(list(results.values()), too_large_ok=True)  # 36-bit pages: too many to enumerate
     if encoding == "qf":  # tried: the conjunct before the broken one proved, the broken one not
         assert any(note.startswith("with its quantifiers, 1 of the goal's 2 conjuncts were proved one by one, "
                                    "then not invariant scrubbed (") for note in stopped), stopped
+
+
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_a_conjunct_the_exact_check_breaks_gives_the_counterexample_unless_the_interpreter_contradicts_it(
+        tmp_path: Path, order: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """solve._solved_exactly: when Z3 gives up on the whole goal and finds a model of the
+    hypotheses and a negated conjunct, the obligation FAILS with that model's counterexample,
+    run by the reference interpreter, and the quantifier-free encoding is not built for
+    it (a leaky SeKVM's KCoreMachine/INV/vm_s2_fault took 10 s there). If the interpreter
+    contradicted the model, the quantifier-free encoding would look again: never a FAILED
+    the interpreter does not confirm, never a PROVED."""
+    from microverify.prover import solve as solving
+    monkeypatch.setattr(solving, "_SHOWN", {})
+    monkeypatch.setattr(solving, "EXACT_SHARE", 10**9)  # no budget for the whole goal
+    checked: list[tuple[str, bool]] = []  # solved by _check, and whether quantifier-free
+    real_check = solving._check
+
+    def spy_check(ob, formula, *args):  # type: ignore[no-untyped-def]
+        checked.append((ob.id, not formula.quantified))
+        return real_check(ob, formula, *args)
+
+    monkeypatch.setattr(solving, "_check", spy_check)
+    leaky = SCRUB.replace("    mem[p] := 0\n    clean[p] := true\n", "    clean[p] := true\n")
+    pairs = [(m, ob) for m, ob in obligations(split_over_two_files(tmp_path, leaky, "KServ", order))
+             if ob.id == "Scrub/INV/reclaim"]
+    [exact] = prove_pairs(pairs, Options())
+    assert exact.status is Status.FAILED and exact.counterexample is not None and "scrubbed" in exact.detail
+    assert checked == []  # from the exact check alone
+    assert_replayed([exact], too_large_ok=True)  # 36-bit pages: too many to enumerate
+    real_replay = solving.replay
+
+    def contradicting(ob, formula, model):  # type: ignore[no-untyped-def]
+        found = real_replay(ob, formula, model)
+        if formula.quantified:  # the exact check's model
+            return replace(found, outcome=Outcome.CONTRADICTED, findings=("contradicted on purpose",))
+        return found
+
+    monkeypatch.setattr(solving, "replay", contradicting)
+    [again] = prove_pairs(pairs, Options())
+    assert again.status is Status.FAILED and again.counterexample is not None and "scrubbed" in again.detail
+    assert checked == [("Scrub/INV/reclaim", True)]  # the quantifier-free encoding looked again
+    assert_replayed([again], too_large_ok=True)

@@ -189,3 +189,88 @@ def test_figures_are_the_same_with_the_predicates_lowered_before(monkeypatch: py
     assert shared._LOWERED
     again = [(r.obligation.id, r.status, r.rlimit_used) for r in prove_pairs(pairs, Options())]
     assert again == first and {status for _, status, _ in first} == {Status.PROVED}
+
+
+# Binders named like the state's constants (the field x's are x_s and x_t): a canonical
+# predicate's variables must not capture them in the SMT-LIB text of the obligation.
+CAPTURE = """\
+principal A
+principal B
+policy isolation
+layer L {
+  state { x: bv[16]; m: map[bv[16]] -> bv[16]; y: bv[16] }
+  init { forall b: bv[16]. m[b] == 0 }
+  invariant low { (forall x_s: bv[16]. m[x_s] == 0 || x_s > x) && (forall x_t: bv[16]. m[x_t] == 0 || x_t > x) }
+  observe B { y }
+  op f() by B { y := m[5] }
+}
+layer K {
+  state { x: bv[16]; m: map[bv[16]] -> bv[16]; y: bv[16] }
+  init { x == 1; forall b: bv[16]. m[b] == 0 }
+  invariant pinned { x != 0; forall x_s: bv[16]. m[x_s] == 0 || x_s == x }
+  observe B { y }
+  op g() by B { y := m[0] }
+}
+"""
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_the_exported_script_of_each_obligation_has_its_verdict(encoding: str, tmp_path: Path) -> None:
+    """Found in review: the canonical predicates' bound variables were named by an encoder of
+    their own, so `forall x_s` in an invariant printed as a binder over the state's constant
+    x_s: the dumped script of the leak `f` (m[5] is free where x >= 5) said unsat, "PROVED",
+    in z3 and cvc5 alike, and that of the secure `g` (m is zero but at x, and x is not 0) sat.
+    Every dumped script now gets, from Z3, the answer its obligation's verdict means."""
+    results = prove_modules([load_text(CAPTURE, "capture.mv")], Options(encoding=encoding, dump_smt=tmp_path))
+    verdicts = {r.obligation.id: r.status for r in results}
+    assert verdicts["L/WSC/f/B"] is Status.FAILED and verdicts["K/WSC/g/B"] is Status.PROVED
+    for r in results:
+        [path] = tmp_path.glob(f"*{r.obligation.id.replace('/', '_')}.smt2")
+        text = path.read_text()
+        solver = z3.Solver()
+        solver.from_string(text)
+        answer = solver.check()
+        if "\n; expected: sat means PROVED" in text:  # a satisfiability obligation (VAC)
+            expected = z3.sat if r.status is Status.PROVED else z3.unsat
+        else:
+            expected = z3.unsat if r.status is Status.PROVED else z3.sat
+        assert answer == expected, (r.obligation.id, r.status, answer)
+
+
+def test_obligations_solved_in_threads_at_once_get_the_sequential_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: the language server proves each saved file in a thread of its own, and
+    the process-wide contexts (shared._CONTEXT, witness._CONTEXT, solve._SHOWN_CONTEXT) were used
+    by two threads at once: Z3 raised on terms of the wrong sort, failed an assertion, or
+    crashed the process. Every use of them holds shared.LOCK; four modules proved in four
+    threads at once, three times over with the memos emptied, get the sequential results."""
+    import threading
+
+    from microverify.prover import solve, witness
+    modules = [load_text(text, name) for text, name in ((PAGES, "pages.mv"), (LEAKY, "leaky.mv"),
+                                                        (CAPTURE, "capture.mv"), (CONFIG_ONLY_IN_THE_INVARIANT, "config.mv"))]
+
+    def run(module: ir.Module) -> list[tuple[str, Status, int]]:
+        return [(r.obligation.id, r.status, r.rlimit_used) for r in prove_pairs(obligations([module]), Options())]
+
+    def forget() -> None:
+        for owner, name in ((shared, "_LOWERED"), (witness, "_BUILT"), (solve, "_SHOWN")):
+            monkeypatch.setattr(owner, name, {})
+
+    forget()
+    sequential = [run(m) for m in modules]
+    for _ in range(3):
+        forget()
+        got: list[object] = [None] * len(modules)
+
+        def work(i: int) -> None:
+            try:
+                got[i] = run(modules[i])
+            except BaseException as e:  # handed to the test
+                got[i] = e
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(modules))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert got == sequential
