@@ -39,7 +39,26 @@ _memo: dict[int, tuple[object, bytes]] = {}
 _fields: dict[type, tuple[str, ...]] = {}
 
 
+_slices: dict[tuple[int, str, str | None, bool], tuple[ir.Module, ir.Module]] = {}
+
+
 def slice_module(module: ir.Module, ob: Obligation) -> ir.Module:
+    """The obligation's slice of the module: one object for every obligation that reads the same
+    parts (INV, OC, WSC, ... of one operation), so that its digest is computed once (the memo
+    of `digest` is by object)."""
+    reads_upper = module.layer(ob.layer).refines is not None and ob.kind in _READS_UPPER
+    key = (id(module), ob.layer, ob.op, reads_upper)
+    found = _slices.get(key)
+    if found is not None and found[0] is module:  # the module is kept with it: its id is not reused
+        return found[1]
+    if len(_slices) >= _MEMO_LIMIT:
+        _slices.clear()
+    sliced = _slice(module, ob)
+    _slices[key] = (module, sliced)
+    return sliced
+
+
+def _slice(module: ir.Module, ob: Obligation) -> ir.Module:
     layer = module.layer(ob.layer)
     op = layer.op(ob.op) if ob.op is not None else None
     layers = [dataclasses.replace(layer, ops=(op,) if op is not None else ())]
@@ -54,7 +73,17 @@ def digest_without_ops(module: ir.Module) -> bytes:
     """The digest of the module with every layer's operations left out: what a layer's states,
     `init`, invariants and observations are lowered from (types, sizes, configuration,
     principals, policy), and nothing an operation adds."""
-    return digest(dataclasses.replace(module, layers=tuple(dataclasses.replace(x, ops=()) for x in module.layers)))
+    found = _without_ops.get(id(module))
+    if found is not None and found[0] is module:  # kept with it: its id is not reused
+        return found[1]
+    if len(_without_ops) >= _MEMO_LIMIT:
+        _without_ops.clear()
+    out = digest(dataclasses.replace(module, layers=tuple(dataclasses.replace(x, ops=()) for x in module.layers)))
+    _without_ops[id(module)] = (module, out)
+    return out
+
+
+_without_ops: dict[int, tuple[ir.Module, bytes]] = {}
 
 
 def digest(node: object) -> bytes:
