@@ -10,7 +10,9 @@ obligations are declared QF_AUFBV, those that keep quantifiers AUFBV.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from pathlib import Path
 
 import z3
@@ -59,7 +61,19 @@ def file_name(ob: Obligation) -> str:
 
 
 def dump(ob: Obligation, formula: Formula, directory: Path) -> Path:
+    """Write the obligation's script into `directory`, whole or not at all: it is written to a
+    file of its own there and renamed into place. With several jobs the main process may solve
+    (and dump) an obligation a worker holds, then kill that worker, which was perhaps writing
+    the same script: written in place, the script could be left empty (seen in review)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / file_name(ob)
-    path.write_text(script(ob, formula))
+    text = script(ob, formula)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".smt2")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
     return path

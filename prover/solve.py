@@ -55,7 +55,9 @@ class Result:
     cached: bool = False  # PROVED by a valid cache entry for exactly this formula
     warnings: tuple[str, ...] = ()
     disagreement: str = ""  # the second solver's objection (--cross-check), "" if it agrees
-    quantified: bool = False  # the formula solved still has quantifiers
+    # the formula solved kept quantifiers (--encoding quantified, or the rewriting could not
+    # remove them all); False when the exact-first check decided it: no rewriting ran (docs/ci.md)
+    quantified: bool = False
     replay: Replay | None = None  # the counterexample run by the reference interpreter
 
 

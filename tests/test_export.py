@@ -88,3 +88,43 @@ def test_cvc5_runs_without_the_ite_simplification_that_answers_sat_on_an_unsat_s
     formula = SmtLibParser(environment=reset_env()).get_script(io.StringIO(text)).get_last_formula()
     with Solver(name="cvc5", logic="QF_AUFBV") as s:  # pysmt's defaults: the wrong answer
         assert s.is_sat(formula)
+
+
+def test_a_script_is_written_whole_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: with several jobs, a worker killed while it dumps a script the main
+    process dumped too left it empty. A write cut off half-way (here: every file write stops
+    after a few characters, and raises) leaves the script that was there whole, and no part."""
+    from microverify.prover import export
+    ob, f = formula_of(CASES / "kinds" / "oc_only.mv", "L/OC/peek")
+    path = export.dump(ob, f, tmp_path)
+    whole = path.read_text()
+    assert whole.endswith("(check-sat)\n")
+    real_open = io.open
+
+    class Cut:
+        """A file that takes a few characters, then stops, as a kill would stop it."""
+
+        def __init__(self, handle: io.TextIOWrapper) -> None:
+            self.handle = handle
+
+        def __enter__(self) -> "Cut":
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.handle.close()
+
+        def write(self, text: str) -> int:
+            self.handle.write(text[:10])
+            self.handle.flush()
+            raise KeyboardInterrupt
+
+    def cut_open(file, mode="r", *args, **kwargs):  # type: ignore[no-untyped-def]
+        handle = real_open(file, mode, *args, **kwargs)
+        return Cut(handle) if "w" in mode else handle
+
+    monkeypatch.setattr(io, "open", cut_open)
+    with pytest.raises(KeyboardInterrupt):
+        export.dump(ob, f, tmp_path)
+    monkeypatch.undo()
+    assert path.read_text() == whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
