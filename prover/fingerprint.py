@@ -39,6 +39,10 @@ _memo: dict[int, tuple[object, bytes]] = {}
 _fields: dict[type, tuple[str, ...]] = {}
 
 
+# Slices and digests without operations, each with the module it is of (kept alive with it).
+# A run makes a few thousand; the language server makes more with every save, and each entry
+# keeps a whole module, so at most this many are remembered (then forgotten: only a speed-up).
+_MODULES_LIMIT = 8192
 _slices: dict[tuple[int, str, str | None, bool], tuple[ir.Module, ir.Module]] = {}
 
 
@@ -51,7 +55,7 @@ def slice_module(module: ir.Module, ob: Obligation) -> ir.Module:
     found = _slices.get(key)
     if found is not None and found[0] is module:  # the module is kept with it: its id is not reused
         return found[1]
-    if len(_slices) >= _MEMO_LIMIT:
+    if len(_slices) >= _MODULES_LIMIT:
         _slices.clear()
     sliced = _slice(module, ob)
     _slices[key] = (module, sliced)
@@ -76,7 +80,7 @@ def digest_without_ops(module: ir.Module) -> bytes:
     found = _without_ops.get(id(module))
     if found is not None and found[0] is module:  # kept with it: its id is not reused
         return found[1]
-    if len(_without_ops) >= _MEMO_LIMIT:
+    if len(_without_ops) >= _MODULES_LIMIT:
         _without_ops.clear()
     out = digest(dataclasses.replace(module, layers=tuple(dataclasses.replace(x, ops=()) for x in module.layers)))
     _without_ops[id(module)] = (module, out)
