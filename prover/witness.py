@@ -128,6 +128,8 @@ def _constant(t: z3.ExprRef) -> tuple[str, str] | None:
 
 
 def _shaped(layer: SymLayer, runs: list[Run]) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
+    """The shape of each map constant of the runs' pre-states, built in `layer`'s context from
+    its `init`."""
     maps = {leaf.get_id(): leaf for run in runs for v in run.pre.values() for leaf in leaves(v)
             if _is_map_constant(leaf)}
     if not maps:
