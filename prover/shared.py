@@ -37,14 +37,15 @@ from microverify.layers import terms
 from microverify.layers.terms import free_constants
 from microverify.prover import fingerprint
 
-_CONTEXT = z3.Context()
-_LIMIT = 10_000  # canonical terms remembered, at most (then forgotten: only a speed-up)
-
-# Every use of a process-wide context (this module's, prover/witness.py's, and that of
-# prover/solve.py's memo of hypotheses shown satisfiable) holds this lock. Z3 contexts are not
-# thread-safe, and obligations can be solved in two threads at once in one process: the
-# language server proves each saved file in a thread of its own (asyncio.to_thread).
+# The process's own Z3 context, where what obligations share is kept: the canonical predicates
+# here, the witness shapes of prover/witness.py and the hypotheses prover/solve.py has shown
+# satisfiable. Terms go in and out of it by translation only, which builds the same terms
+# whatever else the context holds. Every use holds LOCK: Z3 contexts are not thread-safe, and
+# obligations can be solved in two threads at once in one process (the language server proves
+# each saved file in a thread of its own, asyncio.to_thread).
+CONTEXT = z3.Context()
 LOCK = threading.RLock()
+_LIMIT = 10_000  # canonical terms remembered, at most (then forgotten: only a speed-up)
 
 # The canonical encoders end every name they make, bound variables included, with this: a name
 # no other encoder makes (no identifier has it), so that a canonical quantifier's variable never
@@ -56,7 +57,7 @@ CANONICAL = "~"
 
 @dataclass(frozen=True)
 class _Canonical:
-    """A predicate lowered over canonical inputs in _CONTEXT; `term` None: it is not shared."""
+    """A predicate lowered over canonical inputs in CONTEXT; `term` None: it is not shared."""
 
     term: z3.BoolRef | None
     inputs: tuple[z3.ExprRef, ...] = ()  # the canonical inputs' leaves, in order
@@ -103,7 +104,7 @@ class SharedLayer(SymLayer):
         are fixed by the module (a principal, a family's index)."""
         if self._key is None:
             self._key = _layer_key(self)
-        with LOCK:  # every term of _CONTEXT this touches is released before the lock is
+        with LOCK:  # every term of CONTEXT this touches is released before the lock is
             found = _translated(self, (*self._key, *what), len(states), scalars, lower)
         if found is None:
             return None
@@ -126,7 +127,7 @@ def _translated(L: SymLayer, key: tuple[object, ...], states: int, scalars: list
     if canonical is None:
         if len(_LOWERED) >= _LIMIT:
             _LOWERED.clear()
-        sorts = [x.translate(_CONTEXT).sort() for x in scalars]
+        sorts = [x.translate(CONTEXT).sort() for x in scalars]
         canonical = _LOWERED[key] = _canonical(L, states, sorts, lower)
     if canonical.term is None:
         return None
@@ -135,10 +136,10 @@ def _translated(L: SymLayer, key: tuple[object, ...], states: int, scalars: list
             [((name, t), [c.translate(ctx) for c in made]) for name, t, made in canonical.configs])
 
 
-def _canonical(L: SymLayer, states: int, sorts: list[z3.SortRef],  # of _CONTEXT
+def _canonical(L: SymLayer, states: int, sorts: list[z3.SortRef],  # of CONTEXT
                lower: Callable[[SymLayer, list[State], list[z3.ExprRef]], z3.BoolRef]) -> _Canonical:
     # an encoder of its own: names do not depend on history, and are apart from the formula's
-    C = SymLayer(L.module, L.layer, _CONTEXT, Encoder(L.module, _CONTEXT, CANONICAL))
+    C = SymLayer(L.module, L.layer, CONTEXT, Encoder(L.module, CONTEXT, CANONICAL))
     given = [C.fresh_state(f"canonical!{i}") for i in range(states)]
     scalars = [z3.Const(f"canonical!{i}", sort) for i, sort in enumerate(sorts)]
     term = lower(C, given, scalars)

@@ -422,7 +422,7 @@ def _solved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
     # the shape depends on `init` too (prover/witness.py), so it is part of what is compared
     init = (formula.layer.layer.init, tuple(run.upper for run in formula.runs))
     key = (options.rlimit, options.seed, options.timeout, hash(init), tuple(t.hash() for t in terms))
-    with shared.LOCK:  # _SHOWN_CONTEXT is the process's
+    with shared.LOCK:  # the terms kept are in shared.CONTEXT
         shown = next((units for kept, kept_init, units in _SHOWN.get(key, []) if kept_init == init
                       and len(kept) == len(terms) and all(k.translate(formula.ctx).eq(t) for k, t in zip(kept, terms))),
                      None)
@@ -431,7 +431,7 @@ def _solved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
         if not satisfiable:
             return None, shown, ""
         with shared.LOCK:
-            _SHOWN.setdefault(key, []).append(([t.translate(_SHOWN_CONTEXT) for t in terms], init, shown))
+            _SHOWN.setdefault(key, []).append(([t.translate(shared.CONTEXT) for t in terms], init, shown))
     proved, spent, unproved, found = _goals_unsat(formula, options)
     used = shown + spent
     if proved:
@@ -456,10 +456,11 @@ def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str, z3
     under the hypotheses (which falsifies the goal too), the solver holding it. A model of the
     whole negated goal is not kept: the quantifier-free encoding, which follows, finds one
     about as fast as the whole check did (where the whole goal is cheap, so is its rewriting),
-    and which conjunct that model breaks is the solver's choice either way. First the whole goal, under
-    rlimit / EXACT_SHARE; if that is `unknown` and the goal is a conjunction (an INV goal has
-    one conjunct per invariant clause), each conjunct on its own, in turn, under
-    rlimit / CONJUNCT_SHARE each and the whole rlimit together.
+    and which conjunct that model breaks is the solver's choice either way.
+
+    First the whole goal, under rlimit / EXACT_SHARE; if that is `unknown` and the goal is a
+    conjunction (an INV goal has one conjunct per invariant clause), each conjunct on its own,
+    in turn, under rlimit / CONJUNCT_SHARE each and the whole rlimit together.
 
     Each conjunct proved under every hypothesis proves the conjunction, so only all `unsat`
     proves anything; the first conjunct that is not ends the search. Z3 often proves each
@@ -498,13 +499,13 @@ def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str, z3
 # before it). The obligations of one operation share them: INV, OC, DC, WSC, LR and DR of `a`
 # all assume I(s) and that `a` does not halt (the hypotheses about a second run are left out,
 # see Labeled.reflexive), so each set is shown once per process, not once per obligation.
-# Looked up by Z3's structural hash, and a hit only if the terms kept (in a context of their
-# own) are, translated into the obligation's context, the very same terms: hash-consing makes
-# structurally equal terms one term, so a hit is the same formula, checked under the same limits.
+# Looked up by Z3's structural hash, and a hit only if the terms kept (in the process's context,
+# shared.CONTEXT) are, translated into the obligation's context, the very same terms:
+# hash-consing makes structurally equal terms one term, so a hit is the same formula, checked
+# under the same limits.
 # The layer's `init` (and which runs are of an upper layer) must be the same too: the witness
 # shape is built from it, so with another `init` the same hypotheses may take other units, or
 # have no shaped model at all.
-_SHOWN_CONTEXT = z3.Context()
 _SHOWN: dict[tuple[object, ...], list[tuple[list[z3.BoolRef], object, int]]] = {}
 
 

@@ -66,12 +66,11 @@ def _definitions(init: z3.ExprRef, maps: set[int]) -> dict[int, z3.ExprRef]:
     return found
 
 
-# Shapes built in this process, in a context of their own, by what they are built from (`_key`).
-# The obligations of a layer share them: every run of every operation starts from the same
-# pre-state constants, and `init` is the layer's. A shape is always built here and translated
-# into the formula's context, found or not, so the terms an obligation gets do not depend on
-# what ran before it.
-_CONTEXT = z3.Context()
+# Shapes built in this process, in its own context (shared.CONTEXT), by what they are built
+# from (`_key`). The obligations of a layer share them: every run of every operation starts from
+# the same pre-state constants, and `init` is the layer's. A shape is always built there and
+# translated into the formula's context, found or not, so the terms an obligation gets do not
+# depend on what ran before it.
 _BUILT: dict[tuple[object, ...], list[tuple[z3.ExprRef, z3.ExprRef]]] = {}
 _BUILT_LIMIT = 10_000  # shapes remembered, at most (then forgotten: only a speed-up)
 
@@ -81,7 +80,7 @@ def shaped(formula: Formula) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
     key = _key(formula)
     if key is None:
         return _shaped(formula.layer, formula.runs)
-    with shared.LOCK:  # every term of _CONTEXT this touches is released before the lock is
+    with shared.LOCK:  # every term of shared.CONTEXT this touches is released before the lock is
         return _remembered(formula, key)
 
 
@@ -90,9 +89,9 @@ def _remembered(formula: Formula, key: tuple[object, ...]) -> list[tuple[z3.Expr
     context. Called under shared.LOCK."""
     built = _BUILT.get(key)
     if built is None:
-        layer = SymLayer(formula.layer.module, formula.layer.layer, _CONTEXT)
-        runs = [Run(run.name, {f: each_leaf(v, lambda t: t.translate(_CONTEXT)) for f, v in run.pre.items()},
-                    upper=run.upper) for run in formula.runs]
+        layer = SymLayer(formula.layer.module, formula.layer.layer, shared.CONTEXT)
+        runs = [Run(run.name, {f: each_leaf(v, lambda t: t.translate(shared.CONTEXT))
+                               for f, v in run.pre.items()}, upper=run.upper) for run in formula.runs]
         if len(_BUILT) >= _BUILT_LIMIT:
             _BUILT.clear()
         built = _BUILT[key] = _shaped(layer, runs)

@@ -239,7 +239,8 @@ def test_the_exported_script_of_each_obligation_has_its_verdict(encoding: str, t
 
 def test_obligations_solved_in_threads_at_once_get_the_sequential_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
     """Found in review: the language server proves each saved file in a thread of its own, and
-    the process-wide contexts (shared._CONTEXT, witness._CONTEXT, solve._SHOWN_CONTEXT) were used
+    the process-wide contexts (now one, shared.CONTEXT: the canonical predicates, the witness shapes,
+    the hypotheses shown satisfiable) were used
     by two threads at once: Z3 raised on terms of the wrong sort, failed an assertion, or
     crashed the process. Every use of them holds shared.LOCK; four modules proved in four
     threads at once, three times over with the memos emptied, get the sequential results."""

@@ -141,7 +141,7 @@ def test_a_layers_shape_is_built_once_and_is_the_shape_built_for_the_formula(mon
             assert all(a.eq(b) and s.eq(t) for (a, s), (b, t) in zip(got, expected)), ob.id
             formulas += 1
     # one per pre-state layout (VAC's one run, the two runs of the others) and module
-    assert all(ctx is witness._CONTEXT for ctx in built) and len(built) == 4 < formulas
+    assert all(ctx is shared.CONTEXT for ctx in built) and len(built) == 4 < formulas
 
 
 def test_resource_figures_do_not_depend_on_what_ran_before(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -149,7 +149,7 @@ def test_resource_figures_do_not_depend_on_what_ran_before(monkeypatch: pytest.M
     (solve._SHOWN, the shapes of witness._BUILT, the predicates of shared._LOWERED) they filled. Xmhf's boot states fit no shape:
     their hypotheses are then checked in their quantifier-free form. Two things keep the figure
     fixed: a shape reaches the formula's context the same way whether it was in the memo or not
-    (translated from witness._CONTEXT), and that check has a context of its own. A memo whose
+    (translated from shared.CONTEXT), and that check has a context of its own. A memo whose
     hit and miss differ, with that check in the formula's context, gave Xmhf/INIT 61312 units
     alone and 61276 after the others."""
     modules = [load_file(f, {}) for f in discover([ROOT / "proofs" / "xmhf"])]
