@@ -27,7 +27,7 @@ import z3
 
 from microverify.dsl.loader import discover, load_file
 from microverify.prover.driver import Pair, obligations, prove_pairs
-from microverify.prover.solve import Options, Result, Status
+from microverify.prover.verdict import Options, Result, Status
 
 
 def timed(pairs: list, options: Options, jobs: int, cache: Path | None) -> tuple[float, list[Result]]:

@@ -47,7 +47,7 @@ import z3
 
 from microverify.dsl.loader import load_file
 from microverify.prover.driver import Pair, obligations, prove_pairs
-from microverify.prover.solve import Options, Status
+from microverify.prover.verdict import Options, Status
 
 PAGES = Path(__file__).resolve().parent.parent / "proofs" / "tutorial" / "pages.mv"
 KINDS = ("INIT", "VAC", "INV", "OC", "DC", "WSC", "LR", "DR")

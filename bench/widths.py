@@ -18,7 +18,7 @@ import sys
 
 from microverify.dsl.loader import load_text
 from microverify.prover.driver import obligations, prove_pairs
-from microverify.prover.solve import Options, Status
+from microverify.prover.verdict import Options, Status
 
 # Every VM owns a page: an exists under a forall, over the page numbers.
 EXISTS_PAGE = """\

@@ -26,7 +26,6 @@ from functools import cache, lru_cache
 from pathlib import Path
 
 from microverify.dsl import ast
-from microverify.dsl.parser import parse
 from microverify.dsl.spans import Span
 
 FORMAT = 1
@@ -127,10 +126,18 @@ def parse_cached(text: str, file: str, folder: Path | None) -> ast.Module:
     """parse(text, file), taken from `folder` when an entry for exactly this text is there.
     Remembered, as parse is: a file several roots import is read once."""
     if folder is None:
-        return parse(text, file)
+        return _parse(text, file)
     entry = folder / f"{key(text, file)}.json"
     module = _load(entry)
     if module is None:
-        module = parse(text, file)  # raises on syntax errors: nothing is kept
+        module = _parse(text, file)  # raises on syntax errors: nothing is kept
         _store(entry, module)
     return module
+
+
+def _parse(text: str, file: str) -> ast.Module:
+    """The parser's `parse`, imported on first use: a run that finds every tree in the cache
+    never imports lark."""
+    from microverify.dsl.parser import parse
+
+    return parse(text, file)

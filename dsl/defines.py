@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 from microverify.dsl import ast
 from microverify.dsl.diagnostics import DiagnosticError, Diagnostic, error
-from microverify.dsl.parser import parse_const_definition, parse_type_definition
 from microverify.dsl.spans import Span
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -89,6 +88,8 @@ def apply(module: ast.Module, defines: tuple[Define, ...], uses: Uses) -> ast.Mo
 
 
 def _replace(decl: ast.Decl, d: Define) -> ast.Decl:
+    from microverify.dsl.parser import parse_const_definition, parse_type_definition  # as in dsl/astcache.py
+
     if isinstance(decl, ast.TypeDecl):
         new = parse_type_definition(d.text, d.file)
         return dataclasses.replace(decl, type=new.type)

@@ -13,7 +13,6 @@ from microverify.dsl.defines import Define, Uses, apply
 from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, error
 from microverify.dsl.limits import MAX_FILE_BYTES, ensure_recursion_limit
 from microverify.dsl.astcache import parse_cached
-from microverify.dsl.parser import parse
 from microverify.dsl.spans import Span
 
 EXTENSION = ".mv"
@@ -21,6 +20,8 @@ EXTENSION = ".mv"
 
 def load_text(text: str, file: str) -> ir.Module:
     """Check one self-contained text (imports are resolved relative to `file`)."""
+    from microverify.dsl.parser import parse  # on first use, as in dsl/astcache.py
+
     ensure_recursion_limit()
     sources = {file: text}
     return check(_with_imports(parse(text, file), Path(file), sources), sources)

@@ -31,7 +31,7 @@ from microverify.prover.crosscheck import SOLVERS, available
 from microverify.prover.driver import Pair, obligations, prove_pairs
 from microverify.prover.progress import Progress
 from microverify.prover.report import quantified, render_counterexample, result_line, slowest, summary, theorems
-from microverify.prover.solve import ENCODINGS, Options, Result, Status
+from microverify.prover.verdict import ENCODINGS, Options, Result, Status
 
 EXIT_PROVED, EXIT_NOT_PROVED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
@@ -320,7 +320,7 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Worker processes. [default: all cores]")
 @click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_DIR,
-              show_default=True, help="Where PROVED results are cached, keyed by the obligation's formula.")
+              show_default=True, help="Where PROVED results are cached, keyed by what each obligation is built from.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the cache.")
 @click.option("--list", "list_only", is_flag=True, help="List the obligations (text or json) and exit.")
 @click.option("--only", multiple=True, metavar="PATTERN",

@@ -12,10 +12,12 @@ the second solver cannot take — is reported and makes `prove` exit 1.
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
-from microverify.prover.export import script
-from microverify.prover.formula import Formula
-from microverify.prover.obligations import Obligation
+if TYPE_CHECKING:  # cross_check runs inside prover/solve.py, which imports them; the CLI only
+    # needs SOLVERS and `available`, even in a run the cache answers in full
+    from microverify.prover.formula import Formula
+    from microverify.prover.obligations import Obligation
 
 SOLVERS = ("cvc5",)
 
@@ -87,6 +89,8 @@ def available(solver_name: str) -> str | None:
 
 def cross_check(ob: Obligation, formula: Formula, status: str, solver_name: str, seconds: float) -> str:
     """'' when the second solver agrees with `status`, else what went wrong."""
+    from microverify.prover.export import script  # see the imports above
+
     if status not in ("PROVED", "FAILED", "VACUOUS"):
         return ""
     try:

@@ -28,8 +28,8 @@ from microverify.dsl.limits import ensure_recursion_limit
 from microverify.prover import fingerprint
 from microverify.prover.cache import Cache
 from microverify.prover.obligations import Obligation, generate
-from microverify.prover.solve import (MEMORY_REASONS, Lookup, Options, Result, Status, lift_memory_limit, look_up,
-                                      needs_formula, solve)
+from microverify.prover.memory import MEMORY_REASONS, lift_memory_limit
+from microverify.prover.verdict import Lookup, Options, Result, Status, look_up, needs_formula
 
 Pair = tuple[ir.Module, Obligation]
 
@@ -223,6 +223,9 @@ def solve_guarded(module: ir.Module, ob: Obligation, options: Options, cache: Ca
     """solve(), with a failure that comes from the size of the formula as an UNKNOWN result
     (with the reason) rather than a crash: a formula too deep for the Python term walks (a long
     chain of writes to one map), or memory running out outside a check."""
+    # imported here, on first use: a run the cache answers in full never imports the solver
+    from microverify.prover.solve import solve
+
     start = time.perf_counter()
     try:
         return solve(module, ob, options, cache, looked_up)
@@ -249,6 +252,7 @@ def _init(pairs: list[Pair], options: Options, cache_dir: Path | None, parent: i
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     z3.set_param("ctrl_c", False)
     ensure_recursion_limit()
+    import microverify.prover.solve  # a worker is there to solve: it imports the solver as it starts
     threading.Thread(target=_exit_with_parent, args=(parent,), name="microverify-watch-parent",
                      daemon=True).start()
     _WORKER["pairs"] = pairs

@@ -30,13 +30,14 @@ from microverify.dsl import ir
 from microverify.dsl.spans import Span
 from microverify.prover.obligations import Kind, Obligation
 
-FORMAT = 2  # of the key; bumped when what goes into it changes
+FORMAT = 3  # of the key; bumped when what goes into it changes
 _PACKAGES = ("microverify", "microverify.dsl", "microverify.layers", "microverify.oracles", "microverify.prover")
 
 _READS_UPPER = frozenset(k for k in Kind if k.value.startswith("R-")) | {Kind.OC, Kind.DC}
 _MEMO_LIMIT = 200_000  # digests remembered, at most (then forgotten: only a speed-up)
 _memo: dict[int, tuple[object, bytes]] = {}
-_fields: dict[type, tuple[str, ...]] = {}
+_Fields = tuple[bytes, tuple[tuple[str, bytes], ...]]  # see _dataclass_fields
+_fields: dict[type, _Fields | None] = {}
 
 
 # Slices and digests without operations, each with the module it is of (kept alive with it).
@@ -96,36 +97,55 @@ def digest(node: object) -> bytes:
     remembered = _memo.get(id(node))
     if remembered is not None and remembered[0] is node:
         return remembered[1]
-    h = hashlib.sha256()
-    names = _fields.get(type(node))
-    if names is None and dataclasses.is_dataclass(node) and not isinstance(node, type):
-        names = _fields[type(node)] = tuple(f.name for f in dataclasses.fields(node))
-    if names is not None:
-        h.update(b"D" + type(node).__qualname__.encode() + b"\0")
-        for name in names:
-            value = getattr(node, name)
-            if not isinstance(value, Span):
-                h.update(name.encode() + b"\0" + digest(value))
-    elif isinstance(node, (tuple, list)):
-        h.update(b"T%d\0" % len(node))
-        for item in node:
-            h.update(digest(item))
-    elif isinstance(node, bool) or node is None:  # before int: True is an int
-        h.update(repr(node).encode())
-    elif isinstance(node, int):
-        h.update(b"I%d" % node)
-    elif isinstance(node, str):
-        h.update(b"S" + node.encode("utf-8", "surrogateescape"))
-    elif isinstance(node, Enum):
-        h.update(b"E" + type(node).__qualname__.encode() + b"." + node.name.encode())
-    else:
-        raise TypeError(f"cannot digest a {type(node).__name__}")
-    out = h.digest()
-    if names is not None or (isinstance(node, tuple) and node):  # immutable, and shared by slices
+    out = hashlib.sha256(_encoded(node)).digest()
+    if isinstance(node, tuple) and node or _dataclass_fields(type(node)) is not None:  # immutable, and shared
         if len(_memo) >= _MEMO_LIMIT:
             _memo.clear()
         _memo[id(node)] = (node, out)
     return out
+
+
+def _encoded(node: object) -> bytes:
+    """The canonical serialisation `digest` hashes. Each part delimits itself (a length or a
+    terminator, or 32 bytes of a digest), so two different values never give the same bytes:
+    a dataclass is its type's name, then each field's name and value but its span; a tuple
+    its length and items; a dataclass or non-empty tuple inside another stands as its digest."""
+    fields = _dataclass_fields(type(node))
+    if fields is not None:
+        head, names = fields
+        return head + b"".join([name + _part(getattr(node, attr)) for attr, name in names])
+    if isinstance(node, (tuple, list)):
+        return b"T%d;" % len(node) + b"".join(map(_part, node))
+    return _part(node)
+
+
+def _part(value: object) -> bytes:
+    if value is None:
+        return b"N"
+    if isinstance(value, bool):  # before int: True is an int
+        return b"B1" if value else b"B0"
+    if isinstance(value, Enum):  # before int and str: an IntEnum is an int
+        return b"E" + type(value).__qualname__.encode() + b"." + value.name.encode() + b";"
+    if isinstance(value, str) and type(value) is str:
+        data = value.encode("utf-8", "surrogateescape")
+        return b"S%d:" % len(data) + data
+    if isinstance(value, int) and type(value) is int:
+        return b"I%d;" % value
+    if isinstance(value, (tuple, list)):
+        return b"H" + digest(value) if value else b"T0;"
+    if _dataclass_fields(type(value)) is not None:
+        return b"H" + digest(value)
+    raise TypeError(f"cannot digest a {type(value).__name__}")
+
+
+def _dataclass_fields(kind: type) -> _Fields | None:
+    """A dataclass type's serialised name and its fields but those declared as spans (attribute,
+    serialised name), or None for any other type; remembered per type."""
+    if kind not in _fields:
+        _fields[kind] = None if not dataclasses.is_dataclass(kind) else (
+            b"D" + kind.__qualname__.encode() + b";",
+            tuple((f.name, f.name.encode() + b"=") for f in dataclasses.fields(kind) if f.type not in ("Span", Span)))
+    return _fields[kind]
 
 
 @cache

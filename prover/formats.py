@@ -8,7 +8,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree as ET
 
 import z3
@@ -16,11 +16,13 @@ import z3
 from microverify import __version__
 from microverify.dsl.diagnostics import CODES
 from microverify.dsl.spans import Span
-from microverify.prover.counterexample import Counterexample
 from microverify.prover.obligations import KIND_NAMES, Kind
-from microverify.prover.replay import Replay
 from microverify.prover.report import render_counterexample
-from microverify.prover.solve import Options, Result, Status
+from microverify.prover.verdict import Options, Result, Status
+
+if TYPE_CHECKING:  # they come with a Result: prover/solve.py imported them
+    from microverify.prover.counterexample import Counterexample
+    from microverify.prover.replay import Replay
 
 JSON_SCHEMA = "microverify-results/3"
 USAGE = "usage"  # the code of a problem with the command line rather than with a file

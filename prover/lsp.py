@@ -32,7 +32,7 @@ from microverify.dsl.spans import Span
 from microverify.prover.cache import DEFAULT_DIR, unusable_cache_dir
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.formats import message
-from microverify.prover.solve import Options, Result, Status
+from microverify.prover.verdict import Options, Result, Status
 
 SOURCE = "microverify"
 _WORD = re.compile(r"[A-Za-z_]\w*")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from microverify.prover.solve import Result, Status
+from microverify.prover.verdict import Result, Status
 
 if TYPE_CHECKING:
     from rich.progress import Progress as RichProgress

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import z3
 
@@ -10,9 +11,12 @@ from microverify.dsl import ir
 from microverify.dsl.spans import Span
 from microverify.layers.encoding import Encoder
 from microverify.layers.model import flows_term
-from microverify.prover.counterexample import Counterexample
+from microverify.prover.memory import new_context
 from microverify.prover.obligations import KIND_NAMES, Obligation, binds
-from microverify.prover.solve import Options, Result, Status, new_context
+from microverify.prover.verdict import Options, Result, Status
+
+if TYPE_CHECKING:  # a counterexample comes with its Result: prover/solve.py imported it
+    from microverify.prover.counterexample import Counterexample
 
 
 def source_line(span: Span, sources: dict[str, str]) -> str:

@@ -7,58 +7,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from pathlib import Path
-from enum import Enum
+from dataclasses import replace
 
 import z3
 
 from microverify.dsl import ir
 from microverify.layers.model import Labeled, SymLayer
-from microverify.prover import export, fingerprint, invariants, linking, qf, refinement, shared, unwinding, witness
+from microverify.prover import export, invariants, linking, qf, refinement, shared, unwinding, witness
 from microverify.prover.cache import Cache
 from microverify.prover.counterexample import Counterexample, explain
 from microverify.prover.crosscheck import cross_check
 from microverify.prover.formula import Formula
+from microverify.prover.memory import MEMORY_REASONS, lift_memory_limit, limit_memory, new_context
 from microverify.prover.obligations import Kind, Obligation
 from microverify.prover.replay import Outcome, Replay, replay
-
-
-class Status(Enum):
-    PROVED = "PROVED"
-    FAILED = "FAILED"
-    UNKNOWN = "UNKNOWN"
-    VACUOUS = "VACUOUS"
-    ERROR = "ERROR"  # an internal error: the solver's counterexample does not replay
-
-
-@dataclass(frozen=True)
-class Options:
-    rlimit: int = 20_000_000  # Z3 resource units per check(); the deterministic gate
-    timeout: float = 60.0  # seconds per check(); a backstop only
-    seed: int = 0
-    dump_smt: Path | None = None  # write every obligation there as SMT-LIB2
-    cross_check: str | None = None  # re-check every verdict with this solver (through pysmt)
-    encoding: str = "qf"  # "qf": quantifiers instantiated where sound (prover/qf.py); "quantified"
-    max_memory: int = 2048  # MiB Z3 may allocate for one obligation (0: no limit); see limit_memory
-
-
-@dataclass(frozen=True)
-class Result:
-    obligation: Obligation
-    status: Status
-    seconds: float  # lowering + solving
-    rlimit_used: int
-    lower_seconds: float  # building the terms (symbolic execution), part of `seconds`
-    detail: str = ""  # why UNKNOWN / VACUOUS, or what failed
-    counterexample: Counterexample | None = None
-    cached: bool = False  # PROVED by a valid cache entry for exactly this formula
-    warnings: tuple[str, ...] = ()
-    disagreement: str = ""  # the second solver's objection (--cross-check), "" if it agrees
-    # the formula solved kept quantifiers (--encoding quantified, or the rewriting could not
-    # remove them all); False when the exact-first check decided it: no rewriting ran (docs/ci.md)
-    quantified: bool = False
-    replay: Replay | None = None  # the counterexample run by the reference interpreter
+from microverify.prover.verdict import Lookup, Options, Result, Status, look_up, needs_formula
 
 
 # Which function builds each kind of obligation, by what it is about.
@@ -125,9 +88,6 @@ def smt2(formula: Formula) -> str:
     return f"; mode {formula.mode}\n" + s.to_smt2()
 
 
-ENCODINGS = ("qf", "quantified")
-
-
 def build(module: ir.Module, ob: Obligation, ctx: z3.Context, encoding: str = "qf") -> Formula:
     """The obligation's formula, with the well-formedness of every free value as a hypothesis;
     in the "qf" encoding, without its quantifiers where they can be removed soundly."""
@@ -176,88 +136,6 @@ def _quantifier_free(formula: Formula) -> bool:
         return False
     formula.hypotheses, formula.goals, formula.completion = hypotheses, goals, e.completion
     return True
-
-
-def cache_key(sliced: ir.Module, ob: Obligation, options: Options) -> str:
-    """The key of `ob`, built from `sliced` (fingerprint.slice_module): the options that can
-    change a PROVED into something else are in it; --max-memory is not (docs/ci.md)."""
-    return fingerprint.obligation_key(sliced, ob, f"rlimit={options.rlimit};timeout={options.timeout};"
-                                                  f"seed={options.seed};encoding={options.encoding}")
-
-
-MEMORY_REASONS = ("out of memory", "max. memory exceeded")
-
-
-def limit_memory(max_memory: int) -> None:
-    """Let Z3 allocate at most `max_memory` MiB more than it holds now (0: no limit).
-
-    Neither --rlimit nor --timeout stops some blow-ups (bit-blasting a 4096-bit division builds
-    gigabytes before Z3 looks at either); Z3's global memory limit does: the check ends
-    `unknown` ("out of memory"). The limit is Z3's count of what it allocated in this process,
-    and that count keeps what a failed check held even after it is freed, so the limit is set
-    afresh before every obligation, above the count. (A fixed limit would make every later
-    context fail, and creating one then crashes Z3.)"""
-    global _limit
-    _limit = 0 if max_memory <= 0 else int(z3.Z3_get_estimated_alloc_size()) // (1024 * 1024) + max_memory
-    z3.set_param("memory_max_size", _limit)
-
-
-def lift_memory_limit() -> None:
-    """No memory limit, until the next obligation sets one. Called as soon as Z3 reports that it
-    ran out of memory, before anything of that obligation is freed: with the limit still
-    exceeded, the allocation that freeing a context does would fail, and Z3 would abort."""
-    global _limit
-    _limit = 0
-    z3.set_param("memory_max_size", 0)
-
-
-_limit = 0  # the memory limit in force (MiB, Z3's count; 0: none)
-
-
-def new_context() -> z3.Context:
-    """A Z3 context, made with no memory limit in force (the limit is set again after): making
-    one allocates, and when that fails Z3 hands back no context, which z3py then uses, a
-    segmentation fault rather than an error (with `--max-memory` at 33 MiB or less it failed
-    for the very first context of an obligation)."""
-    z3.set_param("memory_max_size", 0)
-    try:
-        return z3.Context()
-    finally:
-        z3.set_param("memory_max_size", _limit)
-
-
-@dataclass(frozen=True)
-class Lookup:
-    """An obligation's slice and cache key, and its result if the cache holds it."""
-
-    sliced: ir.Module
-    key: str | None  # None: no cache
-    cached: Result | None
-    start: float
-    warnings: tuple[str, ...] = ()
-
-
-def look_up(module: ir.Module, ob: Obligation, options: Options, cache: Cache | None) -> Lookup:
-    """Slice the obligation and look it up in the cache, building no formula: cheap enough for
-    the main thread (prover/driver.py answers a hit without a solving thread)."""
-    start = time.perf_counter()
-    sliced = fingerprint.slice_module(module, ob)
-    if cache is None:
-        return Lookup(sliced, None, None, start)
-    key = cache_key(sliced, ob, options)
-    hit = cache.get(key, ob.id)
-    warnings = tuple(cache.warnings)
-    cache.warnings.clear()
-    if hit is None:
-        return Lookup(sliced, key, None, start, warnings)
-    elapsed = time.perf_counter() - start
-    return Lookup(sliced, key, Result(ob, Status.PROVED, elapsed, hit.rlimit_used, elapsed, cached=True,
-                                      warnings=warnings, quantified=hit.quantified), start, warnings)
-
-
-def needs_formula(options: Options) -> bool:
-    """Whether a result taken from the cache still needs the formula (to dump or cross-check)."""
-    return options.dump_smt is not None or options.cross_check is not None
 
 
 def solve(module: ir.Module, ob: Obligation, options: Options, cache: Cache | None = None,

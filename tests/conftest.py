@@ -15,7 +15,7 @@ from microverify.dsl.loader import load_file, load_text
 from microverify.prover.driver import prove_modules
 from microverify.prover.qf import eliminate, has_quantifier
 from microverify.prover.replay import Outcome
-from microverify.prover.solve import Options, Result, Status
+from microverify.prover.verdict import Options, Result, Status
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "tests" / "cases"

@@ -40,7 +40,7 @@ from microverify.layers.interpret import Interpreter, OmegaFn, OracleEvent, Stat
 from microverify.layers.values import MapValue, Principal, Record, Universe, Value
 from microverify.prover.driver import obligations, prove_modules
 from microverify.prover.report import stacks, theorems
-from microverify.prover.solve import Options, Status
+from microverify.prover.verdict import Options, Status
 
 ENCODINGS = ("qf", "quantified")
 

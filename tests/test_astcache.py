@@ -38,7 +38,7 @@ def test_a_second_load_parses_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
     def no_parsing(text: str, file: str) -> None:
         raise AssertionError(f"{file} parsed again")
 
-    monkeypatch.setattr(astcache, "parse", no_parsing)
+    monkeypatch.setattr(astcache, "_parse", no_parsing)
     assert load_file(root, {}, parsed=folder) == first
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import assert_replayed, prove_text
-from microverify.prover.solve import ENCODINGS, Options, Status
+from microverify.prover.verdict import ENCODINGS, Options, Status
 
 # A observes the high nibble of `reg` and the entries of `pt` at pages (reg[7:6], ONE); B writes
 # the low nibble of `reg` and the entry at page (0, TWO), which A never observes.

@@ -6,6 +6,8 @@ entry."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,9 +16,13 @@ import z3
 from conftest import CASES, PROOFS, SECURE
 from microverify.dsl import ir
 from microverify.dsl.loader import load_file, load_text
+from microverify.dsl.spans import Span
+from microverify.dsl.types import BOOL, BVType
 from microverify.prover import fingerprint, solve
 from microverify.prover.driver import obligations, prove_pairs
-from microverify.prover.solve import Options, Result, Status, build, cache_key, smt2
+from microverify.prover.obligations import Kind
+from microverify.prover.solve import build, smt2
+from microverify.prover.verdict import Options, Result, Status, cache_key
 
 
 def run(modules: list[ir.Module], cache: Path, options: Options | None = None) -> dict[str, Result]:
@@ -87,6 +93,31 @@ def test_a_fully_cached_run_builds_no_formula(tmp_path: Path, monkeypatch: pytes
     assert all(r.cached and r.status is Status.PROVED for r in second.values())
     assert [r.rlimit_used for r in second.values()] == [r.rlimit_used for r in first.values()]
     assert [r.quantified for r in second.values()] == [r.quantified for r in first.values()]
+
+
+SOLVING_MODULES = ("microverify.prover.solve", "microverify.prover.qf", "microverify.prover.counterexample",
+                   "microverify.prover.replay", "microverify.prover.shared", "microverify.dsl.parser", "lark")
+
+
+def test_a_fully_cached_run_imports_neither_the_solver_nor_the_parser(tmp_path: Path) -> None:
+    """What a fully cached `prove` costs is mostly start-up (docs/ci.md, Speed): it imports what
+    decides the keys and prints the report, not the machinery that builds and solves formulas
+    (prover/verdict.py) nor lark (dsl/astcache.py). A run that solves imports both."""
+    shutil.copy(PROOFS / "tutorial" / "context_switch.mv", tmp_path / "m.mv")  # it has a flow policy
+    show = ("import sys; from microverify.prover.cli import main\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+            "print(code, *sorted(m for m in sys.modules if m.startswith(('microverify', 'lark'))))")
+
+    def loaded() -> set[str]:
+        done = subprocess.run([sys.executable, "-c", show, "--cache-dir", str(tmp_path / "c"), "-q", str(tmp_path)],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        code, *modules = done.stdout.split("\n")[-2].split()
+        assert code == "0", done.stdout + done.stderr
+        return set(modules)
+
+    cold, cached = loaded(), loaded()
+    assert set(SOLVING_MODULES) <= cold
+    assert not set(SOLVING_MODULES) & cached, set(SOLVING_MODULES) & cached
 
 
 def test_comments_and_layout_change_no_key(tmp_path: Path) -> None:
@@ -176,6 +207,24 @@ def test_the_options_that_decide_a_proof_are_in_the_key() -> None:
                                                  Options(timeout=1.0), Options(encoding="quantified"))}
     assert len(keys) == 5
     assert cache_key(sliced, ob, Options(max_memory=10)) == cache_key(sliced, ob, Options())
+
+
+def test_different_values_never_digest_alike() -> None:
+    """The serialisation under the digest delimits every part, so no two of these collide
+    (strings that concatenate alike, a number and its text, a bool and a number, None and
+    the letter of its tag, nesting), and a span is the only thing it leaves out."""
+    here, there = Span("a.mv", 1, 1, 1, 2), Span("b.mv", 9, 3, 9, 4)
+    values: list[object] = [
+        ("ab", "c"), ("a", "bc"), ("aSb", "c"), ("a", "bSc"), ("abc",), "abc", ("1",), (1,), (True,), (1, 1), (11,), (None,), ("N",),
+        ("B1",), (), ((),), ((), ()), (("a",),), ("a", ()), 0, "0", False, None, -1, "S1:a", ("S1:a",),
+        Kind.INV, "INV", (Kind.INV,), (Kind.OC,), BOOL, BVType(4), BVType(5),
+        ir.Ref("x", "field", BOOL, here), ir.Ref("x", "arg", BOOL, here), ir.Ref("xfield", "", BOOL, here),
+        ir.Lit(True, BOOL, here), ir.Lit(1, BOOL, here), ir.Lit(1, BVType(4), here),
+    ]
+    digests = [fingerprint.digest(v) for v in values]
+    assert len(set(digests)) == len(values)
+    assert fingerprint.digest(ir.Ref("x", "field", BOOL, there)) == fingerprint.digest(values[-6])
+    assert fingerprint.digest((ir.Lit(1, BVType(4), there),)) == fingerprint.digest((values[-1],))
 
 
 def test_the_tools_own_code_is_in_the_key(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,7 @@ from microverify.dsl.loader import load_file
 from microverify.prover.cache import Cache
 from microverify.prover.driver import obligations
 from microverify.prover.fingerprint import slice_module
-from microverify.prover.solve import Options, cache_key
+from microverify.prover.verdict import Options, cache_key
 
 
 def prove(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ from microverify.dsl.diagnostics import DiagnosticError
 from microverify.dsl.loader import load_file, load_text
 from microverify.prover.driver import obligations, prove_modules
 from microverify.prover.report import theorems
-from microverify.prover.solve import ENCODINGS, Options, Status
+from microverify.prover.verdict import ENCODINGS, Options, Status
 
 # A partition kernel's configuration: which partitions may write their mailbox, and a bound.
 CONFIG = """\

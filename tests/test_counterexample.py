@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from microverify.dsl.loader import load_text
 from microverify.prover.driver import prove_modules
-from microverify.prover.solve import Options, Result, Status
+from microverify.prover.verdict import Options, Result, Status
 
 MODEL = """\
 type vmid = bv[2]

@@ -12,7 +12,7 @@ from microverify.dsl import ir
 from microverify.dsl.diagnostics import DiagnosticError
 from microverify.dsl.loader import load_text
 from microverify.prover.fingerprint import digest
-from microverify.prover.solve import ENCODINGS, Options, Status
+from microverify.prover.verdict import ENCODINGS, Options, Status
 
 HEADER = """\
 principal KServ

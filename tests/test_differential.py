@@ -20,7 +20,7 @@ from microverify.dsl import ir
 from microverify.dsl.limits import ensure_recursion_limit
 from microverify.dsl.loader import load_text
 from microverify.layers.values import Principal
-from microverify.prover.solve import Status
+from microverify.prover.verdict import Status
 from modelgen import generate, models, random_model
 
 ensure_recursion_limit()  # load_text raises it; raised up front, hypothesis does not see it change

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import assert_replayed, prove_text
-from microverify.prover.solve import ENCODINGS, Options, Status
+from microverify.prover.verdict import ENCODINGS, Options, Status
 
 # Process spawn (Nickel, OSDI 2018, its process example): each process gets the pid of the child
 # it spawns. With one global counter, a process's next pid tells it how many processes the

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import CASES, assert_replayed, cases, expectation, ids, load, not_proved, prove_path, rewrite_expectation
 from microverify.dsl.diagnostics import DiagnosticError
-from microverify.prover.solve import Options, Status
+from microverify.prover.verdict import Options, Status
 
 OK = cases("ok") + cases("stacks")  # the shipped proofs: tests/test_proofs.py
 LEAK = cases("leak")

@@ -21,7 +21,8 @@ from microverify.dsl.diagnostics import DiagnosticError
 from microverify.dsl.loader import load_file, load_text
 from microverify.prover import export, fingerprint
 from microverify.prover.driver import obligations, prove_modules
-from microverify.prover.solve import ENCODINGS, Options, Status, build
+from microverify.prover.solve import build
+from microverify.prover.verdict import ENCODINGS, Options, Status
 
 SPEC = """\
 type vmid = bv[1]

@@ -21,7 +21,7 @@ from microverify.dsl.loader import load_file
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.qf import eliminate
 from microverify.prover.replay import Outcome
-from microverify.prover.solve import Options, Status
+from microverify.prover.verdict import Options, Status
 
 MODEL = """\
 principal KServ

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import prove_text
 from microverify.prover.replay import Outcome
-from microverify.prover.solve import Options, Status
+from microverify.prover.verdict import Options, Status
 
 HEAD = """\
 principal KServ

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import ROOT, assert_replayed, configuration, load
 from microverify.prover.driver import obligations, prove_pairs
-from microverify.prover.solve import ENCODINGS, Options, Status
+from microverify.prover.verdict import ENCODINGS, Options, Status
 from mutation import MutantError, changed_lines, materialise, mutated, parse
 
 MUTANTS = sorted((ROOT / "tests" / "mutants").rglob("*.mutant"))

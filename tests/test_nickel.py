@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_replayed, cases, expectation, ids, prove_path
-from microverify.prover.solve import ENCODINGS, Options, Status
+from microverify.prover.verdict import ENCODINGS, Options, Status
 
 EXAMPLES = cases("nickel")
 

@@ -19,7 +19,7 @@ from microverify.layers.interpret import Interpreter
 from microverify.layers.model import SymLayer
 from microverify.prover.driver import obligations, prove_modules
 from microverify.prover.report import theorems
-from microverify.prover.solve import ENCODINGS, Options, Status
+from microverify.prover.verdict import ENCODINGS, Options, Status
 
 LATTICE = """\
 type lvl = bv[2]

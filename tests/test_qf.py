@@ -18,7 +18,8 @@ from microverify.prover import qf
 from microverify.prover.qf import eliminate, expand_reads, has_quantifier
 from microverify.prover import fingerprint
 from microverify.prover.replay import Outcome
-from microverify.prover.solve import Options, Status, build
+from microverify.prover.solve import build
+from microverify.prover.verdict import Options, Status
 
 BV8 = z3.BitVecSort(8)
 

@@ -28,7 +28,7 @@ from microverify.prover.obligations import Kind
 from microverify.prover.qf import Completion
 from microverify.prover.replay import Outcome, replay
 from microverify.prover.report import render_counterexample
-from microverify.prover.solve import Options, Status
+from microverify.prover.verdict import ENCODINGS, Options, Status
 
 READER = SECURE.removesuffix("}\n") + "  op read(v: bv[1]) by VM(v) -> bv[8] { return secret[v] }\n}\n"
 
@@ -71,7 +71,7 @@ def _leaves(state: dict[str, object]) -> list[z3.ExprRef]:
     return out
 
 
-@pytest.mark.parametrize("encoding", solve.ENCODINGS)
+@pytest.mark.parametrize("encoding", ENCODINGS)
 def test_a_real_counterexample_is_confirmed_with_what_it_shows(encoding: str) -> None:
     ob, formula, model = _failed_model(CASES / "kinds" / "oc_only.mv", "L/OC/peek", encoding)
     rp = replay(ob, formula, model)
@@ -80,7 +80,7 @@ def test_a_real_counterexample_is_confirmed_with_what_it_shows(encoding: str) ->
     assert finding.startswith("`peek` returns ") and "in run s and" in finding
 
 
-@pytest.mark.parametrize("encoding", solve.ENCODINGS)
+@pytest.mark.parametrize("encoding", ENCODINGS)
 def test_a_corrupted_counterexample_is_caught(encoding: str) -> None:
     """The same model with run t read as run s: both runs return the same, so the goal holds."""
     ob, formula, model = _failed_model(CASES / "kinds" / "oc_only.mv", "L/OC/peek", encoding)

@@ -21,12 +21,13 @@ from microverify.dsl.diagnostics import CODES, DiagnosticError, render
 from microverify.dsl.limits import MAX_DEPTH, MAX_FILE_BYTES
 from microverify.dsl.loader import discover, load_file, load_text
 from microverify.prover import cache as cache_module
-from microverify.prover import driver
+from microverify.prover import solve as solving
 from microverify.prover.cache import Cache, unusable_cache_dir
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.obligations import generate
 from microverify.prover.report import render_counterexample
-from microverify.prover.solve import Options, Result, Status, formulate
+from microverify.prover.solve import formulate
+from microverify.prover.verdict import Options, Result, Status
 
 HEAD = "principal KServ\nprincipal VM(v: bv[2])\n"
 
@@ -173,7 +174,7 @@ def test_a_formula_too_deep_for_the_term_walks_is_unknown_not_a_crash(monkeypatc
     def deep(*args: object) -> Result:
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(driver, "solve", deep)
+    monkeypatch.setattr(solving, "solve", deep)
     module = load_text(nested("not", 3), "t.mv")
     (r, *_) = prove_pairs(obligations([module]), Options())
     assert r.status is Status.UNKNOWN and "nested too deeply" in r.detail

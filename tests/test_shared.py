@@ -17,7 +17,8 @@ from microverify.dsl.loader import discover, load_file, load_text
 from microverify.layers.model import SymLayer
 from microverify.prover import fingerprint, shared
 from microverify.prover.driver import obligations, prove_modules, prove_pairs
-from microverify.prover.solve import ENCODINGS, Options, Status, build
+from microverify.prover.solve import build
+from microverify.prover.verdict import ENCODINGS, Options, Status
 
 
 def _alpha_equal(a: z3.ExprRef, b: z3.ExprRef) -> bool:

@@ -16,7 +16,7 @@ from microverify.dsl.loader import load_file
 from microverify.prover.driver import obligations, prove_modules, prove_pairs
 from microverify.prover.obligations import Kind
 from microverify.prover.report import render_counterexample, theorems
-from microverify.prover.solve import ENCODINGS, Options, Result, Status
+from microverify.prover.verdict import ENCODINGS, Options, Result, Status
 
 # The refinement kinds' attacks, and the model on which the qf encoding once gave one abstraction
 # lambda's constant to another (issue 13: Z3 reused a freed lambda's id).

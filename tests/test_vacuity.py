@@ -13,7 +13,7 @@ import pytest
 
 from conftest import prove_text
 from microverify.prover.replay import Outcome
-from microverify.prover.solve import ENCODINGS, Options, Status
+from microverify.prover.verdict import ENCODINGS, Options, Status
 
 # XMHF's boot state at its real width: DMA blocked exactly on the hypervisor region of 2^20 pages.
 WIDE = """\

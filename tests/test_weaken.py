@@ -18,7 +18,8 @@ import z3
 from conftest import SPLIT_ORDERS, load_text, split_over_two_files
 from microverify.prover import fingerprint, qf
 from microverify.prover.driver import obligations, prove_pairs
-from microverify.prover.solve import ENCODINGS, Options, Status, build
+from microverify.prover.solve import build
+from microverify.prover.verdict import ENCODINGS, Options, Status
 
 SECURE = """\
 type part   = bv[32]

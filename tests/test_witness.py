@@ -20,7 +20,8 @@ from conftest import ROOT, SPLIT_ORDERS, load_text, split_over_two_files
 from microverify.dsl.loader import discover, load_file
 from microverify.prover import fingerprint, qf, shared, solve, witness
 from microverify.prover.driver import obligations, prove_pairs
-from microverify.prover.solve import ENCODINGS, Options, Status, build
+from microverify.prover.solve import build
+from microverify.prover.verdict import ENCODINGS, Options, Status
 
 WIDE = """\
 principal KServ
