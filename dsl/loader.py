@@ -18,12 +18,14 @@ from microverify.dsl.spans import Span
 EXTENSION = ".mv"
 
 
-def load_text(text: str, file: str) -> ir.Module:
-    """Check one self-contained text (imports are resolved relative to `file`)."""
+def load_text(text: str, file: str, sources: dict[str, str] | None = None) -> ir.Module:
+    """Check one self-contained text (imports are resolved relative to `file`); every text
+    read, this one included, is recorded in `sources` if it is given."""
     from microverify.dsl.parser import parse  # on first use, as in dsl/astcache.py
 
     ensure_recursion_limit()
-    sources = {file: text}
+    sources = {} if sources is None else sources
+    sources[file] = text
     return check(_with_imports(parse(text, file), Path(file), sources), sources)
 
 

@@ -5,7 +5,8 @@
 - On save: the obligations of the saved file are proved (with the result cache of the
   workspace, `.microverify-cache`), and each one that is not proved becomes a diagnostic on the
   statement responsible for its counterexample (else on its operation), with the other
-  responsible statements as related information.
+  responsible statements as related information. Every other open file that imports the saved
+  one (directly or not) is proved again too, as it is in its editor.
 - Hover on an operation's name: its obligations and their status from the last save.
 - Go to definition: names of types, constants, defs, principals, oracles, layers, state fields
   and operations, and the file of an `import`.
@@ -68,6 +69,7 @@ class _Document:
 
     results: list[Result] = field(default_factory=list)
     proved_text: str | None = None  # the text they are for
+    reads: frozenset[Path] = frozenset()  # the files its last successful check read: itself and its imports
 
 
 class MicroverifyServer(LanguageServer):
@@ -89,13 +91,18 @@ class MicroverifyServer(LanguageServer):
 server = MicroverifyServer()
 
 
-def _front_end(uri: str, text: str) -> tuple[ir.Module | None, dict[str, list[types.Diagnostic]]]:
+def _front_end(ls: MicroverifyServer, uri: str,
+               text: str) -> tuple[ir.Module | None, dict[str, list[types.Diagnostic]]]:
     """The checked module, or the parse and type errors of the text (and of what it imports)
-    by file URI."""
+    by file URI. When it checks, the files it read are kept with the document (`reads`)."""
+    sources: dict[str, str] = {}
     try:
-        return load_text(text, str(path_of(uri))), {}
+        module = load_text(text, str(path_of(uri)), sources)
     except DiagnosticError as exc:
         return None, _by_file(exc.diagnostics, uri)
+    document = ls.documents.setdefault(uri, _Document())
+    document.reads = frozenset(Path(name).resolve() for name in sources)
+    return module, {}
 
 
 def _by_file(diagnostics: list[Diagnostic], uri: str) -> dict[str, list[types.Diagnostic]]:
@@ -143,25 +150,36 @@ def _prove(module: ir.Module, uri: str, cache: Path | None) -> list[Result]:
 @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
 def did_open(ls: MicroverifyServer, params: types.DidOpenTextDocumentParams) -> None:
     ls.documents[params.text_document.uri] = _Document()
-    ls.publish(params.text_document.uri, _front_end(params.text_document.uri, params.text_document.text)[1])
+    ls.publish(params.text_document.uri, _front_end(ls, params.text_document.uri, params.text_document.text)[1])
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
 def did_change(ls: MicroverifyServer, params: types.DidChangeTextDocumentParams) -> None:
     uri = params.text_document.uri
-    ls.publish(uri, _front_end(uri, ls.workspace.get_text_document(uri).source)[1])
+    ls.publish(uri, _front_end(ls, uri, ls.workspace.get_text_document(uri).source)[1])
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
 async def did_save(ls: MicroverifyServer, params: types.DidSaveTextDocumentParams) -> None:
-    uri = params.text_document.uri
+    saved = params.text_document.uri
+    await _check_and_prove(ls, saved)
+    changed = path_of(saved).resolve()
+    for uri in [u for u, d in ls.documents.items() if u != saved and changed in d.reads]:
+        if uri in ls.documents:  # not closed meanwhile
+            await _check_and_prove(ls, uri)
+
+
+async def _check_and_prove(ls: MicroverifyServer, uri: str) -> None:
+    """Check the document as its editor has it, prove it if it checks, and publish either."""
     text = ls.workspace.get_text_document(uri).source
-    module, problems = _front_end(uri, text)
+    module, problems = _front_end(ls, uri, text)
     if module is None:
         ls.publish(uri, problems)
         return
     results = await asyncio.to_thread(_prove, module, uri, _cache_dir(ls, path_of(uri)))
-    ls.documents[uri] = _Document(results, text)
+    document = ls.documents.get(uri)
+    if document is not None:  # not closed meanwhile
+        ls.documents[uri] = _Document(results, text, document.reads)
     ls.publish(uri, _obligation_diagnostics(results, uri))
 
 

@@ -5,6 +5,7 @@ go to a definition."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -120,3 +121,33 @@ async def test_go_to_definition_of_a_type_a_field_and_an_import(client: Language
     assert field.uri == uri and (field.range.start.line, field.range.start.character) == (2, 10)
     imported = await at(0, 10)  # the imported file's name
     assert imported.uri.endswith("/base.mv") and imported.range.start.line == 0
+
+
+async def test_saving_an_imported_file_proves_the_open_files_that_import_it(client: LanguageClient) -> None:
+    """An importer's results depend on what it imports: saving the imported file proves every
+    open file that imports it again, without saving them (the other way round they would keep
+    the results of the old import until their next save)."""
+    secure = "def shown(secret: map[vmid] -> word, v: vmid) -> word = 0\n"
+    leaky = "def shown(secret: map[vmid] -> word, v: vmid) -> word = secret[v]\n"
+    lib_uri, lib = await open_file(client, "shown.mv", secure)
+    importer = 'import "shown.mv"\n' + MODEL.replace("public := secret[v]", "public := shown(secret, v)")
+    uri, path = await open_file(client, "importer.mv", importer)
+    await save(client, uri, path, importer)
+    assert list(client.diagnostics[uri]) == []
+
+    async def saved(text: str) -> list[types.Diagnostic]:
+        """Save the imported file; the importer's diagnostics once it is proved again."""
+        lib.write_text(text)
+        client.text_document_did_save(types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(uri=lib_uri)))
+        for _ in range(2):  # the imported file's own diagnostics, then the importer's
+            params = await asyncio.wait_for(client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS), 60)
+            if params.uri == uri:
+                return list(params.diagnostics)
+        raise AssertionError("the importer was not proved again")
+
+    (failure,) = await saved(leaky)
+    assert failure.code == "WSC" and failure.message.startswith("L/WSC/copy/KServ")
+    hover = await client.text_document_hover_async(types.HoverParams(
+        types.TextDocumentIdentifier(uri=uri), types.Position(line=11, character=6)))  # `copy`
+    assert hover is not None and "`L/WSC/copy/KServ` FAILED" in hover.contents.value  # type: ignore[union-attr]
+    assert await saved(secure) == []
