@@ -96,7 +96,7 @@ def _load(entry: Path) -> ast.Module | None:
             return None
         stored = json.loads(entry.read_text(encoding="utf-8"))
         payload = stored["tree"]
-        if stored["sha256"] != hashlib.sha256(payload.encode("utf-8")).hexdigest():
+        if not isinstance(payload, str) or stored["sha256"] != hashlib.sha256(payload.encode("utf-8")).hexdigest():
             return None
         module = decode(payload)
     except (OSError, ValueError, TypeError, KeyError, RecursionError):

@@ -11,7 +11,9 @@ at once; a worker also exits by itself when its parent is gone (even after SIGKI
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import importlib
 import multiprocessing
 import os
 import signal
@@ -82,6 +84,8 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
         looked_up = look_up(module, ob, options, cache)  # a hit needs no solving thread
         if looked_up.cached is not None and not needs_formula(options):
             return looked_up.cached
+        # the obligation's time starts after the solver is imported, if this is the first one solved
+        looked_up = dataclasses.replace(looked_up, start=looked_up.start + _import_solver())
         return _in_thread(functools.partial(solve_guarded, module, ob, options, cache, looked_up), tick)
 
     done: dict[int, Result] = {}
@@ -223,8 +227,7 @@ def solve_guarded(module: ir.Module, ob: Obligation, options: Options, cache: Ca
     """solve(), with a failure that comes from the size of the formula as an UNKNOWN result
     (with the reason) rather than a crash: a formula too deep for the Python term walks (a long
     chain of writes to one map), or memory running out outside a check."""
-    # imported here, on first use: a run the cache answers in full never imports the solver
-    from microverify.prover.solve import solve
+    from microverify.prover.solve import solve  # on first use: see _import_solver
 
     start = time.perf_counter()
     try:
@@ -243,6 +246,14 @@ def solve_guarded(module: ir.Module, ob: Obligation, options: Options, cache: Ca
     return Result(ob, Status.UNKNOWN, seconds, 0, seconds, detail=why)
 
 
+def _import_solver() -> float:
+    """Import prover/solve.py, if it is not yet, and the seconds that took: a run the cache
+    answers in full never imports the solver and what it builds on (prover/verdict.py)."""
+    start = time.perf_counter()
+    importlib.import_module("microverify.prover.solve")
+    return time.perf_counter() - start
+
+
 _WORKER: dict[str, object] = {}
 
 
@@ -252,7 +263,7 @@ def _init(pairs: list[Pair], options: Options, cache_dir: Path | None, parent: i
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     z3.set_param("ctrl_c", False)
     ensure_recursion_limit()
-    import microverify.prover.solve  # a worker is there to solve: it imports the solver as it starts
+    _import_solver()  # a worker is there to solve: it imports the solver as it starts
     threading.Thread(target=_exit_with_parent, args=(parent,), name="microverify-watch-parent",
                      daemon=True).start()
     _WORKER["pairs"] = pairs

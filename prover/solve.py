@@ -144,30 +144,38 @@ def solve(module: ir.Module, ob: Obligation, options: Options, cache: Cache | No
 
     The formula is built from the obligation's slice of the module, the same slice its cache
     key is computed from (prover/fingerprint.py). A result taken from the cache builds no
-    formula, unless it is to be dumped or cross-checked. `looked_up`: `look_up`'s answer, if
-    the caller has it already."""
+    formula. One that is to be dumped or cross-checked is solved afresh, cached or not: what
+    is exported is the formula its verdict came from (with its quantifiers when the exact
+    check first decided it), the same in every run. `looked_up`: `look_up`'s answer, if the
+    caller has it already."""
     limit_memory(options.max_memory)
     lookup = looked_up or look_up(module, ob, options, cache)
-    formula = None
-    if lookup.cached is not None:
-        result = lookup.cached
-    else:
-        result, formula = _solve_afresh(lookup.sliced, ob, options, lookup.start)
-        result = replace(result, warnings=lookup.warnings)
-        if cache is not None and lookup.key is not None and result.status is Status.PROVED:
-            cache.put(lookup.key, ob.id, result.rlimit_used, result.quantified)
-            result = replace(result, warnings=result.warnings + tuple(cache.warnings))  # a write that failed
-            cache.warnings.clear()
-    if not needs_formula(options):
-        return result
-    if formula is None:
-        formula = build(lookup.sliced, ob, new_context(), options.encoding)
+    if lookup.cached is not None and not needs_formula(options):
+        return lookup.cached
+    result, formula = _solve_afresh(lookup.sliced, ob, options, lookup.start)
+    result = replace(result, warnings=lookup.warnings)
+    if cache is not None and lookup.key is not None and lookup.cached is None and result.status is Status.PROVED:
+        cache.put(lookup.key, ob.id, result.rlimit_used, result.quantified)
+        result = replace(result, warnings=result.warnings + tuple(cache.warnings))  # a write that failed
+        cache.warnings.clear()
     if options.dump_smt is not None:
         export.dump(ob, formula, options.dump_smt)
     if options.cross_check is not None:
-        objection = cross_check(ob, formula, result.status.value, options.cross_check, options.timeout)
+        objection = cross_check(ob, _to_cross_check(lookup.sliced, ob, formula, options), result.status.value,
+                                options.cross_check, options.timeout)
         result = replace(result, disagreement=objection)
     return result
+
+
+def _to_cross_check(sliced: ir.Module, ob: Obligation, formula: Formula, options: Options) -> Formula:
+    """What the second solver checks: under the default encoding, the obligation without its
+    quantifiers when the rewriting removes them all, though the exact check first decided it
+    with them (cvc5 answers *unknown* on most such formulas, after minutes, where the
+    quantifier-free one takes it seconds); else the formula as it was solved."""
+    if options.encoding != "qf" or not formula.quantified:
+        return formula
+    again = build(sliced, ob, new_context(), "qf")
+    return formula if again.quantified else again
 
 
 def _solve_afresh(sliced: ir.Module, ob: Obligation, options: Options, start: float) -> tuple[Result, Formula]:

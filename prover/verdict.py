@@ -100,5 +100,6 @@ def look_up(module: ir.Module, ob: Obligation, options: Options, cache: Cache | 
 
 
 def needs_formula(options: Options) -> bool:
-    """Whether a result taken from the cache still needs the formula (to dump or cross-check)."""
+    """Whether an obligation is solved even when the cache holds it: to dump or cross-check the
+    formula its verdict came from (prover/solve.py, `solve`)."""
     return options.dump_smt is not None or options.cross_check is not None

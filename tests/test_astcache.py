@@ -42,7 +42,8 @@ def test_a_second_load_parses_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
     assert load_file(root, {}, parsed=folder) == first
 
 
-@pytest.mark.parametrize("damage", ["payload", "checksum", "class", "field", "float", "json", "directory"])
+@pytest.mark.parametrize("damage", ["payload", "checksum", "class", "field", "float", "json", "directory",
+                                    "tree-number", "tree-null", "top-list"])
 def test_a_damaged_entry_is_a_miss_and_is_rewritten(tmp_path: Path, damage: str) -> None:
     text = (PROOFS / "tutorial" / "pages.mv").read_text()
     folder = tmp_path / "ast"
@@ -55,6 +56,9 @@ def test_a_damaged_entry_is_a_miss_and_is_rewritten(tmp_path: Path, damage: str)
         entry.mkdir()
     elif damage == "json":
         entry.write_text(entry.read_text()[:-10])
+    elif damage in ("tree-number", "tree-null", "top-list"):  # JSON, but not of an entry's shape
+        entry.write_text({"tree-number": '{"sha256": "x", "tree": 5}', "tree-null": '{"sha256": "x", "tree": null}',
+                          "top-list": '[1, 2]'}[damage])
     else:
         payload = stored["tree"]
         payload = {"payload": payload.replace('"KServ"', '"KServX"', 1),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from microverify.dsl import ir
 from microverify.dsl.loader import load_file, load_text
 from microverify.dsl.spans import Span
 from microverify.dsl.types import BOOL, BVType
-from microverify.prover import fingerprint, solve
+from microverify.prover import driver, fingerprint, solve
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.obligations import Kind
 from microverify.prover.solve import build, smt2
@@ -118,6 +119,18 @@ def test_a_fully_cached_run_imports_neither_the_solver_nor_the_parser(tmp_path: 
     cold, cached = loaded(), loaded()
     assert set(SOLVING_MODULES) <= cold
     assert not set(SOLVING_MODULES) & cached, set(SOLVING_MODULES) & cached
+
+
+def test_the_first_obligation_solved_is_not_timed_for_importing_the_solver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The solver is imported when the first obligation is solved; that import is not part of
+    the obligation's time (--durations, JSON, JUnit)."""
+    def slow_import() -> float:
+        time.sleep(0.5)
+        return 0.5
+
+    monkeypatch.setattr(driver, "_import_solver", slow_import)
+    results = prove_pairs(obligations([load_text(SECURE, "m.mv")]), Options())
+    assert results and max(r.seconds for r in results) < 0.4, [(r.obligation.id, r.seconds) for r in results[:3]]
 
 
 def test_comments_and_layout_change_no_key(tmp_path: Path) -> None:

@@ -65,6 +65,30 @@ def test_cross_check_from_the_command_line() -> None:
     assert "cross-check: cvc5 agrees on 12 of 12 obligations" in r.stderr
 
 
+def test_cross_check_and_dump_do_not_depend_on_the_cache(tmp_path: Path) -> None:
+    """The exact check first proves most of pages.mv with its quantifiers, which cvc5 does not
+    decide (unknown, after minutes): cvc5 gets the quantifier-free form of each, and agrees on
+    all of them, cold and from the cache alike. A result taken from the cache is solved again
+    to be dumped, so the scripts are the same with and without it: the formulas the verdicts
+    came from, with their quantifiers."""
+    model = PROOFS / "tutorial" / "pages.mv"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "microverify", "-j1", "-q", "--cache-dir", str(tmp_path / "c"),
+                               *args, str(model)], capture_output=True, text=True, timeout=600)
+
+    for _ in range(2):  # cold, then every result in the cache
+        r = run("--cross-check", "cvc5")
+        assert r.returncode == 0 and "cross-check: cvc5 agrees on 82 of 82 obligations" in r.stderr, r.stderr
+    warm = run("--dump-smt", str(tmp_path / "warm"))
+    cold = subprocess.run([sys.executable, "-m", "microverify", "-j1", "-q", "--no-cache", "--dump-smt",
+                           str(tmp_path / "cold"), str(model)], capture_output=True, text=True, timeout=600)
+    assert warm.returncode == cold.returncode == 0
+    scripts = {p.name: p.read_text() for p in (tmp_path / "cold").iterdir()}
+    assert len(scripts) == 82 and scripts == {p.name: p.read_text() for p in (tmp_path / "warm").iterdir()}
+    assert any("(forall" in text for text in scripts.values())
+
+
 def test_a_lambda_left_in_the_quantified_encoding_is_exported_as_a_defined_constant() -> None:
     """The step writes the upper map, so the abstraction's lambda is stored to, not only read:
     Z3 keeps it; SMT-LIB 2.6 has no lambda, so the script defines a constant by a forall."""
