@@ -1,6 +1,6 @@
 """`python -m microverify` runs the `prove` command."""
 
-from microverify.prover.cli import main
+from microverify.entry import prove
 
 if __name__ == "__main__":  # worker processes import this module too; they must not run main
-    main()
+    prove()

@@ -5,6 +5,7 @@ One case per test; each is seconds at most (the signal tests wait a few seconds 
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import signal
@@ -12,11 +13,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import z3
 
 from conftest import SECURE, prove_text
+from microverify import entry
 from microverify.dsl.diagnostics import CODES, DiagnosticError, render
 from microverify.dsl.limits import MAX_DEPTH, MAX_FILE_BYTES
 from microverify.dsl.loader import discover, load_file, load_text
@@ -652,6 +655,26 @@ def test_ctrl_c_stops_at_once_with_exit_130(tmp_path: Path, jobs: str, to: str) 
     assert err.strip().splitlines() == ["prove: interrupted; stopped before every obligation was solved (exit 130)"], err
     time.sleep(1)
     assert all(gone(w) for w in workers)
+
+
+def test_ctrl_c_while_prove_starts_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Before prover/cli.py is imported (a fraction of a second), its handler is not there yet:
+    the entry point (microverify.entry, the `prove` script and `python -m microverify`) ends
+    the same way, without a traceback."""
+    real = builtins.__import__
+
+    def interrupted(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "microverify.prover.cli":
+            raise KeyboardInterrupt
+        return real(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "microverify.prover.cli", raising=False)
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    with pytest.raises(SystemExit) as stopped:
+        entry.prove()
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err == "prove: interrupted while starting (exit 130)\n"
 
 
 @needs_proc
