@@ -6,13 +6,29 @@ bit-vectors, so a script that keeps quantifiers is given to cvc5 through its own
 instead (still a second, independent solver and parser). The answers must agree with Z3's: the
 hypotheses satisfiable, and the main query unsat for a PROVED validity obligation (sat for a
 PROVED `VAC`, sat for a FAILED one). Anything else — a different answer, an unknown, a script
-the second solver cannot take — is reported and makes `prove` exit 1.
+the second solver cannot take, no answer within the time limit — is reported and makes `prove`
+exit 1.
+
+The second solver runs in a process of its own (`_Child`), one script at a time. cvc5 keeps
+Python's global interpreter lock while it solves and does not always stop at its own time
+limit: run in this process, one check of `prove --cross-check cvc5 proofs` ran for more than 25
+minutes, and neither Ctrl-C nor SIGTERM could stop it (the main thread never got to run). A
+script without an answer within twice the time limit and 5 seconds more is not answered: the
+child ends itself then (SIGALRM, whose default action needs no Python code to run, so it also
+ends when its parent is gone), and the parent kills it if it has not.
 """
 
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
+import math
+import multiprocessing
+import signal
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # cross_check runs inside prover/solve.py, which imports them; the CLI only
     # needs SOLVERS and `available`, even in a run the cache answers in full
@@ -35,7 +51,89 @@ def _options(solver_name: str, seconds: float) -> dict[str, str]:
             "tlimit-per": str(_milliseconds(seconds))}
 
 
+class _Child:
+    """A process that runs functions of this module for this one, one call at a time, until
+    this process ends (it then reads the end of its pipe and exits). Started on first use, and
+    again after it was killed."""
+
+    def __init__(self) -> None:
+        self.process: BaseProcess | None = None
+        self.connection: Connection | None = None
+        self.lock = threading.Lock()  # one call at a time (the language server solves in threads)
+
+    def call(self, function: Callable[..., Any], args: tuple[object, ...], seconds: float) -> Any:
+        """function(*args) in the child; its exception again here (as RuntimeError when it
+        cannot be sent); TimeoutError when it has not answered within `seconds` (the child then
+        ends itself, or is killed 2 seconds later)."""
+        with self.lock:
+            if self.process is None or not self.process.is_alive() or self.connection is None:
+                self._start()
+            assert self.connection is not None and self.process is not None
+            self.connection.send((function, args, seconds))
+            answer = None
+            if self.connection.poll(seconds + 2):  # waits without the interpreter lock
+                try:
+                    answer = self.connection.recv()
+                except (EOFError, OSError):  # it ended itself (SIGALRM)
+                    pass
+            if answer is None:
+                self.process.kill()
+                self.process.join()
+                code, self.process, self.connection = self.process.exitcode, None, None
+                if code not in (-signal.SIGALRM, -signal.SIGKILL):
+                    raise RuntimeError(f"the second solver's process ended (exit code {code})")
+                raise TimeoutError(f"no answer within {seconds:g} s")
+        ok, value = answer
+        if not ok:
+            raise value if isinstance(value, Exception) else RuntimeError(value)
+        return value
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        here, there = context.Pipe()
+        self.process = context.Process(target=_serve, args=(there,), name="microverify-cross-check", daemon=True)
+        self.process.start()
+        there.close()
+        self.connection = here
+
+
+def _serve(connection: Connection) -> None:
+    """The child's loop: call what it is sent, send back what came of it; a call that takes
+    longer than it may ends the process (SIGALRM at its default action)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops it
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    # whatever mask it started with (one child of a run was seen with SIGINT and SIGTERM
+    # blocked, as the solving threads have them, prover/driver.py): the parent's exit stops it
+    # with SIGTERM
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    while True:
+        try:
+            function, args, seconds = connection.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        signal.alarm(math.ceil(seconds))
+        try:
+            connection.send((True, function(*args)))
+        except Exception as exc:  # noqa: BLE001 - handed to the parent
+            try:
+                connection.send((False, exc))
+            except Exception:  # noqa: BLE001 - an exception that cannot be pickled
+                connection.send((False, f"{type(exc).__name__}: {exc}"))
+        finally:
+            signal.alarm(0)
+
+
+_CHILD = _Child()
+
+
 def _sat(text: str, solver_name: str, seconds: float) -> bool | None:
+    """Whether the script is satisfiable, by the second solver in its process (`_Child`)."""
+    answer = _CHILD.call(_sat_here, (text, solver_name, seconds), 2 * seconds + 5)
+    assert answer is None or isinstance(answer, bool)
+    return answer
+
+
+def _sat_here(text: str, solver_name: str, seconds: float) -> bool | None:
     logic_name = text.split("(set-logic ", 1)[1].split(")", 1)[0]
     if logic_name != "QF_AUFBV":
         return _sat_native(text, seconds)

@@ -42,7 +42,7 @@ class Options:
     dump_smt: Path | None = None  # write every obligation there as SMT-LIB2
     cross_check: str | None = None  # re-check every verdict with this solver (through pysmt)
     encoding: str = "qf"  # "qf": quantifiers instantiated where sound (prover/qf.py); "quantified"
-    max_memory: int = 2048  # MiB Z3 may allocate for one obligation (0: no limit); see limit_memory
+    max_memory: int = 2048  # MiB Z3 may allocate for one obligation (0: no limit); prover/memory.py
 
 
 @dataclass(frozen=True)

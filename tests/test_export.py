@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ import z3
 
 from conftest import CASES
 from microverify.dsl.loader import load_file
+from microverify.prover import crosscheck
 from microverify.prover.crosscheck import _sat, available, cross_check
 from microverify.prover.driver import obligations
 from microverify.prover.export import script
@@ -152,3 +156,27 @@ def test_a_script_is_written_whole_or_not_at_all(tmp_path: Path, monkeypatch: py
     monkeypatch.undo()
     assert path.read_text() == whole
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_the_second_solver_runs_in_a_child_that_cannot_outlast_its_time_limit() -> None:
+    """cvc5 holds the interpreter lock and may run past its own limit: it runs in a process of
+    its own, reused from call to call, which answers, hands back the exception, or ends (by
+    itself, SIGALRM, even when nobody waits for it any more) once its time is up."""
+    child = crosscheck._Child()
+    assert child.call(pow, (2, 10), 30) == 1024
+    first = child.process
+    with pytest.raises(ValueError):
+        child.call(int, ("not a number",), 30)
+    assert child.process is first and first is not None and first.is_alive()
+    start = time.monotonic()
+    with pytest.raises(TimeoutError):
+        child.call(time.sleep, (60,), 1)
+    assert time.monotonic() - start < 10 and child.process is None and not first.is_alive()
+    assert child.call(pow, (3, 2), 30) == 9  # a new child
+    with pytest.raises(RuntimeError, match=r"process ended \(exit code 3\)"):
+        child.call(os._exit, (3,), 30)  # a child that dies is not waited for, and says so
+    assert child.call(pow, (3, 2), 30) == 9
+    assert child.process is not None and child.connection is not None
+    child.connection.send((time.sleep, (60,), 1))  # and nobody waits for the answer
+    child.process.join(10)
+    assert child.process.exitcode == -signal.SIGALRM
