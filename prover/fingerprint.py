@@ -20,8 +20,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+from collections.abc import Callable
 from enum import Enum
 from functools import cache
+from typing import TypeVar
 from pathlib import Path
 
 import z3
@@ -44,7 +46,25 @@ _fields: dict[type, _Fields | None] = {}
 # A run makes a few thousand; the language server makes more with every save, and each entry
 # keeps a whole module, so at most this many are remembered (then forgotten: only a speed-up).
 _MODULES_LIMIT = 8192
-_slices: dict[tuple[int, str, str | None, bool], tuple[ir.Module, ir.Module]] = {}
+_slices: dict[tuple[object, ...], tuple[ir.Module, ir.Module]] = {}
+_without_ops: dict[tuple[object, ...], tuple[ir.Module, bytes]] = {}
+_T = TypeVar("_T")
+
+
+def _per_module(memo: dict[tuple[object, ...], tuple[ir.Module, _T]], module: ir.Module, key: tuple[object, ...],
+                make: Callable[[], _T]) -> _T:
+    """make(), remembered in `memo` under the module's id and `key`, with the module kept alive
+    beside it (so that no other module gets its id while the entry stands); at most
+    _MODULES_LIMIT entries (then forgotten: only a speed-up)."""
+    full = (id(module), *key)
+    found = memo.get(full)
+    if found is not None and found[0] is module:
+        return found[1]
+    if len(memo) >= _MODULES_LIMIT:
+        memo.clear()
+    made = make()
+    memo[full] = (module, made)
+    return made
 
 
 def slice_module(module: ir.Module, ob: Obligation) -> ir.Module:
@@ -52,15 +72,7 @@ def slice_module(module: ir.Module, ob: Obligation) -> ir.Module:
     parts (INV, OC, WSC, ... of one operation), so that its digest is computed once (the memo
     of `digest` is by object)."""
     reads_upper = module.layer(ob.layer).refines is not None and ob.kind in _READS_UPPER
-    key = (id(module), ob.layer, ob.op, reads_upper)
-    found = _slices.get(key)
-    if found is not None and found[0] is module:  # the module is kept with it: its id is not reused
-        return found[1]
-    if len(_slices) >= _MODULES_LIMIT:
-        _slices.clear()
-    sliced = _slice(module, ob)
-    _slices[key] = (module, sliced)
-    return sliced
+    return _per_module(_slices, module, (ob.layer, ob.op, reads_upper), lambda: _slice(module, ob))
 
 
 def _slice(module: ir.Module, ob: Obligation) -> ir.Module:
@@ -78,17 +90,8 @@ def digest_without_ops(module: ir.Module) -> bytes:
     """The digest of the module with every layer's operations left out: what a layer's states,
     `init`, invariants and observations are lowered from (types, sizes, configuration,
     principals, policy), and nothing an operation adds."""
-    found = _without_ops.get(id(module))
-    if found is not None and found[0] is module:  # kept with it: its id is not reused
-        return found[1]
-    if len(_without_ops) >= _MODULES_LIMIT:
-        _without_ops.clear()
-    out = digest(dataclasses.replace(module, layers=tuple(dataclasses.replace(x, ops=()) for x in module.layers)))
-    _without_ops[id(module)] = (module, out)
-    return out
-
-
-_without_ops: dict[int, tuple[ir.Module, bytes]] = {}
+    return _per_module(_without_ops, module, (), lambda: digest(dataclasses.replace(
+        module, layers=tuple(dataclasses.replace(x, ops=()) for x in module.layers))))
 
 
 def digest(node: object) -> bytes:
