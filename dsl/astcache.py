@@ -20,13 +20,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from functools import cache, lru_cache
 from pathlib import Path
 
 from microverify.dsl import ast
 from microverify.dsl.spans import Span
+from microverify.files import write_atomically
 
 FORMAT = 1
 MAX_ENTRY_BYTES = 64 * 1024 * 1024
@@ -109,14 +108,7 @@ def _store(entry: Path, module: ast.Module) -> None:
         payload = json.dumps(encode(module), separators=(",", ":"))
         data = json.dumps({"sha256": hashlib.sha256(payload.encode("utf-8")).hexdigest(), "tree": payload})
         entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(data)
-            os.replace(tmp, entry)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomically(entry, data)
     except (OSError, ValueError, TypeError, RecursionError):
         pass  # only a speed-up
 

@@ -24,13 +24,13 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import z3
 
 from microverify import __version__
+from microverify.files import write_atomically
 
 DEFAULT_DIR = Path(".microverify-cache")
 AST_SUBDIR = "ast"  # parsed files (dsl/astcache.py), beside the result entries
@@ -114,13 +114,9 @@ class Cache:
         if not self.writable:
             return
         path = self._path(key)
-        tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                json.dump(entry, f)
-            os.replace(tmp, path)  # atomic: parallel workers never see half an entry
+            write_atomically(path, json.dumps(entry))  # parallel workers never see half an entry
         except OSError as exc:
             # something in the way of this one entry (a directory where it goes), or the cache
             # as a whole failing (a full disk, a read-only file system): then stop writing
@@ -129,11 +125,6 @@ class Cache:
             self.warnings.append(f"warning: cannot write the cache entry {path} (for {obligation_id}): "
                                  f"{exc.strerror or exc}"
                                  + ("" if alone else "; not writing the cache any more in this run"))
-            if tmp is not None:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
 
 
 def _read_small(path: Path) -> str:

@@ -10,13 +10,12 @@ obligations are declared QF_AUFBV, those that keep quantifiers AUFBV.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import z3
 
+from microverify.files import write_atomically
 from microverify.prover.formula import Formula
 from microverify.prover.qf import binders, define_lambdas
 from microverify.prover.obligations import KIND_NAMES, Obligation
@@ -67,13 +66,5 @@ def dump(ob: Obligation, formula: Formula, directory: Path) -> Path:
     the same script: written in place, the script could be left empty (seen in review)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / file_name(ob)
-    text = script(ob, formula)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".smt2")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomically(path, script(ob, formula))
     return path
