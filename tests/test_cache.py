@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import z3
 
-from conftest import CASES, PROOFS, SECURE
+from conftest import CASES, PROOFS, SECURE, SPLIT_ORDERS, assert_replayed, split_over_two_files
 from microverify.dsl import ir
 from microverify.dsl.loader import load_file, load_text
 from microverify.dsl.spans import Span
@@ -23,7 +23,7 @@ from microverify.prover import driver, fingerprint, solve
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.obligations import Kind
 from microverify.prover.solve import build, smt2
-from microverify.prover.verdict import Options, Result, Status, cache_key
+from microverify.prover.verdict import ENCODINGS, Options, Result, Status, cache_key
 
 
 def run(modules: list[ir.Module], cache: Path, options: Options | None = None) -> dict[str, Result]:
@@ -193,6 +193,42 @@ def test_a_leak_introduced_after_caching_is_found(tmp_path: Path, old: str, new:
     second = run([load_text(safe.replace(old, new), "m.mv")], tmp_path)
     assert second["L/LR/write/VM"].status is Status.FAILED
     assert not second["L/LR/write/VM"].cached
+
+
+# KServ sees the low half of a VM's byte, which stays 0; the leaky variant differs only in the
+# two numbers of one extract (the high half, which the VM writes). Two runs: VM 0 writes 1 in
+# one and 0 in the other, KServ peeks at VM 0 and sees 1 against 0.
+NIBBLES = """\
+principal KServ
+principal VM(v: bv[1])
+layer L {
+  state { w : map[bv[1]] -> bv[8]  seen : bv[4] }
+  init { forall v: bv[1]. w[v] == 0 }
+  invariant low { forall v: bv[1]. extract(w[v], 3, 0) == 0 }
+  observe KServ { seen }
+  observe VM(v) { w[v] }
+  op write(v: bv[1], x: bv[4]) by VM(v) { w[v] := concat(x, extract(w[v], 3, 0)) }
+  op peek(v: bv[1]) by KServ { seen := extract(w[v], 3, 0) }
+}
+"""
+
+
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_leak_in_the_numbers_of_an_extract_is_not_taken_from_the_cache(tmp_path: Path, encoding: str,
+                                                                          order: str) -> None:
+    """The key's serialisation writes each number with its end (FORMAT 3): the leaky model's
+    obligations never meet the secure one's entries, whichever file is loaded first."""
+    options = Options(encoding=encoding)
+    (tmp_path / "secure").mkdir()
+    (tmp_path / "leaky").mkdir()
+    secure = run(split_over_two_files(tmp_path / "secure", NIBBLES, "KServ", order), tmp_path / "c", options)
+    assert secure and all(r.status is Status.PROVED for r in secure.values())
+    leaky = NIBBLES.replace("seen := extract(w[v], 3, 0)", "seen := extract(w[v], 7, 4)")
+    second = run(split_over_two_files(tmp_path / "leaky", leaky, "KServ", order), tmp_path / "c", options)
+    failed = second["L/WSC/peek/KServ"]
+    assert failed.status is Status.FAILED and not failed.cached and failed.counterexample is not None
+    assert_replayed(list(second.values()))
 
 
 def test_a_type_an_importer_declares_is_in_the_key(tmp_path: Path) -> None:
