@@ -25,7 +25,7 @@ from pathlib import Path
 
 from microverify.dsl import ast
 from microverify.dsl.spans import Span
-from microverify.files import write_atomically
+from microverify.files import touch, write_atomically
 
 FORMAT = 1
 MAX_ENTRY_BYTES = 64 * 1024 * 1024
@@ -100,7 +100,10 @@ def _load(entry: Path) -> ast.Module | None:
         module = decode(payload)
     except (OSError, ValueError, TypeError, KeyError, RecursionError):
         return None
-    return module if isinstance(module, ast.Module) else None
+    if not isinstance(module, ast.Module):
+        return None
+    touch(entry)  # used now: kept when the cache is pruned (prover/cache.py)
+    return module
 
 
 def _store(entry: Path, module: ast.Module) -> None:

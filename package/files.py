@@ -1,4 +1,4 @@
-"""Files written whole or not at all."""
+"""Files written whole or not at all; files marked used."""
 
 from __future__ import annotations
 
@@ -22,3 +22,10 @@ def write_atomically(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def touch(path: Path) -> None:
+    """Set a file's modification time to now: a cache entry's last use (prover/cache.py prunes
+    the least recently used). A file that cannot be written (a read-only cache) is left as it is."""
+    with contextlib.suppress(OSError):
+        os.utime(path)

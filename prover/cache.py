@@ -16,6 +16,12 @@ Threat model: the cache is as trusted as the working tree it sits in. The checks
 corruption, stale entries, and an entry copied or edited to stand for another obligation; they
 do not stop someone who can write the cache *and* recompute checksums (they could as well
 edit the proofs).
+
+Size: an entry found is touched (its modification time is its last use), and after a run that
+solved something, `prune` removes the least recently used entries beyond a number (results and
+parsed files counted apart), none of them used by that run, and temporary files left by writers
+that were stopped. It removes only files named as entries are, so a cache directory pointed at
+a folder with other files in it loses none of them.
 """
 
 from __future__ import annotations
@@ -23,19 +29,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import z3
 
 from microverify import __version__
-from microverify.files import write_atomically
+from microverify.files import touch, write_atomically
 
 DEFAULT_DIR = Path(".microverify-cache")
 AST_SUBDIR = "ast"  # parsed files (dsl/astcache.py), beside the result entries
 FORMAT = 2
 MAX_ENTRY_BYTES = 64 * 1024  # an entry is about 400 bytes
+MAX_ENTRIES = 20_000  # kept of each kind by default (--cache-max-entries): about 80 MiB on disk
+_SHARD = re.compile(r"[0-9a-f]{2}")  # <dir>/<key[:2]>/
+_ENTRY = re.compile(r"[0-9a-f]{64}\.json")
+_LEFT_BEHIND = re.compile(r"\.tmp-[A-Za-z0-9_]+\.json")  # files.write_atomically's, of a stopped writer
+_STALE_TEMPORARY_SECONDS = 3600.0
+_TIME_MARGIN_SECONDS = 2.0
 
 
 def unusable_cache_dir(directory: Path) -> str | None:
@@ -98,12 +112,15 @@ class Cache:
                      and entry.get("tool") == __version__ and entry.get("z3") == z3.get_version_string()
                      and entry.get("format") == FORMAT and isinstance(entry.get("rlimit_used"), int)
                      and isinstance(entry.get("quantified"), bool))
+        except FileNotFoundError:  # removed since (another run's prune)
+            return None
         except (OSError, ValueError, RecursionError):  # RecursionError: deeply nested JSON
             valid = False
         if not valid:
             self.warnings.append(f"warning: ignoring an invalid cache entry {path} (for {obligation_id}); "
                                  "solving again")
             return None
+        touch(path)
         return Hit(int(entry["rlimit_used"]), bool(entry["quantified"]))
 
     def put(self, key: str, obligation_id: str, rlimit_used: int, quantified: bool) -> None:
@@ -125,6 +142,49 @@ class Cache:
             self.warnings.append(f"warning: cannot write the cache entry {path} (for {obligation_id}): "
                                  f"{exc.strerror or exc}"
                                  + ("" if alone else "; not writing the cache any more in this run"))
+
+
+def prune(directory: Path, keep: int, started: float) -> int:
+    """Remove the least recently used result entries beyond `keep`, and the parsed files
+    (AST_SUBDIR) beyond `keep`, but none used or written since `started` (time.time()); and
+    temporary files left for an hour. Returns how many files were removed. Best effort: a file
+    that cannot be looked at or removed (another run's, a read-only cache) is left."""
+    results = [entry for folder in _listed(directory) if _SHARD.fullmatch(folder.name)
+               for entry in _listed(folder)]
+    removed = 0
+    for entries in (results, _listed(directory / AST_SUBDIR)):
+        dated: list[tuple[float, Path]] = []
+        for path in entries:
+            try:
+                info = path.lstat()
+            except OSError:
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            if _ENTRY.fullmatch(path.name):
+                dated.append((info.st_mtime, path))
+            elif _LEFT_BEHIND.fullmatch(path.name) and info.st_mtime < time.time() - _STALE_TEMPORARY_SECONDS:
+                removed += _remove(path)
+        dated.sort()
+        # a margin for file systems that keep times coarsely: nothing this run used goes
+        removed += sum(_remove(path) for mtime, path in dated[:max(0, len(dated) - keep)]
+                       if mtime < started - _TIME_MARGIN_SECONDS)
+    return removed
+
+
+def _listed(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError:
+        return []
+
+
+def _remove(path: Path) -> int:
+    try:
+        path.unlink()
+    except OSError:
+        return 0
+    return 1
 
 
 def _read_small(path: Path) -> str:

@@ -12,6 +12,7 @@ import signal
 import stat
 import sys
 import threading
+import time
 import tomllib
 import traceback
 from pathlib import Path
@@ -26,7 +27,7 @@ from microverify.dsl.defines import Define, Uses, parse_defines, unused
 from microverify.dsl.loader import discover, load_file
 from microverify.prover import formats
 from microverify.prover.formats import USAGE, Problem
-from microverify.prover.cache import AST_SUBDIR, DEFAULT_DIR, unusable_cache_dir
+from microverify.prover.cache import AST_SUBDIR, DEFAULT_DIR, MAX_ENTRIES, prune, unusable_cache_dir
 from microverify.prover.crosscheck import SOLVERS, available
 from microverify.prover.driver import Pair, obligations, prove_pairs
 from microverify.prover.progress import Progress
@@ -230,7 +231,9 @@ def check_dump_dir(folder: Path) -> None:
 
 def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: Path | None,
         only: tuple[str, ...], shard_text: str | None, fmt: str, output: Path | None,
-        list_only: bool, check_only: bool, defines: tuple[Define, ...] = (), durations: int = 0) -> int:
+        list_only: bool, check_only: bool, defines: tuple[Define, ...] = (), durations: int = 0,
+        cache_max_entries: int = MAX_ENTRIES) -> int:
+    started = time.time()
     sources: dict[str, str] = {}
     shard = parse_shard(shard_text)
     if output is not None:
@@ -276,6 +279,8 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
 
     with progress:
         results = prove_pairs(pairs, options, on_result, jobs, cache_dir)
+    if cache_dir is not None and cache_max_entries and not all(r.cached for r in results):
+        prune(cache_dir, cache_max_entries, started)  # a fully cached run added nothing
     for r in results:
         for w in r.warnings:
             click.echo(w, err=True)
@@ -322,6 +327,9 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
 @click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_DIR,
               show_default=True, help="Where PROVED results are cached, keyed by what each obligation is built from.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the cache.")
+@click.option("--cache-max-entries", type=click.IntRange(min=0), default=MAX_ENTRIES, show_default=True,
+              metavar="N", help="After a run that solved something, remove the least recently used results "
+                                "beyond N from the cache, and parsed files beyond N (0: remove none).")
 @click.option("--list", "list_only", is_flag=True, help="List the obligations (text or json) and exit.")
 @click.option("--only", multiple=True, metavar="PATTERN",
               help="Only obligations whose id (Layer/KIND/op/Observer) matches this glob; repeatable.")
@@ -355,7 +363,8 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
               help="Then list the N slowest obligations (on standard error with a format other than text).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only obligations that are not proved.")
 @click.version_option(__version__, prog_name="prove")
-def prove(paths: tuple[Path, ...], jobs: int | None, cache_dir: Path, no_cache: bool, list_only: bool,
+def prove(paths: tuple[Path, ...], jobs: int | None, cache_dir: Path, no_cache: bool, cache_max_entries: int,
+          list_only: bool,
           only: tuple[str, ...], shard: str | None, fmt: str, output: Path | None, check_only: bool,
           dump_smt: Path | None, cross_check: str | None, encoding: str, rlimit: int, timeout: float,
           max_memory: int, seed: int, defines: tuple[str, ...], durations: int, quiet: bool) -> None:
@@ -377,7 +386,7 @@ def prove(paths: tuple[Path, ...], jobs: int | None, cache_dir: Path, no_cache: 
         if cross_check is not None and (why := available(cross_check)) is not None:
             raise BadInput(f"error: cannot cross-check with {cross_check}: {why}")
         code = run(targets, options, quiet, jobs, None if no_cache else cache_dir, only, shard, fmt, output,
-                   list_only, check_only, parsed, durations)
+                   list_only, check_only, parsed, durations, cache_max_entries)
     except BadInput as exc:
         click.echo(str(exc), err=True)
         _report_problems(exc, fmt, output, options, jobs)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -30,7 +31,7 @@ from microverify.dsl.diagnostics import Diagnostic, DiagnosticError
 from microverify.dsl.loader import load_text
 from microverify.dsl.parser import parse
 from microverify.dsl.spans import Span
-from microverify.prover.cache import DEFAULT_DIR, unusable_cache_dir
+from microverify.prover.cache import DEFAULT_DIR, MAX_ENTRIES, prune, unusable_cache_dir
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.formats import message
 from microverify.prover.verdict import Options, Result, Status
@@ -144,7 +145,11 @@ def _prove(module: ir.Module, uri: str, cache: Path | None) -> list[Result]:
     """The obligations of the file at `uri` (not of the files it imports), proved."""
     file = path_of(uri).resolve()
     pairs = [(m, ob) for m, ob in obligations([module]) if Path(ob.file).resolve() == file]
-    return prove_pairs(pairs, Options(), jobs=1, cache_dir=cache)
+    started = time.time()
+    results = prove_pairs(pairs, Options(), jobs=1, cache_dir=cache)
+    if cache is not None and not all(r.cached for r in results):
+        prune(cache, MAX_ENTRIES, started)  # as `prove` does with its default
+    return results
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_OPEN)

@@ -5,6 +5,7 @@ entry."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -294,3 +295,98 @@ def test_the_tools_own_code_is_in_the_key(monkeypatch: pytest.MonkeyPatch) -> No
     assert {"solve.py", "qf.py", "lower.py", "encoding.py", "checker.py", "grammar.lark"} <= set(read)
     monkeypatch.setattr(fingerprint, "tool_digest", lambda: "another version of the code")
     assert cache_key(sliced, ob, Options()) != before
+
+
+# -- the cache's size: least recently used entries go
+
+
+def _entries(cache: Path) -> dict[Path, float]:
+    return {p: p.stat().st_mtime for p in cache.glob("??/*.json")}
+
+
+def _prove_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "microverify", "-q", "-j1", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def _age(paths: list[Path], seconds: float) -> None:
+    then = time.time() - seconds
+    for p in paths:
+        os.utime(p, (then, then))
+
+
+def test_a_run_that_solves_removes_the_least_recently_used_entries_beyond_the_limit(tmp_path: Path) -> None:
+    """Three models with disjoint keys: A proved long ago, B less long ago and then used again
+    by a fully cached run (which touches its entries and removes nothing), then C proved with
+    room for B's and C's entries only: A's go, and B's and C's stay (B re-proves nothing, A
+    re-proves everything)."""
+    cache = tmp_path / "cache"
+    models = {}
+    for name, width in (("a", 8), ("b", 7), ("c", 6)):
+        models[name] = tmp_path / f"{name}.mv"
+        models[name].write_text(SECURE.replace("bv[8]", f"bv[{width}]"))
+    made: dict[str, list[Path]] = {}
+    for name in ("a", "b"):
+        before = set(_entries(cache)) if cache.exists() else set()
+        assert _prove_cli("--cache-dir", str(cache), str(models[name])).returncode == 0
+        made[name] = sorted(set(_entries(cache)) - before)
+        assert made[name]
+    _age(made["a"], 3000)
+    _age(made["b"], 2000)
+    reused = _prove_cli("--cache-dir", str(cache), "--cache-max-entries", "1", str(models["b"]))
+    assert reused.returncode == 0 and "(cached)" not in reused.stdout  # -q
+    entries = _entries(cache)
+    assert set(entries) == {*made["a"], *made["b"]}, "a fully cached run removes nothing"
+    assert min(entries[p] for p in made["b"]) > time.time() - 60, "a hit marks its entry used"
+    assert max(entries[p] for p in made["a"]) < time.time() - 2500
+    _age(made["b"], 1000)  # used after A's, before this run
+    (cache / "notes.txt").write_text("not an entry")  # a folder shared with other files loses none of them
+    (cache / "ab").mkdir(exist_ok=True)
+    (cache / "ab" / "README").write_text("not an entry either")
+    before = set(_entries(cache))
+    limit = len(made["b"]) + len(_obligation_ids(models["c"]))
+    assert _prove_cli("--cache-dir", str(cache), "--cache-max-entries", str(limit), str(models["c"])).returncode == 0
+    after = set(_entries(cache))
+    made["c"] = sorted(after - before)
+    assert made["c"] and after == {*made["b"], *made["c"]}, "A's entries go, B's and C's stay"
+    assert (cache / "notes.txt").exists() and (cache / "ab" / "README").exists()
+    modules = {name: load_file(models[name], {}) for name in ("a", "b")}
+    assert not fresh(run([modules["b"]], cache)), "B is still fully cached"
+    assert fresh(run([modules["a"]], cache)) == {ob.id for _, ob in obligations([modules["a"]])}
+
+
+def _obligation_ids(path: Path) -> list[str]:
+    return [ob.id for _, ob in obligations([load_file(path, {})])]
+
+
+def test_prune_keeps_what_the_run_used_and_removes_left_behind_temporary_files(tmp_path: Path) -> None:
+    from microverify.prover.cache import prune
+
+    shard = tmp_path / "0a"
+    shard.mkdir()
+    ast_dir = tmp_path / "ast"
+    ast_dir.mkdir()
+    old = [shard / f"0a{i:062x}.json" for i in range(4)]
+    new = [shard / f"0a{i + 10:062x}.json" for i in range(3)]
+    trees = [ast_dir / f"{i:064x}.json" for i in range(3)]
+    for p in [*old, *new, *trees]:
+        p.write_text("{}")
+    for i, p in enumerate(old):
+        _age([p], 5000 - i)  # old[0] is the least recently used
+    _age(trees[:2], 5000)
+    stale_tmp, fresh_tmp = shard / ".tmp-abc123.json", shard / ".tmp-def456.json"
+    stale_tmp.write_text("half")
+    fresh_tmp.write_text("being written")
+    _age([stale_tmp], 7200)
+    started = time.time() - 10  # `new` and trees[2] were used by this run
+    removed = prune(tmp_path, 5, started)
+    assert [p.exists() for p in old] == [False, False, True, True]
+    assert all(p.exists() for p in new)
+    assert all(p.exists() for p in trees), "parsed files are counted apart from results"
+    assert not stale_tmp.exists() and fresh_tmp.exists()
+    assert removed == 3
+    assert prune(tmp_path, 1, started) == 4  # never what this run used, even beyond the limit
+    assert [p.exists() for p in old] == [False] * 4 and all(p.exists() for p in new)
+    assert [p.exists() for p in trees] == [False, False, True]
+    assert prune(tmp_path, 1, started) == 0
+    assert prune(tmp_path / "missing", 1, started) == 0
