@@ -287,6 +287,7 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
         else:
             responsible.append(op.dom.span)
     relevant |= written
+    relevant |= _agreement_masks(ob, formula, x, relevant)
     own = [r for r in runs if not r.upper]
     tables = formula.tables or [Table("", L, [r.name for r in own] + [f"step({r.name})" for r in own if r.step],
                                       [r.pre for r in own] + [r.step.post for r in own if r.step])]
@@ -326,6 +327,29 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
     return Counterexample(operation, observer, doms, results, tuple(reads), tuple(shown),
                           tuple(_describe(x, g, family) for g in failing), tuple(responsible),
                           tuple(configuration))
+
+
+def _agreement_masks(ob: Obligation, formula: Formula, x: _Explainer, relevant: set[str]) -> set[str]:
+    """The fields in the `where` conditions of the views the runs are assumed to agree on (the
+    actor's for OC, DC and WSC, the observer's for WSC and DR), of the components that show a
+    field already shown: what says why an entry that differs is not seen, e.g. `owner[p]` of
+    `mem[p] for p where owner[p] == KServ`."""
+    L = formula.layer
+    names: set[str] = set()
+    if ob.kind in (Kind.OC, Kind.DC, Kind.WSC):
+        names |= {p.name for r in formula.runs if r.dom is not None and not r.upper
+                  for p in L.module.principals if x.holds(L.enc.principals.is_(p.name, r.dom))}
+    if ob.kind in (Kind.WSC, Kind.DR) and formula.observer is not None:
+        names.add(formula.observer[0].name)
+    found: set[str] = set()
+    for name in names:
+        view = L.layer.observation(name)
+        for component in view.components if view is not None else ():
+            shows: set[str] = set()
+            collect_fields(component.expr, shows)
+            if component.where is not None and shows & relevant:
+                collect_fields(component.where, found)
+    return found
 
 
 class _Entries:

@@ -42,15 +42,29 @@ def obligations(modules: Iterable[ir.Module]) -> list[Pair]:
     Two copies are the same obligation only if what it is built from is the same: its slice of
     the module (prover/fingerprint.py: the principals, policy and oracles, its layer and the
     layer that one refines). A type alias the importing file declares can change what an
-    imported layer means, so the file and the layer's name are not enough."""
-    seen: set[tuple[Obligation, bytes]] = set()
-    out = []
+    imported layer means, so the file and the layer's name are not enough. When root files of
+    the run build an obligation in different ways, or some of the files that hold its layer do
+    not build it at all (an imported layer under more principals has more observers), each way
+    is kept, its `context` naming the root files that build it so (its id says them)."""
+    ways: dict[Obligation, dict[bytes, list[str]]] = {}  # obligation -> slice digest -> root files
+    holders: dict[tuple[str, str], list[str]] = {}  # (file, layer) -> root files that hold it
+    first: list[tuple[ir.Module, Obligation, bytes]] = []
     for m in modules:
+        for layer in m.layers:
+            holders.setdefault((layer.span.file, layer.name), []).append(m.file)
         for ob in generate(m):
-            key = (ob, fingerprint.digest(fingerprint.slice_module(m, ob)))
-            if key not in seen:
-                seen.add(key)
-                out.append((m, ob))
+            digest = fingerprint.digest(fingerprint.slice_module(m, ob))
+            files = ways.setdefault(ob, {})
+            if digest not in files:
+                files[digest] = []
+                first.append((m, ob, digest))
+            files[digest].append(m.file)
+    out = []
+    for m, ob, digest in first:
+        builders = ways[ob][digest]
+        if builders != holders[(ob.file, ob.layer)]:
+            ob = dataclasses.replace(ob, context=tuple(dict.fromkeys(builders)))
+        out.append((m, ob))
     return out
 
 

@@ -106,6 +106,7 @@ def to_json(results: list[Result], theorems: list[str], options: Options, jobs: 
                     "cached": sum(r.cached for r in results), "quantified": sum(r.quantified for r in results)},
         "obligations": [{
             "id": r.obligation.id,
+            "context": list(r.obligation.context),
             "kind": r.obligation.kind.value,
             "layer": r.obligation.layer,
             "operation": r.obligation.op,

@@ -63,15 +63,25 @@ class Obligation:
     op: str | None
     observer: str | None  # a principal family name
     span: Span
+    # the root files of the run this copy is built in, when files of one run build the same
+    # obligation differently (prover/driver.py, `obligations`); else empty
+    context: tuple[str, ...] = ()
 
     @property
-    def id(self) -> str:
+    def base_id(self) -> str:
+        """Layer/KIND/op/Observer."""
         parts = [self.layer, self.kind.value]
         if self.op is not None:
             parts.append(self.op)
         if self.observer is not None:
             parts.append(self.observer)
         return "/".join(parts)
+
+    @property
+    def id(self) -> str:
+        """base_id, and where it is ambiguous in a run, the files this copy is built in:
+        `Spec/OC/get [b.mv]`."""
+        return self.base_id + (f" [{', '.join(self.context)}]" if self.context else "")
 
 
 def generate(module: ir.Module) -> list[Obligation]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import z3
 
 from microverify.dsl import ir
-from microverify.dsl.spans import Span
+from microverify.dsl.spans import Span, source_lines
 from microverify.layers.encoding import Encoder
 from microverify.layers.model import flows_term
 from microverify.prover.memory import new_context
@@ -23,7 +23,7 @@ def source_line(span: Span, sources: dict[str, str]) -> str:
     text = sources.get(span.file)
     if text is None:
         return ""
-    lines = text.splitlines()
+    lines = source_lines(text)
     return lines[span.line - 1].strip() if 0 < span.line <= len(lines) else ""
 
 
@@ -145,31 +145,41 @@ def theorems(modules: list[ir.Module], results: list[Result], every: list[Obliga
                for m in modules for layer in m.layers if layer.refines is not None}
     for module in modules:
         for chain in stacks(module):
-            if (chain[0].span.file, chain[0].name) in refined:
+            names = {(layer.span.file, layer.name) for layer in chain}
+
+            def its(ob: Obligation) -> bool:  # an obligation of this chain as this module builds it
+                return (ob.file, ob.layer) in names and (not ob.context or module.file in ob.context)
+
+            needed = {ob for ob in every if its(ob)}
+            # a chain built differently by other files of the run (driver.obligations) has a
+            # theorem of its own here, even when another file extends it
+            context = module.file if any(ob.context for ob in needed) else ""
+            if (chain[0].span.file, chain[0].name) in refined and not context:
                 continue  # part of a longer stack loaded in this run
-            key = tuple(f"{layer.span.file}:{layer.name}" for layer in chain)
+            key = (*(f"{layer.span.file}:{layer.name}" for layer in chain), context)
             if key in done:
                 continue
             done.add(key)
-            names = {(layer.span.file, layer.name) for layer in chain}
-            mine = [r for r in results if (r.obligation.file, r.obligation.layer) in names]
-            needed = {ob for ob in every if (ob.file, ob.layer) in names}
-            out.append(_theorem(module, chain, mine, needed))
+            mine = [r for r in results if its(r.obligation)]
+            out.append(_theorem(module, chain, mine, needed, context))
     return out
 
 
-def _theorem(module: ir.Module, chain: list[ir.Layer], mine: list[Result], needed: set[Obligation]) -> str:
+def _theorem(module: ir.Module, chain: list[ir.Layer], mine: list[Result], needed: set[Obligation],
+             context: str = "") -> str:
     bottom, top = chain[0], chain[-1]
+    # `Spec [b.mv]`: as b.mv builds it, where the files of the run build it differently
+    name = bottom.name + (f" [{context}]" if context else "")
     via = " ⊑ ".join(layer.name for layer in chain)
     missing = [r.obligation.id for r in mine if r.status is not Status.PROVED]
     unchecked = needed - {r.obligation for r in mine}
     if unchecked:
-        return (f"no theorem for {bottom.name} (via {via}) from this run: {len(unchecked)} of its "
+        return (f"no theorem for {name} (via {via}) from this run: {len(unchecked)} of its "
                 f"{len(needed)} obligations were not selected (--only/--shard)"
                 + (f", and {len(missing)} obligation(s) are not proved: " + ", ".join(missing[:8])
                    + (" ..." if len(missing) > 8 else "") if missing else ""))
     if missing:
-        return (f"no theorem for {bottom.name} (via {via}): it does not follow, since "
+        return (f"no theorem for {name} (via {via}): it does not follow, since "
                 f"{len(missing)} obligation(s) are not proved: " + ", ".join(missing[:8])
                 + (" ..." if len(missing) > 8 else ""))
     observers = ", ".join(p.name + (f"({p.param})" if p.param else "") for p in module.principals)
@@ -194,7 +204,7 @@ def _theorem(module: ir.Module, chain: list[ir.Layer], mine: list[Result], neede
     defined = f" (with {', '.join(module.defines)})" if module.defines else ""
     configured = (f", for every value of the configuration constants {', '.join(c.name for c in module.configs)} "
                   "(the same in both runs and every layer)" if module.configs else "")
-    text = (f"theorem: {bottom.name}{defined} is noninterfering for observers {observers} under policy "
+    text = (f"theorem: {name}{defined} is noninterfering for observers {observers} under policy "
             f"{policy}, via {via}{configured}: any two runs of {bottom.name} {start}, doing the same operations "
             f"with the same arguments{premise}, give the observer the same outputs and end in states it "
             "cannot tell apart (termination-insensitive; operations that may halt: "

@@ -144,7 +144,7 @@ def test_json_report_schema() -> None:
     assert set(doc) == {"schema", "tool", "options", "summary", "obligations", "theorems", "diagnostics"}
     failed = [o for o in doc["obligations"] if o["status"] == "FAILED"]
     (o,) = failed
-    assert set(o) == {"id", "kind", "layer", "operation", "observer", "status", "time", "rlimit_used", "cached", "quantified",
+    assert set(o) == {"id", "context", "kind", "layer", "operation", "observer", "status", "time", "rlimit_used", "cached", "quantified",
                       "detail", "span", "counterexample", "replay"}
     assert (o["id"], o["kind"], o["operation"], o["span"]["line"]) == ("L/OC/peek", "OC", "peek", 12)
     cex = o["counterexample"]

@@ -3,6 +3,8 @@ lib.mv use type aliases their importers declare, so a.mv and b.mv give them diff
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +40,68 @@ def test_an_imported_layer_is_proved_under_each_importers_types(tmp_path: Path, 
     assert r.returncode == 1, r.stdout + r.stderr
     assert "FAILED   Lib/WSC/copy/KServ" in r.stdout
     assert r.stdout.strip().splitlines()[-1] == "23 of 24 obligations proved, 1 failed"
+    # which importer's meaning failed, and a theorem for the other one's (docs/ci.md, "One layer,
+    # several contexts")
+    assert f"FAILED   Lib/WSC/copy/KServ [{b}]" in r.stdout
+    assert f"no theorem for Lib [{b}] (via Lib): it does not follow, since 1 obligation(s) are not proved: " \
+           f"Lib/WSC/copy/KServ [{b}]" in r.stdout
+    assert f"theorem: Lib [{a}] is noninterfering" in r.stdout
+
+
+SPEC = """type pfn = bv[2]
+principal KServ
+layer Spec {
+  state { owner: map[pfn] -> principal; mem: map[pfn] -> bv[4] }
+  observe KServ { mem[p] for p: pfn where owner[p] == KServ }
+  op get(p: pfn) by KServ -> bv[4] { return mem[p] }
+}
+"""
+IMPORTER = """import "spec.mv"
+principal VM(v: bv[1])
+layer X {
+  state { z: bool }
+  op nop() by KServ { z := z }
+}
+"""
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+@pytest.mark.parametrize("order", ["spec first", "importer first"])
+def test_a_layer_secure_in_its_own_file_that_leaks_to_a_principal_an_importer_adds(
+        tmp_path: Path, order: str, encoding: str) -> None:
+    """spec.mv alone has one principal, so every page is KServ's and `get` leaks nothing; its
+    importer adds VM(v), and a page VM(0) owns is no longer KServ's to read: `get(2)` returns
+    15 in one run and 0 in the other, though the runs agree on KServ's view. Both contexts are
+    proved and told apart, each with its own theorem; the counterexample shows the owner that
+    hides mem[2] from KServ."""
+    spec, importer = tmp_path / "spec.mv", tmp_path / "importer.mv"
+    spec.write_text(SPEC)
+    importer.write_text(IMPORTER)
+    paths = [spec, importer] if order == "spec first" else [importer, spec]
+    dump = tmp_path / "smt"
+    dump.mkdir()
+    r = subprocess.run([sys.executable, "-m", "microverify", "-j1", "--no-cache", "--encoding", encoding,
+                        "--dump-smt", str(dump), "--only", "Spec/OC/get", "--only", "Spec/*/KServ",
+                        *map(str, paths)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert any(line.startswith(f"PROVED   Spec/OC/get [{spec}] ") for line in lines), r.stdout
+    assert any(line.startswith(f"FAILED   Spec/OC/get [{importer}] ") for line in lines), r.stdout
+    assert sum(line.startswith("FAILED") for line in lines) == 1
+    assert "confirmed by the reference interpreter" in r.stdout
+    hidden = re.search(r"^    owner\[(\d)\] +VM\(\d\) ", r.stdout, re.M)  # why KServ does not see mem[p]
+    assert hidden is not None and f"  * mem[{hidden[1]}] " in r.stdout, r.stdout
+    # one script per copy: the ids differ, so do the files
+    assert len(list(dump.glob("spec__Spec_OC_get*.smt2"))) == 2
+    full = subprocess.run([sys.executable, "-m", "microverify", "-q", "-j1", "--no-cache", "--encoding", encoding,
+                           "--format", "json", *map(str, paths)], capture_output=True, text=True, timeout=300)
+    report = json.loads(full.stdout)
+    contexts = {(o["id"], tuple(o["context"])) for o in report["obligations"] if o["layer"] == "Spec"}
+    assert (f"Spec/OC/get [{spec}]", (str(spec),)) in contexts
+    assert (f"Spec/WSC/get/VM [{importer}]", (str(importer),)) in contexts  # only the importer has VM
+    assert all(context for _, context in contexts)
+    assert [t.split(" is ")[0] for t in report["theorems"] if t.startswith("theorem: Spec")] == [f"theorem: Spec [{spec}]"]
+    assert any(t.startswith(f"no theorem for Spec [{importer}]") for t in report["theorems"])
+    assert any(t.startswith("theorem: X ") for t in report["theorems"])
+    [spec_theorem] = [t for t in report["theorems"] if t.startswith("theorem: Spec")]
+    assert "observers KServ under" in spec_theorem and "It rests on 9 proved obligations" in spec_theorem
