@@ -7,10 +7,10 @@ from dataclasses import replace
 
 from microverify.dsl import ast, inherit, ir, refines
 from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, error
-from microverify.dsl.exprs import BUILTINS, CheckFailed, Context, ExprChecker, Globals
+from microverify.dsl.exprs import BROKEN, BUILTINS, CheckFailed, Context, ExprChecker, Globals
 from microverify.dsl.inline import PARAM, Function
 from microverify.dsl.limits import MAX_BV_WIDTH, MAX_DEPTH, MAX_TYPE_LEAVES
-from microverify.dsl.spans import Span
+from microverify.dsl.spans import Span, source_lines
 from microverify.dsl.types import (BOOL, PRINCIPAL, BVType, EnumType, MapType, PrincipalType, RecordType,
                                    Type, has_map, is_scalar)
 
@@ -28,6 +28,7 @@ class Checker:
         self.resolved: dict[str, Type] = {}
         self.resolving: list[str] = []
         self.broken_types: set[str] = set()  # reported once, then skipped silently
+        self.left_out = 0  # parts that did not check (each rests on a diagnostic)
         self.alias_shape: dict[str, tuple[int, int]] = {}  # each resolved alias's (depth, leaves)
         self.reported_too_deep = False
         self.global_names: dict[str, Span] = {}
@@ -158,8 +159,13 @@ class Checker:
         for d in decls:
             if isinstance(d, ast.TypeDecl):
                 self.guard(lambda d=d: self.resolve_name(ast.TName(d.name, d.span)))
-        principals = [p for d in decls if isinstance(d, ast.PrincipalDecl)
-                      if (p := self.guard(lambda d=d: self.principal(d))) is not None]
+        principals = []
+        for d in decls:
+            if isinstance(d, ast.PrincipalDecl):
+                if (p := self.guard(lambda d=d: self.principal(d))) is not None:
+                    principals.append(p)
+                elif d.name not in self.globals.principals:
+                    self.globals.broken.add(d.name)  # reported there: its uses say nothing more
         for d in decls:
             if isinstance(d, (ast.OracleDecl, ast.ConstDecl, ast.DefDecl)):
                 check_decl = self.oracle if isinstance(d, ast.OracleDecl) else \
@@ -177,6 +183,9 @@ class Checker:
                       "this file declares no principal; declare at least one, e.g. `principal KServ`")
         if self.diagnostics:
             raise DiagnosticError(self.diagnostics)
+        # what failed silently (a use of something rejected) rests on a reported error; were
+        # there none, a declaration or statement would be missing from what is proved
+        assert not self.left_out, f"{self.left_out} part(s) of {self.module.file} left out without a diagnostic"
         return ir.Module(self.module.file, tuple(principals), tuple(flows),
                          tuple(self.globals.oracles.values()), tuple(layers),
                          configs=tuple(self.globals.configs.values()))
@@ -210,6 +219,7 @@ class Checker:
         try:
             return thunk()
         except CheckFailed:
+            self.left_out += 1
             return None
 
     def principal(self, d: ast.PrincipalDecl) -> ir.Principal | None:
@@ -236,6 +246,8 @@ class Checker:
                             "family) whose choice or data its values carry",
                             "a `bind` of the oracle must prove that its value is determined by what "
                             "the source sees (docs/language.md, section 3.5)")
+        if d.source in self.globals.broken:
+            raise CheckFailed()
         if d.source not in self.globals.principals:
             raise self.exprs.unknown(d.source, d.source_span or d.span, list(self.globals.principals),
                                      "principal")
@@ -314,6 +326,16 @@ class Checker:
             cond = checked[0]
             for c in checked[1:]:
                 cond = ir.Binary("and", cond, c, BOOL, c.span)
+        mentioned = _names_in(f.where)
+        for family, arg, bound, way in zip((f.source, f.target), (f.source_arg, f.target_arg), names, ("from", "to")):
+            if isinstance(arg, ast.Name) and bound is not None and arg.name == bound and bound not in mentioned:
+                # `VM(x) -> KServ` without a `where` that uses x is `VM -> KServ`: every member;
+                # most likely a misspelt constant (`VM(ADMN)` for `VM(ADMIN)`)
+                close = difflib.get_close_matches(bound, sorted(self.global_names), n=1)
+                raise self.fail("bad-policy", arg.span,
+                                f"`{bound}` is a new name for the member's index, and no `where` uses it, so this "
+                                f"flow is {way} every member: write `{family}` alone for that, or an index",
+                                *((f"did you mean `{close[0]}`?",) if close else ()))
         return ir.Flow(f.source, f.target, names[0], names[1], cond, self.text(f.span).rstrip(";").strip(), f.span)
 
     # ------------------------------------------------------------------ layers
@@ -340,7 +362,12 @@ class Checker:
             init = [e for p in d.init if (e := self.guard(lambda p=p: self.exprs.check(p, pctx, BOOL)))]
             invariants = []
             ictx = Context(self.globals, fields, {}, in_body=False, what="an invariant")
+            named: dict[str, ast.Invariant] = {}
             for n, inv in enumerate(d.invariants):
+                if inv.name is not None and named.setdefault(inv.name, inv) is not inv:
+                    self.fail("duplicate", inv.span, f"invariant `{inv.name}` is already declared in `{d.name}`",
+                              f"first declared at {named[inv.name].span}")
+                    continue
                 for k, p in enumerate(inv.preds):
                     e = self.guard(lambda p=p: self.exprs.check(p, ictx, BOOL))
                     if e is not None:
@@ -380,6 +407,8 @@ class Checker:
     def observe(self, o: ast.Observe, fields: dict[str, Type]) -> ir.Observation:
         p = self.globals.principals.get(o.principal)
         if p is None:
+            if o.principal in self.globals.broken:
+                raise CheckFailed()
             raise self.exprs.unknown(o.principal, o.span, list(self.globals.principals), "principal")
         if (p.param_type is None) != (o.param is None):
             want = f"`observe {p.name}({p.param or 'x'})`" if p.param_type else f"`observe {p.name}`"
@@ -413,17 +442,21 @@ class Checker:
 
     def text(self, span: Span) -> str:
         """The whole text of a span, on one line (its lines joined, runs of blanks as one)."""
-        lines = self.sources.get(span.file, "").splitlines()[span.line - 1:span.end_line]
+        lines = self.source_lines(span.file)[span.line - 1:span.end_line]
         if not lines:
             return ""
         lines[-1] = lines[-1][:span.end_column - 1]
         lines[0] = lines[0][span.column - 1:]
         return " ".join(" ".join(lines).split())
 
-    def snippet(self, span: Span) -> str:
-        lines = self.lines.get(span.file)
+    def source_lines(self, file: str) -> list[str]:
+        lines = self.lines.get(file)
         if lines is None:  # split once per file, not once per component (a large file has many)
-            lines = self.lines[span.file] = self.sources.get(span.file, "").splitlines()
+            lines = self.lines[file] = source_lines(self.sources.get(file, ""))
+        return lines
+
+    def snippet(self, span: Span) -> str:
+        lines = self.source_lines(span.file)
         if span.line < 1 or span.line > len(lines):
             return ""
         if span.end_line == span.line:
@@ -439,6 +472,7 @@ class OpChecker:
         self.fields = fields
         self.upper = upper
         self.result: Type | None = None
+        self.failed = False  # a statement of the body did not check
 
     def op(self, d: ast.OpDecl) -> ir.Op:
         params: list[tuple[str, Type]] = []
@@ -457,10 +491,10 @@ class OpChecker:
         if self.result is not None and has_map(self.result):
             assert d.result is not None
             raise self.c.fail("bad-type", d.result.span, "an operation cannot return a map")
-        errors_before = len(self.c.diagnostics)
+        self.failed = False
         body = self.block(d.body, scope)
-        body_ok = len(self.c.diagnostics) == errors_before
-        if self.result is not None and body_ok and not _always_exits(body):
+        # a statement left out (reported, or using something reported) may be the return
+        if self.result is not None and not self.failed and not _always_exits(body):
             raise self.c.fail("missing-return", d.name_span,
                               f"operation `{d.name}` returns {self.result} but can end without `return`")
         op = ir.Op(d.name, tuple(params), dom, self.result, tuple(body), d.span)
@@ -480,6 +514,8 @@ class OpChecker:
             checked = self.c.guard(lambda s=s: self.stmt(s, scope))
             if checked is not None:
                 out.append(checked)
+            else:
+                self.failed = True
         return out
 
     def rhs(self, e: ast.Expr, scope: dict[str, tuple[str, Type]], want: Type | None) -> ir.Expr:
@@ -493,7 +529,11 @@ class OpChecker:
             if s.name in scope or s.name in self.fields or s.name in self.c.global_names:
                 raise self.c.fail("duplicate", s.span, f"`{s.name}` is already declared; lets may not shadow")
             want = self.c.resolve_type(s.type) if s.type is not None else None
-            value = self.rhs(s.value, scope, want)
+            try:
+                value = self.rhs(s.value, scope, want)
+            except CheckFailed:
+                scope[s.name] = (BROKEN, BOOL)  # reported here: its uses say nothing more
+                raise
             scope[s.name] = ("local", value.type)
             return ir.Let(s.name, value, s.span)
         if isinstance(s, ast.Assign):
@@ -565,3 +605,17 @@ def check(module: ast.Module, sources: dict[str, str]) -> ir.Module:
     """Resolve names and types; raise DiagnosticError listing every error found."""
     return Checker(module, sources).run()
 
+
+def _names_in(e: object) -> set[str]:
+    """The names an expression of the syntax tree mentions (None: none)."""
+    found: set[str] = set()
+    stack = [e]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Name):
+            found.add(node.name)
+        elif isinstance(node, tuple):
+            stack.extend(node)
+        elif hasattr(node, "__dataclass_fields__"):
+            stack.extend(getattr(node, name) for name in node.__dataclass_fields__ if name != "span")
+    return found

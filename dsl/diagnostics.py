@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
 
-from microverify.dsl.spans import Span
+from microverify.dsl.spans import Span, source_lines
 
 
 class Severity(Enum):
@@ -38,13 +38,14 @@ CODES: dict[str, str] = {
     "missing-return": "an operation with a result type that can end without returning",
     "return-in-unit-op": "a return in an operation without a result type",
     "bad-type": "a type that is not allowed where it is used",
-    "bad-policy": "a flows-to pair that names something other than a principal",
+    "bad-policy": "a flows-to pair that names something other than a principal, or a member index name no `where` uses",
     "unsupported": "a construct the lowering does not support",
     "no-layer": "a file that declares no layer",
     "no-principal": "a file with layers but no principal",
     "arity": "a call with the wrong number of arguments",
     "define": "a `-D NAME=VALUE` that names no type alias or constant of the files loaded",
     "too-deep": "expressions, types or `if` statements nested more deeply than the limit (200 levels)",
+    "too-large": "an expression whose defs and constants expand to more than the limit (200,000 nodes)",
 }
 
 
@@ -96,7 +97,8 @@ def render(diag: Diagnostic, sources: dict[str, str]) -> str:
                 start = start - first + len(prefix)
                 width = min(width, len(shown) + len(prefix) - start)
             lines.append(f"  {src}")
-            lines.append("  " + " " * start + "^" + "~" * (max(width, 1) - 1))
+            pad = "".join("\t" if c == "\t" else " " for c in src[:start])  # tabs align as above
+            lines.append("  " + pad + "^" + "~" * (max(width, 1) - 1))
     lines.extend(f"  note: {n}" for n in diag.notes)
     return "\n".join(lines)
 
@@ -105,7 +107,7 @@ _MAX_SHOWN = 200  # characters of a source line shown under a diagnostic
 
 
 def _line(text: str, number: int) -> str | None:
-    """Line `number` (1-based) of text, as splitlines() counts."""
+    """Line `number` (1-based) of text, as spans count (spans.source_lines)."""
     lines = _lines(text)
     return lines[number - 1] if number <= len(lines) else None
 
@@ -113,4 +115,4 @@ def _line(text: str, number: int) -> str | None:
 @lru_cache(maxsize=4)
 def _lines(text: str) -> list[str]:
     """Split once per source, not once per diagnostic (a large file may have thousands)."""
-    return text.splitlines()
+    return source_lines(text)

@@ -8,11 +8,14 @@ from dataclasses import dataclass, field
 
 from microverify.dsl import ast, ir
 from microverify.dsl.diagnostics import Diagnostic, error
-from microverify.dsl.inline import Function, inline
-from microverify.dsl.limits import MAX_BV_WIDTH
+from microverify.dsl.inline import Function, TooLarge, expanded, inline
+from microverify.dsl.limits import MAX_BV_WIDTH, MAX_DEPTH, MAX_EXPANDED_NODES
 from microverify.dsl.spans import Span
 from microverify.dsl.types import (BOOL, COUNTER, PRINCIPAL, BVType, EnumType, MapType, RecordType,
                                    Type, has_map, is_scalar)
+
+
+BROKEN = "broken"  # the kind of a local whose definition was rejected (reported there)
 
 
 class CheckFailed(Exception):
@@ -64,6 +67,9 @@ class ExprChecker:
     def __init__(self, diagnostics: list[Diagnostic], resolve_type: Callable[[ast.TypeExpr], Type]) -> None:
         self.diagnostics = diagnostics
         self.resolve_type = resolve_type
+        self.level = 0  # how many `check` calls are open: the outermost bounds the expansion
+        self.expanding = False  # a def or constant was expanded in the outermost `check` open
+        self.counted: dict[int, tuple[object, int, int]] = {}  # inline.expanded's, kept for the run
 
     def fail(self, code: str, span: Span, message: str, *notes: str) -> CheckFailed:
         self.diagnostics.append(error(code, span, message, *notes))
@@ -86,10 +92,27 @@ class ExprChecker:
                                 "read in operation bodies")
             raise self.fail("oracle-read-position", e.span,
                             "an oracle read must be the whole right-hand side of `let` or `:=`")
-        result = self._check(e, ctx, want)
+        self.level += 1
+        try:
+            result = self._check(e, ctx, want)
+        finally:
+            self.level -= 1
         if want is not None:
             self.expect(result.type, want, e.span)
+        if self.level == 0 and self.expanding:  # else it is as written: within the parser's limits
+            self.expanding = False
+            self.bounded(result, e.span)
         return result
+
+    def bounded(self, result: ir.Expr, span: Span) -> None:
+        """The limits on a whole expression with its defs and constants expanded (dsl/limits.py)."""
+        size, depth = expanded(result, self.counted)
+        if size > MAX_EXPANDED_NODES:
+            raise self.fail("too-large", span, f"this expression expands to more than {MAX_EXPANDED_NODES:,} nodes "
+                                               "(defs are inlined at every call, constants at every use)")
+        if depth > MAX_DEPTH:
+            raise self.fail("too-deep", span, f"this expression nests more than {MAX_DEPTH} levels deep once its "
+                                              "defs and constants are expanded")
 
     def check_read(self, e: ast.ReadOracle, ctx: Context, want: Type | None) -> ir.ReadOracle:
         oracle = ctx.globals.oracles.get(e.oracle)
@@ -149,12 +172,16 @@ class ExprChecker:
     def name(self, e: ast.Name, ctx: Context) -> ir.Expr:
         if e.name in ctx.locals:
             kind, t = ctx.locals[e.name]
+            if kind == BROKEN:
+                raise CheckFailed()
             return ir.Ref(e.name, kind, t, e.span)
         if e.name in ctx.fields:
             return ir.Ref(e.name, "field", ctx.fields[e.name], e.span)
         g = ctx.globals
         if e.name in g.consts:
-            return g.consts[e.name]
+            value = g.consts[e.name]
+            self.expanding |= not isinstance(value, ir.Lit)  # a literal grows nothing
+            return value
         if e.name in g.configs:
             return ir.Ref(e.name, "config", g.configs[e.name].type, e.span)
         if e.name in g.enum_members:
@@ -219,11 +246,17 @@ class ExprChecker:
                 raise self.fail("arity", e.span, f"`{e.func}` takes {len(fn.params)} argument(s), found {len(e.args)}",
                                 f"declared at {fn.span}")
             args = tuple(self.check(a, ctx, t) for a, (_, t) in zip(e.args, fn.params))
-            return inline(fn, args, e.span)
+            self.expanding = True
+            try:
+                return inline(fn, args, e.span, self.counted)
+            except TooLarge as exc:
+                raise self.fail("too-large", e.span, str(exc)) from None
         if e.func == "concat":
             return self.concat(e, ctx)
         if e.func == "extract":
             return self.extract(e, ctx)
+        if e.func in g.broken:  # a def or principal family rejected where it is declared
+            raise CheckFailed()
         candidates = [*g.principals, *g.defs, *BUILTINS]
         raise self.unknown(e.func, e.func_span, candidates, "function or principal family")
 

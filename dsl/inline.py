@@ -11,9 +11,11 @@ definition; the outermost one takes the span of the call.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 from microverify.dsl import ir
+from microverify.dsl.limits import MAX_DEPTH, MAX_EXPANDED_NODES
 from microverify.dsl.spans import Span
 from microverify.dsl.types import Type
 
@@ -29,8 +31,61 @@ class Function:
     span: Span
 
 
-def inline(fn: Function, args: tuple[ir.Expr, ...], call: Span) -> ir.Expr:
-    """The body of fn with its parameters replaced by args; the result has the call's span."""
+class TooLarge(Exception):
+    """An expansion beyond MAX_EXPANDED_NODES: the checker reports it at the call (`too-large`)."""
+
+
+def expanded(e: ir.Expr, known: dict[int, tuple[object, int, int]] | None = None) -> tuple[int, int]:
+    """The number of nodes and the depth of `e` as a tree, each counted only up to just past
+    its limit (MAX_EXPANDED_NODES, MAX_DEPTH). Inlining shares an argument among the uses of
+    its parameter, so `e` is a graph that may stand for a tree exponentially larger: this walks
+    each shared node once. `known` (node id -> (node, size, depth)) carries what earlier calls
+    counted; it keeps the nodes alive, so an id is never reused while it is there."""
+    known = {} if known is None else known
+    stack: list[tuple[object, bool]] = [(e, False)]
+    while stack:
+        node, ready = stack.pop()
+        if id(node) in known:
+            continue
+        children = _children(node)
+        if not children:
+            known[id(node)] = (node, 1, 1)
+            continue
+        if not ready:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in known)
+            continue
+        size = min(MAX_EXPANDED_NODES + 1, 1 + sum(known[id(c)][1] for c in children))
+        depth = min(MAX_DEPTH + 1, 1 + max((known[id(c)][2] for c in children), default=0))
+        known[id(node)] = (node, size, depth)
+    _, size, depth = known[id(e)]
+    return size, depth
+
+
+def _children(node: object) -> list[object]:
+    fields: tuple[str, ...] = _expr_fields(type(node))  # type: ignore[arg-type]
+    return [child for name in fields if (child := getattr(node, name)) is not None]
+
+
+@functools.cache
+def _expr_fields(cls: type) -> tuple[str, ...]:
+    """The fields of an expression class that hold an expression: those annotated `Expr` or
+    `Expr | None` (dsl/ir.py; no expression class holds a tuple of them)."""
+    return tuple(f.name for f in dataclasses.fields(cls) if str(f.type) in ("Expr", "Expr | None"))
+
+
+def inline(fn: Function, args: tuple[ir.Expr, ...], call: Span,
+           known: dict[int, tuple[object, int, int]] | None = None) -> ir.Expr:
+    """The body of fn with its parameters replaced by args; the result has the call's span.
+    TooLarge, before anything is built, when the result would have more than
+    MAX_EXPANDED_NODES nodes as a tree (the body and the arguments are within it already)."""
+    known = {} if known is None else known
+    uses = _param_uses(fn.body)
+    size = expanded(fn.body, known)[0] + sum(uses.get(name, 0) * (expanded(arg, known)[0] - 1)
+                                             for (name, _), arg in zip(fn.params, args))
+    if size > MAX_EXPANDED_NODES:
+        raise TooLarge(f"calling `{fn.name}` here expands to more than {MAX_EXPANDED_NODES:,} nodes "
+                       f"(a def is inlined at every call, its arguments at every use of its parameters)")
     bindings = {name: arg for (name, _), arg in zip(fn.params, args)}
     taken = set().union(*(_free(a) for a in args))
     out = _subst(fn.body, bindings, {}, taken)
@@ -65,17 +120,33 @@ def _subst(e: ir.Expr, bindings: dict[str, ir.Expr], renamed: dict[str, str], ta
     return dataclasses.replace(e, **changes) if changes else e  # type: ignore[type-var, arg-type]
 
 
+def _param_uses(body: ir.Expr) -> dict[str, int]:
+    """How often each parameter occurs in the body, as a tree (the body is within the limit)."""
+    uses: dict[str, int] = {}
+    stack: list[object] = [body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ir.Ref) and node.kind == PARAM:
+            uses[node.name] = uses.get(node.name, 0) + 1
+        stack.extend(_children(node))
+    return uses
+
+
 def _free(e: ir.Expr) -> set[str]:
-    """The names of locals, arguments and bound variables e refers to (a superset is fine)."""
-    if isinstance(e, ir.Ref):
-        return {e.name}
+    """The names of locals, arguments and bound variables e refers to (a superset is fine);
+    each shared node looked at once."""
     out: set[str] = set()
-    for f in dataclasses.fields(e):  # type: ignore[arg-type]
-        value = getattr(e, f.name)
-        if _is_expr(value):
-            out |= _free(value)
-        elif isinstance(value, tuple):
-            out |= set().union(*(_free(v) for v in value if _is_expr(v)))
+    seen: set[int] = set()
+    stack: list[object] = [e]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, ir.Ref):
+            out.add(node.name)
+        else:
+            stack.extend(_children(node))
     return out
 
 

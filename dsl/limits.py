@@ -9,7 +9,12 @@ diagnostic instead of a crash, a hang or unbounded memory further down:
   operator (`a && b && c ...`) is rebalanced first, so it may be as long as wanted;
 - a type is made of at most MAX_TYPE_LEAVES scalars, aliases expanded (`bad-type`);
 - a bit-vector is 1..MAX_BV_WIDTH bits wide, wherever a width is written (`bv[N]`, `zext`,
-  `sext`: `bad-type`), and an integer literal is at most MAX_BV_WIDTH bits (`literal-range`).
+  `sext`: `bad-type`), and an integer literal is at most MAX_BV_WIDTH bits (`literal-range`);
+- an expression with its defs and constants expanded (dsl/inline.py) has at most
+  MAX_EXPANDED_NODES nodes (`too-large`) and nests at most MAX_DEPTH levels (`too-deep`):
+  a def that uses its parameter twice, called on itself a few times, or a constant defined
+  as the sum of the one before with itself, doubles at each step, and every pass after the
+  checker walks the expansion whole.
 
 With these, the recursive passes (checking, lowering, the solver's term walks) stay well within
 RECURSION_LIMIT, which the entry points raise Python's default (1000) to.
@@ -22,6 +27,7 @@ import sys
 MAX_DEPTH = 200
 MAX_BV_WIDTH = 4096
 MAX_FILE_BYTES = 4 * 1024 * 1024  # 150 times the largest shipped model
+MAX_EXPANDED_NODES = 200_000  # 5 times the largest expansion in the shipped proofs and tests
 MAX_TYPE_LEAVES = 65_536  # scalars in one type, aliases expanded (a state field, a parameter)
 # Python frames: a nesting level costs a handful of frames in the checker and the lowering,
 # and a deep but flat formula (a long chain of writes to one map) one per term level in the

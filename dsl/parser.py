@@ -18,7 +18,7 @@ from lark.visitors import Transformer_NonRecursive
 from microverify.dsl import ast, syntaxhints
 from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, error
 from microverify.dsl.limits import MAX_BV_WIDTH, MAX_DEPTH
-from microverify.dsl.spans import Span
+from microverify.dsl.spans import Span, source_lines
 
 _MAX_SYNTAX_ERRORS = 10
 
@@ -677,7 +677,7 @@ def _repaired_errors(text: str, file: str, start: str, typos: list[syntaxhints.T
     _, again = _lark_parse(fixed, file, start)
     out = []
     for d in again:
-        line = origin[d.span.line - 1] if d.span.line <= len(origin) else len(text.splitlines()) or 1
+        line = origin[d.span.line - 1] if d.span.line <= len(origin) else len(source_lines(text.rstrip("\n"))) or 1
         if line is not None:
             shift = line - d.span.line
             out.append(replace(d, span=replace(d.span, line=line, end_line=d.span.end_line + shift)))

@@ -17,7 +17,13 @@ if TYPE_CHECKING:
 def order_layers(checker: Checker, decls: list[ast.LayerDecl]) -> list[ast.LayerDecl]:
     """Upper layers before the layers that refine them; unknown uppers and cycles diagnosed.
     Iterative: a chain of any length declared bottom first must not exhaust Python's stack."""
-    by_name = {d.name: d for d in decls}
+    by_name: dict[str, ast.LayerDecl] = {}
+    for decl in decls:
+        first = by_name.setdefault(decl.name, decl)
+        if first is not decl:  # never ordered, so never checked: it must not vanish silently
+            checker.fail("duplicate", decl.span, f"layer `{decl.name}` is already declared",
+                         f"first declared at {first.span}")
+    decls = [decl for decl in decls if by_name[decl.name] is decl]
     ordered: list[ast.LayerDecl] = []
     state: dict[str, str] = {}
     for start in decls:

@@ -9,6 +9,8 @@ import difflib
 import re
 from dataclasses import dataclass
 
+from microverify.dsl.spans import source_lines
+
 # A line that starts with a word followed by something that is no continuation of a name in an
 # expression or a declaration (`:=`, `[`, `.`, `(`, `:`, `,`, an operator): a statement or a
 # declaration, whose first word must be a keyword.
@@ -31,7 +33,7 @@ class Typo:
 def keyword_typos(text: str, keywords: frozenset[str]) -> list[Typo]:
     """The words at the start of a line that look like misspelt keywords."""
     typos = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(source_lines(text), start=1):
         m = _LEADING_WORD.match(line)
         if m is None or m.group(2) in keywords:
             continue
@@ -45,7 +47,10 @@ def repaired(text: str, typos: list[Typo], missing: list[int]) -> tuple[str, lis
     """The text with each misspelt keyword replaced by the keyword and a line `}` inserted
     before each line of `missing`, and for each of its lines the line of `text` it is (None
     for an inserted one)."""
-    lines = text.splitlines(keepends=True)
+    lines = [line + "\n" for line in text.split("\n")]  # numbered as spans are (spans.source_lines)
+    lines[-1] = lines[-1][:-1]
+    if not lines[-1]:
+        lines.pop()
     for t in typos:
         line = lines[t.line - 1]
         start = t.column - 1
@@ -105,7 +110,7 @@ def unclosed(text: str) -> list[Unclosed]:
     opened inside it and not closed are those reported."""
     stack: list[tuple[int, int, str, int]] = []  # (line, column, bracket, indentation of its line)
     lost: list[tuple[int, int, str]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(source_lines(text), start=1):
         line = _code(raw)
         indent = len(line) - len(line.lstrip(" \t"))
         for column, c in enumerate(line, start=1):
@@ -122,7 +127,7 @@ def unclosed(text: str) -> list[Unclosed]:
                     continue  # a stray closing bracket: the parser reports it
                 lost.extend((o[0], o[1], o[2]) for o in stack[at + 1:] if o[2] == "{")
                 del stack[at:]
-    lines = [_code(raw) for raw in text.splitlines()]
+    lines = [_code(raw) for raw in source_lines(text)]
 
     def closing_line(line: int) -> int:
         depth = len(lines[line - 1]) - len(lines[line - 1].lstrip(" \t"))

@@ -1,9 +1,10 @@
-"""Files written whole or not at all; files marked used."""
+"""Files written whole or not at all; files marked used; folders that can be written to."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -29,3 +30,27 @@ def touch(path: Path) -> None:
     the least recently used). A file that cannot be written (a read-only cache) is left as it is."""
     with contextlib.suppress(OSError):
         os.utime(path)
+
+
+def unwritable(directory: Path) -> str | None:
+    """Why files could not be written below `directory` (the cache, --dump-smt), or None.
+    Creates nothing: the
+    folder (or its nearest existing ancestor, where it will be created) must be a writable
+    directory."""
+    folder = directory
+    while True:
+        try:
+            info = os.stat(folder)
+        except FileNotFoundError:
+            parent = folder.parent
+            if parent == folder:
+                return f"{directory}: no existing parent directory"
+            folder = parent
+            continue
+        except (OSError, ValueError) as exc:
+            return f"{directory}: {getattr(exc, 'strerror', None) or exc}"
+        if not stat.S_ISDIR(info.st_mode):
+            return f"{directory}: {folder} is not a directory"
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"{directory}: {folder} is not writable"
+        return None

@@ -52,29 +52,6 @@ _STALE_TEMPORARY_SECONDS = 3600.0
 _TIME_MARGIN_SECONDS = 2.0
 
 
-def unusable_cache_dir(directory: Path) -> str | None:
-    """Why entries could not be written below `directory`, or None. Creates nothing: the
-    folder (or its nearest existing ancestor, where it will be created) must be a writable
-    directory."""
-    folder = directory
-    while True:
-        try:
-            info = os.stat(folder)
-        except FileNotFoundError:
-            parent = folder.parent
-            if parent == folder:
-                return f"{directory}: no existing parent directory"
-            folder = parent
-            continue
-        except (OSError, ValueError) as exc:
-            return f"{directory}: {getattr(exc, 'strerror', None) or exc}"
-        if not stat.S_ISDIR(info.st_mode):
-            return f"{directory}: {folder} is not a directory"
-        if not os.access(folder, os.W_OK | os.X_OK):
-            return f"{directory}: {folder} is not writable"
-        return None
-
-
 @dataclass(frozen=True)
 class Hit:
     rlimit_used: int

@@ -27,7 +27,8 @@ from microverify.dsl.defines import Define, Uses, parse_defines, unused
 from microverify.dsl.loader import discover, load_file
 from microverify.prover import formats
 from microverify.prover.formats import USAGE, Problem
-from microverify.prover.cache import AST_SUBDIR, DEFAULT_DIR, MAX_ENTRIES, prune, unusable_cache_dir
+from microverify.files import unwritable
+from microverify.prover.cache import AST_SUBDIR, DEFAULT_DIR, MAX_ENTRIES, prune
 from microverify.prover.crosscheck import SOLVERS, available
 from microverify.prover.driver import Pair, obligations, prove_pairs
 from microverify.prover.progress import Progress
@@ -155,7 +156,8 @@ def in_shard(pair: Pair, shard: tuple[int, int]) -> bool:
 
 def select(pairs: list[Pair], only: tuple[str, ...], shard: tuple[int, int] | None) -> list[Pair]:
     if only:
-        pairs = [p for p in pairs if any(fnmatch.fnmatchcase(p[1].id, pat) for pat in only)]
+        pairs = [p for p in pairs if any(fnmatch.fnmatchcase(p[1].id, pat) or fnmatch.fnmatchcase(p[1].base_id, pat)
+                                         for pat in only)]
         if not pairs:
             raise BadInput("error: --only " + " ".join(only) + " matches no obligation (see --list)")
     if shard is not None:
@@ -221,12 +223,11 @@ def check_output(output: Path) -> None:
 
 
 def check_dump_dir(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BadInput(f"error: --dump-smt {shown(folder)}: {exc.strerror or exc}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise BadInput(f"error: --dump-smt {shown(folder)} is not writable")
+    """Before any work: scripts can be written below `folder`. Nothing is created yet (the
+    first script does that), so a run that stops at bad input leaves nothing behind."""
+    why = unwritable(folder)
+    if why is not None:
+        raise BadInput(f"error: --dump-smt {why}")
 
 
 def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: Path | None,
@@ -241,7 +242,7 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
     if options.dump_smt is not None and not check_only and not list_only:
         check_dump_dir(options.dump_smt)
     if cache_dir is not None and not check_only and not list_only:
-        why = unusable_cache_dir(cache_dir)
+        why = unwritable(cache_dir)
         if why is not None:
             click.echo(f"warning: not using the cache: {why}", err=True)
             cache_dir = None

@@ -31,7 +31,8 @@ from microverify.dsl.diagnostics import Diagnostic, DiagnosticError
 from microverify.dsl.loader import load_text
 from microverify.dsl.parser import parse
 from microverify.dsl.spans import Span
-from microverify.prover.cache import DEFAULT_DIR, MAX_ENTRIES, prune, unusable_cache_dir
+from microverify.files import unwritable
+from microverify.prover.cache import DEFAULT_DIR, MAX_ENTRIES, prune
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.formats import message
 from microverify.prover.verdict import Options, Result, Status
@@ -138,7 +139,7 @@ def _obligation_diagnostics(results: list[Result], uri: str) -> dict[str, list[t
 def _cache_dir(ls: MicroverifyServer, file: Path) -> Path | None:
     root = Path(ls.workspace.root_path) if ls.workspace.root_path else file.parent
     cache = root / DEFAULT_DIR
-    return None if unusable_cache_dir(cache) is not None else cache
+    return None if unwritable(cache) is not None else cache
 
 
 def _prove(module: ir.Module, uri: str, cache: Path | None) -> list[Result]:

@@ -136,3 +136,59 @@ layer L {
 }
 """
     assert codes(other) == [("bad-type", 7), ("unknown-name", 15), ("unknown-name", 16)]
+
+
+# -- found by a review of the front end (each was a silent drop, a hang or a follow-on error)
+
+
+LEAKY_SECOND_L = """layer L {
+  state { a: bv[8]; b: bv[8] }
+  observe A { a }
+  observe B { b }
+  op leak() by A { b := a }
+}
+"""
+
+
+@pytest.mark.parametrize("leaky_first", [False, True])
+def test_a_layer_declared_twice_is_an_error_not_a_layer_dropped(leaky_first: bool) -> None:
+    """The second `layer L` was never ordered, so never checked: `prove` proved the first and
+    printed a theorem for L with the leaky one (A's `a` copied into B's view) left out."""
+    first, second = "layer L { state { x: bool } }\n", LEAKY_SECOND_L
+    if leaky_first:
+        first, second = second, first
+    text = "principal A\nprincipal B\n" + first + second
+    assert codes(text) == [("duplicate", 4 if not leaky_first else 9)]
+
+
+@pytest.mark.parametrize("order", ["imported first", "importer first"])
+def test_a_layer_declared_in_an_imported_file_and_again_is_an_error(tmp_path, order: str) -> None:  # type: ignore[no-untyped-def]
+    from microverify.dsl.loader import load_file
+
+    (tmp_path / "base.mv").write_text("principal A\nprincipal B\nlayer L { state { x: bool } }\n")
+    top = tmp_path / "top.mv"
+    top.write_text('import "base.mv"\n' + LEAKY_SECOND_L if order == "imported first"
+                   else LEAKY_SECOND_L + 'import "base.mv"\n')
+    with pytest.raises(DiagnosticError) as info:
+        load_file(top, {})
+    assert [(d.code, d.message) for d in info.value.diagnostics] == [("duplicate", "layer `L` is already declared")]
+
+
+def test_an_invariant_name_declared_twice_in_a_layer_is_an_error() -> None:
+    text = ("principal A\nlayer L {\n  state { a: bv[8] }\n  invariant i { a != 5 }\n  invariant i { a != 7 }\n"
+            "  op f() by A { a := 1 }\n}\n")
+    assert codes(text) == [("duplicate", 5)]
+
+
+@pytest.mark.parametrize("text", [
+    # a field whose type is rejected: its `return` is left out, but that is no missing return
+    "principal K\nlayer L {\n  state { m : bv[0] }\n  op f() by K -> bv[8] { return m }\n}\n",
+    # a `let` whose value is rejected: its uses are not unknown names
+    "principal A\nlayer L {\n  state { a: bv[8] }\n  op f() by A { let z = 1\n a := z }\n}\n",
+    # a family whose index type is rejected: it is not an unknown principal where it is used
+    "principal A(v: bv[0])\nlayer L { state { a: bool } op f() by A(0) { a := true } observe A(v) { a } }\n",
+    # a def whose body is rejected: it is not an unknown function where it is called
+    "principal A\ndef f(x: bv[8]) -> bv[8] = a\nlayer L { state { a: bv[8] } op g() by A { a := f(a) } }\n",
+])
+def test_a_rejected_declaration_is_reported_once_not_again_where_it_is_used(text: str) -> None:
+    assert len(codes(text)) == 1, codes(text)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import z3
 
-from conftest import assert_replayed
+from conftest import assert_replayed, prove_text
 from microverify.dsl.diagnostics import DiagnosticError
 from microverify.dsl.loader import load_file, load_text
 from microverify.dsl.types import PRINCIPAL
@@ -151,6 +151,10 @@ def test_transitivity_is_decided_for_member_policies() -> None:
     ("policy { VM(a) -> KServ where a }", "type-mismatch", "bool"),
     ("policy { VM(KServ) -> KServ }", "type-mismatch", "principal"),
     ("policy { Vm(a) -> KServ }", "bad-policy", "`Vm`"),
+    # a new name no `where` uses: the flow would be from (to) every member, most likely a typo
+    ("policy { VM(a) -> KServ }", "bad-policy", "`a` is a new name for the member's index, and no `where` uses it"),
+    ("policy { KServ -> VM(a) where true }", "bad-policy", "`a` is a new name for the member's index, and no `where` uses it, so this flow is to every member: write `VM` alone"),
+    ("policy { VM(a) -> VM(b) where a == 0 }", "bad-policy", "`b` is a new name"),
 ])
 def test_a_malformed_member_policy_is_a_diagnostic(policy: str, code: str, words: str) -> None:
     with pytest.raises(DiagnosticError) as info:
@@ -228,3 +232,26 @@ def test_a_leak_under_a_configured_member_policy_in_an_extends_layer_is_never_pr
     assert [r.obligation.id for r in mine.values() if r.status is not Status.PROVED] == ["Sender/R-STEP/send"]
     assert mine["Sender/R-STEP/send"].status is Status.FAILED and mine["Sender/R-STEP/send"].counterexample
     assert_replayed(results, too_large_ok=True)
+
+
+def test_a_misspelt_constant_in_a_member_flow_is_an_error_not_a_flow_from_every_member() -> None:
+    """Found by a review: `VM(ADMN)` (for the constant ADMIN) named a new index nobody used,
+    so every VM flowed to KServ and a VM's secret copied to KServ's view proved."""
+    text = """principal KServ
+principal VM(v: bv[2])
+const ADMIN: bv[2] = 0
+policy { VM(ADMN) -> KServ }
+layer L {
+  state { mem: map[bv[2]] -> bv[4]; k: bv[4] }
+  observe KServ { k }
+  observe VM(v) { mem[v] }
+  op leak(v: bv[2]) by VM(v) { k := mem[v] }
+}
+"""
+    with pytest.raises(DiagnosticError) as info:
+        load_text(text, "<test>")
+    [d] = info.value.diagnostics
+    assert d.code == "bad-policy" and "did you mean `ADMIN`?" in d.notes, (d.message, d.notes)
+    assert (d.span.line, d.span.column) == (4, 13)
+    fixed = prove_text(text.replace("ADMN", "ADMIN"))  # VM(1) is not ADMIN: its leak to KServ fails
+    assert ("LR", "leak") in {(r.obligation.kind.value, r.obligation.op) for r in fixed if r.status is Status.FAILED}

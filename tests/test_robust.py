@@ -23,9 +23,10 @@ from microverify import entry
 from microverify.dsl.diagnostics import CODES, DiagnosticError, render
 from microverify.dsl.limits import MAX_DEPTH, MAX_FILE_BYTES
 from microverify.dsl.loader import discover, load_file, load_text
+from microverify.files import unwritable
 from microverify.prover import cache as cache_module
 from microverify.prover import solve as solving
-from microverify.prover.cache import Cache, unusable_cache_dir
+from microverify.prover.cache import Cache
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.obligations import generate
 from microverify.prover.report import render_counterexample
@@ -505,12 +506,12 @@ def test_a_cache_directory_below_a_regular_file_is_a_warning_and_no_cache(tmp_pa
 def test_a_read_only_cache_directory_is_unusable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "cache").mkdir()
     monkeypatch.setattr(cache_module.os, "access", lambda path, mode: False)  # root ignores modes
-    assert "not writable" in (unusable_cache_dir(tmp_path / "cache") or "")
-    assert "not writable" in (unusable_cache_dir(tmp_path / "cache" / "new" / "deeper") or "")
+    assert "not writable" in (unwritable(tmp_path / "cache") or "")
+    assert "not writable" in (unwritable(tmp_path / "cache" / "new" / "deeper") or "")
 
 
 def test_a_cache_directory_that_does_not_exist_yet_is_usable(tmp_path: Path) -> None:
-    assert unusable_cache_dir(tmp_path / "a" / "b" / "c") is None
+    assert unwritable(tmp_path / "a" / "b" / "c") is None
 
 
 def test_a_failing_cache_write_is_a_warning_and_stops_writing(tmp_path: Path) -> None:
@@ -706,9 +707,9 @@ def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
 class CountingText(str):
     splits = 0
 
-    def splitlines(self, keepends: bool = False) -> list[str]:
-        CountingText.splits += 1
-        return super().splitlines(keepends)
+    def split(self, sep: str | None = None, maxsplit: int = -1) -> list[str]:  # type: ignore[override]
+        CountingText.splits += 1  # spans.source_lines splits at "\n"
+        return super().split(sep, maxsplit)
 
 
 def test_the_checker_splits_a_source_once_not_once_per_component() -> None:
@@ -774,3 +775,67 @@ def test_a_file_over_the_size_limit_is_an_io_diagnostic(tmp_path: Path) -> None:
         load_file(path, {})
     (d,) = info.value.diagnostics
     assert d.code == "io" and "MiB, the limit" in d.message
+
+
+# -- expansions (defs inlined, constants substituted) are bounded: a located error, not a hang
+
+
+DOUBLING_DEFS = "principal A\ndef f0(x: bv[8]) -> bv[8] = x + x\n" + "".join(
+    f"def f{i}(x: bv[8]) -> bv[8] = f{i - 1}(f{i - 1}(x))\n" for i in range(1, 6)) + \
+    "layer L { state { a: bv[8] } op f() by A { a := f5(a) } }\n"
+DOUBLING_CONSTS = "principal A\nconst C0: bv[8]\n" + "".join(
+    f"const C{i}: bv[8] = C{i - 1} + C{i - 1}\n" for i in range(1, 40)) + \
+    "layer L { state { a: bv[8] } op f() by A { a := C39 } }\n"
+DEF_CHAIN = "principal A\ndef f0(x: bool) -> bool = !x\n" + "".join(
+    f"def f{i}(x: bool) -> bool = !f{i - 1}(x)\n" for i in range(1, 300)) + \
+    "layer L { state { a: bool } op f() by A { a := f299(a) } }\n"
+
+
+@pytest.mark.parametrize("text,code,line", [
+    (DOUBLING_DEFS, "too-large", 7),    # f4(f4(x)): 2^32 nodes; was a hang in the checker
+    (DOUBLING_CONSTS, "too-large", 19),  # C17 = C16 + C16: 2^18; was a hang in the lowering
+    (DEF_CHAIN, "too-deep", 201),       # 200 nested `!` once inlined; was accepted, then slow
+], ids=["doubling defs", "doubling constants", "a chain of defs"])
+def test_an_expansion_beyond_the_limits_is_one_located_error(tmp_path: Path, text: str, code: str, line: int) -> None:
+    path = tmp_path / "m.mv"
+    path.write_text(text)
+    done = subprocess.run([sys.executable, "-m", "microverify", "--no-cache", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.count("error:") == 1 and f"m.mv:{line}:" in done.stderr and f"[{code}]" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_an_expansion_within_the_limits_is_the_expression_it_stands_for() -> None:
+    """f3(a) is 2^8 uses of `a` as a tree but a small graph: accepted, and proved as written."""
+    text = DOUBLING_DEFS.replace("f5(a)", "f3(a)").replace("def f4", "// def f4").replace("def f5", "// def f5")
+    assert all(r.status is Status.PROVED for r in prove_text(text))
+
+
+@pytest.mark.parametrize("separator", ["\f", "\v", "\x85", "\u2028", "\u2029", "\r"])
+def test_the_line_shown_under_a_diagnostic_is_the_line_it_names(separator: str) -> None:
+    """The parser counts lines at "\\n" only; the line shown was cut at any character Python
+    counts as a line break (a form feed, U+2028, a lone CR), and the caret was off."""
+    text = f"principal K\n// a comment {separator} here\nlayer L {{ state {{ x: bv[8] }} op f() by K {{ x := y }} }}\n"
+    with pytest.raises(DiagnosticError) as info:
+        load_text(text, "t.mv")
+    [d] = info.value.diagnostics
+    assert (d.span.line, d.span.column) == (3, 49)
+    _, shown, caret = render(d, {"t.mv": text}).splitlines()
+    assert shown.strip().startswith("layer L") and shown[caret.index("^")] == "y"
+
+
+def test_the_caret_under_a_line_indented_with_tabs_keeps_the_tabs() -> None:
+    text = "principal K\n\t\tlayer L { state { x: bv[8] } op f() by K { x := y } }\n"
+    with pytest.raises(DiagnosticError) as info:
+        load_text(text, "t.mv")
+    _, shown, caret = render(info.value.diagnostics[0], {"t.mv": text}).splitlines()
+    assert caret.startswith("  \t\t") and shown[caret.index("^")] == "y"
+
+
+def test_dump_smt_creates_nothing_for_input_with_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mv"
+    bad.write_text("principal K\nlayer L { state { x: bv[8] } op f() by K { x := y } }\n")
+    done = subprocess.run([sys.executable, "-m", "microverify", "--no-cache", "--dump-smt", str(tmp_path / "a" / "b"),
+                           str(bad)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and not (tmp_path / "a").exists()
