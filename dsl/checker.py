@@ -295,6 +295,8 @@ class Checker:
         for name, arg in ((f.source, f.source_arg), (f.target, f.target_arg)):
             p = self.globals.principals.get(name)
             if p is None:
+                if name in self.globals.broken:  # a principal rejected where it is declared
+                    raise CheckFailed()
                 raise self.fail("bad-policy", f.span, f"`{name}` in the policy is not a principal")
             if arg is None:
                 names.append(None)

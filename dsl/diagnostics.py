@@ -45,7 +45,7 @@ CODES: dict[str, str] = {
     "arity": "a call with the wrong number of arguments",
     "define": "a `-D NAME=VALUE` that names no type alias or constant of the files loaded",
     "too-deep": "expressions, types or `if` statements nested more deeply than the limit (200 levels)",
-    "too-large": "an expression whose defs and constants expand to more than the limit (200,000 nodes)",
+    "too-large": "defs and constants that expand an expression, or a file's, beyond the limit (200,000 nodes)",
 }
 
 

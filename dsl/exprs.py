@@ -70,6 +70,7 @@ class ExprChecker:
         self.level = 0  # how many `check` calls are open: the outermost bounds the expansion
         self.expanding = False  # a def or constant was expanded in the outermost `check` open
         self.counted: dict[int, tuple[object, int, int]] = {}  # inline.expanded's, kept for the run
+        self.expansions = 0  # nodes of all the expressions checked so far that expand something
 
     def fail(self, code: str, span: Span, message: str, *notes: str) -> CheckFailed:
         self.diagnostics.append(error(code, span, message, *notes))
@@ -106,10 +107,16 @@ class ExprChecker:
 
     def bounded(self, result: ir.Expr, span: Span) -> None:
         """The limits on a whole expression with its defs and constants expanded (dsl/limits.py)."""
+        if self.expansions > MAX_EXPANDED_NODES:  # reported at the expression that went past
+            raise CheckFailed()
         size, depth = expanded(result, self.counted)
+        self.expansions += size
         if size > MAX_EXPANDED_NODES:
             raise self.fail("too-large", span, f"this expression expands to more than {MAX_EXPANDED_NODES:,} nodes "
                                                "(defs are inlined at every call, constants at every use)")
+        if self.expansions > MAX_EXPANDED_NODES:  # every pass after this one walks each of them
+            raise self.fail("too-large", span, f"with this expression, the expressions of the file that expand "
+                                               f"defs or constants come to more than {MAX_EXPANDED_NODES:,} nodes")
         if depth > MAX_DEPTH:
             raise self.fail("too-deep", span, f"this expression nests more than {MAX_DEPTH} levels deep once its "
                                               "defs and constants are expanded")

@@ -126,7 +126,7 @@ def prune(directory: Path, keep: int, started: float) -> int:
     (AST_SUBDIR) beyond `keep`, but none used or written since `started` (time.time()); and
     temporary files left for an hour. Returns how many files were removed. Best effort: a file
     that cannot be looked at or removed (another run's, a read-only cache) is left."""
-    results = [entry for folder in _listed(directory) if _SHARD.fullmatch(folder.name)
+    results = [entry for folder in _listed(directory, follow=True) if _SHARD.fullmatch(folder.name)
                for entry in _listed(folder)]
     removed = 0
     for entries in (results, _listed(directory / AST_SUBDIR)):
@@ -149,8 +149,12 @@ def prune(directory: Path, keep: int, started: float) -> int:
     return removed
 
 
-def _listed(folder: Path) -> list[Path]:
+def _listed(folder: Path, follow: bool = False) -> list[Path]:
+    """The files in a folder of the cache; none in a link to a folder elsewhere (prune removes
+    only what is in the cache itself), unless `follow` (the cache directory the user named)."""
     try:
+        if not stat.S_ISDIR((folder.stat() if follow else folder.lstat()).st_mode):
+            return []
         return list(folder.iterdir())
     except OSError:
         return []

@@ -390,3 +390,26 @@ def test_prune_keeps_what_the_run_used_and_removes_left_behind_temporary_files(t
     assert [p.exists() for p in trees] == [False, False, True]
     assert prune(tmp_path, 1, started) == 0
     assert prune(tmp_path / "missing", 1, started) == 0
+
+
+def test_prune_never_follows_a_link_out_of_the_cache(tmp_path: Path) -> None:
+    """Found by a review: a shard folder that is a link to a folder elsewhere had its old
+    entry-named files removed. The cache directory itself may be a link (it is the user's)."""
+    from microverify.prover.cache import prune
+
+    outside, real = tmp_path / "outside", tmp_path / "real"
+    outside.mkdir()
+    real.mkdir()
+    victim = outside / f"{'a' * 64}.json"
+    victim.write_text("{}")
+    _age([victim], 5000)
+    (real / "ab").symlink_to(outside)
+    (real / "ast").symlink_to(outside)
+    (real / "0a").mkdir()
+    old = real / "0a" / f"0a{'b' * 62}.json"
+    old.write_text("{}")
+    _age([old], 5000)
+    link = tmp_path / "cache-link"
+    link.symlink_to(real)
+    assert prune(link, 0, time.time()) == 1
+    assert victim.exists() and not old.exists()

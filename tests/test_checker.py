@@ -189,6 +189,9 @@ def test_an_invariant_name_declared_twice_in_a_layer_is_an_error() -> None:
     "principal A(v: bv[0])\nlayer L { state { a: bool } op f() by A(0) { a := true } observe A(v) { a } }\n",
     # a def whose body is rejected: it is not an unknown function where it is called
     "principal A\ndef f(x: bv[8]) -> bv[8] = a\nlayer L { state { a: bv[8] } op g() by A { a := f(a) } }\n",
+    # nor is a rejected family in the policy
+    "principal KServ\nprincipal VM(v: nosuch)\npolicy { VM -> KServ }\n"
+    "layer L { state { x: bv[2] } observe VM(v) { x } op f(v: bv[2]) by VM(v) { x := x } }\n",
 ])
 def test_a_rejected_declaration_is_reported_once_not_again_where_it_is_used(text: str) -> None:
     assert len(codes(text)) == 1, codes(text)

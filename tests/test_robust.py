@@ -786,6 +786,9 @@ DOUBLING_DEFS = "principal A\ndef f0(x: bv[8]) -> bv[8] = x + x\n" + "".join(
 DOUBLING_CONSTS = "principal A\nconst C0: bv[8]\n" + "".join(
     f"const C{i}: bv[8] = C{i - 1} + C{i - 1}\n" for i in range(1, 40)) + \
     "layer L { state { a: bv[8] } op f() by A { a := C39 } }\n"
+MANY_USES = "principal A\nconst C0: bv[8]\n" + "".join(
+    f"const C{i}: bv[8] = C{i - 1} + C{i - 1}\n" for i in range(1, 15)) + \
+    "layer L { state { a: bv[8] } op f() by A {\n" + "    a := a + C14\n" * 12 + "} }\n"
 DEF_CHAIN = "principal A\ndef f0(x: bool) -> bool = !x\n" + "".join(
     f"def f{i}(x: bool) -> bool = !f{i - 1}(x)\n" for i in range(1, 300)) + \
     "layer L { state { a: bool } op f() by A { a := f299(a) } }\n"
@@ -793,9 +796,10 @@ DEF_CHAIN = "principal A\ndef f0(x: bool) -> bool = !x\n" + "".join(
 
 @pytest.mark.parametrize("text,code,line", [
     (DOUBLING_DEFS, "too-large", 7),    # f4(f4(x)): 2^32 nodes; was a hang in the checker
-    (DOUBLING_CONSTS, "too-large", 19),  # C17 = C16 + C16: 2^18; was a hang in the lowering
+    (DOUBLING_CONSTS, "too-large", 18),  # C0..C16 come to 2^18 nodes; was a hang in the lowering
     (DEF_CHAIN, "too-deep", 201),       # 200 nested `!` once inlined; was accepted, then slow
-], ids=["doubling defs", "doubling constants", "a chain of defs"])
+    (MANY_USES, "too-large", 22),       # 33k nodes a use, the 5th past the limit; was 63 s for 10
+], ids=["doubling defs", "doubling constants", "a chain of defs", "many uses"])
 def test_an_expansion_beyond_the_limits_is_one_located_error(tmp_path: Path, text: str, code: str, line: int) -> None:
     path = tmp_path / "m.mv"
     path.write_text(text)
