@@ -70,8 +70,13 @@ def _children(node: object) -> list[object]:
 @functools.cache
 def _expr_fields(cls: type) -> tuple[str, ...]:
     """The fields of an expression class that hold an expression: those annotated `Expr` or
-    `Expr | None` (dsl/ir.py; no expression class holds a tuple of them)."""
-    return tuple(f.name for f in dataclasses.fields(cls) if str(f.type) in ("Expr", "Expr | None"))
+    `Expr | None` (dsl/ir.py). Any other annotation that mentions Expr (a tuple of them, say)
+    is an error here, not a child left out of the walks (`_free` decides what to rename)."""
+    fields = dataclasses.fields(cls)
+    odd = [f.name for f in fields if "Expr" in str(f.type) and str(f.type) not in ("Expr", "Expr | None")]
+    if odd:
+        raise TypeError(f"{cls.__name__}.{odd[0]}: an expression field of a kind dsl/inline.py does not walk")
+    return tuple(f.name for f in fields if str(f.type) in ("Expr", "Expr | None"))
 
 
 def inline(fn: Function, args: tuple[ir.Expr, ...], call: Span,

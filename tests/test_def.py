@@ -114,3 +114,22 @@ def test_a_misspelt_def_gets_a_suggestion() -> None:
                   "e.mv")
     [d] = info.value.diagnostics
     assert d.code == "unknown-name" and d.notes == ("did you mean `mailbox`?",), d
+
+
+def test_every_expression_class_is_walked_whole() -> None:
+    """Inlining finds the names an argument uses (to rename what would capture them) and counts
+    expansions through the fields annotated `Expr`; a field of another kind that holds
+    expressions would be skipped, so it is refused outright."""
+    from microverify.dsl.inline import _expr_fields
+
+    for cls in ir.Expr.__args__:  # type: ignore[attr-defined]
+        walked = set(_expr_fields(cls))
+        assert walked == {f.name for f in dataclasses.fields(cls) if "Expr" in str(f.type)}, cls.__name__
+    assert _expr_fields(ir.Binary) == ("left", "right") and _expr_fields(ir.Ite) == ("cond", "then", "other")
+
+    @dataclasses.dataclass(frozen=True)
+    class Odd:
+        args: tuple[ir.Expr, ...]
+
+    with pytest.raises(TypeError, match="does not walk"):
+        _expr_fields(Odd)
