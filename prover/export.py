@@ -10,6 +10,7 @@ obligations are declared QF_AUFBV, those that keep quantifiers AUFBV.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -55,7 +56,10 @@ def script(ob: Obligation, formula: Formula, hypotheses_only: bool = False) -> s
 
 
 def file_name(ob: Obligation) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{Path(ob.file).stem}__{ob.id}")
+    """`<file's stem>-<8 hex digits>__<id>.smt2`: the digits (of the file's path and the id) tell
+    apart x/a.mv from y/a.mv, and ids that read alike once made safe for a file name."""
+    tag = hashlib.sha256(f"{ob.file}\0{ob.id}".encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{Path(ob.file).stem}-{tag}__{ob.id}")
     return f"{stem}.smt2"
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import z3
 
-from conftest import CASES
+from conftest import CASES, SECURE
 from microverify.dsl.loader import load_file
 from microverify.prover import crosscheck
 from microverify.prover.crosscheck import _sat, available, cross_check
@@ -39,7 +39,8 @@ def test_dump_smt_writes_one_standalone_script_per_obligation(tmp_path: Path) ->
     assert r.returncode == 1
     files = sorted((tmp_path / "smt").glob("*.smt2"))
     assert len(files) == 12
-    text = (tmp_path / "smt" / "oc_only__L_OC_peek.smt2").read_text()
+    [script] = (tmp_path / "smt").glob("oc_only-*__L_OC_peek.smt2")
+    text = script.read_text()
     assert text.startswith("; microverify obligation L/OC/peek: OC (output consistency)\n; declared at ")
     assert "; expected: unsat means PROVED; sat means FAILED\n(set-logic QF_AUFBV)\n" in text
     assert "(check-sat)" in text
@@ -180,3 +181,18 @@ def test_the_second_solver_runs_in_a_child_that_cannot_outlast_its_time_limit() 
     child.connection.send((time.sleep, (60,), 1))  # and nobody waits for the answer
     child.process.join(10)
     assert child.process.exitcode == -signal.SIGALRM
+
+
+def test_files_of_the_same_name_in_two_folders_get_scripts_of_their_own(tmp_path: Path) -> None:
+    """x/m.mv and y/m.mv with the same layer write two scripts per obligation, not one over the
+    other (their names differ in the digits after the stem)."""
+    for folder, width in (("x", 8), ("y", 4)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "m.mv").write_text(SECURE.replace("bv[8]", f"bv[{width}]"))
+    r = subprocess.run([sys.executable, "-m", "microverify", "--no-cache", "-q", "--dump-smt", str(tmp_path / "smt"),
+                        str(tmp_path / "x" / "m.mv"), str(tmp_path / "y" / "m.mv")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    scripts = list((tmp_path / "smt").glob("m-*__L_OC_write.smt2"))
+    assert len(scripts) == 2
+    assert {"(_ BitVec 8)" in s.read_text() for s in scripts} == {True, False}
