@@ -105,10 +105,15 @@ def _read(path: Path, sources: dict[str, str], at: Span | None) -> str:
     try:
         text = read_source(path)
     except OSError as exc:
+        what = name
+        if at is None and os.path.islink(path):  # a file given (or found in a folder) as a link:
+            # named as it was given, since its target may not exist or be no file at all
+            name = str(path)
+            what = f"{name} (a link to {os.readlink(path)})"
         where = at or Span.point(name, 1, 1)
         why = exc.strerror if exc.strerror else str(exc)
         why = why[:1].lower() + why[1:]
-        raise DiagnosticError([error("io", where, f"cannot read {name}: {why}")]) from None
+        raise DiagnosticError([error("io", where, f"cannot read {what}: {why}")]) from None
     except UnicodeDecodeError as exc:
         where = at or Span.point(name, 1, 1)
         raise DiagnosticError([error("io", where, f"cannot read {name}: {exc}")]) from None

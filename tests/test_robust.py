@@ -431,6 +431,16 @@ def test_a_command_line_path_that_is_not_a_small_regular_file_is_exit_2(tmp_path
     assert "[io]" in r.stderr
 
 
+def test_a_dangling_link_found_in_a_folder_is_named_as_found(tmp_path: Path) -> None:
+    """It was reported under its target's name (`/nonexistent:1:1: cannot read /nonexistent`),
+    which says nothing of where the link is."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.mv").symlink_to(tmp_path / "nonexistent")
+    r = cli("--check", "d", timeout=60, cwd=tmp_path)
+    assert_clean(r, 2)
+    assert f"d/x.mv:1:1: error: cannot read d/x.mv (a link to {tmp_path / 'nonexistent'}): " in r.stderr
+
+
 def test_a_directory_with_symlink_loops_is_walked_once(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "a.mv").write_text("")
