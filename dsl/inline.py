@@ -82,18 +82,15 @@ def _expr_fields(cls: type) -> tuple[str, ...]:
 def inline(fn: Function, args: tuple[ir.Expr, ...], call: Span,
            known: dict[int, tuple[object, int, int]] | None = None) -> ir.Expr:
     """The body of fn with its parameters replaced by args; the result has the call's span.
-    TooLarge, before anything is built, when the result would have more than
-    MAX_EXPANDED_NODES nodes as a tree (the body and the arguments are within it already)."""
-    known = {} if known is None else known
-    uses = _param_uses(fn.body)
-    size = expanded(fn.body, known)[0] + sum(uses.get(name, 0) * (expanded(arg, known)[0] - 1)
-                                             for (name, _), arg in zip(fn.params, args))
-    if size > MAX_EXPANDED_NODES:
-        raise TooLarge(f"calling `{fn.name}` here expands to more than {MAX_EXPANDED_NODES:,} nodes "
-                       f"(a def is inlined at every call, its arguments at every use of its parameters)")
+    TooLarge when the result has more than MAX_EXPANDED_NODES nodes as a tree. Building it
+    costs no more than the body (within the limit when it was checked): the arguments are
+    shared among the uses of their parameters, not copied, and counted once (`known`)."""
     bindings = {name: arg for (name, _), arg in zip(fn.params, args)}
     taken = set().union(*(_free(a) for a in args))
     out = _subst(fn.body, bindings, {}, taken)
+    if expanded(out, known)[0] > MAX_EXPANDED_NODES:
+        raise TooLarge(f"calling `{fn.name}` here expands to more than {MAX_EXPANDED_NODES:,} nodes "
+                       f"(a def is inlined at every call, its arguments at every use of its parameters)")
     return dataclasses.replace(out, span=call)  # type: ignore[type-var]
 
 
@@ -123,18 +120,6 @@ def _subst(e: ir.Expr, bindings: dict[str, ir.Expr], renamed: dict[str, str], ta
         elif isinstance(value, tuple) and value and all(_is_expr(v) for v in value):
             changes[f.name] = tuple(_subst(v, bindings, renamed, taken) for v in value)
     return dataclasses.replace(e, **changes) if changes else e  # type: ignore[type-var, arg-type]
-
-
-def _param_uses(body: ir.Expr) -> dict[str, int]:
-    """How often each parameter occurs in the body, as a tree (the body is within the limit)."""
-    uses: dict[str, int] = {}
-    stack: list[object] = [body]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ir.Ref) and node.kind == PARAM:
-            uses[node.name] = uses.get(node.name, 0) + 1
-        stack.extend(_children(node))
-    return uses
 
 
 def _free(e: ir.Expr) -> set[str]:

@@ -34,9 +34,8 @@ def touch(path: Path) -> None:
 
 def unwritable(directory: Path) -> str | None:
     """Why files could not be written below `directory` (the cache, --dump-smt), or None.
-    Creates nothing: the
-    folder (or its nearest existing ancestor, where it will be created) must be a writable
-    directory."""
+    Creates nothing: the folder (or its nearest existing ancestor, where it will be created)
+    must be a writable directory."""
     folder = directory
     while True:
         try:
