@@ -7,10 +7,11 @@ import dataclasses
 
 import pytest
 
-from conftest import assert_replayed, prove_text
+from conftest import SPLIT_ORDERS, assert_replayed, prove_text, split_over_two_files
 from microverify.dsl import ir
 from microverify.dsl.diagnostics import DiagnosticError
 from microverify.dsl.loader import load_text
+from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.fingerprint import digest
 from microverify.prover.verdict import ENCODINGS, Options, Status
 
@@ -133,3 +134,30 @@ def test_every_expression_class_is_walked_whole() -> None:
 
     with pytest.raises(TypeError, match="does not walk"):
         _expr_fields(Odd)
+
+
+CAPTURE = """\
+principal KServ
+principal VM(v: bv[1])
+def is_zero(x: bv[2]) -> bool = exists i: bv[2]. i == x && i == 0
+layer L {
+  state { mem : map[bv[2]] -> bv[8], secret : bv[8] }
+  observe VM(v) { mem[i] for i: bv[2] where !is_zero(i) }
+  observe KServ { secret }
+  op leak() by KServ { mem[1] := secret }
+}
+"""
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_a_leak_that_only_capture_avoiding_inlining_catches(tmp_path, encoding: str, order: str) -> None:  # type: ignore[no-untyped-def]
+    """`is_zero(i)` is `i == 0`; inlined without renaming its own `i`, it would read
+    `exists i. i == i && i == 0`, always true, and VM(v) would see no entry of mem. It sees
+    mem[1]: KServ copying its secret there (0x01 in one run, 0x00 in the other) reaches every VM.
+    The names the walk of an argument finds (`_free`) decide the renaming."""
+    modules = split_over_two_files(tmp_path, CAPTURE, "VM(v)", order)
+    results = prove_pairs(obligations(modules), Options(encoding=encoding))
+    failed = {r.obligation.id for r in results if r.status is not Status.PROVED}
+    assert failed == {"L/LR/leak/VM"}, failed
+    assert_replayed(results)
