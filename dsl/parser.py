@@ -23,11 +23,14 @@ from microverify.dsl.spans import Span, source_lines
 
 _MAX_SYNTAX_ERRORS = 10
 
-# Line breaks to editors (and to the Language Server Protocol: a lone "\r") that the parser
-# does not count: a `//` comment would run on past one, over what an editor shows as code.
-_UNCOUNTED_BREAK = re.compile("\r(?!\n)|[\x85\u2028\u2029]")
-_BREAK_NAMES = {"\r": "a carriage return not followed by a line feed", "\x85": "a next-line character (U+0085)",
-                "\u2028": "a line separator (U+2028)", "\u2029": "a paragraph separator (U+2029)"}
+# Characters that make an editor show a file otherwise than the parser reads it. Line breaks
+# to editors (and to the Language Server Protocol: a lone "\r") that the parser does not count:
+# a `//` comment would run on past one, over what an editor shows as code. Text-direction
+# controls (as rustc refuses them, CVE-2021-42574): they reorder what is shown around them, so
+# code can look commented out, or a comment look like code.
+_MISREAD = re.compile("\r(?!\n)|[\x85\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_BREAKS = {"\r": "a carriage return not followed by a line feed", "\x85": "a next-line character (U+0085)",
+           "\u2028": "a line separator (U+2028)", "\u2029": "a paragraph separator (U+2029)"}
 
 # How the terminals defined by a regular expression are named in messages.
 _TERMINAL_NAMES = {"NAME": "a name", "INT": "a number", "HEX": "a number"}
@@ -590,9 +593,9 @@ def parse_const_definition(text: str, file: str) -> ast.Expr:
 def _parse(text: str, file: str, start: str) -> Any:
     # The parse allocates millions of objects and frees none: the cyclic garbage collector
     # would walk them over and over for nothing (a third of the time of a large file).
-    uncounted = _uncounted_break(text, file)
-    if uncounted is not None:
-        raise DiagnosticError([uncounted])
+    misread = _misread(text, file)
+    if misread is not None:
+        raise DiagnosticError([misread])
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -613,16 +616,20 @@ def _parse(text: str, file: str, start: str) -> Any:
     return result
 
 
-def _uncounted_break(text: str, file: str) -> Diagnostic | None:
-    """An error at the first line break that editors show and the parser would not count."""
-    found = _UNCOUNTED_BREAK.search(text)
+def _misread(text: str, file: str) -> Diagnostic | None:
+    """An error at the first character that editors would show otherwise than it is read."""
+    found = _MISREAD.search(text)
     if found is None:
         return None
     before = text.rfind("\n", 0, found.start())
     span = Span.point(file, text.count("\n", 0, found.start()) + 1, found.start() - before)
-    return error("syntax", span, f"{_BREAK_NAMES[found.group()]} is a line break to editors, not to microverify",
-                 "end every line with \\n or \\r\\n: a `//` comment runs on to the next \\n, over what an "
-                 "editor shows as the lines after it")
+    char = found.group()
+    if char in _BREAKS:
+        return error("syntax", span, f"{_BREAKS[char]} is a line break to editors, not to microverify",
+                     "end every line with \\n or \\r\\n: a `//` comment runs on to the next \\n, over what "
+                     "an editor shows as the lines after it")
+    return error("syntax", span, f"a text-direction control character (U+{ord(char):04X}): editors reorder "
+                 "the text around it, so the file would not read as it is checked")
 
 
 def _lark_parse(text: str, file: str, start: str) -> tuple[Tree[Token] | None, list[Diagnostic]]:

@@ -867,6 +867,20 @@ def test_a_line_break_the_parser_would_not_count_is_an_error(separator: str, tmp
     assert results["M/LR/leak/VM"] is Status.FAILED
 
 
+@pytest.mark.parametrize("control", ["\u202a", "\u202e", "\u2066", "\u2069"])
+def test_a_text_direction_control_is_an_error(control: str) -> None:
+    """Trojan Source (CVE-2021-42574): inside a comment, a right-to-left override makes an
+    editor show the code after it in another order, or as part of the comment, so a reviewer
+    reads another model than the one proved. Refused wherever it is, as rustc does."""
+    text = LONE_BREAK_LEAK.replace("{break}", f" /* {control}*/ \n")
+    with pytest.raises(DiagnosticError) as info:
+        load_text(text, "t.mv")
+    [d] = info.value.diagnostics
+    assert (d.code, d.span.line, d.span.column) == ("syntax", 4, 56)
+    assert f"(U+{ord(control):04X})" in d.message
+    assert load_text(text.replace(control, ""), "t.mv").layers
+
+
 def test_crlf_line_ends_are_line_ends() -> None:
     """"\\r\\n" ends a line, a `//` comment too: the file means what it means with "\\n"."""
     text = LONE_BREAK_LEAK.replace("{break}", "\n")
