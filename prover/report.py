@@ -165,6 +165,24 @@ def theorems(modules: list[ir.Module], results: list[Result], every: list[Obliga
     return out
 
 
+def _blind(module: ir.Module, chain: list[ir.Layer]) -> str:
+    """The observers with no `observe` block at the bottom layer: they see its state only
+    through outputs (and their oracle counters), which the theorem should not leave unsaid,
+    least of all where a layer above gives them a view the bottom layer does not restate."""
+    bottom = chain[0]
+    blind = [p for p in module.principals if bottom.observation(p.name) is None]
+    if not blind:
+        return ""
+    def named(p: ir.Principal) -> str:
+        above = next((layer.name for layer in chain[1:] if layer.observation(p.name) is not None), None)
+        return p.name + (f" ({above} gives it one)" if above else "")
+
+    counters = " and oracle counters" if module.oracles else ""
+    return (f" {', '.join(named(p) for p in blind)} {'has' if len(blind) == 1 else 'have'} no `observe` block "
+            f"in {bottom.name}: for {'it' if len(blind) == 1 else 'them'} the theorem covers outputs{counters} "
+            f"alone, not {bottom.name}'s state.")
+
+
 def _theorem(module: ir.Module, chain: list[ir.Layer], mine: list[Result], needed: set[Obligation],
              context: str = "") -> str:
     bottom, top = chain[0], chain[-1]
@@ -215,6 +233,7 @@ def _theorem(module: ir.Module, chain: list[ir.Layer], mine: list[Result], neede
         listed = ", ".join(f"{o} ({', '.join(dict.fromkeys(ops))})" for o, ops in where.items())
         text += (f" Bound by the lower layers: {listed}; every bound value is proved to be determined by "
                  "its source's view (R-BIND).")
+    text += _blind(module, chain)
     if not _transitive(module):
         text += (" The policy is not transitive: the premise covers every principal that reaches the "
                  "observer through any chain of flows, and the theorem does not say that such a "

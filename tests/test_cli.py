@@ -149,6 +149,43 @@ def test_a_stack_gets_one_transfer_theorem_for_its_bottom_layer() -> None:
     assert "230 of 231 obligations proved, 1 failed" in lines[-2:]  # then, maybe, what kept quantifiers
 
 
+FORGOTTEN_VIEW = """type word = bv[4]
+principal KServ
+principal VM(v: bv[1])
+layer Spec {
+  state { sec: map[bv[1]] -> word; pub: word }
+  observe KServ { pub }
+  observe VM(v) { sec[v] }
+  op vm_set(v: bv[1], x: word) by VM(v) { sec[v] := x }
+  op k_get() by KServ -> word { return pub }
+}
+layer Impl refines Spec {
+  state { sec: map[bv[1]] -> word; pub: word; kbuf: word }
+  abstraction { sec = sec; pub = pub }
+  observe VM(v) { sec[v] }
+  op vm_set(v: bv[1], x: word) by VM(v) { sec[v] := x  kbuf := x }
+  op k_get() by KServ -> word { return pub }
+}
+"""
+
+
+def test_the_theorem_names_an_observer_the_bottom_layer_gives_no_view(tmp_mv) -> None:
+    """Impl forgets to restate `observe KServ`, and copies each VM's data into `kbuf`: at Impl
+    KServ sees no state, so nothing is checked of what kbuf holds. Every obligation holds (the
+    outputs are protected); the theorem now says that for KServ it covers outputs alone. With the
+    view restated (`kbuf` in it) the copy is found."""
+    r = prove("-q", "--no-cache", str(tmp_mv(FORGOTTEN_VIEW)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    [theorem] = [ln for ln in r.stdout.splitlines() if ln.startswith("theorem:")]
+    assert ("KServ (Spec gives it one) has no `observe` block in Impl: for it the theorem covers outputs "
+            "alone, not Impl's state.") in theorem
+    restated = FORGOTTEN_VIEW.replace("  observe VM(v) { sec[v] }\n  op vm_set(v: bv[1], x: word) by VM(v) { sec[v] := x  kbuf",
+                                      "  observe KServ { pub; kbuf }\n  observe VM(v) { sec[v] }\n"
+                                      "  op vm_set(v: bv[1], x: word) by VM(v) { sec[v] := x  kbuf")
+    r = prove("-q", "--no-cache", str(tmp_mv(restated)))
+    assert r.returncode == 1 and "FAILED" in r.stdout and "has no `observe` block" not in r.stdout
+
+
 def test_a_broken_stack_says_which_obligations_are_missing() -> None:
     r = prove("-q", str(CASES / "leak" / "stack_tlb_no_flush.mv"))
     assert r.returncode == 1
