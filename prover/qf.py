@@ -27,8 +27,9 @@ hypotheses, and the goal as it is asserted: negated for a validity obligation):
 3. Instantiation of every universal quantifier (in a positive position of the hypotheses):
    - in the array property fragment (Bradley, Manna and Sipma, "What's decidable about arrays?"),
      i.e. each bound variable occurs only as a whole index of an array read: over I ∪ {λ},
-     λ a fresh index distinct from every term of I. For an index theory with equality only,
-     this is complete: a model of the instances extends to a model of the quantifier by reading
+     λ a fresh index distinct from every term of I without a λ in it (an instance at λ can
+     read at `b[λ]`, and nothing says λ ≠ b[λ]). For an index theory with equality only, this
+     is complete: a model of the instances extends to a model of the quantifier by reading
      every array at an index outside I where it reads it at λ. When |I| + 1 would not be smaller
      than the sort, every value of the sort is taken instead;
    - otherwise, over every value of its (finite) sorts if there are at most EXPAND_LIMIT
@@ -563,14 +564,43 @@ class _Eliminator:
         return out
 
     def side(self) -> list[z3.BoolRef]:
-        """Each λ lies in its region and differs from every index term of its sort (satisfiable:
-        the region has more values than I has terms)."""
+        """Each λ lies in its region and differs from every index term of its sort without a λ
+        in it (satisfiable: the region has more values than there are such terms)."""
         out = []
         for (sort, lo, hi), lam in self.fresh.items():
             width = sort.size()  # type: ignore[attr-defined]
             inside = [z3.ULE(z3.BitVecVal(lo, width, self.ctx), lam), z3.ULE(lam, z3.BitVecVal(hi - 1, width, self.ctx))]
-            out.append(z3.And(inside + [lam != t for t in self.index.get(sort, {}).values()]))
+            out.append(z3.And(inside + [lam != t for t in self.ground_index(sort)]))
         return out
+
+    def ground_index(self, sort: z3.SortRef) -> list[z3.ExprRef]:
+        """The index terms of a sort that mention no λ. An instance at λ can read at a term of
+        λ (`b[λ]`, for `∀i. a[b[i]]`); "λ differs from b[λ]" would say that λ is on no short cycle of
+        b, which the input does not imply. λ must only differ from what is fixed before it is
+        chosen: any model of the input then extends to a λ, when the region is large enough."""
+        lams = {self.terms.id(lam.as_ast()) for lam in self.lambdas.values()}
+        terms = list(self.index.get(sort, {}).values())
+        if not lams:
+            return terms
+        memo: dict[int, bool] = {}  # AST id -> whether it mentions a λ
+
+        def mentions(root: z3.Ast) -> bool:
+            stack: list[tuple[z3.Ast, bool]] = [(root, False)]
+            while stack:
+                a, visited = stack.pop()
+                i = self.terms.id(a)
+                if i in memo and not visited:
+                    continue
+                if i in lams or self.terms.kind(a) != _APP:  # index terms are ground: no binders
+                    memo[i] = i in lams
+                elif visited:
+                    memo[i] = any(memo[self.terms.id(x)] for x in self.terms.args(a))
+                else:
+                    stack.append((a, True))
+                    stack.extend((x, False) for x in self.terms.args(a) if self.terms.id(x) not in memo)
+            return memo[self.terms.id(root)]
+
+        return [t for t in terms if not mentions(t.as_ast())]
 
 
 def _positions(index: z3.ExprRef, c: z3.ExprRef) -> list[tuple[int, int]]:
@@ -796,7 +826,7 @@ def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polari
     else:  # the instances may not be complete: fine for a weakened result, used only for `unsat`
         (e.weakened if weaken else e.kept).append("the index set or the regions did not close: "
                                                   "instances may not be complete")
-    if any(hi - lo <= len(e.index.get(sort, {})) for sort, lo, hi in e.fresh):
+    if any(hi - lo <= len(e.ground_index(sort)) for sort, lo, hi in e.fresh):
         # Only when I did not close: a region too small for a λ outside I (side() would then
         # constrain λ unsatisfiably). A model of the input must extend to the λs, even for `unsat`.
         e.kept.append("a region of an index sort has no value outside the index set")

@@ -59,6 +59,28 @@ def test_guards_against_numerals_split_the_sort_into_regions() -> None:
     assert verdict([outside], [a[p] == b[p]], eliminated=True) == z3.sat  # p < 10 differs
 
 
+@pytest.mark.parametrize("weaken", [False, True])
+def test_a_model_of_the_input_extends_to_the_lambdas(weaken: bool) -> None:
+    """`∀i. a[b[i]]` (b maps the index sort to itself) instantiated at λ reads `b[λ]`, `b[b[λ]]`...,
+    which joined the index set; the side constraints then said λ differs from them: "λ is on no
+    short cycle of b", which the input does not imply. With `∀i. b[i] <= i && i <= b[i]` (b is the
+    identity, a universal kept for Z3), the rewritten formula was unsatisfiable though the input
+    has a model (b the identity, a all true, x = 1), so any goal would have proved. λ must only
+    differ from the index terms without a λ: then every model of the input extends to one of the
+    result (here: the input's model, with λ free, is one)."""
+    S = z3.BitVecSort(16)
+    a, b = z3.Array("a", S, z3.BoolSort()), z3.Array("b", S, S)
+    i, x = z3.BitVecs("i x", 16)
+    hyps = [z3.ForAll([i], a[b[i]]), z3.ForAll([i], z3.And(z3.ULE(b[i], i), z3.ULE(i, b[i])))]
+    e = eliminate(hyps, [z3.Not(x == 0)], -1, weaken=weaken)
+    model = [(a, z3.K(S, z3.BoolVal(True))), (b, z3.Lambda([i], i)), (x, z3.BitVecVal(1, 16))]
+    result = [z3.substitute(t, *model) for t in [*e.hypotheses, *e.goals, *e.side, *e.definitions]]
+    s = z3.Solver()
+    s.set("timeout", 20_000)
+    s.add(*result)
+    assert s.check() == z3.sat
+
+
 def test_lambda_instances_keep_the_vacuity_check_exact() -> None:
     """All entries 0 except at p: satisfiable (λ is an index other than p); with a read of
     a 1 at an index of a region where entries must be 0, unsatisfiable."""
