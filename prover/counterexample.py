@@ -206,7 +206,14 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
         principal, param = formula.observer
         if param is not None and principal.param_type is not None:
             x.note_key(principal.param_type, param)
-    failing = [g for g in formula.goals if not x.holds(g.term)]
+    # The conjuncts the model makes false; only if there are none, those it leaves undecided (a
+    # quantifier it does not evaluate), said to be so: such a conjunct may hold, and was listed as
+    # failing like the others (`∃q. ∀p. tag[p] <= tag[q]`, true of every map).
+    values = [(g, x.num(g.term)) for g in formula.goals]
+    failing = [g for g, n in values if n == 0]
+    undecided = not failing
+    if undecided:
+        failing = [g for g, n in values if n is None]
     for g in failing:
         for t, c in g.witnesses.values():
             x.note_key(t, c)
@@ -325,7 +332,8 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
                 assert isinstance(entry, z3.ExprRef)
                 configuration.append(f"{label} = {x.fmt(st, x.num(entry))}")
     return Counterexample(operation, observer, doms, results, tuple(reads), tuple(shown),
-                          tuple(_describe(x, g, family) for g in failing), tuple(responsible),
+                          tuple(_describe(x, g, family) + (_UNDECIDED if undecided else "") for g in failing),
+                          tuple(responsible),
                           tuple(configuration))
 
 
@@ -419,6 +427,9 @@ def _abstraction_sources(L: SymLayer, upper_fields: set[str]) -> set[str]:
         if d.field in upper_fields:
             collect_fields(d.value, found)
     return found
+
+
+_UNDECIDED = " (or not: the model leaves a quantifier in it unevaluated; the replay decides)"
 
 
 def _describe(x: _Explainer, g: Labeled, family: str | None = None) -> str:

@@ -118,3 +118,36 @@ layer W {
     assert r.status is Status.FAILED and cex is not None and cex.observer is not None
     assert cex.observer.startswith("VM(") and cex.observer[3:-1].isdigit(), cex.observer
     assert r.replay is not None and "VM(0x" not in r.replay.line()
+
+
+UNDECIDED = """\
+type pfn = bv[9]
+type vmid = bv[2]
+principal KServ
+principal VM(v: vmid)
+layer L {
+  state { owner: map[pfn] -> principal; tag: map[pfn] -> bv[4]; n: bv[4] }
+  invariant has { forall v: vmid. exists p: pfn. owner[p] == VM(v) }
+  invariant ea { exists q: pfn. forall p: pfn. tag[p] <= tag[q] }
+  invariant small { n < 8 }
+  op take(p: pfn) by KServ { owner[p] := KServ }
+  op count() by KServ { n := n + 1 }
+}
+"""
+
+
+def test_a_conjunct_the_model_leaves_undecided_is_not_said_to_fail() -> None:
+    """Under --encoding quantified Z3's model leaves `has` and `ea` unevaluated (a quantifier
+    over 512 pages); `ea` (some page has the largest tag) holds of every map, yet a why line said
+    it did not. A conjunct the model makes false is listed alone; if there is none, the
+    undecided ones are listed as such, and the replay says which fails."""
+    results = {r.obligation.id: r for r in prove_modules([load_text(UNDECIDED, "<test>")],
+                                                         Options(encoding="quantified"))}
+    take, count = results["L/INV/take"], results["L/INV/count"]
+    assert take.status is count.status is Status.FAILED
+    assert take.counterexample is not None and count.counterexample is not None
+    assert all(why.endswith("the replay decides)") for why in take.counterexample.failing)
+    assert any(why.startswith("invariant has does not hold") for why in take.counterexample.failing)
+    assert take.replay is not None and "invariant `has` does not hold after the step" in take.replay.line()
+    assert "invariant `ea`" not in take.replay.line()
+    assert count.counterexample.failing == ("invariant small does not hold",)
