@@ -360,9 +360,11 @@ class View:
 class Interpreter:
     """The layers of one module as concrete state machines."""
 
-    def __init__(self, module: ir.Module) -> None:
+    def __init__(self, module: ir.Module, budget: int | None = None) -> None:
+        """`budget`: the most values its quantifiers, views and abstractions may enumerate in all
+        (Universe.enumerate); unbounded if None."""
         self.module = module
-        self.universe = Universe(module.principals)
+        self.universe = Universe(module.principals, budget)
         # a configuration constant is any value, the same in both runs: 0 until a replay sets it
         self.universe.config = {c.name: self.universe.zero(c.type) for c in module.configs}
 

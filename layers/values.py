@@ -167,13 +167,19 @@ def bits(n: int) -> int:
 class Universe:
     """The scalar domains of one module, and raw bit patterns <-> values."""
 
-    def __init__(self, principals: tuple[ir.Principal, ...]) -> None:
+    def __init__(self, principals: tuple[ir.Principal, ...], budget: int | None = None) -> None:
         self.principals = principals
+        # The most values enumerate() may give in all, or None. Each quantifier is within
+        # ENUMERATION_LIMIT, but nested ones multiply (`forall p: bv[16]. exists q: bv[16]. ...`
+        # ranges over 2^32 points, hours of Python).
+        self.budget = budget
         self.tag_bits = bits(len(principals))
         self.payload_bits = max((self.width(p.param_type) for p in principals if p.param_type), default=0)
         self.principal_width = self.tag_bits + self.payload_bits
         self._tags = {p.name: i for i, p in enumerate(principals)}
         self.config: dict[str, Value] = {}  # the configuration constants' values in the runs interpreted
+        self.enumerated = 0  # values enumerated so far, against the budget
+        self._domains: dict[Type, tuple[Scalar, ...]] = {}  # members of each type enumerated
 
     # -- domains
     def width(self, t: Type) -> int:
@@ -225,7 +231,23 @@ class Universe:
             shown = ", ".join(str(t) for t in types)
             raise EnumerationError(f"{what} ranges over {total} values ({shown}); the interpreter "
                                    f"enumerates at most {ENUMERATION_LIMIT}")
-        return itertools.product(*(list(self.members(t)) for t in types))
+        points = itertools.product(*(self._domain(t) for t in types))
+        return points if self.budget is None else self._counted(points, self.budget, what)
+
+    def _domain(self, t: Type) -> tuple[Scalar, ...]:
+        """members(t), made once: an inner quantifier is enumerated again at each outer value."""
+        found = self._domains.get(t)
+        if found is None:
+            found = self._domains[t] = tuple(self.members(t))
+        return found
+
+    def _counted(self, points: Iterator[tuple[Scalar, ...]], budget: int, what: str) -> Iterator[tuple[Scalar, ...]]:
+        for point in points:
+            self.enumerated += 1
+            if self.enumerated > budget:
+                raise EnumerationError(f"{what} takes the interpreter past {budget} values enumerated in all, "
+                                       "its limit (quantifiers inside quantifiers multiply)")
+            yield point
 
     # -- values
     def zero(self, t: Type) -> Value:

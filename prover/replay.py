@@ -29,6 +29,12 @@ from microverify.prover.formula import Formula
 from microverify.prover.obligations import Kind, Obligation
 
 
+# The most values a replay's quantifiers, views and abstractions may enumerate in all (each is
+# within values.ENUMERATION_LIMIT, but nested ones multiply): about 3 s of Python. A replay that
+# would go past it is not done, and says so.
+REPLAY_BUDGET = 1 << 20
+
+
 class Outcome(Enum):
     CONFIRMED = "confirmed"
     NOT_REPLAYED = "not replayed"
@@ -80,7 +86,7 @@ class _Replayer:
         self.module = formula.layer.module
         self.layer = formula.layer.layer
         self.op = formula.op
-        self.interp = Interpreter(self.module)
+        self.interp = Interpreter(self.module, REPLAY_BUDGET)
         self.universe = self.interp.universe
         self.c = Concretizer(formula, model, self.universe)
         self.omega = self.c.omega(formula.layer.oracles)

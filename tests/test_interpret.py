@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
@@ -1000,3 +1000,36 @@ def test_symbolic_observation_with_a_renamed_index_agrees() -> None:
     for u in (vm(1), vm(2)):
         assert Ground(pairs + [(param, bridge.scalar(BVType(2), 1 if u == vm(1) else 2))], []).truth(equiv) \
             == interp.equiv(layer, u, s, t)
+
+
+NESTED = """state { owner : map[bv[12]] -> principal; flag : bool }
+    op some_shared() by KServ { flag := forall p: bv[12]. exists q: bv[12]. owner[q] == owner[p] && q != p }
+    op all_same() by KServ { flag := forall p: bv[12]. forall q: bv[12]. p == q || owner[p] == owner[q] }"""
+
+
+def test_an_inner_quantifiers_values_are_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inner `exists` is enumerated again at each value of `p`; it built the list of its
+    values each time (at bv[16], 2^16 lists of 2^16 values: minutes of a replay). Now once."""
+    interp, L = single(NESTED)
+    made: list[Type] = []
+    members = Universe.members
+
+    def counting(self: Universe, t: Type) -> Iterator[Scalar]:
+        made.append(t)
+        return members(self, t)
+
+    monkeypatch.setattr(Universe, "members", counting)
+    r = interp.step(L, "some_shared", state(interp, L), {}, const(0))
+    assert r.post["flag"] is True
+    assert made == [BVType(12)]
+
+
+def test_nested_quantifiers_stop_at_the_enumeration_budget() -> None:
+    """Each quantifier is within ENUMERATION_LIMIT; nested, they multiply (2^24 values here, 2^32
+    at bv[16]). An interpreter with a budget stops after that many values in all (a replay's:
+    REPLAY_BUDGET; it then says it was not replayed)."""
+    module = load_text(HEADER + "layer L {\n" + NESTED + "\n}", "t.mv")
+    interp, L = Interpreter(module, 100_000), module.layers[0]
+    with pytest.raises(EnumerationError, match="takes the interpreter past 100000 values enumerated in all"):
+        interp.step(L, "all_same", state(interp, L), {}, const(0))
+    assert Interpreter(module).step(L, "some_shared", state(interp, L), {}, const(0)).post["flag"] is True
