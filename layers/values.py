@@ -169,16 +169,18 @@ class Universe:
 
     def __init__(self, principals: tuple[ir.Principal, ...], budget: int | None = None) -> None:
         self.principals = principals
-        # The most values enumerate() may give in all, or None. Each quantifier is within
-        # ENUMERATION_LIMIT, but nested ones multiply (`forall p: bv[16]. exists q: bv[16]. ...`
-        # ranges over 2^32 points, hours of Python).
+        # The most values enumerate() may give inside other enumerations, in all, or None. Each
+        # quantifier is within ENUMERATION_LIMIT, but nested ones multiply (`forall p: bv[16].
+        # exists q: bv[16]. ...` ranges over 2^32 points, hours of Python); side by side they
+        # only add up.
         self.budget = budget
         self.tag_bits = bits(len(principals))
         self.payload_bits = max((self.width(p.param_type) for p in principals if p.param_type), default=0)
         self.principal_width = self.tag_bits + self.payload_bits
         self._tags = {p.name: i for i, p in enumerate(principals)}
         self.config: dict[str, Value] = {}  # the configuration constants' values in the runs interpreted
-        self.enumerated = 0  # values enumerated so far, against the budget
+        self.enumerated = 0  # values enumerated inside other enumerations so far, against the budget
+        self._open = 0  # enumerations under way (one inside the other)
         self._domains: dict[Type, tuple[Scalar, ...]] = {}  # members of each type enumerated
 
     # -- domains
@@ -242,12 +244,22 @@ class Universe:
         return found
 
     def _counted(self, points: Iterator[tuple[Scalar, ...]], budget: int, what: str) -> Iterator[tuple[Scalar, ...]]:
-        for point in points:
-            self.enumerated += 1
-            if self.enumerated > budget:
-                raise EnumerationError(f"{what} takes the interpreter past {budget} values enumerated in all, "
-                                       "its limit (quantifiers inside quantifiers multiply)")
-            yield point
+        """The points, counted against the budget when this enumeration is inside another. An
+        enumeration is under way until its generator ends or is closed (when the caller drops it,
+        as `all` and `any` do when they stop early)."""
+        inner = self._open > 0
+        self._open += 1
+        try:
+            for point in points:
+                if inner:
+                    self.enumerated += 1
+                    if self.enumerated > budget:
+                        raise EnumerationError(f"{what}, inside another, takes the interpreter past {budget} "
+                                               "values enumerated inside others, its limit (nested quantifiers "
+                                               "multiply)")
+                yield point
+        finally:
+            self._open -= 1
 
     # -- values
     def zero(self, t: Type) -> Value:

@@ -28,9 +28,9 @@ from pygls.lsp.server import LanguageServer
 from microverify import __version__
 from microverify.dsl import ast, ir
 from microverify.dsl.diagnostics import Diagnostic, DiagnosticError
-from microverify.dsl.loader import load_text
+from microverify.dsl.loader import load_text, read_source
 from microverify.dsl.parser import parse
-from microverify.dsl.spans import Span
+from microverify.dsl.spans import Span, source_lines
 from microverify.files import unwritable
 from microverify.prover.cache import DEFAULT_DIR, MAX_ENTRIES, prune
 from microverify.prover.driver import obligations, prove_pairs
@@ -251,7 +251,7 @@ def _declarations(module: ast.Module, uri: str, seen: set[str]) -> dict[str, Spa
                 continue
             seen.add(target.as_uri())
             try:
-                imported = parse(target.read_text(encoding="utf-8"), str(target))
+                imported = parse(read_source(target), str(target))
             except (DiagnosticError, OSError, UnicodeDecodeError):
                 continue
             for name, span in _declarations(imported, target.as_uri(), seen).items():
@@ -276,7 +276,8 @@ def definition(ls: MicroverifyServer, params: types.DefinitionParams) -> types.L
             target = (path_of(uri).parent / decl.path).resolve()
             start = types.Range(types.Position(0, 0), types.Position(0, 0))
             return types.Location(target.as_uri(), start) if target.is_file() else None
-    source_line = text.splitlines()[params.position.line] if params.position.line < len(text.splitlines()) else ""
+    lines = source_lines(text)  # as the parser counts them: a form feed is no line break
+    source_line = lines[params.position.line] if params.position.line < len(lines) else ""
     word = next((m.group() for m in _WORD.finditer(source_line) if m.start() <= params.position.character < m.end()),
                 None)
     if word is None:

@@ -29,9 +29,9 @@ from microverify.prover.formula import Formula
 from microverify.prover.obligations import Kind, Obligation
 
 
-# The most values a replay's quantifiers, views and abstractions may enumerate in all (each is
-# within values.ENUMERATION_LIMIT, but nested ones multiply): about 3 s of Python. A replay that
-# would go past it is not done, and says so.
+# The most values a replay's quantifiers, views and abstractions may enumerate inside others, in
+# all (each is within values.ENUMERATION_LIMIT, but nested ones multiply): about 3 s of Python. A
+# replay that would go past it is not done, and says so.
 REPLAY_BUDGET = 1 << 20
 
 

@@ -166,21 +166,27 @@ def theorems(modules: list[ir.Module], results: list[Result], every: list[Obliga
 
 
 def _blind(module: ir.Module, chain: list[ir.Layer]) -> str:
-    """The observers with no `observe` block at the bottom layer: they see its state only
-    through outputs (and their oracle counters), which the theorem should not leave unsaid,
-    least of all where a layer above gives them a view the bottom layer does not restate."""
+    """The observers that see nothing of the bottom layer's state (no `observe` block, or an
+    empty one): they see it only through outputs (and their oracle counters), which the theorem
+    should not leave unsaid, least of all where a layer above gives them a view the bottom layer
+    does not restate."""
+    def sees(layer: ir.Layer, p: ir.Principal) -> bool:
+        view = layer.observation(p.name)
+        return view is not None and bool(view.components)
+
     bottom = chain[0]
-    blind = [p for p in module.principals if bottom.observation(p.name) is None]
+    blind = [p for p in module.principals if not sees(bottom, p)]
     if not blind:
         return ""
+
     def named(p: ir.Principal) -> str:
-        above = next((layer.name for layer in chain[1:] if layer.observation(p.name) is not None), None)
+        above = next((layer.name for layer in chain[1:] if sees(layer, p)), None)
         return p.name + (f" ({above} gives it one)" if above else "")
 
     counters = " and oracle counters" if module.oracles else ""
-    return (f" {', '.join(named(p) for p in blind)} {'has' if len(blind) == 1 else 'have'} no `observe` block "
-            f"in {bottom.name}: for {'it' if len(blind) == 1 else 'them'} the theorem covers outputs{counters} "
-            f"alone, not {bottom.name}'s state.")
+    return (f" {', '.join(named(p) for p in blind)} {'sees' if len(blind) == 1 else 'see'} no state of "
+            f"{bottom.name} (no `observe` block, or an empty one): for {'it' if len(blind) == 1 else 'them'} "
+            f"the theorem covers outputs{counters} alone.")
 
 
 def _theorem(module: ir.Module, chain: list[ir.Layer], mine: list[Result], needed: set[Obligation],

@@ -172,18 +172,24 @@ layer Impl refines Spec {
 def test_the_theorem_names_an_observer_the_bottom_layer_gives_no_view(tmp_mv) -> None:
     """Impl forgets to restate `observe KServ`, and copies each VM's data into `kbuf`: at Impl
     KServ sees no state, so nothing is checked of what kbuf holds. Every obligation holds (the
-    outputs are protected); the theorem now says that for KServ it covers outputs alone. With the
-    view restated (`kbuf` in it) the copy is found."""
+    outputs are protected); the theorem now says that for KServ it covers outputs alone, and so
+    with an empty `observe KServ { }`. With the view restated (`kbuf` in it) the copy is found."""
     r = prove("-q", "--no-cache", str(tmp_mv(FORGOTTEN_VIEW)))
     assert r.returncode == 0, r.stdout + r.stderr
     [theorem] = [ln for ln in r.stdout.splitlines() if ln.startswith("theorem:")]
-    assert ("KServ (Spec gives it one) has no `observe` block in Impl: for it the theorem covers outputs "
-            "alone, not Impl's state.") in theorem
+    blind = ("KServ (Spec gives it one) sees no state of Impl (no `observe` block, or an empty one): for it "
+             "the theorem covers outputs alone.")
+    assert blind in theorem
+    empty = FORGOTTEN_VIEW.replace("  observe VM(v) { sec[v] }\n  op vm_set(v: bv[1], x: word) by VM(v) { sec[v] := x  kbuf",
+                                   "  observe KServ { }\n  observe VM(v) { sec[v] }\n"
+                                   "  op vm_set(v: bv[1], x: word) by VM(v) { sec[v] := x  kbuf")
+    r = prove("-q", "--no-cache", str(tmp_mv(empty)))
+    assert r.returncode == 0 and blind in r.stdout, r.stdout + r.stderr
     restated = FORGOTTEN_VIEW.replace("  observe VM(v) { sec[v] }\n  op vm_set(v: bv[1], x: word) by VM(v) { sec[v] := x  kbuf",
                                       "  observe KServ { pub; kbuf }\n  observe VM(v) { sec[v] }\n"
                                       "  op vm_set(v: bv[1], x: word) by VM(v) { sec[v] := x  kbuf")
     r = prove("-q", "--no-cache", str(tmp_mv(restated)))
-    assert r.returncode == 1 and "FAILED" in r.stdout and "has no `observe` block" not in r.stdout
+    assert r.returncode == 1 and "FAILED" in r.stdout and "sees no state" not in r.stdout
 
 
 def test_a_broken_stack_says_which_obligations_are_missing() -> None:

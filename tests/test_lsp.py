@@ -123,6 +123,18 @@ async def test_go_to_definition_of_a_type_a_field_and_an_import(client: Language
     assert imported.uri.endswith("/base.mv") and imported.range.start.line == 0
 
 
+async def test_go_to_definition_counts_lines_as_the_parser_does(client: LanguageClient) -> None:
+    """A form feed is whitespace, not a line break (nor to the protocol); the word under the
+    cursor was looked up on a line counted by str.splitlines, one too far on."""
+    (client.root / "paged.mv").write_text("principal KServ\ntype word = bv[8]\n")  # type: ignore[attr-defined]
+    text = 'import "paged.mv"\n// one page\f the next\nlayer L {\n  state { x : word }\n  op f() by KServ { x := 0 }\n}\n'
+    uri, _ = await open_file(client, "paged_main.mv", text)
+    assert list(client.diagnostics[uri]) == []
+    found = await client.text_document_definition_async(types.DefinitionParams(
+        types.TextDocumentIdentifier(uri=uri), types.Position(line=3, character=15)))  # `word`
+    assert isinstance(found, types.Location) and found.uri.endswith("/paged.mv") and found.range.start.line == 1
+
+
 async def test_saving_an_imported_file_proves_the_open_files_that_import_it(client: LanguageClient) -> None:
     """An importer's results depend on what it imports: saving the imported file proves every
     open file that imports it again, without saving them (the other way round they would keep

@@ -878,6 +878,8 @@ def test_a_text_direction_control_is_an_error(control: str) -> None:
     [d] = info.value.diagnostics
     assert (d.code, d.span.line, d.span.column) == ("syntax", 4, 56)
     assert f"(U+{ord(control):04X})" in d.message
+    _, shown, caret = render(d, {"t.mv": text}).splitlines()[:3]
+    assert control not in shown and shown[caret.index("^")] == "\ufffd"  # not reordering the line it shows
     assert load_text(text.replace(control, ""), "t.mv").layers
 
 
