@@ -867,6 +867,20 @@ def test_a_line_break_the_parser_would_not_count_is_an_error(separator: str, tmp
     assert results["M/LR/leak/VM"] is Status.FAILED
 
 
+@pytest.mark.parametrize("order", ["importer first", "imported first"])
+def test_a_lone_cr_in_an_imported_file_is_an_error_at_that_file(order: str, tmp_path: Path) -> None:
+    """The leaky layer M sits after a comment in leak.mv, which ends its lines with a lone CR;
+    main.mv imports it. In either order on the command line: exit 2 at leak.mv's break."""
+    (tmp_path / "leak.mv").write_text(LONE_BREAK_LEAK.replace("{break}", "\r").replace("\n", "\r"),
+                                      encoding="utf-8", newline="")
+    (tmp_path / "main.mv").write_text('import "leak.mv"\nlayer N { state { y : bv[4] } observe KServ { y } }\n')
+    files = ["main.mv", "leak.mv"] if order == "importer first" else ["leak.mv", "main.mv"]
+    done = subprocess.run([sys.executable, "-m", "microverify", "--no-cache", *files], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    assert "leak.mv:1:16: error: a carriage return not followed by a line feed" in done.stderr
+
+
 @pytest.mark.parametrize("control", ["\u202a", "\u202e", "\u2066", "\u2069"])
 def test_a_text_direction_control_is_an_error(control: str) -> None:
     """Trojan Source (CVE-2021-42574): inside a comment, a right-to-left override makes an
