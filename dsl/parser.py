@@ -19,7 +19,7 @@ from lark.visitors import Transformer_NonRecursive
 from microverify.dsl import ast, syntaxhints
 from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, error
 from microverify.dsl.limits import MAX_BV_WIDTH, MAX_DEPTH
-from microverify.dsl.spans import Span, source_lines
+from microverify.dsl.spans import DIRECTION_CONTROLS, Span, source_lines
 
 _MAX_SYNTAX_ERRORS = 10
 
@@ -28,7 +28,7 @@ _MAX_SYNTAX_ERRORS = 10
 # a `//` comment would run on past one, over what an editor shows as code. Text-direction
 # controls (as rustc refuses them, CVE-2021-42574): they reorder what is shown around them, so
 # code can look commented out, or a comment look like code.
-_MISREAD = re.compile("\r(?!\n)|[\x85\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_MISREAD = re.compile(f"\r(?!\n)|[\x85\u2028\u2029{DIRECTION_CONTROLS}]")
 _BREAKS = {"\r": "a carriage return not followed by a line feed", "\x85": "a next-line character (U+0085)",
            "\u2028": "a line separator (U+2028)", "\u2029": "a paragraph separator (U+2029)"}
 

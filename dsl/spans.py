@@ -8,18 +8,18 @@ from dataclasses import dataclass
 # what str.splitlines() also breaks at, but the parser (lark: "\n" only) does not count
 _OTHER_BREAKS = "\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 # text-direction controls (dsl/parser.py refuses them): shown, they would reorder the line shown
-_DIRECTION = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-_NOT_LINE_BREAKS = str.maketrans({c: " " for c in _OTHER_BREAKS} | {c: "\ufffd" for c in _DIRECTION})
-_ANY_OTHER_BREAK = re.compile(f"[{_OTHER_BREAKS}{_DIRECTION}]")
+DIRECTION_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_AS_SHOWN = str.maketrans({c: " " for c in _OTHER_BREAKS} | {c: "\ufffd" for c in DIRECTION_CONTROLS})
+_SHOWN_OTHERWISE = re.compile(f"[{_OTHER_BREAKS}{DIRECTION_CONTROLS}]")
 
 
 def source_lines(text: str) -> list[str]:
     """The lines of a source as spans number them: split at "\n" only (a "\r\n" ending is
     one break), every other character Python counts as a line break shown as a space and a
     text-direction control as U+FFFD, so that a column is the same character in the line shown."""
-    if _ANY_OTHER_BREAK.search(text) is None:  # the usual file: nothing to replace
+    if _SHOWN_OTHERWISE.search(text) is None:  # the usual file: nothing to replace
         return text.split("\n")
-    return [line.removesuffix("\r").translate(_NOT_LINE_BREAKS) for line in text.split("\n")]
+    return [line.removesuffix("\r").translate(_AS_SHOWN) for line in text.split("\n")]
 
 
 @dataclass(frozen=True, slots=True)

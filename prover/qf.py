@@ -273,6 +273,13 @@ class _Terms:
             memo[i] = k == _APP and all(self.ground(x, memo) for x in self.args(a))
         return memo[i]
 
+    def mentions(self, a: z3.Ast, ids: set[int], memo: dict[int, bool]) -> bool:
+        """One of the terms `ids` (AST ids) occurs in the ground term a."""
+        i = self.id(a)
+        if i not in memo:
+            memo[i] = i in ids or any(self.mentions(x, ids, memo) for x in self.args(a))
+        return memo[i]
+
 
 def _outermost(terms: _Terms, t: z3.ExprRef, pol: int) -> dict[int, tuple[z3.QuantifierRef, set[int]]]:
     """The binders of t not inside another one (lambdas too), with their polarities."""
@@ -563,14 +570,14 @@ class _Eliminator:
             out.append((lam, known))
         return out
 
-    def side(self) -> list[z3.BoolRef]:
-        """Each λ lies in its region and differs from every index term of its sort without a λ
-        in it (satisfiable: the region has more values than there are such terms)."""
+    def side(self, fixed: dict[z3.SortRef, list[z3.ExprRef]]) -> list[z3.BoolRef]:
+        """Each λ lies in its region and differs from the index terms of its sort fixed before
+        it is chosen (`fixed`, ground_index; satisfiable: the region has more values)."""
         out = []
         for (sort, lo, hi), lam in self.fresh.items():
             width = sort.size()  # type: ignore[attr-defined]
             inside = [z3.ULE(z3.BitVecVal(lo, width, self.ctx), lam), z3.ULE(lam, z3.BitVecVal(hi - 1, width, self.ctx))]
-            out.append(z3.And(inside + [lam != t for t in self.ground_index(sort)]))
+            out.append(z3.And(inside + [lam != t for t in fixed[sort]]))
         return out
 
     def ground_index(self, sort: z3.SortRef) -> list[z3.ExprRef]:
@@ -579,28 +586,8 @@ class _Eliminator:
         b, which the input does not imply. λ must only differ from what is fixed before it is
         chosen: any model of the input then extends to a λ, when the region is large enough."""
         lams = {self.terms.id(lam.as_ast()) for lam in self.lambdas.values()}
-        terms = list(self.index.get(sort, {}).values())
-        if not lams:
-            return terms
-        memo: dict[int, bool] = {}  # AST id -> whether it mentions a λ
-
-        def mentions(root: z3.Ast) -> bool:
-            stack: list[tuple[z3.Ast, bool]] = [(root, False)]
-            while stack:
-                a, visited = stack.pop()
-                i = self.terms.id(a)
-                if i in memo and not visited:
-                    continue
-                if i in lams or self.terms.kind(a) != _APP:  # index terms are ground: no binders
-                    memo[i] = i in lams
-                elif visited:
-                    memo[i] = any(memo[self.terms.id(x)] for x in self.terms.args(a))
-                else:
-                    stack.append((a, True))
-                    stack.extend((x, False) for x in self.terms.args(a) if self.terms.id(x) not in memo)
-            return memo[self.terms.id(root)]
-
-        return [t for t in terms if not mentions(t.as_ast())]
+        memo: dict[int, bool] = {}
+        return [t for t in self.index.get(sort, {}).values() if not self.terms.mentions(t.as_ast(), lams, memo)]
 
 
 def _positions(index: z3.ExprRef, c: z3.ExprRef) -> list[tuple[int, int]]:
@@ -826,11 +813,12 @@ def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polari
     else:  # the instances may not be complete: fine for a weakened result, used only for `unsat`
         (e.weakened if weaken else e.kept).append("the index set or the regions did not close: "
                                                   "instances may not be complete")
-    if any(hi - lo <= len(e.ground_index(sort)) for sort, lo, hi in e.fresh):
+    fixed = {sort: e.ground_index(sort) for sort, _, _ in e.fresh}
+    if any(hi - lo <= len(fixed[sort]) for sort, lo, hi in e.fresh):
         # Only when I did not close: a region too small for a λ outside I (side() would then
         # constrain λ unsatisfiably). A model of the input must extend to the λs, even for `unsat`.
         e.kept.append("a region of an index sort has no value outside the index set")
-    side = e.side()
+    side = e.side(fixed)
     if not e.kept:  # pass 4
         reads = _Reads(ctx)
         done, side, defined = ([reads.expand(t) for t in group] for group in (done, side, defined))
