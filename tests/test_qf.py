@@ -879,3 +879,43 @@ def test_a_conjunct_the_exact_check_breaks_gives_the_counterexample_unless_the_i
     assert again.status is Status.FAILED and again.counterexample is not None and "scrubbed" in again.detail
     assert checked == [("Scrub/INV/reclaim", True)]  # the quantifier-free encoding looked again
     assert_replayed([again], too_large_ok=True)
+
+
+# A pointer map from pages to pages: `∀p. owner[nxt[p]] == owner[p]` is in the fragment with a
+# nested read, so its instance at λ reads nxt[λ] (and the next round nxt[nxt[λ]]): the case the
+# side constraints on λ must not be built from (test_a_model_of_the_input_extends_to_the_lambdas).
+POINTERS = """type pfn = bv[8]
+type vmid = bv[2]
+principal KServ
+principal VM(v: vmid)
+layer L {
+  state { nxt: map[pfn] -> pfn; owner: map[pfn] -> principal; mem: map[pfn] -> bv[8] }
+  init { forall p: pfn. nxt[p] == p }
+  invariant linked { forall p: pfn. owner[nxt[p]] == owner[p] }
+  observe VM(v) { mem[p] for p: pfn where owner[p] == VM(v); nxt[p] for p: pfn where owner[p] == VM(v) }
+  op pull(v: vmid, p: pfn) by VM(v) {
+    check owner[p] == VM(v) else halt
+    mem[p] := mem[nxt[p]]
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_a_leak_through_a_pointer_map_is_never_proved(tmp_path: Path, order: str, encoding: str) -> None:
+    """With the invariant that keeps each page's `nxt` among its owner's pages, `pull` copies
+    only the caller's own data: every obligation proves. Weakened to `owner[nxt[p]] ==
+    owner[nxt[nxt[p]]]`, a page of VM(v) may point at another VM's page (two runs that agree on
+    VM(v)'s view, with nxt[p] = q, owner[q] = VM(w), and mem[q] 0 in one and 1 in the other):
+    `pull(v, p)` copies mem[q] into VM(v)'s view, and WSC must fail, replayed, in either file
+    order."""
+    def run(text: str) -> dict[str, Status]:
+        results = prove_pairs(obligations(split_over_two_files(tmp_path, text, "KServ", order)),
+                              Options(encoding=encoding))
+        assert_replayed(results)
+        return {r.obligation.id: r.status for r in results if r.status is not Status.PROVED}
+
+    assert run(POINTERS) == {}
+    leaky = POINTERS.replace("owner[nxt[p]] == owner[p]", "owner[nxt[p]] == owner[nxt[nxt[p]]]")
+    assert run(leaky) == {"L/WSC/pull/VM": Status.FAILED}
