@@ -10,6 +10,7 @@ take most of the suite's time budget. `prove FILE` on the mutated copy (`python 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,13 @@ SIZED = [(p, size) for p in MUTANTS for size in _sizes(p)]
 UNKNOWN_AT_HARDWARE = {"sekvm/reclaim_no_scrub", "sekvm/emul_from_other_cpu", "sekvm/iova_to_phys_any_bank",
                        "sekvm/revoke_no_tlb_flush", "sekvm/reuse_keeps_l1_table", "sekvm/s2_fault_vm_from_cpu",
                        "sekvm/s2pt_alloc_no_advance", "sekvm/s2pt_alloc_no_clear", "sekvm/vmid_reuse_no_flush"}
+# Of these, the suite runs two in the default encoding at hardware sizes (one whose verdict
+# must name the clause it breaks); the others run to the rlimit there (20 to 50 s each, most of
+# this file's time) and are left to the campaign, `python bench/mutants.py`, which runs every
+# mutant at both sizes in both encodings (MICROVERIFY_CAMPAIGN=1). The quantified encoding's
+# hardware runs, at a tenth of the rlimit, stay in the suite for all of them.
+CAMPAIGN_ONLY = UNKNOWN_AT_HARDWARE - {"sekvm/revoke_no_tlb_flush", "sekvm/s2_fault_vm_from_cpu"}
+CAMPAIGN = os.environ.get("MICROVERIFY_CAMPAIGN") == "1"
 # In the quantified encoding Z3 does not build a model of these even at the small size (a TLB
 # entry's gfn indexes the walk it must agree with): UNKNOWN, never PROVED; the default encoding
 # gives the counterexample.
@@ -64,6 +72,9 @@ def test_mutant_is_rejected_by_the_expected_obligation(path: Path, size: str, en
     (but for UNKNOWN_AT_HARDWARE) and at the small size (in the quantified encoding too, but for
     UNKNOWN_QUANTIFIED)."""
     mutant = parse(path)
+    name = f"{mutant.system}/{path.stem}"
+    if size == "hardware" and encoding == "qf" and name in CAMPAIGN_ONLY and not CAMPAIGN:
+        pytest.skip("UNKNOWN at hardware sizes after the whole rlimit: python bench/mutants.py runs it")
     kind, op = mutant.expect.split()
     config = configuration(mutant.system)
     defines = config.defines if config and size == config.name else ()
@@ -71,7 +82,6 @@ def test_mutant_is_rejected_by_the_expected_obligation(path: Path, size: str, en
     pairs = [(m, ob) for m, ob in obligations([load(materialise(mutant, tmp_path), defines)])
              if ob.kind.value == kind and (ob.op or "-") == op]
     assert pairs, f"no {kind} obligation for {op}"
-    name = f"{mutant.system}/{path.stem}"
     if hardware and (encoding == "quantified" or name in UNKNOWN_AT_HARDWARE) \
             or encoding == "quantified" and name in UNKNOWN_QUANTIFIED:
         rlimit = Options.rlimit // 10 if encoding == "quantified" else Options.rlimit
