@@ -398,13 +398,19 @@ def op_fields(op: Op, oracle_field: Callable[[str], str] | None = None, binds: b
 def collect_fields(e: Expr, found: set[str], oracle_field: Callable[[str], str] | None = None) -> None:
     """Add the state fields `e` mentions to `found`; with `oracle_field`, also the field it
     names for each oracle read or counter."""
-    stack: list[object] = [e]
-    while stack:
-        node = stack.pop()
+    for node in nodes(e):
         if isinstance(node, Ref) and node.kind == "field":
             found.add(node.name)
         elif oracle_field is not None and isinstance(node, (Counter, ReadOracle)):
             found.add(oracle_field(node.oracle))
+
+
+def nodes(e: Expr) -> Iterator[object]:
+    """`e` and every expression under it, quantifier bodies included."""
+    stack: list[object] = [e]
+    while stack:
+        node = stack.pop()
+        yield node
         for attr in ("base", "index", "operand", "left", "right", "cond", "then", "other", "body",
                      "arg", "principal"):
             child = getattr(node, attr, None)

@@ -18,7 +18,7 @@ from microverify.dsl.types import BoolType, BVType, EnumType, PrincipalType, Rec
 from microverify.layers import terms
 from microverify.layers.encoding import Encoder, MapVal, RecordVal, Value
 from microverify.layers.lower import Env, LoweringError, lower, pred, scalar
-from microverify.oracles.oracles import Oracles
+from microverify.oracles.oracles import Oracles, counter_field
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,18 @@ class Executor:
     def env(self) -> Env:
         return Env(self.enc, self.state, self.vars)
 
+    def scope(self, evaluated: tuple[ir.Expr, ...]) -> Env:
+        """The state fields and names these expressions read, as they are now: a copy of the
+        whole state and scope at every statement made memory quadratic in an operation's length
+        (6000 `let`s took 2 GB)."""
+        fields: set[str] = set()
+        names: set[str] = set()
+        for e in evaluated:
+            ir.collect_fields(e, fields, counter_field)
+            names.update(n.name for n in ir.nodes(e) if isinstance(n, ir.Ref) and n.kind != "field")
+        return Env(self.enc, {f: self.state[f] for f in fields if f in self.state},
+                   {n: self.vars[n] for n in names if n in self.vars})
+
     def run(self) -> Step:
         self.block(self.op.body, z3.BoolVal(True, self.enc.ctx))
         step = self.step
@@ -130,7 +142,7 @@ class Executor:
         enc, step = self.enc, self.step
         evaluated = ir.evaluated(s)
         if evaluated:
-            step.trace.append((evaluated, Env(enc, dict(self.state), dict(self.vars)), guard))
+            step.trace.append((evaluated, self.scope(evaluated), guard))
         if isinstance(s, ir.Let):
             value = self.rhs(s.value, guard)
             self.vars[s.name] = value

@@ -171,3 +171,21 @@ def test_principal_encoding_round_trips_and_normalises() -> None:
                         pe.normalise(pe.normalise(raw)) == pe.normalise(raw),
                         z3.Or(pe.normalise(raw) == kserv, pe.is_("VM", pe.normalise(raw))))))
     assert s.check() == z3.unsat
+
+
+def test_each_statement_keeps_only_what_it_reads() -> None:
+    """A step's trace (what a counterexample shows the executed path read) keeps, per statement,
+    the fields and names that statement's expressions read, as they are then; a copy of the
+    whole state and scope at each statement made memory quadratic in an operation's length
+    (6000 `let`s took 2 GB). The oracle read's counter is kept with it."""
+    n = 300
+    lets = "".join(f"  let a{i + 1} = a{i} + a{i}\n" for i in range(n))
+    L = layer(f"state {{ x : bv[8]  y : bv[8]  z : bv[8] }}\n"
+              f"op f(k: bv[8]) by KServ -> bv[8] {{\n  let a0 = x + k\n{lets}  y := read o\n  return a{n} }}")
+    _, args, step = run(L, "f")
+    scopes = [(set(env.state), set(env.vars)) for _, env, _ in step.trace]
+    assert scopes[0] == ({"x"}, {"k"})
+    assert scopes[1:n + 1] == [(set(), {f"a{i}"}) for i in range(n)]
+    assert scopes[n + 1] == ({"#o"}, set())  # y := read o reads o's counter
+    assert scopes[-1] == (set(), {f"a{n}"})
+    assert step.trace[-1][1].vars[f"a{n}"] is step.locals[f"a{n}"][1]
