@@ -88,11 +88,11 @@ def render(diag: Diagnostic, sources: dict[str, str]) -> str:
                 width = max(span.end_column - span.column, 1)
             else:
                 width = max(len(src) - start, 1)
-            if len(src) > _MAX_SHOWN:  # a window around the caret, not a line of megabytes
-                first = max(start - _MAX_SHOWN // 4, 0)
-                shown = src[first:first + _MAX_SHOWN]
+            if len(src) > MAX_SHOWN:  # a window around the caret, not a line of megabytes
+                first = max(start - MAX_SHOWN // 4, 0)
+                shown = src[first:first + MAX_SHOWN]
                 prefix = "..." if first > 0 else ""
-                suffix = "..." if first + _MAX_SHOWN < len(src) else ""
+                suffix = "..." if first + MAX_SHOWN < len(src) else ""
                 src = prefix + shown + suffix
                 start = start - first + len(prefix)
                 width = min(width, len(shown) + len(prefix) - start)
@@ -103,7 +103,7 @@ def render(diag: Diagnostic, sources: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-_MAX_SHOWN = 200  # characters of a source line shown under a diagnostic
+MAX_SHOWN = 200  # characters of a source line shown under a diagnostic
 
 
 def _line(text: str, number: int) -> str | None:

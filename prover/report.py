@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import z3
 
 from microverify.dsl import ir
+from microverify.dsl.diagnostics import MAX_SHOWN
 from microverify.dsl.spans import Span, source_lines
 from microverify.layers.encoding import Encoder
 from microverify.layers.model import flows_term
@@ -20,11 +21,17 @@ if TYPE_CHECKING:  # a counterexample comes with its Result: prover/solve.py imp
 
 
 def source_line(span: Span, sources: dict[str, str]) -> str:
+    """The text of `span` on its first line (to the line's end if it goes on), cut at
+    MAX_SHOWN characters: the statement, not the whole line it is on."""
     text = sources.get(span.file)
     if text is None:
         return ""
     lines = source_lines(text)
-    return lines[span.line - 1].strip() if 0 < span.line <= len(lines) else ""
+    if not 0 < span.line <= len(lines):
+        return ""
+    line = lines[span.line - 1]
+    shown = line[span.column - 1:span.end_column - 1 if span.end_line == span.line else len(line)].strip()
+    return shown if len(shown) <= MAX_SHOWN else shown[:MAX_SHOWN] + "..."
 
 
 def result_line(r: Result) -> str:

@@ -37,6 +37,19 @@ def test_failed_obligation_exits_1_with_counterexample() -> None:
     assert out.strip().splitlines()[-1] == "11 of 12 obligations proved, 1 failed"
 
 
+def test_the_responsible_statement_is_the_statement_not_its_line(tmp_mv) -> None:
+    """Found in review: the note printed the whole line the statement is on (all of a one-line
+    layer, or a 60 KB line); now the statement's text on its line, cut at 200 characters."""
+    padding = " + ".join(["0"] * 100)
+    r = prove(str(tmp_mv("principal K  layer A { state { x: bv[8] } op f() by K -> bv[8] { return x } "
+                         f"op g() by K -> bv[8] {{ return x + {padding} }} }}\n")))
+    assert r.returncode == 1
+    notes = [line for line in r.stdout.splitlines() if "note: responsible statement: " in line]
+    assert [n.split("responsible statement: ")[1] for n in notes] == \
+        ["return x", "return x + " + padding[:189] + "..."]
+    assert "\n  op f() by K -> bv[8] { return x }\n" in r.stdout  # the operation under its error
+
+
 def test_contradictory_invariant_is_vacuous_and_exits_1(tmp_mv) -> None:
     path = tmp_mv(SECURE.replace("observe VM(v)", "invariant { forall v: bv[1]. secret[v] == 1 && secret[v] == 2 }\n  observe VM(v)"))
     r = prove(str(path))
