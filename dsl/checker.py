@@ -354,9 +354,12 @@ class Checker:
             if t is not None:
                 fields[f.name] = t
                 state.append(ir.StateField(f.name, t, f.span))
-        # A field whose type is broken is reported once, there: its uses are skipped silently,
-        # not reported again as unknown names (for this layer only; field names are not global).
-        broken = {f.name for f in d.state if f.name not in fields and f.name not in self.global_names}
+        # A field whose type is broken, or whose name clashes with a global one, is reported
+        # once, there: its uses are skipped silently, not reported again as unknown names or
+        # as assignments to something else (for this layer only; field names are not global).
+        # A use of a clashing name that means the global (a constant) is skipped too: an error
+        # has been reported, and nothing is proved.
+        broken = {f.name for f in d.state if f.name not in fields}
         broken -= self.globals.broken
         self.globals.broken |= broken
         try:
@@ -568,11 +571,11 @@ class OpChecker:
                 kind = {"arg": "a parameter", "local": "a `let` binding"}.get(scope[s.root][0], "local")
                 raise self.c.fail("assign-not-state", s.root_span,
                                   f"cannot assign to `{s.root}`: it is {kind}, not a state field")
+            if s.root in self.c.globals.broken:  # its type or name is broken: reported there
+                raise CheckFailed()
             if s.root in self.c.global_names:
                 raise self.c.fail("assign-not-state", s.root_span,
                                   f"cannot assign to `{s.root}`: it is not a state field")
-            if s.root in self.c.globals.broken:  # its type is broken: reported there
-                raise CheckFailed()
             raise self.c.exprs.unknown(s.root, s.root_span, list(self.fields), "state field")
         t = self.fields[s.root]
         path: list[ir.Expr | str] = []

@@ -185,6 +185,8 @@ class ExprChecker:
         if e.name in ctx.fields:
             return ir.Ref(e.name, "field", ctx.fields[e.name], e.span)
         g = ctx.globals
+        if e.name in g.broken:  # rejected where it is declared (a field clashing with a constant too)
+            raise CheckFailed()
         if e.name in g.consts:
             value = g.consts[e.name]
             self.expanding |= not isinstance(value, ir.Lit)  # a literal grows nothing
@@ -200,8 +202,6 @@ class ExprChecker:
                 raise self.fail("type-mismatch", e.span,
                                 f"`{e.name}` is a principal family; write `{e.name}(...)`")
             return ir.PrincipalVal(e.name, None, PRINCIPAL, e.span)
-        if e.name in g.broken:
-            raise CheckFailed()
         candidates = [*ctx.locals, *ctx.fields, *g.consts, *g.configs, *g.enum_members, *g.principals]
         raise self.unknown(e.name, e.span, candidates)
 

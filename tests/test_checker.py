@@ -138,6 +138,28 @@ layer L {
     assert codes(other) == [("bad-type", 7), ("unknown-name", 15), ("unknown-name", 16)]
 
 
+def test_a_field_whose_name_clashes_is_reported_once_not_at_every_use() -> None:
+    """Found in review: a field named like a type gave the clash, then `unknown name` at each
+    read and `not a state field` at each write (13 errors in a larger file). A field named like
+    a constant: its uses are not read as the constant (a type error). Another layer's uses of
+    the name are still checked."""
+    model = """type frame = record { owner: principal, data: bv[8] }
+const N: bv[8] = 3
+principal KServ
+layer L {
+  state { frame : map[bv[4]] -> frame
+          N : map[bv[4]] -> bv[8] }
+  observe KServ { frame[p].data for p: bv[4]; N[p] for p: bv[4] }
+  op w(p: bv[4], x: bv[8]) by KServ { frame[p].data := x  N[p] := N[p] + x }
+}
+layer M {
+  state { y : bv[8] }
+  op v() by KServ { y := N[0]  frame := 1 }
+}
+"""
+    assert codes(model) == [("duplicate", 5), ("duplicate", 6), ("type-mismatch", 12), ("assign-not-state", 12)]
+
+
 # -- found by a review of the front end (each was a silent drop, a hang or a follow-on error)
 
 
