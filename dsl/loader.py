@@ -70,9 +70,10 @@ def resolve(path: Path) -> Path:
 
 
 def read_source(path: Path) -> str:
-    """The text of a source file. Only a regular file of at most MAX_FILE_BYTES is read: a
-    FIFO is never opened, a device such as /dev/zero never read; OSError or
-    UnicodeDecodeError (a ValueError) says why not."""
+    """The text of a source file, without a leading byte-order mark (as some editors save
+    UTF-8). Only a regular file of at most MAX_FILE_BYTES is read: a FIFO is never opened, a
+    device such as /dev/zero never read; OSError or UnicodeDecodeError (a ValueError) says why
+    not."""
     try:
         info = os.stat(path)
     except ValueError as exc:  # a NUL in the name
@@ -85,7 +86,7 @@ def read_source(path: Path) -> str:
         data = f.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise OSError(f"it is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, the limit")
-    return data.decode("utf-8")
+    return data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is no character of the text
 
 
 def _check_regular(info: os.stat_result) -> None:
@@ -115,10 +116,21 @@ def _read(path: Path, sources: dict[str, str], at: Span | None) -> str:
         why = why[:1].lower() + why[1:]
         raise DiagnosticError([error("io", where, f"cannot read {what}: {why}")]) from None
     except UnicodeDecodeError as exc:
-        where = at or Span.point(name, 1, 1)
-        raise DiagnosticError([error("io", where, f"cannot read {name}: {exc}")]) from None
+        raise _not_utf8(name, exc, sources) from None
     sources[name] = text
     return text
+
+
+def _not_utf8(name: str, exc: UnicodeDecodeError, sources: dict[str, str]) -> DiagnosticError:
+    """At the first byte that is not UTF-8, shown in its line (as U+FFFD), wherever the file
+    was named from."""
+    data = exc.object
+    before = data[:exc.start].decode("utf-8")  # the text up to the byte is UTF-8
+    line_start = before.rfind("\n") + 1
+    sources[name] = data.decode("utf-8", errors="replace")
+    return DiagnosticError([error("io", Span.point(name, before.count("\n") + 1, len(before) - line_start + 1),
+                                  f"cannot read {name}: it is not UTF-8 text (byte 0x{data[exc.start]:02x}: "
+                                  f"{exc.reason})")])
 
 
 def _with_imports(module: ast.Module, path: Path, sources: dict[str, str],

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import z3
@@ -132,6 +133,7 @@ class _Workers:
     SPAWN_AFTER seconds with work left, each given the next obligation and one more."""
 
     def __init__(self, pairs: list[Pair], options: Options, cache_dir: Path | None, count: int) -> None:
+        self.pairs = pairs
         self.initargs = (pairs, options, cache_dir, os.getpid())
         self.count = count
         self.began = time.perf_counter()
@@ -153,8 +155,22 @@ class _Workers:
             self.futures.append(future)
         for future in [f for f in self.handed if f.done() or self.handed[f] in done]:
             i = self.handed.pop(future)
-            if future.done():
+            if not future.done():
+                continue
+            if isinstance(future.exception(), BrokenProcessPool):
+                self.broken(i, done)
+            else:
                 done.setdefault(i, future.result())
+
+    def broken(self, i: int, done: dict[int, Result]) -> None:
+        """A worker process ended without an answer (killed: by the system running out of
+        memory, or by a signal), so the pool is broken and every obligation handed to it is
+        lost. Which one the dead worker was solving is not known, and solving them here could
+        kill this process the same way: each is UNKNOWN, said why; the rest are solved here,
+        without workers."""
+        self.count = 0
+        if i not in done:
+            done[i] = Result(self.pairs[i][1], Status.UNKNOWN, 0.0, 0, 0.0, detail=WORKER_DIED)
 
     def held(self, done: dict[int, Result]) -> int:
         """The first obligation a worker holds that is not solved yet, or -1."""
@@ -194,6 +210,8 @@ def kill_workers(pool: ProcessPoolExecutor) -> None:
         manager.join(timeout=5)
 
 
+WORKER_DIED = ("not solved: it was handed to a worker process that ended abruptly (killed by a signal, or by "
+               "the system when memory ran out); run with -j1, or with --max-memory, to solve it")
 SPAWN_AFTER = 1.0  # seconds of solving in this process before worker processes are started
 WORKER_START = 1.5  # seconds of work left (at the pace so far) that a worker's start-up is worth
 _SOLVER_STACK = 256 * 1024 * 1024  # bytes of stack (address space) for the solving thread
