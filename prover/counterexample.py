@@ -26,6 +26,7 @@ from microverify.prover.formula import Formula, Table
 from microverify.prover.obligations import Kind, Obligation
 
 _MAX_KEYS_PER_MAP = 6
+_MAX_DIFFERING = 2  # entries of a map shown because the columns differ there (_differing)
 PathStep = str | tuple[Type, int]  # a record field, or a map key (its type and value)
 _MAX_ROWS = 40
 
@@ -296,9 +297,19 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
     relevant |= written
     relevant |= _agreement_masks(ob, formula, x, relevant)
     own = [r for r in runs if not r.upper]
+    columns = [r.pre for r in own] + [r.step.post for r in own if r.step]
+    quantified: set[str] = set()  # fields a failing conjunct reads under a quantifier
+    for g in failing:
+        for pred_source, _ in g.sources:
+            for node in ir.nodes(pred_source):
+                if isinstance(node, ir.Quant):
+                    collect_fields(node, quantified)
+    differing = {f.name: keys for f in L.fields if f.name in quantified
+                 and (keys := _differing(x, f.type, [c[f.name] for c in columns]))}
     tables = formula.tables or [Table("", L, [r.name for r in own] + [f"step({r.name})" for r in own if r.step],
-                                      [r.pre for r in own] + [r.step.post for r in own if r.step])]
+                                      columns)]
     lower_sources = _abstraction_sources(L, relevant)
+    types = {f.name: f.type for f in L.fields}
     shown = []
     for table in tables:
         mine = table.layer.layer is L.layer
@@ -307,6 +318,12 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
         # a field of this layer read or written at known entries shows those; any other the
         # keys that matter (arguments, locals, witnesses, the observer, written keys)
         precise = {f: entries.found[f] for f in order if mine and f in entries.found}
+        for f, keys in differing.items():  # besides the entries or keys it shows anyway
+            if mine and f in order:
+                t = types[f]
+                assert isinstance(t, MapType)
+                known = precise.get(f) or [[(t.key, n)] for n in sorted(x.keys.get(t.key, []))[:_MAX_KEYS_PER_MAP]]
+                precise[f] = known + [k for k in keys if k not in known]
         shown.append((table.title, tuple(table.columns), tuple(x.rows(table.layer, order, table.states, precise))))
     operation = None
     if op is not None:
@@ -335,6 +352,55 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
                           tuple(_describe(x, g, family) + (_UNDECIDED if undecided else "") for g in failing),
                           tuple(responsible),
                           tuple(configuration))
+
+
+def _differing(x: _Explainer, t: Type, values: list[Value]) -> list[list[PathStep]]:
+    """The entries of a map of scalars at which the columns (runs and steps) differ, at most
+    _MAX_DIFFERING, for a map a failing conjunct reads under a quantifier (`forall w. flag[w]`
+    in a view): such a read is at no single key, and without these the entry that makes the
+    views differ was not in the table. The keys
+    tried are those the model lists an entry at and, in the qf encoding, the index terms of I
+    and the λs (where the model is the completed one, prover/concrete.py), else one key the
+    model lists in no column (where the columns' defaults may differ)."""
+    if not isinstance(t, MapType) or isinstance(t.value, (MapType, RecordType)):
+        return []
+    arrays = [v.inner for v in values if isinstance(v, MapVal) and isinstance(v.inner, z3.ArrayRef)]
+    keys: set[int | None] = set().union(*(_listed_keys(x.model, a) for a in arrays))
+    completion = x.f.completion
+    if completion is not None:
+        sort = x.L.enc.sort(t.key)
+        keys.update(x.num(i) for s, index in completion.index.items() if s.eq(sort) for i in index)
+        keys.update(x.num(lam) for s, _, _, lam in completion.regions if s.eq(sort))
+    else:
+        keys.add(next(k for k in itertools.count() if k not in keys))
+    out: list[list[PathStep]] = []
+    for k in sorted(k for k in keys if k is not None):
+        if len({x.num(z3.Select(a, x.literal(t.key, k))) for a in arrays}) > 1:
+            out.append([(t.key, k)])
+            if len(out) == _MAX_DIFFERING:
+                break
+    return out
+
+
+def _listed_keys(model: z3.ModelRef, array: z3.ArrayRef) -> set[int | None]:
+    """The indices the model's value of an array lists an entry at (its stores, its function's
+    entries, its lambda's index tests); it is its default elsewhere."""
+    v = model.eval(array, model_completion=True)
+    keys: set[int | None] = set()
+    while z3.is_store(v):
+        keys.add(numeral(model.eval(v.arg(1), model_completion=True)))  # type: ignore[attr-defined]
+        v = v.arg(0)  # type: ignore[attr-defined]
+    if z3.is_as_array(v):
+        interp = model[z3.get_as_array_func(v)]
+        if isinstance(interp, z3.FuncInterp):
+            keys.update(numeral(interp.entry(i).arg_value(0)) for i in range(interp.num_entries()))
+    elif z3.is_quantifier(v) and v.is_lambda() and v.num_vars() == 1:  # type: ignore[attr-defined]
+        body = v.body()  # type: ignore[attr-defined]
+        while z3.is_app_of(body, z3.Z3_OP_ITE):
+            cond, _, body = body.children()
+            if z3.is_eq(cond):
+                keys.update(numeral(c) for c in cond.children() if not z3.is_var(c))
+    return keys
 
 
 def _agreement_masks(ob: Obligation, formula: Formula, x: _Explainer, relevant: set[str]) -> set[str]:

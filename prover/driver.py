@@ -60,11 +60,18 @@ def obligations(modules: Iterable[ir.Module]) -> list[Pair]:
                 files[digest] = []
                 first.append((m, ob, digest))
             files[digest].append(m.file)
+    # layers of one name declared in different files give obligations of one base id: those
+    # that no context tells apart say their file
+    files_of: dict[str, set[str]] = {}
+    for _, ob, _ in first:
+        files_of.setdefault(ob.base_id, set()).add(ob.file)
     out = []
     for m, ob, digest in first:
         builders = ways[ob][digest]
         if builders != holders[(ob.file, ob.layer)]:
             ob = dataclasses.replace(ob, context=tuple(dict.fromkeys(builders)))
+        elif len(files_of[ob.base_id]) > 1:
+            ob = dataclasses.replace(ob, by_file=True)
         out.append((m, ob))
     return out
 

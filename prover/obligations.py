@@ -66,6 +66,8 @@ class Obligation:
     # the root files of the run this copy is built in, when files of one run build the same
     # obligation differently (prover/driver.py, `obligations`); else empty
     context: tuple[str, ...] = ()
+    # a layer of this name is declared in another file of the run too: the id says this one's
+    by_file: bool = False
 
     @property
     def base_id(self) -> str:
@@ -79,9 +81,11 @@ class Obligation:
 
     @property
     def id(self) -> str:
-        """base_id, and where it is ambiguous in a run, the files this copy is built in:
-        `Spec/OC/get [b.mv]`."""
-        return self.base_id + (f" [{', '.join(self.context)}]" if self.context else "")
+        """base_id, and where it is ambiguous in a run, the files this copy is built in
+        (`Spec/OC/get [b.mv]`), or the file that declares its layer, if layers of that name are
+        declared in several files."""
+        files = self.context or ((self.file,) if self.by_file else ())
+        return self.base_id + (f" [{', '.join(files)}]" if files else "")
 
 
 def generate(module: ir.Module) -> list[Obligation]:

@@ -150,6 +150,10 @@ def theorems(modules: list[ir.Module], results: list[Result], every: list[Obliga
     done: set[tuple[str, ...]] = set()
     refined = {(m.layer(layer.refines).span.file, layer.refines)
                for m in modules for layer in m.layers if layer.refines is not None}
+    declared: dict[str, set[str]] = {}  # layer name -> the files that declare one
+    for m in modules:
+        for layer in m.layers:
+            declared.setdefault(layer.name, set()).add(layer.span.file)
     for module in modules:
         for chain in stacks(module):
             names = {(layer.span.file, layer.name) for layer in chain}
@@ -168,6 +172,8 @@ def theorems(modules: list[ir.Module], results: list[Result], every: list[Obliga
                 continue
             done.add(key)
             mine = [r for r in results if its(r.obligation)]
+            if not context and len(declared[chain[0].name]) > 1:
+                context = chain[0].span.file  # another file of the run declares a layer of its name
             out.append(_theorem(module, chain, mine, needed, context))
     return out
 
@@ -199,7 +205,8 @@ def _blind(module: ir.Module, chain: list[ir.Layer]) -> str:
 def _theorem(module: ir.Module, chain: list[ir.Layer], mine: list[Result], needed: set[Obligation],
              context: str = "") -> str:
     bottom, top = chain[0], chain[-1]
-    # `Spec [b.mv]`: as b.mv builds it, where the files of the run build it differently
+    # `Spec [b.mv]`: as b.mv builds it, where the files of the run build it differently, or
+    # as b.mv declares it, where other files of the run declare a layer of that name
     name = bottom.name + (f" [{context}]" if context else "")
     via = " ⊑ ".join(layer.name for layer in chain)
     missing = [r.obligation.id for r in mine if r.status is not Status.PROVED]

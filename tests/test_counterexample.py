@@ -5,8 +5,11 @@ entries that merely sit at an index equal to an argument."""
 
 from __future__ import annotations
 
+import pytest
+
 from microverify.dsl.loader import load_text
 from microverify.prover.driver import prove_modules
+from microverify.prover.replay import Outcome
 from microverify.prover.verdict import Options, Result, Status
 
 MODEL = """\
@@ -151,3 +154,34 @@ def test_a_conjunct_the_model_leaves_undecided_is_not_said_to_fail() -> None:
     assert take.replay is not None and "invariant `has` does not hold after the step" in take.replay.line()
     assert "invariant `ea`" not in take.replay.line()
     assert count.counterexample.failing == ("invariant small does not hold",)
+
+
+QUANTIFIED_VIEW = """\
+type vmid = bv[16]
+principal KServ
+principal VM(v: vmid)
+oracle coin : bool from KServ
+layer L {
+  state { flag: map[vmid] -> bool; data: map[vmid] -> bv[64] }
+  observe VM(v) { data[v]; (forall w: vmid. flag[w]) where data[v] != 0 }
+  op vm_set(v: vmid) by VM(v) { flag[v] := read coin }
+}
+"""
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+def test_an_entry_a_view_reads_under_a_quantifier_is_shown_where_the_runs_differ(encoding: str) -> None:
+    """Found in review: VM(u)'s view holds `forall w. flag[w]`, and `vm_set` may make it true in
+    one run and not in the other; the table showed only flag[v], the same in both runs, not the
+    entry of flag that decides it. Now an entry where the columns differ is shown (at most two)."""
+    results = prove_modules([load_text(QUANTIFIED_VIEW, "<test>")], Options(encoding=encoding))
+    [r] = [r for r in results if r.obligation.id == "L/WSC/vm_set/VM"]
+    assert r.status is Status.FAILED and r.counterexample is not None
+    assert r.replay is not None and r.replay.outcome is Outcome.CONFIRMED
+    [(_, columns, rows)] = r.counterexample.tables
+    assert columns == ("s", "t", "step(s)", "step(t)")
+    written = f"flag[{r.counterexample.operation.split('v = ')[1].split(')')[0]}]"  # type: ignore[union-attr]
+    flags = [row for row in rows if row.name.startswith("flag[")]
+    assert flags[0].name == written
+    deciding = [row for row in flags[1:] if row.values[0] != row.values[1]]
+    assert 1 <= len(deciding) <= 2 and len(flags) <= 3, rows

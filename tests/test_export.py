@@ -193,6 +193,6 @@ def test_files_of_the_same_name_in_two_folders_get_scripts_of_their_own(tmp_path
                         str(tmp_path / "x" / "m.mv"), str(tmp_path / "y" / "m.mv")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    scripts = list((tmp_path / "smt").glob("m-*__L_OC_write.smt2"))
+    scripts = list((tmp_path / "smt").glob("m-*__L_OC_write_*.smt2"))  # the id names the file
     assert len(scripts) == 2
     assert {"(_ BitVec 8)" in s.read_text() for s in scripts} == {True, False}

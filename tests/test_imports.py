@@ -105,3 +105,24 @@ def test_a_layer_secure_in_its_own_file_that_leaks_to_a_principal_an_importer_ad
     assert any(t.startswith("theorem: X ") for t in report["theorems"])
     [spec_theorem] = [t for t in report["theorems"] if t.startswith("theorem: Spec")]
     assert "observers KServ under" in spec_theorem and "It rests on 9 proved obligations" in spec_theorem
+
+
+def test_layers_of_one_name_in_two_files_are_told_apart(tmp_path: Path) -> None:
+    """Found in review: two files, each with its own layer A, gave `FAILED A/OC/g` and `no
+    theorem for A` twice, and a proved and a failed copy could not be told apart. Each id and
+    theorem now names the root file, in either order; the copy that fails is d2's."""
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d2").mkdir()
+    one, two = tmp_path / "d1" / "s.mv", tmp_path / "d2" / "s.mv"
+    one.write_text("principal K\nlayer A { state { x: bv[8] }\n  observe K { x }\n"
+                   "  op g() by K -> bv[8] { return x } }\n")
+    two.write_text("principal K\nprincipal J\nlayer A { state { x: bv[8] }\n  observe K { x }\n"
+                   "  op g() by J -> bv[8] { return x } }\n")
+    for paths in ([one, two], [two, one]):
+        r = subprocess.run([sys.executable, "-m", "microverify", "-q", "-j1", "--no-cache", *map(str, paths)],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 1, r.stdout + r.stderr
+        failed = [line.split()[1:3] for line in r.stdout.splitlines() if line.startswith("FAILED")]
+        assert failed == [["A/OC/g", f"[{two}]"]], r.stdout
+        assert any(line.startswith(f"theorem: A [{one}] is noninterfering") for line in r.stdout.splitlines())
+        assert any(line.startswith(f"no theorem for A [{two}] (via A)") for line in r.stdout.splitlines())
