@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from microverify.dsl import ast, ir
@@ -16,17 +17,21 @@ from microverify.dsl.astcache import parse_cached
 from microverify.dsl.spans import Span
 
 EXTENSION = ".mv"
+# How the text of an imported file is read: read_source, or (the language server) a file's
+# text as its editor shows it. Its errors are read_source's: OSError or UnicodeDecodeError.
+Reader = Callable[[Path], str]
 
 
-def load_text(text: str, file: str, sources: dict[str, str] | None = None) -> ir.Module:
-    """Check one self-contained text (imports are resolved relative to `file`); every text
-    read, this one included, is recorded in `sources` if it is given."""
+def load_text(text: str, file: str, sources: dict[str, str] | None = None, read: Reader | None = None) -> ir.Module:
+    """Check one self-contained text (imports are resolved relative to `file`, and read with
+    `read`, read_source unless given); every text read, this one included, is recorded in
+    `sources` if it is given."""
     from microverify.dsl.parser import parse  # on first use, as in dsl/astcache.py
 
     ensure_recursion_limit()
     sources = {} if sources is None else sources
     sources[file] = text
-    return check(_with_imports(parse(text, file), Path(file), sources), sources)
+    return check(_with_imports(parse(text, file), Path(file), sources, read=read or read_source), sources)
 
 
 def load_file(path: Path, sources: dict[str, str], defines: tuple[Define, ...] = (),
@@ -101,10 +106,10 @@ def _check_regular(info: os.stat_result) -> None:
         raise OSError(f"it is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, the limit")
 
 
-def _read(path: Path, sources: dict[str, str], at: Span | None) -> str:
+def _read(path: Path, sources: dict[str, str], at: Span | None, read: Reader = read_source) -> str:
     name = display_name(path)
     try:
-        text = read_source(path)
+        text = read(path)
     except OSError as exc:
         what = name
         if at is None and os.path.islink(path):  # a file given (or found in a folder) as a link:
@@ -134,19 +139,20 @@ def _not_utf8(name: str, exc: UnicodeDecodeError, sources: dict[str, str]) -> Di
 
 
 def _with_imports(module: ast.Module, path: Path, sources: dict[str, str],
-                  seen: set[Path] | None = None, parsed: Path | None = None) -> ast.Module:
+                  seen: set[Path] | None = None, parsed: Path | None = None, read: Reader = read_source) -> ast.Module:
     """The module with the declarations of everything it imports put first (each file once)."""
     seen = set() if seen is None else seen
     decls: list[ast.Decl] = []
     errors: list[Diagnostic] = []
-    _include(module, resolve(path), sources, seen, [resolve(path)], decls, errors, parsed)
+    _include(module, resolve(path), sources, seen, [resolve(path)], decls, errors, parsed, read)
     if errors:
         raise DiagnosticError(errors)
     return ast.Module(module.file, tuple(decls))
 
 
 def _include(module: ast.Module, path: Path, sources: dict[str, str], seen: set[Path],
-             stack: list[Path], decls: list[ast.Decl], errors: list[Diagnostic], parsed: Path | None) -> None:
+             stack: list[Path], decls: list[ast.Decl], errors: list[Diagnostic], parsed: Path | None,
+             read: Reader) -> None:
     for d in module.decls:
         if not isinstance(d, ast.Import):
             decls.append(d)
@@ -160,12 +166,12 @@ def _include(module: ast.Module, path: Path, sources: dict[str, str], seen: set[
             continue
         seen.add(target)
         try:
-            text = _read(target, sources, d.span)
+            text = _read(target, sources, d.span, read)
             imported = parse_cached(text, display_name(target), parsed)
         except DiagnosticError as exc:
             errors.extend(exc.diagnostics)
             continue
-        _include(imported, target, sources, seen, stack + [target], decls, errors, parsed)
+        _include(imported, target, sources, seen, stack + [target], decls, errors, parsed, read)
 
 
 def discover(paths: list[Path]) -> list[Path]:

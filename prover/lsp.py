@@ -1,7 +1,11 @@
 """The language server (`microverify-lsp`, LSP over stdio, built on pygls).
 
 - Diagnostics as you type: every parse and type error of the open file (and of what it
-  imports), as `prove --check` reports them, on open and on every change.
+  imports), as `prove --check` reports them on the files as their editors show them, on open and
+  on every change. An imported file that is open is read from its editor, not from the disk;
+  a change to it (opening or closing it too) checks again the open files that import it. A
+  file shows what the checks of every open file found in it: its own, and those of its
+  importers, each the last one's.
 - On save: the obligations of the saved file are proved (with the result cache of the
   workspace, `.microverify-cache`), and each one that is not proved becomes a diagnostic on the
   statement responsible for its counterexample (else on its operation), with the other
@@ -10,6 +14,9 @@
 - Hover on an operation's name: its obligations and their status from the last save.
 - Go to definition: names of types, constants, defs, principals, oracles, layers, state fields
   and operations, and the file of an `import`.
+
+Positions are in the code units of the position encoding agreed with the client (UTF-16 unless
+it asks for another): a character outside the Basic Multilingual Plane is two of UTF-16's.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import asyncio
 import re
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -28,7 +36,7 @@ from pygls.lsp.server import LanguageServer
 from microverify import __version__
 from microverify.dsl import ast, ir
 from microverify.dsl.diagnostics import Diagnostic, DiagnosticError
-from microverify.dsl.loader import load_text, read_source
+from microverify.dsl.loader import Reader, load_text, read_source, resolve
 from microverify.dsl.parser import parse
 from microverify.dsl.spans import Span, source_lines
 from microverify.files import unwritable
@@ -45,19 +53,60 @@ def path_of(uri: str) -> Path:
     return Path(unquote(urlparse(uri).path))
 
 
+def file_of(uri: str) -> Path:
+    """The file a URI names, resolved (made absolute where it cannot be: a NUL in the name)."""
+    return resolve(path_of(uri))
+
+
 def uri_of(file: str, document: str | None = None) -> str:
     """The URI of a file a span names: the open document's own URI when it is that file (as
     the editor spelt it), else the file's."""
-    resolved = Path(file).resolve()
-    if document is not None and path_of(document).resolve() == resolved:
+    resolved = resolve(Path(file))
+    if document is not None and file_of(document) == resolved:
         return document
     return resolved.as_uri()
 
 
-def _range(span: Span) -> types.Range:
-    """LSP positions are 0-based; a span's end column is exclusive, as LSP's."""
-    return types.Range(types.Position(span.line - 1, span.column - 1),
-                       types.Position(span.end_line - 1, max(span.end_column - 1, 0)))
+class _Columns:
+    """Columns as the protocol counts them, in code units of the agreed position encoding,
+    where spans count characters (code points). A span's line is taken from the text the span
+    was found in (`texts`, by file name), split as the parser counts lines."""
+
+    def __init__(self, ls: LanguageServer, texts: Mapping[str, str] | None = None) -> None:
+        self.codec = ls.workspace.position_codec
+        self.texts = {} if texts is None else texts
+        self.lines: dict[str, list[str]] = {}
+
+    def units(self, chars: str) -> int:
+        return int(self.codec.client_num_units(chars))
+
+    def character(self, file: str, line: int, column: int) -> int:
+        """The protocol's 0-based character of a 1-based column."""
+        text = self.texts.get(file, "")
+        if text.isascii():  # the usual file: one unit a character in every encoding
+            return max(column - 1, 0)
+        if file not in self.lines:
+            self.lines[file] = source_lines(text)
+        lines = self.lines[file]
+        head = lines[line - 1][:max(column - 1, 0)] if 0 < line <= len(lines) else ""
+        return self.units(head) + max(column - 1 - len(head), 0)
+
+    def range(self, span: Span) -> types.Range:
+        """LSP positions are 0-based; a span's end column is exclusive, as LSP's."""
+        return types.Range(types.Position(span.line - 1, self.character(span.file, span.line, span.column)),
+                           types.Position(span.end_line - 1, self.character(span.file, span.end_line, span.end_column)))
+
+    def column(self, line: str, character: int) -> int:
+        """The 1-based column of the character at the protocol's `character` in the line (of
+        the one whose code units it is inside, if it is inside one)."""
+        if line.isascii():
+            return character + 1
+        units = 0
+        for i, c in enumerate(line):
+            units += self.units(c)
+            if units > character:
+                return i + 1
+        return len(line) + 1 + character - units
 
 
 def _contains(span: Span, line: int, column: int) -> bool:
@@ -71,53 +120,100 @@ class _Document:
 
     results: list[Result] = field(default_factory=list)
     proved_text: str | None = None  # the text they are for
-    reads: frozenset[Path] = frozenset()  # the files its last successful check read: itself and its imports
+    reads: frozenset[Path] = frozenset()  # the files its last check read: itself and its imports
+    proof_shown: bool = False  # whether its diagnostics are those of its last proof (else of its last check)
 
 
 class MicroverifyServer(LanguageServer):
     def __init__(self) -> None:
         super().__init__("microverify-lsp", __version__)
         self.documents: dict[str, _Document] = {}
-        self.published: dict[str, set[str]] = {}  # document -> the files it published diagnostics to
+        self.found: dict[str, dict[str, list[types.Diagnostic]]] = {}  # document -> file -> its last check's or proof's
 
-    def publish(self, owner: str, by_file: dict[str, list[types.Diagnostic]]) -> None:
-        """Diagnostics found checking `owner`, by file; files that had some before and have
-        none now are cleared."""
-        targets = set(by_file) | self.published.get(owner, set()) | {owner}
-        for uri in targets:
-            self.text_document_publish_diagnostics(
-                types.PublishDiagnosticsParams(uri=uri, diagnostics=by_file.get(uri, [])))
-        self.published[owner] = set(by_file)
+    def publish(self, found: Mapping[str, dict[str, list[types.Diagnostic]] | None]) -> None:
+        """What checking or proving each document found, by file, in place of what it found
+        before (None: it is closed, it found nothing). Each file concerned is sent, once, what
+        every open document found in it, each diagnostic once: what one found never hides what
+        another did."""
+        concerned: set[str] = set()
+        for owner, by_file in found.items():
+            concerned |= set(self.found.pop(owner, {})) | set(by_file or {}) | {owner}
+            if by_file is not None:
+                self.found[owner] = by_file
+        for uri in sorted(concerned):
+            shown: list[types.Diagnostic] = []
+            for _, theirs in sorted(self.found.items(), key=lambda item: item[0] != uri):  # its own first
+                for d in theirs.get(uri, []):
+                    if d not in shown:
+                        shown.append(d)
+            self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=shown))
+
+    def reader(self) -> Reader:
+        """How a check reads a file: from its editor when it is open (the text shown there),
+        else from the disk, as `prove` reads it."""
+        buffers = {file_of(uri): uri for uri in self.documents if urlparse(uri).scheme == "file"}
+
+        def read(path: Path) -> str:
+            uri = buffers.get(resolve(path))
+            return read_source(path) if uri is None else self.workspace.get_text_document(uri).source
+        return read
 
 
 server = MicroverifyServer()
 
 
-def _front_end(ls: MicroverifyServer, uri: str,
-               text: str) -> tuple[ir.Module | None, dict[str, list[types.Diagnostic]]]:
-    """The checked module, or the parse and type errors of the text (and of what it imports)
-    by file URI. When it checks, the files it read are kept with the document (`reads`)."""
+def _front_end(ls: MicroverifyServer, uri: str) -> tuple[ir.Module | None, dict[str, list[types.Diagnostic]], _Columns]:
+    """The open document checked as its editor has it (what it imports as their editors have
+    it, if open): the module, or its parse and type errors (and those of what it imports) by
+    file URI; and the columns of the texts read. The files read are kept with the document
+    (`reads`): a change to one checks it again."""
+    text = ls.workspace.get_text_document(uri).source
     sources: dict[str, str] = {}
+    columns = _Columns(ls, sources)
+    module: ir.Module | None = None
+    problems: dict[str, list[types.Diagnostic]] = {}
     try:
-        module = load_text(text, str(path_of(uri)), sources)
+        module = load_text(text, str(path_of(uri)), sources, ls.reader())
     except DiagnosticError as exc:
-        return None, _by_file(exc.diagnostics, uri)
+        problems = _by_file(exc.diagnostics, uri, columns)
     document = ls.documents.setdefault(uri, _Document())
-    document.reads = frozenset(Path(name).resolve() for name in sources)
-    return module, {}
+    document.reads = frozenset(resolve(Path(name)) for name in sources)
+    return module, problems, columns
 
 
-def _by_file(diagnostics: list[Diagnostic], uri: str) -> dict[str, list[types.Diagnostic]]:
+def _check(ls: MicroverifyServer, uri: str) -> dict[str, list[types.Diagnostic]]:
+    """The open document's errors, to show in place of its proof's, if shown."""
+    problems = _front_end(ls, uri)[1]
+    ls.documents[uri].proof_shown = False
+    return problems
+
+
+def _check_importers(ls: MicroverifyServer, uri: str) -> dict[str, dict[str, list[types.Diagnostic]] | None]:
+    """Every other open document whose last check read the file at `uri`, which they now read
+    otherwise (it changed, or was opened or closed), checked again: what each is to show now,
+    by document. One that checks keeps the results of its last proof, if shown, until it is
+    proved again (on a save): it is left out."""
+    changed = file_of(uri)
+    found: dict[str, dict[str, list[types.Diagnostic]] | None] = {}
+    for other in [u for u, d in ls.documents.items() if u != uri and changed in d.reads]:
+        module, problems, _ = _front_end(ls, other)
+        if module is None or not ls.documents[other].proof_shown:
+            ls.documents[other].proof_shown = False
+            found[other] = problems
+    return found
+
+
+def _by_file(diagnostics: list[Diagnostic], uri: str, columns: _Columns) -> dict[str, list[types.Diagnostic]]:
     out: dict[str, list[types.Diagnostic]] = {}
     for d in diagnostics:
         target = uri_of(d.span.file, uri) if d.span.file else uri
         out.setdefault(target, []).append(types.Diagnostic(
-            range=_range(d.span), message=" ".join((d.message, *(f"({n})" for n in d.notes))),
+            range=columns.range(d.span), message=" ".join((d.message, *(f"({n})" for n in d.notes))),
             severity=types.DiagnosticSeverity.Error, code=d.code, source=SOURCE))
     return out
 
 
-def _obligation_diagnostics(results: list[Result], uri: str) -> dict[str, list[types.Diagnostic]]:
+def _obligation_diagnostics(results: list[Result], uri: str, columns: _Columns) -> dict[str, list[types.Diagnostic]]:
     out: dict[str, list[types.Diagnostic]] = {}
     for r in results:
         if r.status is Status.PROVED:
@@ -125,13 +221,14 @@ def _obligation_diagnostics(results: list[Result], uri: str) -> dict[str, list[t
         cex = r.counterexample
         responsible = list(cex.responsible) if cex is not None else []
         at = responsible[0] if responsible else r.obligation.span
-        related = [types.DiagnosticRelatedInformation(types.Location(uri_of(s.file, uri), _range(s)),
+        related = [types.DiagnosticRelatedInformation(types.Location(uri_of(s.file, uri), columns.range(s)),
                                                       "responsible statement") for s in responsible[1:]]
         if at is not r.obligation.span:
             related.append(types.DiagnosticRelatedInformation(
-                types.Location(uri_of(r.obligation.span.file, uri), _range(r.obligation.span)), r.obligation.id))
+                types.Location(uri_of(r.obligation.span.file, uri), columns.range(r.obligation.span)), r.obligation.id))
         out.setdefault(uri_of(at.file, uri), []).append(types.Diagnostic(
-            range=_range(at), message=f"{r.obligation.id}: {message(r)}", severity=types.DiagnosticSeverity.Error,
+            range=columns.range(at), message=f"{r.obligation.id}: {message(r)}",
+            severity=types.DiagnosticSeverity.Error,
             code=r.obligation.kind.value, source=SOURCE, related_information=related or None))
     return out
 
@@ -144,8 +241,8 @@ def _cache_dir(ls: MicroverifyServer, file: Path) -> Path | None:
 
 def _prove(module: ir.Module, uri: str, cache: Path | None) -> list[Result]:
     """The obligations of the file at `uri` (not of the files it imports), proved."""
-    file = path_of(uri).resolve()
-    pairs = [(m, ob) for m, ob in obligations([module]) if Path(ob.file).resolve() == file]
+    file = file_of(uri)
+    pairs = [(m, ob) for m, ob in obligations([module]) if resolve(Path(ob.file)) == file]
     started = time.time()
     results = prove_pairs(pairs, Options(), jobs=1, cache_dir=cache)
     if cache is not None and not all(r.cached for r in results):
@@ -155,21 +252,22 @@ def _prove(module: ir.Module, uri: str, cache: Path | None) -> list[Result]:
 
 @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
 def did_open(ls: MicroverifyServer, params: types.DidOpenTextDocumentParams) -> None:
-    ls.documents[params.text_document.uri] = _Document()
-    ls.publish(params.text_document.uri, _front_end(ls, params.text_document.uri, params.text_document.text)[1])
+    uri = params.text_document.uri
+    ls.documents[uri] = _Document()
+    ls.publish({uri: _check(ls, uri), **_check_importers(ls, uri)})
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
 def did_change(ls: MicroverifyServer, params: types.DidChangeTextDocumentParams) -> None:
     uri = params.text_document.uri
-    ls.publish(uri, _front_end(ls, uri, ls.workspace.get_text_document(uri).source)[1])
+    ls.publish({uri: _check(ls, uri), **_check_importers(ls, uri)})
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
 async def did_save(ls: MicroverifyServer, params: types.DidSaveTextDocumentParams) -> None:
     saved = params.text_document.uri
     await _check_and_prove(ls, saved)
-    changed = path_of(saved).resolve()
+    changed = file_of(saved)
     for uri in [u for u, d in ls.documents.items() if u != saved and changed in d.reads]:
         if uri in ls.documents:  # not closed meanwhile
             await _check_and_prove(ls, uri)
@@ -178,41 +276,53 @@ async def did_save(ls: MicroverifyServer, params: types.DidSaveTextDocumentParam
 async def _check_and_prove(ls: MicroverifyServer, uri: str) -> None:
     """Check the document as its editor has it, prove it if it checks, and publish either."""
     text = ls.workspace.get_text_document(uri).source
-    module, problems = _front_end(ls, uri, text)
+    module, problems, columns = _front_end(ls, uri)
     if module is None:
-        ls.publish(uri, problems)
+        ls.documents[uri].proof_shown = False
+        ls.publish({uri: problems})
         return
     results = await asyncio.to_thread(_prove, module, uri, _cache_dir(ls, path_of(uri)))
     document = ls.documents.get(uri)
-    if document is not None:  # not closed meanwhile
-        ls.documents[uri] = _Document(results, text, document.reads)
-    ls.publish(uri, _obligation_diagnostics(results, uri))
+    if document is None:  # closed meanwhile
+        return
+    document.results, document.proved_text, document.proof_shown = results, text, True
+    ls.publish({uri: _obligation_diagnostics(results, uri, columns)})
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
 def did_close(ls: MicroverifyServer, params: types.DidCloseTextDocumentParams) -> None:
-    ls.documents.pop(params.text_document.uri, None)
+    """What it found goes with it; the files that import it read it from the disk again."""
+    uri = params.text_document.uri
+    ls.documents.pop(uri, None)
+    ls.publish({uri: None, **_check_importers(ls, uri)})
 
 
 @dataclass(frozen=True)
 class _At:
-    """A request's document, parsed, and its position (1-based, as spans are)."""
+    """A request's document, parsed, and its position (1-based, as spans are, in characters)."""
 
     uri: str
     text: str
     module: ast.Module
     line: int
     column: int
+    columns: _Columns  # of the document's text
+    source_line: str  # the line of the position, as the parser counts lines
 
 
 def _at(ls: MicroverifyServer, document: types.TextDocumentIdentifier, position: types.Position) -> _At | None:
     """None while the document does not parse."""
     text = ls.workspace.get_text_document(document.uri).source
+    name = str(path_of(document.uri))
     try:
-        module = parse(text, str(path_of(document.uri)))
+        module = parse(text, name)
     except DiagnosticError:
         return None
-    return _At(document.uri, text, module, position.line + 1, position.character + 1)
+    lines = source_lines(text)  # as the parser counts them: a form feed is no line break
+    source_line = lines[position.line] if position.line < len(lines) else ""
+    columns = _Columns(ls, {name: text})
+    return _At(document.uri, text, module, position.line + 1, columns.column(source_line, position.character),
+               columns, source_line)
 
 
 @server.feature(types.TEXT_DOCUMENT_HOVER)
@@ -237,24 +347,28 @@ def hover(ls: MicroverifyServer, params: types.HoverParams) -> types.Hover | Non
                     f"{sum(r.status is s for r in mine)} {s.value}" for s in Status if any(r.status is s for r in mine))
                 body += "\n\n" + "\n".join(f"- `{r.obligation.id}` {r.status.value}"
                                            + (f": {r.detail}" if r.detail else "") for r in mine)
-            return types.Hover(types.MarkupContent(types.MarkupKind.Markdown, body), _range(op.name_span))
+            return types.Hover(types.MarkupContent(types.MarkupKind.Markdown, body), at.columns.range(op.name_span))
     return None
 
 
-def _declarations(module: ast.Module, uri: str, seen: set[str]) -> dict[str, Span]:
-    """Every name the module and what it imports declare, with where (the first declaration)."""
+def _declarations(module: ast.Module, uri: str, seen: set[str], read: Reader,
+                  texts: dict[str, str]) -> dict[str, Span]:
+    """Every name the module and what it imports declare, with where (the first declaration);
+    the texts of the imported files read, by name, go to `texts`."""
     found: dict[str, Span] = {}
     for decl in module.decls:
         if isinstance(decl, ast.Import):
-            target = (path_of(uri).parent / decl.path).resolve()
-            if target.as_uri() in seen or not target.is_file():
+            target = resolve(path_of(uri).parent / decl.path)
+            if target.as_uri() in seen:
                 continue
             seen.add(target.as_uri())
             try:
-                imported = parse(read_source(target), str(target))
+                text = read(target)
+                imported = parse(text, str(target))
             except (DiagnosticError, OSError, UnicodeDecodeError):
                 continue
-            for name, span in _declarations(imported, target.as_uri(), seen).items():
+            texts[str(target)] = text
+            for name, span in _declarations(imported, target.as_uri(), seen, read, texts).items():
                 found.setdefault(name, span)
         elif isinstance(decl, ast.DefDecl):
             found.setdefault(decl.name, decl.name_span)
@@ -273,24 +387,22 @@ def definition(ls: MicroverifyServer, params: types.DefinitionParams) -> types.L
     uri, text, module, line, column = at.uri, at.text, at.module, at.line, at.column
     for decl in module.decls:  # the file of an import
         if isinstance(decl, ast.Import) and _contains(decl.span, line, column):
-            target = (path_of(uri).parent / decl.path).resolve()
+            target = resolve(path_of(uri).parent / decl.path)
             start = types.Range(types.Position(0, 0), types.Position(0, 0))
             return types.Location(target.as_uri(), start) if target.is_file() else None
-    lines = source_lines(text)  # as the parser counts them: a form feed is no line break
-    source_line = lines[params.position.line] if params.position.line < len(lines) else ""
-    word = next((m.group() for m in _WORD.finditer(source_line) if m.start() <= params.position.character < m.end()),
-                None)
+    word = next((m.group() for m in _WORD.finditer(at.source_line) if m.start() < column <= m.end()), None)
     if word is None:
         return None
     for decl in module.decls:  # a field or an operation of the layer the cursor is in
         if isinstance(decl, ast.LayerDecl) and _contains(decl.span, line, column):
             local = {f.name: f.span for f in decl.state} | {op.name: op.name_span for op in decl.ops}
             if word in local:
-                return types.Location(uri, _range(local[word]))
-    span = _declarations(module, uri, {uri}).get(word)
+                return types.Location(uri, at.columns.range(local[word]))
+    texts = {str(path_of(uri)): text}
+    span = _declarations(module, uri, {uri}, ls.reader(), texts).get(word)
     if span is None:
         return None
-    return types.Location(uri_of(span.file, uri), _range(span))
+    return types.Location(uri_of(span.file, uri), _Columns(ls, texts).range(span))
 
 
 def main() -> None:
