@@ -130,9 +130,9 @@ def _not_utf8(name: str, exc: UnicodeDecodeError, sources: dict[str, str]) -> Di
     """At the first byte that is not UTF-8, shown in its line (as U+FFFD), wherever the file
     was named from."""
     data = exc.object
-    before = data[:exc.start].decode("utf-8")  # the text up to the byte is UTF-8
+    before = data[:exc.start].decode("utf-8").removeprefix("\ufeff")  # the text up to the byte is UTF-8
     line_start = before.rfind("\n") + 1
-    sources[name] = data.decode("utf-8", errors="replace")
+    sources[name] = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
     return DiagnosticError([error("io", Span.point(name, before.count("\n") + 1, len(before) - line_start + 1),
                                   f"cannot read {name}: it is not UTF-8 text (byte 0x{data[exc.start]:02x}: "
                                   f"{exc.reason})")])

@@ -26,7 +26,7 @@ class Write:
     """An assignment, with the path condition under which it runs."""
 
     field: str
-    indices: tuple[tuple[Type, z3.ExprRef], ...]  # the map keys written, with their types
+    path: tuple[str | tuple[Type, z3.ExprRef], ...]  # the record fields and map keys (with their types) written
     guard: z3.BoolRef
     span: Span
 
@@ -149,12 +149,12 @@ class Executor:
             step.locals[s.name] = (s.value.type, value)
             return guard
         if isinstance(s, ir.Assign):
-            indices = tuple((p.type, scalar(p, self.env())) for p in s.path if not isinstance(p, str))
-            path = [p if isinstance(p, str) else scalar(p, self.env()) for p in s.path]
+            steps = tuple(p if isinstance(p, str) else (p.type, scalar(p, self.env())) for p in s.path)
+            path = [p if isinstance(p, str) else p[1] for p in steps]
             value = self.rhs(s.value, guard)
             old = self.state[s.field]
             self.state[s.field] = enc.ite(guard, self.update(old, path, value), old)
-            step.writes.append(Write(s.field, indices, guard, s.span))
+            step.writes.append(Write(s.field, steps, guard, s.span))
             return guard
         if isinstance(s, ir.Check):
             cond = pred(s.cond, self.env())

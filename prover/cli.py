@@ -156,8 +156,9 @@ def in_shard(pair: Pair, shard: tuple[int, int]) -> bool:
 
 def select(pairs: list[Pair], only: tuple[str, ...], shard: tuple[int, int] | None) -> list[Pair]:
     if only:
-        pairs = [p for p in pairs if any(fnmatch.fnmatchcase(p[1].id, pat) or fnmatch.fnmatchcase(p[1].base_id, pat)
-                                         for pat in only)]
+        # an id as printed matches itself, though `[b.mv]` in it is a character class to fnmatch
+        pairs = [p for p in pairs if any(p[1].id == pat or fnmatch.fnmatchcase(p[1].id, pat)
+                                         or fnmatch.fnmatchcase(p[1].base_id, pat) for pat in only)]
         if not pairs:
             raise BadInput("error: --only " + " ".join(only) + " matches no obligation (see --list)")
     if shard is not None:

@@ -156,10 +156,15 @@ class _Explainer:
         items = []
         for keys in precise:
             leaf, label = t, name
-            for step in keys:  # map keys, in order
-                assert isinstance(leaf, MapType) and not isinstance(step, str)
-                label += f"[{self.fmt(leaf.key, step[1])}]"
-                leaf = leaf.value
+            for step in keys:  # record fields and map keys, in order
+                if isinstance(step, str):
+                    assert isinstance(leaf, RecordType)
+                    label += f".{step}"
+                    leaf = dict(leaf.fields)[step]
+                else:
+                    assert isinstance(leaf, MapType)
+                    label += f"[{self.fmt(leaf.key, step[1])}]"
+                    leaf = leaf.value
             items += self._prefix_all(self.explode(leaf, label), keys)
         return items
 
@@ -232,8 +237,9 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
         for w in r.step.writes:
             if x.holds(w.guard):
                 written.add(w.field)
-                for t, k in w.indices:
-                    x.note_key(t, k)
+                for step in w.path:
+                    if not isinstance(step, str):
+                        x.note_key(*step)
         for rd in r.step.reads:
             if x.holds(rd.guard):
                 x.note_key(PrincipalType(), rd.principal)
@@ -260,7 +266,7 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
                     entries.walk(expr, env)
         for w in r.step.writes:
             if x.holds(w.guard):
-                entries.add(w.field, [(t, x.num(k)) for t, k in w.indices])
+                entries.add(w.field, [p if isinstance(p, str) else (p[0], x.num(p[1])) for p in w.path])
         if ob.kind in (Kind.DC, Kind.DR) and op is not None:
             entries.walk(op.dom, L.env(r.pre, dict(formula.args)))
         if formula.observer is not None and r.dom is not None:  # whether dom flows to the observer
@@ -374,12 +380,21 @@ def _differing(x: _Explainer, t: Type, values: list[Value]) -> list[list[PathSte
     else:
         keys.add(next(k for k in itertools.count() if k not in keys))
     out: list[list[PathStep]] = []
-    for k in sorted(k for k in keys if k is not None):
+    for k in sorted(k for k in keys if k is not None and _is_value(x, t.key, k)):
         if len({x.num(z3.Select(a, x.literal(t.key, k))) for a in arrays}) > 1:
             out.append([(t.key, k)])
             if len(out) == _MAX_DIFFERING:
                 break
     return out
+
+
+def _is_value(x: _Explainer, t: Type, n: int) -> bool:
+    """Whether n encodes a value of type t (an enum's member, a principal of the program), as a
+    quantifier's bound variable ranges over: a model's array may list other keys."""
+    if isinstance(t, BoolType):
+        return n in (0, 1)
+    sort = x.L.enc.sort(t)
+    return n < 1 << sort.size() and x.holds(x.L.enc.domain(t, z3.BitVecVal(n, sort)))  # type: ignore[attr-defined]
 
 
 def _listed_keys(model: z3.ModelRef, array: z3.ArrayRef) -> set[int | None]:
@@ -435,10 +450,15 @@ class _Entries:
         self.found: dict[str, list[list[PathStep]]] = {}  # state fields
         self.configs: dict[str, list[list[PathStep]]] = {}  # configuration constants
 
-    def add(self, name: str, keys: list[tuple[Type, int | None]], into: dict[str, list[list[PathStep]]] | None = None) -> None:
-        if any(n is None for _, n in keys):
+    def add(self, name: str, steps: list[str | tuple[Type, int | None]],
+            into: dict[str, list[list[PathStep]]] | None = None) -> None:
+        """The entry at `steps` (record fields and map keys) of field `name`: a record there is
+        shown whole (the other fields of `frame[p]` when `frame[p].data` is written)."""
+        if any(not isinstance(s, str) and s[1] is None for s in steps):
             return  # a key the model gives no value: nothing precise to show
-        path: list[PathStep] = [(t, n) for t, n in keys]  # type: ignore[misc]
+        path: list[PathStep] = list(steps)  # type: ignore[arg-type]
+        while path and isinstance(path[-1], str):
+            path.pop()
         seen = (self.found if into is None else into).setdefault(name, [])
         if path not in seen:
             seen.append(path)
@@ -446,8 +466,8 @@ class _Entries:
     def walk(self, e: ir.Expr, env: Env) -> None:
         chain = _field_chain(e)
         if chain is not None:
-            kind, name, indices = chain
-            self.add(name, [(ix.type, self.x.num(scalar(ix, env))) for ix in indices],
+            kind, name, steps = chain
+            self.add(name, [s if isinstance(s, str) else (s.type, self.x.num(scalar(s, env))) for s in steps],
                      self.configs if kind == "config" else None)
         if isinstance(e, ir.Quant):
             return  # entries under a quantifier (not a witnessed goal): the keys are not one value
@@ -460,7 +480,8 @@ class _Entries:
                 self.walk(child, env)
         if chain is not None:
             for ix in chain[2]:
-                self.walk(ix, env)
+                if not isinstance(ix, str):
+                    self.walk(ix, env)
 
 
     def flows(self, L: SymLayer, source: z3.ExprRef, target: z3.ExprRef) -> None:
@@ -471,19 +492,18 @@ class _Entries:
                 self.walk(f.cond, flow_scope(L.enc, f, source, target))
 
 
-def _field_chain(e: ir.Expr) -> tuple[str, str, list[ir.Expr]] | None:
-    """`m[a][b].f` -> ("field", m, [a, b]) for a read of a state field or a configuration constant
-    ("config") that ends at a scalar or a record; `x` -> (kind, x, []) for a scalar one; None for
-    anything else (a whole map, a local)."""
-    indices: list[ir.Expr] = []
+def _field_chain(e: ir.Expr) -> tuple[str, str, list[str | ir.Expr]] | None:
+    """`m[a].r[b].f` -> ("field", m, [a, "r", b, "f"]) for a read of a state field or a
+    configuration constant ("config") that ends at a scalar or a record; `x` -> (kind, x, []) for
+    a scalar one; None for anything else (a whole map, a local)."""
+    steps: list[str | ir.Expr] = []
     node = e
     while isinstance(node, (ir.Index, ir.Field)):
-        if isinstance(node, ir.Index):
-            indices.append(node.index)
+        steps.append(node.index if isinstance(node, ir.Index) else node.name)
         node = node.base
     if not (isinstance(node, ir.Ref) and node.kind in ("field", "config")) or isinstance(e.type, MapType):
         return None
-    return node.kind, node.name, indices[::-1]
+    return node.kind, node.name, steps[::-1]
 
 
 def _abstraction_sources(L: SymLayer, upper_fields: set[str]) -> set[str]:

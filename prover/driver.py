@@ -60,17 +60,17 @@ def obligations(modules: Iterable[ir.Module]) -> list[Pair]:
                 files[digest] = []
                 first.append((m, ob, digest))
             files[digest].append(m.file)
-    # layers of one name declared in different files give obligations of one base id: those
-    # that no context tells apart say their file
+    # layers of one name declared in different files: the obligations of each that no context
+    # tells apart say its file (as its theorem does, report.theorems)
     files_of: dict[str, set[str]] = {}
     for _, ob, _ in first:
-        files_of.setdefault(ob.base_id, set()).add(ob.file)
+        files_of.setdefault(ob.layer, set()).add(ob.file)
     out = []
     for m, ob, digest in first:
         builders = ways[ob][digest]
         if builders != holders[(ob.file, ob.layer)]:
             ob = dataclasses.replace(ob, context=tuple(dict.fromkeys(builders)))
-        elif len(files_of[ob.base_id]) > 1:
+        elif len(files_of[ob.layer]) > 1:
             ob = dataclasses.replace(ob, by_file=True)
         out.append((m, ob))
     return out
@@ -123,7 +123,9 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
             tick()
             i = queue.pop() if queue else workers.held(done)  # this one, or one a worker still has
             if i >= 0:
-                done.setdefault(i, here(i, tick))
+                solved = here(i, tick)
+                if i not in done or i in workers.lost:  # its worker died while this process solved it
+                    done[i] = solved
             tick()
             while emitted in done:
                 on_result(done[emitted])
@@ -147,6 +149,7 @@ class _Workers:
         self.pool: ProcessPoolExecutor | None = None
         self.handed: dict[Future[Result], int] = {}  # submitted, and not yet in `done`
         self.futures: list[Future[Result]] = []
+        self.lost: set[int] = set()  # handed to a worker that died, and UNKNOWN for it
 
     def tick(self, queue: list[int], done: dict[int, Result]) -> None:
         """Start the workers when it is time, keep them busy, take their answers."""
@@ -156,9 +159,12 @@ class _Workers:
             self.pool = ProcessPoolExecutor(max_workers=self.count, mp_context=multiprocessing.get_context("spawn"),
                                             initializer=_init, initargs=self.initargs)
         while self.pool is not None and queue and len(self.handed) < 2 * self.count:
-            i = queue.pop()
-            future = self.pool.submit(_work, i)
-            self.handed[future] = i
+            try:
+                future = self.pool.submit(_work, queue[-1])
+            except BrokenProcessPool:  # a worker died while it had nothing to do
+                self.count = 0
+                break
+            self.handed[future] = queue.pop()
             self.futures.append(future)
         for future in [f for f in self.handed if f.done() or self.handed[f] in done]:
             i = self.handed.pop(future)
@@ -173,11 +179,13 @@ class _Workers:
         """A worker process ended without an answer (killed: by the system running out of
         memory, or by a signal), so the pool is broken and every obligation handed to it is
         lost. Which one the dead worker was solving is not known, and solving them here could
-        kill this process the same way: each is UNKNOWN, said why; the rest are solved here,
+        kill this process the same way: each is UNKNOWN, said why (`lost`; unless this process
+        is solving it already, prove_pairs then keeps its answer); the rest are solved here,
         without workers."""
         self.count = 0
         if i not in done:
             done[i] = Result(self.pairs[i][1], Status.UNKNOWN, 0.0, 0, 0.0, detail=WORKER_DIED)
+            self.lost.add(i)
 
     def held(self, done: dict[int, Result]) -> int:
         """The first obligation a worker holds that is not solved yet, or -1."""

@@ -20,9 +20,9 @@ if TYPE_CHECKING:  # a counterexample comes with its Result: prover/solve.py imp
     from microverify.prover.counterexample import Counterexample
 
 
-def source_line(span: Span, sources: dict[str, str]) -> str:
-    """The text of `span` on its first line (to the line's end if it goes on), cut at
-    MAX_SHOWN characters: the statement, not the whole line it is on."""
+def source_line(span: Span, sources: dict[str, str], going_on: str = "") -> str:
+    """The text of `span` on its first line (to the line's end if it goes on, then followed by
+    `going_on`), cut at MAX_SHOWN characters: the statement, not the whole line it is on."""
     text = sources.get(span.file)
     if text is None:
         return ""
@@ -31,7 +31,9 @@ def source_line(span: Span, sources: dict[str, str]) -> str:
         return ""
     line = lines[span.line - 1]
     shown = line[span.column - 1:span.end_column - 1 if span.end_line == span.line else len(line)].strip()
-    return shown if len(shown) <= MAX_SHOWN else shown[:MAX_SHOWN] + "..."
+    if len(shown) > MAX_SHOWN:
+        return shown[:MAX_SHOWN] + "..."
+    return shown + (going_on if span.end_line > span.line else "")
 
 
 def result_line(r: Result) -> str:
@@ -76,7 +78,7 @@ def render_counterexample(r: Result, sources: dict[str, str]) -> str:
         out.append(f"  oracle:       {read}")
     out.extend(_table(cex))
     for span in cex.responsible:
-        out.append(f"  {span}: note: responsible statement: {source_line(span, sources)}")
+        out.append(f"  {span}: note: responsible statement: {source_line(span, sources, ' ...')}")
     return "\n".join(out)
 
 

@@ -42,11 +42,12 @@ def test_the_responsible_statement_is_the_statement_not_its_line(tmp_mv) -> None
     layer, or a 60 KB line); now the statement's text on its line, cut at 200 characters."""
     padding = " + ".join(["0"] * 100)
     r = prove(str(tmp_mv("principal K  layer A { state { x: bv[8] } op f() by K -> bv[8] { return x } "
-                         f"op g() by K -> bv[8] {{ return x + {padding} }} }}\n")))
+                         f"op g() by K -> bv[8] {{ return x + {padding} }}\n"
+                         "  op h() by K -> bv[8] { return\n    x } }\n")))
     assert r.returncode == 1
     notes = [line for line in r.stdout.splitlines() if "note: responsible statement: " in line]
     assert [n.split("responsible statement: ")[1] for n in notes] == \
-        ["return x", "return x + " + padding[:189] + "..."]
+        ["return x", "return x + " + padding[:189] + "...", "return ..."]  # h's goes on below
     assert "\n  op f() by K -> bv[8] { return x }\n" in r.stdout  # the operation under its error
 
 

@@ -5,6 +5,8 @@ entries that merely sit at an index equal to an argument."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from microverify.dsl.loader import load_text
@@ -185,3 +187,57 @@ def test_an_entry_a_view_reads_under_a_quantifier_is_shown_where_the_runs_differ
     assert flags[0].name == written
     deciding = [row for row in flags[1:] if row.values[0] != row.values[1]]
     assert 1 <= len(deciding) <= 2 and len(flags) <= 3, rows
+
+
+MAP_IN_RECORD = """\
+principal K
+principal J
+layer L {
+  state { f: map[bv[2]] -> record { d: map[bv[2]] -> bv[8], e: bool }
+          s: bv[8] }
+  observe K { f[p].d[q] for p: bv[2], q: bv[2] }
+  op w(p: bv[2], q: bv[2]) by J { f[p].d[q] := s }
+}
+"""
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+def test_an_entry_of_a_map_inside_a_record_is_shown(encoding: str) -> None:
+    """Found in review: a write or read of `f[p].d[q]` crashed the counterexample (exit 3): its
+    path lost the record field between the keys. The entry is shown by its whole path."""
+    results = {r.obligation.id: r for r in prove_modules([load_text(MAP_IN_RECORD, "<test>")], Options(encoding=encoding))}
+    for id_ in ("L/WSC/w/K", "L/LR/w/K"):
+        r = results[id_]
+        assert r.status is Status.FAILED and r.counterexample is not None
+        names = _rows(r)
+        assert any(re.fullmatch(r"f\[\d\]\.d\[\d\]", n) for n in names) and "s" in names, names
+
+
+ODD_KEYS = """\
+type color = enum { Red, Green, Blue }
+principal KServ
+principal VM(v: bv[2])
+oracle w8 : bv[8] from KServ
+layer L {
+  state { byk: map[principal] -> bv[8]
+          en: map[color] -> bv[8]
+          d: map[bv[2]] -> bv[8] }
+  observe VM(v) { d[v]; (forall q: principal. byk[q] == 0) where d[v] != 0;
+                  (forall c: color. en[c] == 0) where d[v] != 0 }
+  op s1(v: bv[2]) by VM(v) { byk[VM(v)] := read w8 }
+  op s2(v: bv[2], a: color, b: color) by VM(v) { en[a] := read w8  en[b] := read w8 }
+}
+"""
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+def test_entries_shown_where_the_runs_differ_are_at_values_of_the_key_type(encoding: str) -> None:
+    """Found in review: the model's arrays list keys that are no value of the key type (an
+    enum's fourth code, a principal with junk payload bits), and such an entry was shown as
+    `en[<3>]`, or as a second `byk[KServ]` row with other values."""
+    results = prove_modules([load_text(ODD_KEYS, "<test>")], Options(encoding=encoding))
+    failed = [r for r in results if r.status is Status.FAILED and r.obligation.kind.value in ("WSC", "LR")]
+    assert {r.obligation.op for r in failed} == {"s1", "s2"}
+    for r in failed:
+        names = _rows(r)
+        assert not any("<" in n for n in names) and len(names) == len(set(names)), (r.obligation.id, names)

@@ -126,3 +126,10 @@ def test_layers_of_one_name_in_two_files_are_told_apart(tmp_path: Path) -> None:
         assert failed == [["A/OC/g", f"[{two}]"]], r.stdout
         assert any(line.startswith(f"theorem: A [{one}] is noninterfering") for line in r.stdout.splitlines())
         assert any(line.startswith(f"no theorem for A [{two}] (via A)") for line in r.stdout.splitlines())
+    listed = subprocess.run([sys.executable, "-m", "microverify", "--list", str(one), str(two)],
+                            capture_output=True, text=True, timeout=300).stdout.splitlines()[:-1]
+    assert listed and all(line.split()[1] in (f"[{one}]", f"[{two}]") for line in listed), listed
+    assert any(line.startswith("A/WSC/g/J ") for line in listed)  # only d2 has J: its file is said too
+    only = subprocess.run([sys.executable, "-m", "microverify", "-j1", "--no-cache", "--only", f"A/OC/g [{two}]",
+                           str(one), str(two)], capture_output=True, text=True, timeout=300)
+    assert only.returncode == 1 and only.stdout.count("A/OC/g [") == 2, only.stdout  # the result and its theorem line

@@ -451,6 +451,10 @@ def test_a_leading_byte_order_mark_is_not_part_of_the_text(tmp_path: Path) -> No
     assert cli("--check", str(model), timeout=60).returncode == 0
     model.write_bytes(b"principal K\n\xef\xbb\xbflayer A { state { x : bool } }\n")
     assert "2:1: error: unexpected character" in cli("--check", str(model), timeout=60).stderr
+    model.write_bytes(b"\xef\xbb\xbfprincipal K // caf\xe9\n")
+    assert cli("--check", str(model), timeout=60).stderr.splitlines()[:3] == [
+        f"{model}:1:19: error: cannot read {model}: it is not UTF-8 text (byte 0xe9: invalid continuation byte) [io]",
+        "  principal K // caf\ufffd", "                    ^"]
 
 
 @pytest.mark.parametrize("kind", ["fifo", "zero", "loop", "huge", "not-utf8"])
@@ -774,6 +778,62 @@ def test_a_killed_worker_makes_its_obligations_unknown_and_the_report_is_written
     assert lost and all(results[i]["status"] == "UNKNOWN" for i in lost), results
     assert results["L/INIT"]["status"] == "UNKNOWN"  # the factoring, in this process
     assert {o["status"] for i, o in results.items() if i not in lost and i != "L/INIT"} == {"PROVED"}
+
+
+def test_a_worker_killed_while_idle_loses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: a worker killed between its answers and its next obligations (it waits
+    for the next tick) left no future to fail, and the next submit raised BrokenProcessPool:
+    a crash. Now nothing was handed to it, so nothing is lost: this process solves the rest."""
+    from microverify.prover import driver
+    killed: list[int] = []
+    tick = driver._Workers.tick
+
+    def kill_when_idle(self: Any, queue: list[int], done: dict[int, Result]) -> None:
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())
+        if not killed and queue and self.handed and all(f.done() for f in self.handed) and processes:
+            for proc in processes:
+                os.kill(proc.pid, signal.SIGKILL)
+                killed.append(proc.pid)
+            time.sleep(0.5)  # the pool notices
+        tick(self, queue, done)
+
+    monkeypatch.setattr(driver._Workers, "tick", kill_when_idle)
+    results = prove_pairs(obligations([load_text(SLOW_INIT, "slow.mv")]), Options(), jobs=2)
+    assert killed, "the worker was never idle with work left"
+    assert {r.obligation.id: r.status for r in results if r.status is not Status.PROVED} == {"L/INIT": Status.UNKNOWN}
+
+
+def test_an_obligation_this_process_solves_keeps_its_answer_when_its_worker_dies(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: at the end of a run this process also solves what a worker holds; when
+    that worker died meanwhile, its UNKNOWN replaced the answer this process found."""
+    from microverify.prover import driver
+    monkeypatch.setattr(driver, "SPAWN_AFTER", 0.0)
+    monkeypatch.setattr(driver, "WORKER_START", 0.0)
+    workers: list[Any] = []
+    init, guarded = driver._Workers.__init__, driver.solve_guarded
+    pairs = obligations([load_text(SECURE, "secure.mv")])
+    killed: list[str] = []
+
+    def keep(self: Any, *args: Any) -> None:
+        init(self, *args)
+        workers.append(self)
+
+    def kill_its_worker(module: Any, ob: Any, *args: Any) -> Result:
+        w = workers[0]
+        if not killed and any(pairs[i][1] is ob for i in w.handed.values()) and w.pool is not None:
+            for proc in list(w.pool._processes.values()):
+                os.kill(proc.pid, signal.SIGKILL)
+            killed.append(ob.id)
+            time.sleep(0.5)
+        return guarded(module, ob, *args)
+
+    monkeypatch.setattr(driver._Workers, "__init__", keep)
+    monkeypatch.setattr(driver, "solve_guarded", kill_its_worker)
+    results = {r.obligation.id: r for r in prove_pairs(pairs, Options(), jobs=2)}
+    assert killed, "this process never solved an obligation a worker held"
+    assert results[killed[0]].status is Status.PROVED
+    assert all(r.status is Status.PROVED or r.detail == driver.WORKER_DIED for r in results.values())
 
 
 # ---------------------------------------------------------------------------------------- 11. large files

@@ -126,7 +126,7 @@ def test_a_layer_of_the_same_name_never_gets_anothers_invariant(
     secure, leaky = load_text(PAGES, "secure.mv"), load_text(LEAKY, "leaky.mv")
     modules = [secure, leaky] if order == "secure first" else [leaky, secure]
     results = prove_modules(modules, Options(encoding=encoding))
-    by_file = {f: {r.obligation.id: r.status for r in results if r.obligation.file == f}
+    by_file = {f: {r.obligation.base_id: r.status for r in results if r.obligation.file == f}
                for f in ("secure.mv", "leaky.mv")}
     assert set(by_file["secure.mv"].values()) == {Status.PROVED}
     assert by_file["leaky.mv"]["L/WSC/give/VM"] is Status.FAILED
