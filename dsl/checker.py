@@ -28,6 +28,7 @@ class Checker:
         self.resolved: dict[str, Type] = {}
         self.resolving: list[str] = []
         self.broken_types: set[str] = set()  # reported once, then skipped silently
+        self.rejected_fields: dict[str, set[str]] = {}  # per layer, the state fields rejected where declared
         self.left_out = 0  # parts that did not check (each rests on a diagnostic)
         self.alias_shape: dict[str, tuple[int, int]] = {}  # each resolved alias's (depth, leaves)
         self.reported_too_deep = False
@@ -360,6 +361,7 @@ class Checker:
         # A use of a clashing name that means the global (a constant) is skipped too: an error
         # has been reported, and nothing is proved.
         broken = {f.name for f in d.state if f.name not in fields}
+        self.rejected_fields[d.name] = set(broken)  # a refining layer's abstraction of them says nothing more
         broken -= self.globals.broken
         self.globals.broken |= broken
         try:

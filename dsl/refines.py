@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from microverify.dsl import ast, ir
-from microverify.dsl.exprs import Context
+from microverify.dsl.exprs import CheckFailed, Context
 from microverify.dsl.spans import Span
 from microverify.dsl.types import PRINCIPAL, MapType, RecordType, Type
 
@@ -69,6 +69,8 @@ def _abs_def(checker: Checker, a: ast.AbsDef, lower: dict[str, Type], upper: ir.
     try:
         t = upper.field_type(a.field)
     except KeyError:
+        if a.field in checker.rejected_fields.get(upper.name, ()):
+            raise CheckFailed() from None  # reported where it is declared
         raise checker.exprs.unknown(a.field, a.span, [f.name for f in upper.fields],
                                     f"field of layer {upper.name}") from None
     path: list[tuple[str, Type] | str] = []

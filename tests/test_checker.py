@@ -158,6 +158,14 @@ layer M {
 }
 """
     assert codes(model) == [("duplicate", 5), ("duplicate", 6), ("type-mismatch", 12), ("assign-not-state", 12)]
+    # a refining layer's abstraction of the rejected fields says nothing more; of others it does
+    lower = model + """layer R refines L {
+  state { g : map[bv[4]] -> frame  n : map[bv[4]] -> bv[8] }
+  abstraction { frame = g; N = n; nope = n }
+  op w(p: bv[4], x: bv[8]) by KServ { g[p].data := x }
+}
+"""
+    assert codes(lower)[4:] == [("unknown-name", 16)]
 
 
 # -- found by a review of the front end (each was a silent drop, a hang or a follow-on error)
