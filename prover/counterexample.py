@@ -364,10 +364,10 @@ def _differing(x: _Explainer, t: Type, values: list[Value]) -> list[list[PathSte
     """The entries of a map of scalars at which the columns (runs and steps) differ, at most
     _MAX_DIFFERING, for a map a failing conjunct reads under a quantifier (`forall w. flag[w]`
     in a view): such a read is at no single key, and without these the entry that makes the
-    views differ was not in the table. The keys
-    tried are those the model lists an entry at and, in the qf encoding, the index terms of I
-    and the λs (where the model is the completed one, prover/concrete.py), else one key the
-    model lists in no column (where the columns' defaults may differ)."""
+    views differ was not in the table. The keys tried are those the model lists an entry at
+    and, in the qf encoding, the index terms of I and the λs (where the model is the completed
+    one, prover/concrete.py), else one key the model lists in no column (where the columns'
+    defaults may differ); only values of the key type."""
     if not isinstance(t, MapType) or isinstance(t.value, (MapType, RecordType)):
         return []
     arrays = [v.inner for v in values if isinstance(v, MapVal) and isinstance(v.inner, z3.ArrayRef)]
