@@ -26,11 +26,21 @@ from microverify.layers.encoding import MapVal, RecordVal, Value as Symbolic
 from microverify.layers.interpret import OmegaFn
 from microverify.layers.values import MapValue, Principal, Raw, Record, Universe, Value
 from microverify.oracles.oracles import Oracles
-from microverify.prover.counterexample import numeral
 from microverify.prover.formula import Formula
 from microverify.prover.linking import Linked
 
 TABULATE_LIMIT = 4096  # a map over at most this many keys is read at each of them
+
+
+def numeral(v: z3.ExprRef) -> int | None:
+    """The number a model value is (true 1, false 0, a bit-vector), or None."""
+    if z3.is_true(v):
+        return 1
+    if z3.is_false(v):
+        return 0
+    if z3.is_bv_value(v):
+        return int(v.as_long())  # type: ignore[attr-defined]
+    return None  # an array, a function application, a quantifier: not a scalar value
 
 
 class ModelError(Exception):
@@ -131,6 +141,12 @@ class Concretizer:
     def parse(self, term: z3.ExprRef) -> Parsed:
         """The model's value of a scalar or array term."""
         return self._parse(self.model.eval(term, model_completion=True))
+
+    def listed(self, term: z3.ExprRef) -> set[int]:
+        """The indices at which the model's value of an array term lists an entry of its own (it
+        is its default elsewhere); none for a value read key by key."""
+        parsed = self.parse(term)
+        return set(parsed.entries) if isinstance(parsed, _Array) else set()
 
     def _parse(self, v: z3.ExprRef) -> Parsed:
         n = numeral(v)

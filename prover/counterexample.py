@@ -21,7 +21,9 @@ from microverify.dsl.types import BoolType, BVType, EnumType, MapType, Principal
 from microverify.layers.encoding import MapVal, RecordVal, Value
 from microverify.layers.lower import Env, scalar
 from microverify.layers.model import Labeled, State, SymLayer, collect_fields, flow_scope, op_fields
+from microverify.layers.values import Universe
 from microverify.oracles.oracles import counter_field
+from microverify.prover.concrete import Concretizer, ModelError, numeral
 from microverify.prover.formula import Formula, Table
 from microverify.prover.obligations import Kind, Obligation
 
@@ -310,8 +312,14 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
             for node in ir.nodes(pred_source):
                 if isinstance(node, ir.Quant):
                     collect_fields(node, quantified)
-    differing = {f.name: keys for f in L.fields if f.name in quantified
-                 and (keys := _differing(x, f.type, [c[f.name] for c in columns]))}
+    differing: dict[str, list[list[PathStep]]] = {}
+    if quantified:
+        try:
+            reader = Concretizer(formula, model, Universe(L.module.principals))
+            differing = {f.name: keys for f in L.fields if f.name in quantified
+                         and (keys := _differing(x, reader, f.type, [c[f.name] for c in columns]))}
+        except ModelError:
+            pass  # a model the replay cannot read either (it says so): the table as it is
     tables = formula.tables or [Table("", L, [r.name for r in own] + [f"step({r.name})" for r in own if r.step],
                                       columns)]
     lower_sources = _abstraction_sources(L, relevant)
@@ -360,7 +368,7 @@ def explain(ob: Obligation, formula: Formula, model: z3.ModelRef) -> Counterexam
                           tuple(configuration))
 
 
-def _differing(x: _Explainer, t: Type, values: list[Value]) -> list[list[PathStep]]:
+def _differing(x: _Explainer, reader: Concretizer, t: Type, values: list[Value]) -> list[list[PathStep]]:
     """The entries of a map of scalars at which the columns (runs and steps) differ, at most
     _MAX_DIFFERING, for a map a failing conjunct reads under a quantifier (`forall w. flag[w]`
     in a view): such a read is at no single key, and without these the entry that makes the
@@ -371,51 +379,22 @@ def _differing(x: _Explainer, t: Type, values: list[Value]) -> list[list[PathSte
     if not isinstance(t, MapType) or isinstance(t.value, (MapType, RecordType)):
         return []
     arrays = [v.inner for v in values if isinstance(v, MapVal) and isinstance(v.inner, z3.ArrayRef)]
-    keys: set[int | None] = set().union(*(_listed_keys(x.model, a) for a in arrays))
-    completion = x.f.completion
-    if completion is not None:
-        sort = x.L.enc.sort(t.key)
-        keys.update(x.num(i) for s, index in completion.index.items() if s.eq(sort) for i in index)
-        keys.update(x.num(lam) for s, _, _, lam in completion.regions if s.eq(sort))
-    else:
+    sid = x.L.enc.sort(t.key).get_id()
+    keys = set().union(*(reader.listed(a) for a in arrays), reader.known.get(sid, set()),
+                       (lam for _, _, lam in reader.regions.get(sid, [])))
+    if x.f.completion is None:
         keys.add(next(k for k in itertools.count() if k not in keys))
     out: list[list[PathStep]] = []
-    for k in sorted(k for k in keys if k is not None and _is_value(x, t.key, k)):
+    for k in sorted(keys):
+        try:
+            reader.universe.decode(t.key, k)  # a value of the key type, as a bound variable ranges over
+        except ValueError:
+            continue
         if len({x.num(z3.Select(a, x.literal(t.key, k))) for a in arrays}) > 1:
             out.append([(t.key, k)])
             if len(out) == _MAX_DIFFERING:
                 break
     return out
-
-
-def _is_value(x: _Explainer, t: Type, n: int) -> bool:
-    """Whether n encodes a value of type t (an enum's member, a principal of the program), as a
-    quantifier's bound variable ranges over: a model's array may list other keys."""
-    if isinstance(t, BoolType):
-        return n in (0, 1)
-    sort = x.L.enc.sort(t)
-    return n < 1 << sort.size() and x.holds(x.L.enc.domain(t, z3.BitVecVal(n, sort)))  # type: ignore[attr-defined]
-
-
-def _listed_keys(model: z3.ModelRef, array: z3.ArrayRef) -> set[int | None]:
-    """The indices the model's value of an array lists an entry at (its stores, its function's
-    entries, its lambda's index tests); it is its default elsewhere."""
-    v = model.eval(array, model_completion=True)
-    keys: set[int | None] = set()
-    while z3.is_store(v):
-        keys.add(numeral(model.eval(v.arg(1), model_completion=True)))  # type: ignore[attr-defined]
-        v = v.arg(0)  # type: ignore[attr-defined]
-    if z3.is_as_array(v):
-        interp = model[z3.get_as_array_func(v)]
-        if isinstance(interp, z3.FuncInterp):
-            keys.update(numeral(interp.entry(i).arg_value(0)) for i in range(interp.num_entries()))
-    elif z3.is_quantifier(v) and v.is_lambda() and v.num_vars() == 1:  # type: ignore[attr-defined]
-        body = v.body()  # type: ignore[attr-defined]
-        while z3.is_app_of(body, z3.Z3_OP_ITE):
-            cond, _, body = body.children()
-            if z3.is_eq(cond):
-                keys.update(numeral(c) for c in cond.children() if not z3.is_var(c))
-    return keys
 
 
 def _agreement_masks(ob: Obligation, formula: Formula, x: _Explainer, relevant: set[str]) -> set[str]:
@@ -537,17 +516,6 @@ def _describe(x: _Explainer, g: Labeled, family: str | None = None) -> str:
 
 _EXPAND_LIMIT = 256  # the most instances one quantifier is expanded into
 _EXPAND_BUDGET = 100_000  # the most terms an expansion may build in all
-
-
-def numeral(v: z3.ExprRef) -> int | None:
-    """The number a model value is (true 1, false 0, a bit-vector), or None."""
-    if z3.is_true(v):
-        return 1
-    if z3.is_false(v):
-        return 0
-    if z3.is_bv_value(v):
-        return int(v.as_long())  # type: ignore[attr-defined]
-    return None  # an array, a function application, a quantifier: not a scalar value
 
 
 def _instances(sort: z3.SortRef) -> list[z3.ExprRef] | None:
