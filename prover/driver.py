@@ -61,7 +61,7 @@ def obligations(modules: Iterable[ir.Module]) -> list[Pair]:
                 first.append((m, ob, digest))
             files[digest].append(m.file)
     # layers of one name declared in different files: the obligations of each that no context
-    # tells apart say its file (as its theorem does, report.theorems)
+    # tells apart say its file (and so does its theorem, report.theorems)
     files_of: dict[str, set[str]] = {}
     for _, ob, _ in first:
         files_of.setdefault(ob.layer, set()).add(ob.file)

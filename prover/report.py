@@ -152,10 +152,6 @@ def theorems(modules: list[ir.Module], results: list[Result], every: list[Obliga
     done: set[tuple[str, ...]] = set()
     refined = {(m.layer(layer.refines).span.file, layer.refines)
                for m in modules for layer in m.layers if layer.refines is not None}
-    declared: dict[str, set[str]] = {}  # layer name -> the files that declare one
-    for m in modules:
-        for layer in m.layers:
-            declared.setdefault(layer.name, set()).add(layer.span.file)
     for module in modules:
         for chain in stacks(module):
             names = {(layer.span.file, layer.name) for layer in chain}
@@ -174,7 +170,7 @@ def theorems(modules: list[ir.Module], results: list[Result], every: list[Obliga
                 continue
             done.add(key)
             mine = [r for r in results if its(r.obligation)]
-            if not context and len(declared[chain[0].name]) > 1:
+            if not context and any(ob.by_file and ob.layer == chain[0].name for ob in needed):
                 context = chain[0].span.file  # another file of the run declares a layer of its name
             out.append(_theorem(module, chain, mine, needed, context))
     return out
