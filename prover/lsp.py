@@ -75,19 +75,19 @@ class _Columns:
     def __init__(self, ls: LanguageServer, texts: Mapping[str, str] | None = None) -> None:
         self.codec = ls.workspace.position_codec
         self.texts = {} if texts is None else texts
-        self.lines: dict[str, list[str]] = {}
+        self.lines: dict[str, list[str] | None] = {}  # by file, once: None for an ASCII text
 
     def units(self, chars: str) -> int:
         return int(self.codec.client_num_units(chars))
 
     def character(self, file: str, line: int, column: int) -> int:
         """The protocol's 0-based character of a 1-based column."""
-        text = self.texts.get(file, "")
-        if text.isascii():  # the usual file: one unit a character in every encoding
-            return max(column - 1, 0)
-        if file not in self.lines:
-            self.lines[file] = source_lines(text)
+        if file not in self.lines:  # a text is scanned once, not at every range sent
+            text = self.texts.get(file, "")
+            self.lines[file] = None if text.isascii() else source_lines(text)
         lines = self.lines[file]
+        if lines is None:  # the usual file: one unit a character in every encoding
+            return max(column - 1, 0)
         head = lines[line - 1][:max(column - 1, 0)] if 0 < line <= len(lines) else ""
         return self.units(head) + max(column - 1 - len(head), 0)
 
