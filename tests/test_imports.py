@@ -133,3 +133,48 @@ def test_layers_of_one_name_in_two_files_are_told_apart(tmp_path: Path) -> None:
     only = subprocess.run([sys.executable, "-m", "microverify", "-j1", "--no-cache", "--only", f"A/OC/g [{two}]",
                            str(one), str(two)], capture_output=True, text=True, timeout=300)
     assert only.returncode == 1 and only.stdout.count("A/OC/g [") == 2, only.stdout  # the result and its theorem line
+
+
+# Two files, one layer name, the same operations and views: d1's Pages keeps a VM's page from
+# KServ; d2's `peek` forgets the owner check, so two runs that differ only in the contents of a
+# page VM(0) owns give KServ different results.
+SAME_NAME = """principal KServ
+principal VM(v: bv[1])
+layer Pages {
+  state { owner: map[bv[2]] -> principal  mem: map[bv[2]] -> bv[8] }
+  observe KServ { mem[p] for p: bv[2] where owner[p] == KServ }
+  observe VM(v) { owner[p] for p: bv[2]; mem[p] for p: bv[2] where owner[p] == VM(v) }
+  op peek(p: bv[2]) by KServ -> bv[8] {
+    check owner[p] == KServ else return 0
+    return mem[p]
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+@pytest.mark.parametrize("order", ["secure first", "leaky first"])
+def test_a_leaky_layer_named_like_a_proved_one_is_never_proved(tmp_path: Path, order: str, encoding: str) -> None:
+    """Attack on the ids of layers of one name in two files (driver.obligations, by_file): the
+    secure file is proved first into the cache; the leaky one, given with it in either order,
+    must still fail OC/peek with a counterexample, and only its theorem be missing."""
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d2").mkdir()
+    secure, leaky = tmp_path / "d1" / "pages.mv", tmp_path / "d2" / "pages.mv"
+    secure.write_text(SAME_NAME)
+    leaky.write_text(SAME_NAME.replace("    check owner[p] == KServ else return 0\n", ""))
+    cache = ["--cache-dir", str(tmp_path / "cache"), "--encoding", encoding, "-j1", "-q"]
+    first = subprocess.run([sys.executable, "-m", "microverify", *cache, str(secure)],
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    paths = [secure, leaky] if order == "secure first" else [leaky, secure]
+    r = subprocess.run([sys.executable, "-m", "microverify", *cache, *map(str, paths)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stdout + r.stderr
+    failed = [line.split()[1:3] for line in r.stdout.splitlines() if line.startswith("FAILED")]
+    assert failed == [["Pages/OC/peek", f"[{leaky}]"]], r.stdout
+    assert f"{leaky}:8:5: note: responsible statement: return mem[p]" in r.stdout, r.stdout
+    assert "confirmed by the reference interpreter" in r.stdout
+    theorems = [line for line in r.stdout.splitlines() if "theorem" in line]
+    assert any(t.startswith(f"theorem: Pages [{secure}] is noninterfering") for t in theorems), theorems
+    assert any(t.startswith(f"no theorem for Pages [{leaky}]") for t in theorems), theorems
