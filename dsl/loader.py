@@ -90,7 +90,7 @@ def read_source(path: Path) -> str:
         _check_regular(os.fstat(fd))
         data = f.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
-        raise OSError(f"it is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, the limit")
+        raise too_large()
     return data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is no character of the text
 
 
@@ -103,7 +103,12 @@ def _check_regular(info: os.stat_result) -> None:
             else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
         raise OSError(f"it is {kind}, not a regular file")
     if info.st_size > MAX_FILE_BYTES:
-        raise OSError(f"it is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, the limit")
+        raise too_large()
+
+
+def too_large() -> OSError:
+    """Why a text of more than MAX_FILE_BYTES (in UTF-8) is not read."""
+    return OSError(f"it is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, the limit")
 
 
 def _read(path: Path, sources: dict[str, str], at: Span | None, read: Reader = read_source) -> str:

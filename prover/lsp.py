@@ -15,8 +15,9 @@
 - Go to definition: names of types, constants, defs, principals, oracles, layers, state fields
   and operations, and the file of an `import`.
 
-Positions are in the code units of the position encoding agreed with the client (UTF-16 unless
-it asks for another): a character outside the Basic Multilingual Plane is two of UTF-16's.
+An open file is read as `prove` reads it from the disk (`editor_text`): refused past the size
+limit, a leading byte-order mark no part of the model. Positions are in the code units of the
+position encoding agreed with the client (prover/positions.py).
 """
 
 from __future__ import annotations
@@ -28,85 +29,27 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from microverify import __version__
 from microverify.dsl import ast, ir
-from microverify.dsl.diagnostics import Diagnostic, DiagnosticError
-from microverify.dsl.loader import Reader, load_text, read_source, resolve
+from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, error
+from microverify.dsl.limits import MAX_FILE_BYTES
+from microverify.dsl.loader import Reader, display_name, load_text, read_source, resolve, too_large
 from microverify.dsl.parser import parse
 from microverify.dsl.spans import Span, source_lines
 from microverify.files import unwritable
 from microverify.prover.cache import DEFAULT_DIR, MAX_ENTRIES, prune
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.formats import message
+from microverify.prover.positions import Columns, file_of, path_of, uri_of
 from microverify.prover.verdict import Options, Result, Status
 
 SOURCE = "microverify"
 _WORD = re.compile(r"[A-Za-z_]\w*")
-
-
-def path_of(uri: str) -> Path:
-    return Path(unquote(urlparse(uri).path))
-
-
-def file_of(uri: str) -> Path:
-    """The file a URI names, resolved (made absolute where it cannot be: a NUL in the name)."""
-    return resolve(path_of(uri))
-
-
-def uri_of(file: str, document: str | None = None) -> str:
-    """The URI of a file a span names: the open document's own URI when it is that file (as
-    the editor spelt it), else the file's."""
-    resolved = resolve(Path(file))
-    if document is not None and file_of(document) == resolved:
-        return document
-    return resolved.as_uri()
-
-
-class _Columns:
-    """Columns as the protocol counts them, in code units of the agreed position encoding,
-    where spans count characters (code points). A span's line is taken from the text the span
-    was found in (`texts`, by file name), split as the parser counts lines."""
-
-    def __init__(self, ls: LanguageServer, texts: Mapping[str, str] | None = None) -> None:
-        self.codec = ls.workspace.position_codec
-        self.texts = {} if texts is None else texts
-        self.lines: dict[str, list[str] | None] = {}  # by file, once: None for an ASCII text
-
-    def units(self, chars: str) -> int:
-        return int(self.codec.client_num_units(chars))
-
-    def character(self, file: str, line: int, column: int) -> int:
-        """The protocol's 0-based character of a 1-based column."""
-        if file not in self.lines:  # a text is scanned once, not at every range sent
-            text = self.texts.get(file, "")
-            self.lines[file] = None if text.isascii() else source_lines(text)
-        lines = self.lines[file]
-        if lines is None:  # the usual file: one unit a character in every encoding
-            return max(column - 1, 0)
-        head = lines[line - 1][:max(column - 1, 0)] if 0 < line <= len(lines) else ""
-        return self.units(head) + max(column - 1 - len(head), 0)
-
-    def range(self, span: Span) -> types.Range:
-        """LSP positions are 0-based; a span's end column is exclusive, as LSP's."""
-        return types.Range(types.Position(span.line - 1, self.character(span.file, span.line, span.column)),
-                           types.Position(span.end_line - 1, self.character(span.file, span.end_line, span.end_column)))
-
-    def column(self, line: str, character: int) -> int:
-        """The 1-based column of the character at the protocol's `character` in the line (of
-        the one whose code units it is inside, if it is inside one)."""
-        if line.isascii():
-            return character + 1
-        units = 0
-        for i, c in enumerate(line):
-            units += self.units(c)
-            if units > character:
-                return i + 1
-        return len(line) + 1 + character - units
 
 
 def _contains(span: Span, line: int, column: int) -> bool:
@@ -155,27 +98,43 @@ class MicroverifyServer(LanguageServer):
 
         def read(path: Path) -> str:
             uri = buffers.get(resolve(path))
-            return read_source(path) if uri is None else self.workspace.get_text_document(uri).source
+            return read_source(path) if uri is None else self.text(uri)
         return read
+
+    def text(self, uri: str) -> str:
+        """An open document's text as a check reads it (OSError if it cannot be read)."""
+        return editor_text(self.workspace.get_text_document(uri).source)
+
+
+def editor_text(source: str) -> str:
+    """An editor's text read as read_source reads a file: refused when larger than
+    MAX_FILE_BYTES in UTF-8, and a leading byte-order mark no part of the model. An editor that
+    keeps one counts it as a character, so it is read as a blank: columns stay the editor's."""
+    if len(source) > MAX_FILE_BYTES // 4 and len(source.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        raise too_large()
+    return " " + source[1:] if source.startswith("\ufeff") else source
 
 
 server = MicroverifyServer()
 
 
-def _front_end(ls: MicroverifyServer, uri: str) -> tuple[ir.Module | None, dict[str, list[types.Diagnostic]], _Columns]:
+def _front_end(ls: MicroverifyServer, uri: str) -> tuple[ir.Module | None, dict[str, list[types.Diagnostic]], Columns]:
     """The open document checked as its editor has it (what it imports as their editors have
     it, if open): the module, or its parse and type errors (and those of what it imports) by
     file URI; and the columns of the texts read. The files read are kept with the document
     (`reads`): a change to one checks it again."""
-    text = ls.workspace.get_text_document(uri).source
     sources: dict[str, str] = {}
-    columns = _Columns(ls, sources)
+    columns = Columns(ls, sources)
     module: ir.Module | None = None
     problems: dict[str, list[types.Diagnostic]] = {}
     try:
-        module = load_text(text, str(path_of(uri)), sources, ls.reader())
+        module = load_text(ls.text(uri), str(path_of(uri)), sources, ls.reader())
     except DiagnosticError as exc:
         problems = _by_file(exc.diagnostics, uri, columns)
+    except OSError as exc:  # as `prove` reports a file it cannot read
+        name = display_name(path_of(uri))
+        problems = _by_file([error("io", Span.point(str(path_of(uri)), 1, 1), f"cannot read {name}: {exc}")],
+                            uri, columns)
     document = ls.documents.setdefault(uri, _Document())
     document.reads = frozenset(resolve(Path(name)) for name in sources)
     return module, problems, columns
@@ -203,7 +162,7 @@ def _check_importers(ls: MicroverifyServer, uri: str) -> dict[str, dict[str, lis
     return found
 
 
-def _by_file(diagnostics: list[Diagnostic], uri: str, columns: _Columns) -> dict[str, list[types.Diagnostic]]:
+def _by_file(diagnostics: list[Diagnostic], uri: str, columns: Columns) -> dict[str, list[types.Diagnostic]]:
     out: dict[str, list[types.Diagnostic]] = {}
     for d in diagnostics:
         target = uri_of(d.span.file, uri) if d.span.file else uri
@@ -213,7 +172,7 @@ def _by_file(diagnostics: list[Diagnostic], uri: str, columns: _Columns) -> dict
     return out
 
 
-def _obligation_diagnostics(results: list[Result], uri: str, columns: _Columns) -> dict[str, list[types.Diagnostic]]:
+def _obligation_diagnostics(results: list[Result], uri: str, columns: Columns) -> dict[str, list[types.Diagnostic]]:
     out: dict[str, list[types.Diagnostic]] = {}
     for r in results:
         if r.status is Status.PROVED:
@@ -275,12 +234,12 @@ async def did_save(ls: MicroverifyServer, params: types.DidSaveTextDocumentParam
 
 async def _check_and_prove(ls: MicroverifyServer, uri: str) -> None:
     """Check the document as its editor has it, prove it if it checks, and publish either."""
-    text = ls.workspace.get_text_document(uri).source
     module, problems, columns = _front_end(ls, uri)
     if module is None:
         ls.documents[uri].proof_shown = False
         ls.publish({uri: problems})
         return
+    text = ls.text(uri)  # what was checked: the buffer cannot change before the next await
     results = await asyncio.to_thread(_prove, module, uri, _cache_dir(ls, path_of(uri)))
     document = ls.documents.get(uri)
     if document is None:  # closed meanwhile
@@ -306,21 +265,21 @@ class _At:
     module: ast.Module
     line: int
     column: int
-    columns: _Columns  # of the document's text
+    columns: Columns  # of the document's text
     source_line: str  # the line of the position, as the parser counts lines
 
 
 def _at(ls: MicroverifyServer, document: types.TextDocumentIdentifier, position: types.Position) -> _At | None:
     """None while the document does not parse."""
-    text = ls.workspace.get_text_document(document.uri).source
     name = str(path_of(document.uri))
     try:
+        text = ls.text(document.uri)
         module = parse(text, name)
-    except DiagnosticError:
+    except (DiagnosticError, OSError):
         return None
     lines = source_lines(text)  # as the parser counts them: a form feed is no line break
     source_line = lines[position.line] if position.line < len(lines) else ""
-    columns = _Columns(ls, {name: text})
+    columns = Columns(ls, {name: text})
     return _At(document.uri, text, module, position.line + 1, columns.column(source_line, position.character),
                columns, source_line)
 
@@ -402,7 +361,7 @@ def definition(ls: MicroverifyServer, params: types.DefinitionParams) -> types.L
     span = _declarations(module, uri, {uri}, ls.reader(), texts).get(word)
     if span is None:
         return None
-    return types.Location(uri_of(span.file, uri), _Columns(ls, texts).range(span))
+    return types.Location(uri_of(span.file, uri), Columns(ls, texts).range(span))
 
 
 def main() -> None:

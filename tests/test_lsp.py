@@ -316,3 +316,48 @@ async def test_a_file_name_with_a_nul_is_checked_and_breaks_nothing(client: Lang
     ((line, column, code),) = _where(client, inside)
     assert (line, column, code) == (1, 1, "io") and "cannot read" in client.diagnostics[inside][0].message
     assert not [m for m in client.log_messages if "Error" in m.message]
+
+
+async def test_a_buffer_with_a_byte_order_mark_checks_as_the_file_does(client: LanguageClient) -> None:
+    """`prove` reads a file's leading byte-order mark as no character; an editor that keeps it
+    in the buffer sent it to the parser, a syntax error at 1:1 for a file that proves. It is
+    read as a blank now, and still counted as the editor counts it: an error on its line is
+    under the right character (and in a file it imports, open with one too)."""
+    root = client.root / "bom"  # type: ignore[attr-defined]
+    root.mkdir()
+    base = "principal KServ\ntype word = bv[8]\n"
+    (root / "base.mv").write_text(base)
+    uri = (root / "main.mv").as_uri()
+    text = '\ufeffimport "base.mv"\nlayer L {\n  state { x : word }\n  observe KServ { x }\n  op f() by KServ { x := 0 }\n}\n'
+    _open(client, uri, text)
+    await settled(client, uri)
+    assert _where(client, uri) == []
+    edit(client, uri, "\ufeff" + text[1:].replace('"base.mv"', '"base.mv" bad', 1))
+    await settled(client, uri)
+    assert [(line, column) for line, column, _ in _where(client, uri)] == [(1, 19)]  # `bad`, BOM counted
+    _open(client, (root / "base.mv").as_uri(), "\ufeff" + base.replace("bv[8]", "bv[0]"))
+    edit(client, uri, text)
+    await settled(client, uri)
+    assert _where(client, (root / "base.mv").as_uri()) == [(2, 13, "bad-type")]
+
+
+async def test_a_buffer_larger_than_the_file_limit_is_refused_as_the_file_would_be(client: LanguageClient) -> None:
+    """`prove` refuses a file of more than MAX_FILE_BYTES; the server checked such a buffer
+    (open, or imported while open) whatever its size. Both are now an `io` error, as
+    `prove` reports it, and the server carries on."""
+    from microverify.dsl.limits import MAX_FILE_BYTES
+
+    root = client.root / "huge"  # type: ignore[attr-defined]
+    root.mkdir()
+    padding = "// " + "x" * 1000 + "\n"
+    huge = "principal KServ\ntype word = bv[8]\n" + padding * (MAX_FILE_BYTES // len(padding) + 1)
+    uri = (root / "huge.mv").as_uri()
+    _open(client, uri, huge)
+    await settled(client, uri)
+    ((line, column, code),) = _where(client, uri)
+    assert (line, column, code) == (1, 1, "io") and "MiB" in client.diagnostics[uri][0].message
+    importer = (root / "importer.mv").as_uri()
+    _open(client, importer, 'import "huge.mv"\nlayer L {\n  state { x : word }\n  observe KServ { x }\n}\n')
+    await settled(client, importer)
+    ((line, column, code),) = _where(client, importer)
+    assert (line, column, code) == (1, 1, "io") and "MiB" in client.diagnostics[importer][0].message
