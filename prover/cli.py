@@ -26,10 +26,10 @@ from microverify.dsl.limits import ensure_recursion_limit
 from microverify.dsl.defines import Define, Uses, parse_defines, unused
 from microverify.dsl.loader import discover, load_file
 from microverify.prover import formats
-from microverify.prover.formats import USAGE, Problem
+from microverify.prover.formats import USAGE, Problem, cross_check_message
 from microverify.files import unwritable
 from microverify.prover.cache import AST_SUBDIR, DEFAULT_DIR, MAX_ENTRIES, prune
-from microverify.prover.crosscheck import SOLVERS, available
+from microverify.prover.crosscheck import RECHECKED, SOLVERS, available
 from microverify.prover.driver import Pair, obligations, prove_pairs
 from microverify.prover.progress import Progress
 from microverify.prover.report import quantified, render_counterexample, result_line, slowest, summary, theorems
@@ -288,11 +288,13 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
             click.echo(w, err=True)
     disagreements = [r for r in results if r.disagreement]
     for r in disagreements:
-        click.echo(f"{r.obligation.span}: error: cross-check of {r.obligation.id} failed: {r.disagreement}",
-                   err=True)
+        click.echo(f"{r.obligation.span}: error: {cross_check_message(r)}", err=True)
     if options.cross_check is not None:
-        click.echo(f"cross-check: {options.cross_check} agrees on {len(results) - len(disagreements)} of "
-                   f"{len(results)} obligations", err=True)
+        rechecked = [r for r in results if r.status.value in RECHECKED]
+        left = len(results) - len(rechecked)
+        click.echo(f"cross-check: {options.cross_check} agrees on {len(rechecked) - len(disagreements)} of "
+                   f"{len(rechecked)} obligations" + (f"; {left} not re-checked (UNKNOWN or ERROR: no verdict "
+                                                    f"to re-check)" if left else ""), err=True)
     lines = theorems(modules, results, [ob for _, ob in every])
     if text:
         for line in [*lines, summary(results), quantified(results, options)]:

@@ -189,9 +189,13 @@ class _Explainer:
              precise: dict[str, list[list[PathStep]]] | None = None) -> list[Row]:
         types = {f.name: f.type for f in layer.fields}
         rows: list[Row] = []
+        labels: set[str] = set()
         for name in fields:
             shown = name if not name.startswith("#") else f"counter({name[1:]})"
             for label, path, st in self.entries(types[name], shown, precise.get(name) if precise else None):
+                if label in labels:  # an entry inside a record shown whole (`r[0]`), and on its own
+                    continue
+                labels.add(label)
                 values = []
                 for s in states:
                     v = self.navigate(s[name], path)

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # cross_check runs inside prover/solve.py, which imports them
     from microverify.prover.obligations import Obligation
 
 SOLVERS = ("cvc5",)
+RECHECKED = ("PROVED", "FAILED", "VACUOUS")  # the verdicts a second solver can re-check (by value)
 
 
 def _options(solver_name: str, seconds: float) -> dict[str, str]:
@@ -189,7 +190,7 @@ def cross_check(ob: Obligation, formula: Formula, status: str, solver_name: str,
     """'' when the second solver agrees with `status`, else what went wrong."""
     from microverify.prover.export import script  # see the imports above
 
-    if status not in ("PROVED", "FAILED", "VACUOUS"):
+    if status not in RECHECKED:
         return ""
     try:
         hyps_sat = _sat(script(ob, formula, hypotheses_only=True), solver_name, seconds)

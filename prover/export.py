@@ -5,13 +5,16 @@ validity obligation `unsat` means PROVED, and for a non-vacuity (`VAC`) obligati
 Terms are simplified first, which beta-reduces the reads of abstraction functions (lambdas).
 SMT-LIB 2.6 has no lambda: a lambda left (in the quantified encoding) is replaced by an array
 constant defined by a universal hypothesis, as in pass 0 of prover/qf.py. Quantifier-free
-obligations are declared QF_AUFBV, those that keep quantifiers AUFBV.
+obligations are declared QF_AUFBV, those that keep quantifiers AUFBV. What Z3 prints is made
+standard SMT-LIB (`standard`): the simplifier turns division and remainder into operators of
+its own, and writes `bvxor` with more than two arguments.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import z3
@@ -30,6 +33,74 @@ def terms(formula: Formula, hypotheses_only: bool = False) -> list[z3.BoolRef]:
     return definitions + replaced
 
 
+# Z3's simplifier writes `bvudiv` as `bvudiv_i`, ...: the same function when division by zero
+# has its SMT-LIB meaning, which the simplifier's `hi_div0` (on by default) gives it, but a name
+# no other parser (Z3's own included) reads.
+_INTERNAL = {"bvudiv_i": "bvudiv", "bvurem_i": "bvurem", "bvsdiv_i": "bvsdiv", "bvsrem_i": "bvsrem",
+             "bvsmod_i": "bvsmod"}
+_BINDERS = frozenset({"forall", "exists", "lambda"})
+_TOKENS = re.compile(r'\|[^|]*\||"(?:[^"]|"")*"|;[^\n]*|[()]|[^\s()|";]+|\s+')
+
+
+@dataclass
+class _List:
+    head: str | None = None
+    seen: int = 0  # elements so far, the head included
+    variables: bool = False  # inside the sorted variables of a quantifier: names, not operators
+    xor_head: int = -1  # where a `bvxor`'s head was written, to write its fold there
+
+
+def standard(text: str, check_hypotheses: bool = False) -> str:
+    """Z3's SMT-LIB output made standard: each of its internal division and remainder
+    operators named as SMT-LIB names it (as an operator only: a variable or constant of that
+    name, declared or bound, keeps it), and a `bvxor` of more than two arguments folded to the
+    left, `(bvxor (bvxor a b) c)` (SMT-LIB's QF_BV lets it take more, but not every parser:
+    pysmt does not). `check_hypotheses`: a `(check-sat)` before the last assertion (the goal)."""
+    out: list[str] = []
+    stack: list[_List] = []
+    last_assert = goal = -1
+    for token in _TOKENS.findall(text):
+        if token == "(":
+            parent = stack[-1] if stack else None
+            if parent is None:
+                last_assert = len(out)  # where a top-level command starts, if it is an assert
+            variables = parent is not None and (parent.variables or (parent.head in _BINDERS and parent.seen == 1))
+            _element(parent, out)
+            stack.append(_List(variables=variables))
+            out.append(token)
+        elif token == ")":
+            closed = stack.pop()
+            if closed.xor_head >= 0 and closed.seen > 3:  # bvxor with seen - 1 arguments
+                out[closed.xor_head] = "bvxor (" * (closed.seen - 3) + "bvxor"
+            out.append(token)
+        elif token[0].isspace() or token[0] == ";":
+            out.append(token)
+        else:
+            top = stack[-1] if stack else None
+            if top is not None and top.seen == 0 and not top.variables:
+                top.head = token
+                if len(stack) == 1 and token == "assert":
+                    goal = last_assert
+                token = _INTERNAL.get(token, token)
+                if token == "bvxor":
+                    top.xor_head = len(out)
+            _element(top, out)
+            out.append(token)
+    if check_hypotheses:
+        out.insert(goal, "(check-sat)\n")
+    return "".join(out)
+
+
+def _element(parent: _List | None, out: list[str]) -> None:
+    """An element of `parent` begins: from a `bvxor`'s third argument on, the fold closes the
+    application of the arguments before it."""
+    if parent is None:
+        return
+    if parent.xor_head >= 0 and parent.seen >= 3:
+        out.insert(len(out) - 1 if out[-1].isspace() else len(out), ")")
+    parent.seen += 1
+
+
 def logic(assertions: list[z3.BoolRef]) -> str:
     found = binders(assertions)
     if "lambda" in found:  # one under a quantifier, with free variables: not SMT-LIB 2.6
@@ -41,13 +112,19 @@ def script(ob: Obligation, formula: Formula, hypotheses_only: bool = False) -> s
     assertions = terms(formula, hypotheses_only)
     solver = z3.Solver(ctx=formula.ctx)
     solver.add(assertions)
-    body = solver.to_smt2()
+    # a validity obligation with hypotheses checks them alone first: unsat, the goal's answer
+    # would be unsat too, and the obligation is VACUOUS, not PROVED
+    both = not hypotheses_only and formula.mode == "valid" and bool(formula.hypotheses)
+    body = standard(solver.to_smt2(), check_hypotheses=both)
     body = body.replace("; benchmark generated from python API\n", "")
     body = re.sub(r"\(set-info :status \w+\)\n", "", body)
     if hypotheses_only:
         expect = "sat (the hypotheses are satisfiable: not VACUOUS)"
     elif formula.mode == "sat":
         expect = "sat means PROVED (a witness exists), unsat means VACUOUS"
+    elif both:
+        expect = ("the first (check-sat), of the hypotheses alone: sat (unsat means VACUOUS); "
+                  "the second, with the negated goal: unsat means PROVED, sat means FAILED")
     else:
         expect = "unsat means PROVED; sat means FAILED"
     header = (f"; microverify obligation {ob.id}: {ob.kind.value} ({KIND_NAMES[ob.kind]})\n"

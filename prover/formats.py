@@ -16,6 +16,7 @@ import z3
 from microverify import __version__
 from microverify.dsl.diagnostics import CODES
 from microverify.dsl.spans import Span
+from microverify.prover.crosscheck import RECHECKED
 from microverify.prover.obligations import KIND_NAMES, Kind
 from microverify.prover.report import render_counterexample
 from microverify.prover.verdict import Options, Result, Status
@@ -24,8 +25,9 @@ if TYPE_CHECKING:  # they come with a Result: prover/solve.py imported them
     from microverify.prover.counterexample import Counterexample
     from microverify.prover.replay import Replay
 
-JSON_SCHEMA = "microverify-results/3"
+JSON_SCHEMA = "microverify-results/4"
 USAGE = "usage"  # the code of a problem with the command line rather than with a file
+CROSS_CHECK = "cross-check"  # the rule of a verdict the second solver does not confirm
 PROBLEM_CODES = {**CODES, USAGE: "a command-line option or argument that cannot be used"}
 
 
@@ -89,6 +91,11 @@ def message(r: Result) -> str:
     return f"{what}{where}{who}: {r.detail}" if r.detail else f"{what}{where}{who}"
 
 
+def cross_check_message(r: Result) -> str:
+    """The second solver's objection to an obligation's verdict, as the text report says it."""
+    return f"cross-check of {r.obligation.id} failed: {r.disagreement}"
+
+
 def _problem(p: Problem) -> dict[str, Any]:
     return {"code": p.code, "severity": "error", "message": p.message, "file": p.path,
             "span": _span(p.span) if p.span is not None else None, "text": p.text}
@@ -101,9 +108,10 @@ def to_json(results: list[Result], theorems: list[str], options: Options, jobs: 
         "schema": JSON_SCHEMA,
         "tool": {"name": "microverify", "version": __version__, "z3": z3.get_version_string()},
         "options": {"rlimit": options.rlimit, "timeout": options.timeout, "seed": options.seed, "jobs": jobs,
-                    "encoding": options.encoding},
+                    "encoding": options.encoding, "cross_check": options.cross_check},
         "summary": {"total": len(results), **{s.value.lower(): counts[s] for s in Status},
-                    "cached": sum(r.cached for r in results), "quantified": sum(r.quantified for r in results)},
+                    "cached": sum(r.cached for r in results), "quantified": sum(r.quantified for r in results),
+                    "cross_check_failed": sum(bool(r.disagreement) for r in results)},
         "obligations": [{
             "id": r.obligation.id,
             "context": list(r.obligation.context),
@@ -120,6 +128,8 @@ def to_json(results: list[Result], theorems: list[str], options: Options, jobs: 
             "span": _span(r.obligation.span),
             "counterexample": _cex(r.counterexample),
             "replay": _replay(r.replay),
+            "cross_check": None if options.cross_check is None or r.status.value not in RECHECKED else
+            {"solver": options.cross_check, "agrees": not r.disagreement, "objection": r.disagreement},
         } for r in results],
         "theorems": theorems,
         "diagnostics": [_problem(p) for p in problems],
@@ -132,7 +142,7 @@ def to_junit(results: list[Result], problems: Sequence[Problem] = (), sources: d
     body of a failure is the whole counterexample, as the text report shows it (`sources`, the
     files' texts, give it its source lines)."""
     errors = [r for r in results if r.status is Status.ERROR]
-    failed = [r for r in results if r.status not in (Status.PROVED, Status.ERROR)]
+    failed = [r for r in results if r.status not in (Status.PROVED, Status.ERROR) or r.disagreement]
     suite = ET.Element("testsuite", name="microverify", tests=str(len(results) + len(problems)),
                        failures=str(len(failed)), errors=str(len(errors) + len(problems)), skipped="0",
                        time=f"{sum(r.seconds for r in results):.3f}")
@@ -149,6 +159,11 @@ def to_junit(results: list[Result], problems: Sequence[Problem] = (), sources: d
             tag = "error" if r.status is Status.ERROR else "failure"
             failure = ET.SubElement(case, tag, message=message(r), type=r.status.value)
             failure.text = render_counterexample(r, sources or {}) if r.counterexample else r.detail
+            if r.disagreement:
+                failure.text += f"\n{cross_check_message(r)}"
+        elif r.disagreement:
+            failure = ET.SubElement(case, "failure", message=cross_check_message(r), type=CROSS_CHECK)
+            failure.text = cross_check_message(r)
     root = ET.Element("testsuites")
     root.append(suite)
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
@@ -174,6 +189,8 @@ def to_sarif(results: list[Result], problems: Sequence[Problem] = ()) -> str:
     rules = [{"id": k.value, "name": k.name, "shortDescription": {"text": KIND_NAMES[k]}} for k in Kind]
     rules += [{"id": code, "name": code.replace("-", " "), "shortDescription": {"text": meaning}}
               for code, meaning in PROBLEM_CODES.items()]
+    rules.append({"id": CROSS_CHECK, "name": "cross check",
+                  "shortDescription": {"text": "the second solver (--cross-check) does not confirm Z3's verdict"}})
     out: list[dict[str, Any]] = []
     for p in problems:
         out.append({
@@ -196,6 +213,16 @@ def to_sarif(results: list[Result], problems: Sequence[Problem] = ()) -> str:
                                  for i, s in enumerate(r.counterexample.responsible if r.counterexample else ())],
             "properties": {"obligation": r.obligation.id, "status": r.status.value},
         })
+    for r in results:
+        if r.disagreement:
+            out.append({
+                "ruleId": CROSS_CHECK,
+                "level": "error",
+                "message": {"text": cross_check_message(r)},
+                "locations": [_sarif_location(r.obligation.span.file, r.obligation.span)],
+                "partialFingerprints": {"microverifyObligation/v1": fingerprint(r)},
+                "properties": {"obligation": r.obligation.id, "status": r.status.value},
+            })
     doc = {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
@@ -244,4 +271,8 @@ def to_github(results: list[Result], problems: Sequence[Problem] = ()) -> str:
         at = cex.responsible[0] if cex is not None and cex.responsible else r.obligation.span
         props = f"{_github_where(at)},title={_escape(r.obligation.id, True)}"
         lines.append(f"::error {props}::{_escape(message(r) + _summary(cex))}")
+    for r in results:
+        if r.disagreement:
+            props = f"{_github_where(r.obligation.span)},title={_escape(CROSS_CHECK + ': ' + r.obligation.id, True)}"
+            lines.append(f"::error {props}::{_escape(cross_check_message(r))}")
     return "\n".join(lines)

@@ -140,12 +140,12 @@ def test_check_only_parses_and_type_checks() -> None:
 def test_json_report_schema() -> None:
     r = prove("--no-cache", "--format", "json", str(CASES / "kinds" / "oc_only.mv"))
     doc = json.loads(r.stdout)
-    assert doc["schema"] == "microverify-results/3"
+    assert doc["schema"] == "microverify-results/4"
     assert set(doc) == {"schema", "tool", "options", "summary", "obligations", "theorems", "diagnostics"}
     failed = [o for o in doc["obligations"] if o["status"] == "FAILED"]
     (o,) = failed
     assert set(o) == {"id", "context", "kind", "layer", "operation", "observer", "status", "time", "rlimit_used", "cached", "quantified",
-                      "detail", "span", "counterexample", "replay"}
+                      "detail", "span", "counterexample", "replay", "cross_check"}
     assert (o["id"], o["kind"], o["operation"], o["span"]["line"]) == ("L/OC/peek", "OC", "peek", 12)
     cex = o["counterexample"]
     assert cex["failing"] == ["the result of `peek` differs between the runs"]

@@ -241,3 +241,27 @@ def test_entries_shown_where_the_runs_differ_are_at_values_of_the_key_type(encod
     for r in failed:
         names = _rows(r)
         assert not any("<" in n for n in names) and len(names) == len(set(names)), (r.obligation.id, names)
+
+
+WHOLE_AND_INNER = """\
+type vmid = bv[1]
+principal VM(v: vmid)
+layer D {
+  state { r: map[vmid] -> record { lo: bv[8], tab: map[bv[1]] -> bv[8] } }
+  observe VM(v) { r[v] }
+  op k(v: vmid) by VM(v) {
+    r[v].tab[1] := r[v ^ 1].lo
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+def test_an_entry_of_a_record_shown_whole_is_listed_once(encoding: str) -> None:
+    """Found in review: `r[0]` is shown whole (the view reads it) and `r[0].tab[1]` is written,
+    so the table listed that entry twice, in the JSON report too."""
+    results = {r.obligation.id: r for r in prove_modules([load_text(WHOLE_AND_INNER, "<test>")], Options(encoding=encoding))}
+    r = results["D/WSC/k/VM"]
+    assert r.status is Status.FAILED and r.counterexample is not None
+    names = _rows(r)
+    assert "r[0].tab[1]" in names and len(names) == len(set(names)), names

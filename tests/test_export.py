@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 import pytest
 import z3
 
-from conftest import CASES, SECURE
+from conftest import CASES, SECURE, prove_text
 from microverify.dsl.loader import load_file
 from microverify.prover import crosscheck
 from microverify.prover.crosscheck import _sat, available, cross_check
 from microverify.prover.driver import obligations
-from microverify.prover.export import script
+from microverify.prover.export import script, standard
 from microverify.prover.solve import build
 
 PROOFS = Path(__file__).resolve().parent.parent / "proofs"
@@ -42,8 +46,9 @@ def test_dump_smt_writes_one_standalone_script_per_obligation(tmp_path: Path) ->
     [script] = (tmp_path / "smt").glob("oc_only-*__L_OC_peek.smt2")
     text = script.read_text()
     assert text.startswith("; microverify obligation L/OC/peek: OC (output consistency)\n; declared at ")
-    assert "; expected: unsat means PROVED; sat means FAILED\n(set-logic QF_AUFBV)\n" in text
-    assert "(check-sat)" in text
+    assert ("; expected: the first (check-sat), of the hypotheses alone: sat (unsat means VACUOUS); the second, "
+            "with the negated goal: unsat means PROVED, sat means FAILED\n(set-logic QF_AUFBV)\n") in text
+    assert text.count("\n(check-sat)\n") == 2
     # any SMT-LIB solver can take it: here pysmt parses it and cvc5 finds the leak (sat)
     from pysmt.shortcuts import Solver
     from pysmt.smtlib.parser import SmtLibParser
@@ -196,3 +201,112 @@ def test_files_of_the_same_name_in_two_folders_get_scripts_of_their_own(tmp_path
     scripts = list((tmp_path / "smt").glob("m-*__L_OC_write_*.smt2"))  # the id names the file
     assert len(scripts) == 2
     assert {"(_ BitVec 8)" in s.read_text() for s in scripts} == {True, False}
+
+
+DIVIDES = """principal A
+principal B
+layer Div {
+  state { x: bv[8]; y: bv[8]; z: bv[8] }
+  observe A { x; y }
+  observe B { z }
+  op f(d: bv[8]) by A -> bv[8] { return (x / d) % (y + 1) + sdiv(x, d) + srem(y, d) + (x ^ y ^ d) }
+}
+"""
+
+
+def run_script(text: str) -> str:
+    """What Z3 answers to each command of a script, run in a context of its own."""
+    ctx = z3.Context()  # kept alive while it runs
+    return str(z3.Z3_eval_smtlib2_string(ctx.ref(), text))
+
+
+def test_scripts_with_division_and_long_xors_are_standard_smtlib(tmp_path: Path) -> None:
+    """Z3's simplifier turns `bvudiv` and its kin into `bvudiv_i` and so on, which no parser
+    reads (Z3's own included), and writes `(bvxor a b c)`, which pysmt refuses: a secure model
+    that divided failed `--cross-check cvc5` ("cvc5 could not check it: Unknown function
+    'bvudiv_i'"), and its dumps could not be re-checked at all. Both encodings."""
+    model = tmp_path / "div.mv"
+    model.write_text(DIVIDES)
+    for encoding in ("qf", "quantified"):
+        dumps = tmp_path / encoding
+        r = subprocess.run([sys.executable, "-m", "microverify", "--no-cache", "-j1", "-q", "--encoding", encoding,
+                            "--dump-smt", str(dumps), "--cross-check", "cvc5", str(model)],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "cross-check: cvc5 agrees on 12 of 12 obligations" in r.stderr
+        [oc] = dumps.glob("div-*__Div_OC_f.smt2")
+        text = oc.read_text()
+        assert "_i " not in text and "(bvudiv " in text and "(bvsdiv " in text and "(bvsrem " in text
+        assert not re.search(r"\(bvxor [^()\s]+ [^()\s]+ [^()\s]+", text)
+        for script_file in dumps.iterdir():  # Z3 runs each: the last answer is PROVED's
+            answers = run_script(script_file.read_text()).split()
+            assert answers[-1] == ("sat" if "__Div_VAC" in script_file.name else "unsat"), (script_file.name, answers)
+
+
+def test_standard_renames_operators_only_and_folds_xor_to_the_left() -> None:
+    """A constant or a bound variable named like one of Z3's internal operators keeps its name."""
+    assert standard("(assert (= (bvxor a b c d) (bvudiv_i x bvurem_i)))") == \
+        "(assert (= (bvxor (bvxor (bvxor a b) c) d) (bvudiv x bvurem_i)))"
+    assert standard("(forall ((bvsdiv_i (_ BitVec 8))) (= (bvsrem_i bvsdiv_i y) (bvxor a (bvxor b c e))))") == \
+        "(forall ((bvsdiv_i (_ BitVec 8))) (= (bvsrem bvsdiv_i y) (bvxor a (bvxor (bvxor b c) e))))"
+    assert standard("(declare-fun bvsmod_i () (_ BitVec 8))\n(assert (bvsmod_i |a (b| bvsmod_i))") == \
+        "(declare-fun bvsmod_i () (_ BitVec 8))\n(assert (bvsmod |a (b| bvsmod_i))"
+
+
+def test_a_vacuous_obligation_does_not_read_as_proved_from_its_script(tmp_path: Path) -> None:
+    """The script of a validity obligation answered unsat both when it is PROVED and when its
+    hypotheses are unsatisfiable (VACUOUS), and said `unsat means PROVED`: a re-check from the
+    dumps accepted a vacuous obligation. The hypotheses are now checked first, in the same
+    script, and the header says what each answer means."""
+    model = tmp_path / "vac.mv"
+    model.write_text("principal A\nlayer V {\n  state { x: bv[8] }\n  init { x == 1; x == 2 }\n"
+                     "  invariant { x == 7 }\n  observe A { x }\n}\n")
+    r = subprocess.run([sys.executable, "-m", "microverify", "--no-cache", "-j1", "-q", "--dump-smt",
+                        str(tmp_path / "smt"), str(model)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "VACUOUS  V/INIT" in r.stdout
+    [init] = (tmp_path / "smt").glob("vac-*__V_INIT.smt2")
+    text = init.read_text()
+    assert "; expected: the first (check-sat), of the hypotheses alone: sat (unsat means VACUOUS); the second" in text
+    assert run_script(text).split() == ["unsat", "unsat"]
+    [vac] = (tmp_path / "smt").glob("vac-*__V_VAC.smt2")  # a `sat` obligation: one check
+    assert vac.read_text().count("\n(check-sat)\n") == 1
+
+
+def test_the_cross_check_counts_only_the_verdicts_it_re_checked(tmp_path: Path) -> None:
+    """UNKNOWN obligations have no verdict to re-check, and were counted as agreed: `cvc5
+    agrees on 12 of 12 obligations` for a run with 10 unknown."""
+    model = tmp_path / "div.mv"
+    model.write_text(DIVIDES)
+    r = subprocess.run([sys.executable, "-m", "microverify", "--no-cache", "-j1", "-q", "--rlimit", "1",
+                        "--cross-check", "cvc5", str(model)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1
+    [line] = [ln for ln in r.stderr.splitlines() if ln.startswith("cross-check:")]
+    proved = r.stdout.count("\n") and int(re.search(r"(\d+) of 12 obligations proved", r.stdout).group(1))  # type: ignore[union-attr]
+    assert line == (f"cross-check: cvc5 agrees on {proved} of {proved} obligations; {12 - proved} not re-checked "
+                    "(UNKNOWN or ERROR: no verdict to re-check)")
+
+
+def test_a_disagreement_is_in_every_report_format() -> None:
+    """The second solver's objection was printed on standard error only: the JSON, JUnit, SARIF
+    and GitHub reports of a run that exits 1 for it were all green."""
+    from microverify.prover import formats
+    from microverify.prover.verdict import Options
+
+    options = Options(cross_check="cvc5")
+    results = prove_text(DIVIDES, Options())
+    objection = "cvc5 disagrees with Z3 (PROVED): hypotheses sat, query sat"
+    results[3] = dataclasses.replace(results[3], disagreement=objection)
+    doc = json.loads(formats.to_json(results, [], options, 1))
+    assert doc["summary"]["cross_check_failed"] == 1 and doc["options"]["cross_check"] == "cvc5"
+    assert doc["obligations"][3]["cross_check"] == {"solver": "cvc5", "agrees": False, "objection": objection}
+    assert doc["obligations"][0]["cross_check"] == {"solver": "cvc5", "agrees": True, "objection": ""}
+    junit = ET.fromstring(formats.to_junit(results))
+    [failure] = junit.iter("failure")
+    assert failure.get("type") == "cross-check" and objection in (failure.get("message") or "")
+    assert junit.find("testsuite").get("failures") == "1"  # type: ignore[union-attr]
+    sarif = json.loads(formats.to_sarif(results))["runs"][0]
+    [result] = sarif["results"]
+    assert result["ruleId"] == "cross-check" and objection in result["message"]["text"]
+    assert "cross-check" in {rule["id"] for rule in sarif["tool"]["driver"]["rules"]}
+    [annotation] = formats.to_github(results).splitlines()
+    assert annotation.startswith("::error file=") and "title=cross-check%3A " in annotation and "disagrees" in annotation

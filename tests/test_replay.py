@@ -118,7 +118,7 @@ def test_json_carries_the_replayed_states_as_typed_values(tmp_mv, capsys, monkey
         cli.main()
     assert info.value.code == 1
     doc = json.loads(capsys.readouterr().out)
-    assert doc["schema"] == "microverify-results/3"
+    assert doc["schema"] == "microverify-results/4"
     (oc,) = [o for o in doc["obligations"] if o["id"] == "L/OC/read"]
     rp = oc["replay"]
     assert rp["outcome"] == "confirmed"
