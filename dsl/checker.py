@@ -154,6 +154,9 @@ class Checker:
     def run(self) -> ir.Module:
         decls = self.module.decls
         for d in decls:
+            if isinstance(d, (ast.ConstDecl, ast.DefDecl)):
+                self.globals.declared.setdefault(d.name, d.span)
+        for d in decls:
             if isinstance(d, ast.TypeDecl) and self.declare(d.name, d.span, "type"):
                 self.type_decls[d.name] = d
                 self.globals.type_names.add(d.name)

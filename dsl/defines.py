@@ -33,7 +33,8 @@ class Define:
         return f"<-D {self.name}>"
 
     def __str__(self) -> str:
-        return f"-D {self.text}"
+        """As the theorem names it: on one line, whatever whitespace it was given with."""
+        return f"-D {' '.join(self.text.split())}"
 
 
 @dataclass

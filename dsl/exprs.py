@@ -34,6 +34,9 @@ class Globals:
     type_names: set[str] = field(default_factory=set)  # the type aliases (a resize's width may name one)
     defs: dict[str, Function] = field(default_factory=dict)  # checked `def`s, inlined at calls
     configs: dict[str, ir.Config] = field(default_factory=dict)  # constants declared without a value
+    # every constant and def of the module, where declared: a use before its declaration is
+    # told so (they are declared in order, an imported file's where it is imported)
+    declared: dict[str, Span] = field(default_factory=dict)
 
 
 @dataclass
@@ -134,7 +137,20 @@ class ExprChecker:
             self.expect(oracle.type, want, e.span)
         return ir.ReadOracle(e.oracle, principal, oracle.type, e.span)
 
-    def unknown(self, name: str, span: Span, candidates: list[str], what: str = "name") -> CheckFailed:
+    def unknown(self, name: str, span: Span, candidates: list[str], what: str = "name",
+                declared: Span | None = None) -> CheckFailed:
+        """`declared`: where the constant or def of that name is declared, further on."""
+        if declared is not None and declared.file == span.file and \
+                (declared.line, declared.column) <= (span.line, span.column):  # inside its own declaration
+            return self.fail("unknown-name", span, f"`{name}` is used in its own declaration",
+                             "a constant or a def cannot be defined by itself")
+        if declared is not None:
+            where = "further on in this file" if declared.file == span.file else \
+                "after the declaration this -D sets" if span.file.startswith("<-D ") else \
+                f"in {declared.file}, which is imported after {span.file} (import it first, or from {span.file})"
+            return self.fail("unknown-name", span, f"`{name}` is used before it is declared",
+                             f"it is declared at {declared}, {where}: a constant or a def must be declared "
+                             "before it is used")
         close = difflib.get_close_matches(name, candidates, n=1)
         notes = (f"did you mean `{close[0]}`?",) if close else ()
         return self.fail("unknown-name", span, f"unknown {what} `{name}`", *notes)
@@ -203,7 +219,7 @@ class ExprChecker:
                                 f"`{e.name}` is a principal family; write `{e.name}(...)`")
             return ir.PrincipalVal(e.name, None, PRINCIPAL, e.span)
         candidates = [*ctx.locals, *ctx.fields, *g.consts, *g.configs, *g.enum_members, *g.principals]
-        raise self.unknown(e.name, e.span, candidates)
+        raise self.unknown(e.name, e.span, candidates, declared=g.declared.get(e.name))
 
     def call(self, e: ast.Call, ctx: Context) -> ir.Expr:
         g = ctx.globals
@@ -265,7 +281,7 @@ class ExprChecker:
         if e.func in g.broken:  # a def or principal family rejected where it is declared
             raise CheckFailed()
         candidates = [*g.principals, *g.defs, *BUILTINS]
-        raise self.unknown(e.func, e.func_span, candidates, "function or principal family")
+        raise self.unknown(e.func, e.func_span, candidates, "function or principal family", g.declared.get(e.func))
 
     def concat(self, e: ast.Call, ctx: Context) -> ir.Expr:
         """`concat(a, b, ...)`: the bits of a, then of b, ... (a's are the high ones)."""

@@ -90,9 +90,9 @@ def test_the_model_with_defs_proves_and_a_leak_through_a_def_fails(encoding: str
      "expected bv[2], found bv[4]"),
     ("def f(x: bv[2]) -> bv[2] = y\nlayer L { state { y : bv[2] } }", "unknown-name", "unknown name `y`"),
     ("def f(x: bv[2]) -> bv[2] = f(x)\nlayer L { state { y : bv[2] } }", "unknown-name",
-     "unknown function or principal family `f`"),
+     "`f` is used in its own declaration"),
     ("def f(x: bv[2]) -> bv[2] = g(x)\ndef g(x: bv[2]) -> bv[2] = x\nlayer L { state { y : bv[2] } }",
-     "unknown-name", "unknown function or principal family `g`"),
+     "unknown-name", "`g` is used before it is declared"),
     ("def f(x: bv[2], x: bool) -> bv[2] = x\nlayer L { state { y : bv[2] } }", "duplicate",
      "parameter `x` of `f` is already declared"),
     ("def f(x: bv[2]) -> bool = x\nlayer L { state { y : bv[2] } }", "type-mismatch", "expected bool, found bv[2]"),
@@ -161,3 +161,21 @@ def test_a_leak_that_only_capture_avoiding_inlining_catches(tmp_path, encoding: 
     failed = {r.obligation.id for r in results if r.status is not Status.PROVED}
     assert failed == {"L/LR/leak/VM"}, failed
     assert_replayed(results)
+
+
+@pytest.mark.parametrize("text,message,note", [
+    ("principal K\nconst A: bv[4] = B + 1\nconst B: bv[4] = 1\nlayer L { state { x: bv[4] } observe K { x } }\n",
+     "`B` is used before it is declared", "further on in this file"),
+    ("principal K\ndef f(x: bv[4]) -> bv[4] = g(x)\ndef g(x: bv[4]) -> bv[4] = x\n"
+     "layer L { state { x: bv[4] } observe K { x } }\n", "`g` is used before it is declared", "further on in this file"),
+    ("principal K\nconst A: bv[4] = A + 1\nlayer L { state { x: bv[4] } observe K { x } }\n",
+     "`A` is used in its own declaration", "cannot be defined by itself"),
+    ("principal K\ndef f(x: bv[4]) -> bv[4] = f(x)\nlayer L { state { x: bv[4] } observe K { x } }\n",
+     "`f` is used in its own declaration", "cannot be defined by itself"),
+])
+def test_a_use_before_the_declaration_is_said_so(text: str, message: str, note: str) -> None:
+    """It was `unknown name`, with the declaration a few lines below."""
+    with pytest.raises(DiagnosticError) as info:
+        load_text(text, "t.mv")
+    [d] = info.value.diagnostics
+    assert d.code == "unknown-name" and d.message == message and note in d.notes[0], d

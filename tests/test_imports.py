@@ -178,3 +178,27 @@ def test_a_leaky_layer_named_like_a_proved_one_is_never_proved(tmp_path: Path, o
     theorems = [line for line in r.stdout.splitlines() if "theorem" in line]
     assert any(t.startswith(f"theorem: Pages [{secure}] is noninterfering") for t in theorems), theorems
     assert any(t.startswith(f"no theorem for Pages [{leaky}]") for t in theorems), theorems
+
+
+@pytest.mark.parametrize("order", ["b first", "c first"])
+def test_a_constant_an_imported_file_uses_from_a_file_imported_after_it_is_said_so(tmp_path: Path, order: str) -> None:
+    """Found in review: c.mv uses the constant M of b.mv, which it does not import. Imports are
+    textual (docs/language.md §10.1), so the file importing b.mv before c.mv checks, and the
+    other order said only `unknown name M`: it now says where M is, and what to do."""
+    (tmp_path / "d.mv").write_text("type pfn = bv[4]\nconst N: pfn = 3\nprincipal KServ\n"
+                                   "layer D { state { x: pfn } init { x == N } invariant { x == N } observe KServ { x } }\n")
+    (tmp_path / "b.mv").write_text('import "d.mv"\nconst M: pfn = N + 1\n'
+                                   "layer B { state { y: pfn } init { y == M } invariant { y == M } observe KServ { y } }\n")
+    (tmp_path / "c.mv").write_text("const K: pfn = M + 1\n"
+                                   "layer C extends D { state { z: pfn } init { z == K } invariant { z == K } }\n")
+    first, second = ("b.mv", "c.mv") if order == "b first" else ("c.mv", "b.mv")
+    (tmp_path / "a.mv").write_text(f'import "{first}"\nimport "{second}"\n')
+    r = subprocess.run([sys.executable, "-m", "microverify", "-q", "-j1", "--no-cache", "a.mv"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    if order == "b first":
+        assert r.returncode == 0, r.stdout + r.stderr
+        return
+    assert r.returncode == 2
+    assert "c.mv:1:16: error: `M` is used before it is declared [unknown-name]" in r.stderr
+    assert ("note: it is declared at b.mv:2:1, in b.mv, which is imported after c.mv (import it first, or from "
+            "c.mv): a constant or a def must be declared before it is used") in r.stderr
