@@ -50,7 +50,7 @@ from microverify.prover.driver import Pair, obligations, prove_pairs
 from microverify.prover.verdict import Options, Status
 
 PAGES = Path(__file__).resolve().parent.parent / "proofs" / "tutorial" / "pages.mv"
-KINDS = ("INIT", "VAC", "INV", "OC", "DC", "WSC", "LR", "DR")
+KINDS = ("INIT", "VAC", "VIEW", "INV", "OC", "DC", "WSC", "LR", "DR")
 
 
 @dataclass(frozen=True)
@@ -181,9 +181,10 @@ class Pages:
         return Outcome(post, None, halt, self.true)
 
     # -- observation: s ~who t; with a witness page, the goal form
-    def view(self, who: z3.ExprRef, s: State, t: State, witness: z3.ExprRef | None = None) -> z3.BoolRef:
+    def view(self, who: z3.ExprRef, s: State, t: State, witness: z3.ExprRef | None = None,
+             counters: bool = True) -> z3.BoolRef:
         p = witness if witness is not None else z3.Const("p", self.pfn)
-        same = [s.n_alloc[who] == t.n_alloc[who], s.n_donated[who] == t.n_donated[who]]
+        same = [s.n_alloc[who] == t.n_alloc[who], s.n_donated[who] == t.n_donated[who]] if counters else []
         if who.eq(self.kserv):
             sees_s, sees_t = s.owner[p] == who, t.owner[p] == who
             body = z3.And(sees_s == sees_t, z3.Implies(sees_s, s.mem[p] == t.mem[p]))
@@ -203,6 +204,10 @@ class Pages:
             return Ob([self.init(s)], [], self.inv_at(s, w))
         if op is None:  # VAC of the layer: the invariant is satisfiable
             return Ob([], [], self.inv(s), valid=False)
+        if kind == "VIEW":  # Pages/VIEW/<observer>: the block (not the counters) tells s, t apart
+            u = self.kserv if op == "KServ" else self.vm(z3.Const("u_v", self.vmid))
+            return Ob([], [], z3.And(self.inv(s), self.inv(t), z3.Not(self.view(u, s, t, w, counters=False))),
+                      valid=False)
         sorts, by, run = self.ops[op]
         args = [z3.Const(f"arg{i}", sort) for i, sort in enumerate(sorts)]
         a, b, d = run(s, *args), run(t, *args), by(*args)
@@ -224,7 +229,8 @@ class Pages:
         return Ob(one, two + [self.view(u, s, t)], (d == u) == (by(*args) == u))
 
     def ids(self) -> list[str]:
-        out = ["Pages/VAC", "Pages/INIT"] + [f"Pages/{k}/{op}" for op in self.ops for k in ("VAC", "INV")]
+        out = ["Pages/VAC", "Pages/INIT", "Pages/VIEW/KServ", "Pages/VIEW/VM"]
+        out += [f"Pages/{k}/{op}" for op in self.ops for k in ("VAC", "INV")]
         for op in self.ops:
             out += [f"Pages/OC/{op}", f"Pages/DC/{op}"]
             out += [f"Pages/{k}/{op}/{u}" for u in ("KServ", "VM") for k in ("WSC", "LR", "DR")]

@@ -18,6 +18,7 @@ class Kind(Enum):
     INIT = "INIT"
     INV = "INV"
     VAC = "VAC"
+    VIEW = "VIEW"
     OC = "OC"
     WSC = "WSC"
     LR = "LR"
@@ -38,6 +39,7 @@ KIND_NAMES = {
     Kind.INIT: "initial states satisfy the invariant",
     Kind.INV: "the invariant is preserved",
     Kind.VAC: "non-vacuity",
+    Kind.VIEW: "the observer's view tells some states apart",
     Kind.OC: "output consistency",
     Kind.WSC: "weak step consistency",
     Kind.LR: "local respect",
@@ -101,10 +103,14 @@ def generate(module: ir.Module) -> list[Obligation]:
 
 
 def layer_obligations(module: ir.Module, layer: ir.Layer) -> list[Obligation]:
-    """INIT, VAC of the invariant, and per operation VAC and INV."""
+    """INIT, VAC of the invariant, VIEW per observer with a view, and per operation VAC and INV."""
     f = layer.span.file
     out = [Obligation(Kind.VAC, f, layer.name, None, None, layer.span),
            Obligation(Kind.INIT, f, layer.name, None, None, layer.span)]
+    for p in module.principals:
+        view = layer.observation(p.name)
+        if view is not None and view.components:
+            out.append(Obligation(Kind.VIEW, f, layer.name, None, p.name, view.span))
     for op in layer.ops:
         out.append(Obligation(Kind.VAC, f, layer.name, op.name, None, op.span))
         out.append(Obligation(Kind.INV, f, layer.name, op.name, None, op.span))

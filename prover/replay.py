@@ -381,7 +381,7 @@ def _unreplayable(r: _Replayer) -> None:
 
 
 _KINDS: dict[Kind, Callable[[_Replayer], None]] = {
-    Kind.INIT: _init, Kind.INV: _inductive, Kind.VAC: _unreplayable,
+    Kind.INIT: _init, Kind.INV: _inductive, Kind.VAC: _unreplayable, Kind.VIEW: _unreplayable,
     Kind.OC: _output, Kind.WSC: _weak_step, Kind.LR: _local_respect, Kind.DC: _domain, Kind.DR: _domain_respect,
     Kind.R_INIT: _refined_init, Kind.R_INV: _refined_invariant, Kind.R_STEP: _refined_step,
     Kind.R_ORACLE: _refined_oracles, Kind.R_DOM: _refined_dom, Kind.R_ARGS: _refined_args,

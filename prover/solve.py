@@ -61,6 +61,9 @@ def formulate(module: ir.Module, ob: Obligation, ctx: z3.Context) -> Formula:
     if k is Kind.R_OBS:
         assert u is not None, f"{ob.id} needs an observer"
         return refinement.refined_observation(L, u)
+    if k is Kind.VIEW:
+        assert u is not None, f"{ob.id} needs an observer"
+        return invariants.view_tells_apart(L, u)
     assert op is not None, f"{ob.id} needs an operation"
     if k in (Kind.OC, Kind.DC) and layer.refines is not None:  # a stutter operation
         return refinement.stutter_consistency(L, op, _PER_OP[k])

@@ -150,7 +150,7 @@ def test_json_report_schema() -> None:
     cex = o["counterexample"]
     assert cex["failing"] == ["the result of `peek` differs between the runs"]
     assert cex["tables"][0]["columns"] == ["s", "t", "step(s)", "step(t)"]
-    assert "11 of 12 obligations proved, 1 failed" in r.stderr
+    assert "12 of 13 obligations proved, 1 failed" in r.stderr
 
 
 def test_junit_sarif_and_github_formats(tmp_path: Path) -> None:
@@ -159,7 +159,7 @@ def test_junit_sarif_and_github_formats(tmp_path: Path) -> None:
     r = prove("--no-cache", "--format", "junit", "--output", str(out), case)
     assert "FAILED   L/WSC/copy/KServ" in r.stdout  # the text report still goes to stdout
     suite = ET.parse(out).getroot().find("testsuite")
-    assert suite is not None and suite.get("tests") == "12" and suite.get("failures") == "1"
+    assert suite is not None and suite.get("tests") == "14" and suite.get("failures") == "1"
     failures = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
     assert failures == ["L/WSC/copy/KServ"]
     sarif = json.loads(prove("--no-cache", "--format", "sarif", case).stdout)

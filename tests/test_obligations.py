@@ -31,9 +31,11 @@ def test_generator_is_the_full_product_independent_of_the_family_size(width: int
     obs = generate(load_text(MODEL.format(w=width), "t.mv"))
     ops, principals = 4, 3
     per_layer = 2  # VAC of the invariant, INIT
+    views = 1  # VIEW per non-empty `observe` block: A's of VM
     per_op = 2 + 2 + 3 * principals  # VAC, INV, OC, DC, then WSC/LR/DR per family
-    assert len(obs) == 2 * per_layer + ops * per_op
+    assert len(obs) == 2 * per_layer + views + ops * per_op
     assert len({ob.id for ob in obs}) == len(obs)
+    assert [ob.id for ob in obs if ob.kind is Kind.VIEW] == ["A/VIEW/VM"]
     wsc = [ob for ob in obs if ob.kind is Kind.WSC and ob.op == "f"]
     assert sorted(ob.observer or "" for ob in wsc) == ["KServ", "Sched", "VM"]
 

@@ -1,0 +1,132 @@
+"""VIEW: each `observe` block tells apart some two (well-formed) states.
+
+A block that cannot (`public == public`, a `where` no entry meets, `x - x`) shows its observer
+nothing of the state, like an empty block, but it reads as if
+the observer saw something: every other obligation about that observer holds trivially, and a
+model that copies a secret to what the block was meant to show proved. VIEW is VACUOUS there;
+an empty block (`observe KServ { }`) still says "sees nothing" on purpose, and gets no VIEW.
+Each leaky model below leaks by the block's intent (the secret reaches `public`, which KServ was
+meant to see), every other obligation holds, and only VIEW rejects it: in both encodings and
+with the model split over two files in both orders.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import SPLIT_ORDERS, prove_text, split_over_two_files
+from microverify.prover.driver import prove_modules
+from microverify.prover.verdict import ENCODINGS, Options, Result, Status
+
+MODEL = """\
+principal KServ
+principal VM(v: vmid)
+type vmid = bv[1]
+type word = bv[8]
+layer L {
+  state { secret : map[vmid] -> word
+          public : word
+          owner  : map[vmid] -> principal }
+  init { INVARIANT }
+  invariant { INVARIANT }
+  observe KServ { KSERV_VIEW }
+  observe VM(v) { VM_VIEW }
+  op write(v: vmid, x: word) by VM(v) { secret[v] := x }
+  op copy(v: vmid) by KServ { public := secret[v] }
+}
+"""
+SECURE_VIEWS = {"INVARIANT": "true", "KSERV_VIEW": "owner", "VM_VIEW": "secret[v]"}
+# The intended KServ view is `public; owner`: `copy` leaks a VM's secret to it.
+LEAKY = {
+    "a tautology": {**SECURE_VIEWS, "KSERV_VIEW": "public == public"},
+    "a mask no entry meets": {**SECURE_VIEWS, "KSERV_VIEW": "owner[w] for w: vmid where owner[w] == KServ && owner[w] != KServ"},
+    "a difference and a constant": {**SECURE_VIEWS, "KSERV_VIEW": "public - public; true"},
+}
+
+
+def text(parts: dict[str, str]) -> str:
+    out = MODEL
+    for key, value in parts.items():
+        out = out.replace(key, value)
+    return out
+
+
+def by_id(results: list[Result]) -> dict[str, Result]:
+    return {r.obligation.id: r for r in results}
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_views_that_tell_states_apart_prove(encoding: str) -> None:
+    results = by_id(prove_text(text(SECURE_VIEWS), Options(encoding=encoding)))
+    assert results["L/VIEW/KServ"].status is Status.PROVED
+    assert results["L/VIEW/VM"].status is Status.PROVED
+    assert all(r.status is Status.PROVED for r in results.values()), \
+        [(i, r.status.value, r.detail) for i, r in results.items() if r.status is not Status.PROVED]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("leak", LEAKY)
+def test_a_view_that_shows_nothing_is_vacuous_and_only_view_says_so(leak: str, encoding: str) -> None:
+    results = by_id(prove_text(text(LEAKY[leak]), Options(encoding=encoding)))
+    view = results["L/VIEW/KServ"]
+    assert view.status is Status.VACUOUS, (view.status, view.detail)
+    assert "what `observe KServ` shows is the same in every state: KServ sees nothing of L's state" in view.detail
+    assert "write an empty block, `observe KServ { }`" in view.detail
+    assert [i for i, r in results.items() if r.status is not Status.PROVED] == ["L/VIEW/KServ"]
+    # with the view meant, `copy` is the leak it hid
+    meant = by_id(prove_text(text({**LEAKY[leak], "KSERV_VIEW": "public; owner"}), Options(encoding=encoding)))
+    assert meant["L/WSC/copy/KServ"].status is Status.FAILED or meant["L/INV/copy"].status is Status.FAILED
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_family_s_view_that_shows_nothing_is_vacuous(encoding: str) -> None:
+    results = by_id(prove_text(text({**SECURE_VIEWS, "VM_VIEW": "secret[v] - secret[v]"}), Options(encoding=encoding)))
+    assert results["L/VIEW/VM"].status is Status.VACUOUS
+    assert "what `observe VM(v)` shows" in results["L/VIEW/VM"].detail
+    assert results["L/VIEW/KServ"].status is Status.PROVED
+
+
+def test_an_empty_block_or_none_gets_no_view_obligation() -> None:
+    """Seeing nothing on purpose: the theorem says so instead (docs/language.md §9.1)."""
+    results = by_id(prove_text(text(SECURE_VIEWS).replace("  observe KServ { owner }\n", "  observe KServ { }\n")
+                               .replace("  observe VM(v) { secret[v] }\n", "")))
+    assert not [i for i in results if "/VIEW/" in i]
+    assert all(r.status is Status.PROVED for r in results.values())
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_a_view_that_shows_nothing_is_vacuous_whatever_the_files_and_their_order(
+        tmp_path: Path, order: str, encoding: str) -> None:
+    modules = split_over_two_files(tmp_path, text(LEAKY["a tautology"]), "KServ", order)
+    results = prove_modules(modules, Options(encoding=encoding))
+    vacuous = sorted(r.obligation.id for r in results if r.status is not Status.PROVED)
+    assert vacuous and all(i.startswith("L/VIEW/KServ") for i in vacuous), vacuous
+    assert all(r.status is Status.VACUOUS for r in results if r.status is not Status.PROVED)
+    assert any(r.obligation.id.startswith("M/VIEW/KServ") and r.status is Status.PROVED for r in results)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_refining_layer_s_view_that_shows_nothing_is_vacuous(encoding: str) -> None:
+    """At the bottom of a stack the theorem's conclusion is about the bottom layer's views: one
+    that shows nothing there is caught by VIEW, though R-OBS holds (`α(s) ~u α(t) ⇒ s ~u t` is
+    true of a lower view that never differs)."""
+    stack = text(SECURE_VIEWS) + """\
+layer Low refines L {
+  state { sec : map[vmid] -> word
+          pub : word
+          own : map[vmid] -> principal }
+  abstraction { secret = sec; public = pub; owner[w: vmid] = VM(w) }
+  invariant { forall w: vmid. own[w] == VM(w) }
+  observe KServ { own[w] for w: vmid where own[w] != own[w] }
+  observe VM(v) { sec[v] }
+  op write(v: vmid, x: word) by VM(v) implements write(v, x) { sec[v] := x }
+  op copy(v: vmid) by KServ implements copy(v) { pub := sec[v] }
+}
+"""
+    results = by_id(prove_text(stack, Options(encoding=encoding)))
+    assert results["Low/VIEW/KServ"].status is Status.VACUOUS, results["Low/VIEW/KServ"].detail
+    assert results["Low/R-OBS/KServ"].status is Status.PROVED
+    assert results["L/VIEW/KServ"].status is Status.PROVED
