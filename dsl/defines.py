@@ -33,8 +33,9 @@ class Define:
         return f"<-D {self.name}>"
 
     def __str__(self) -> str:
-        """As the theorem names it: on one line, whatever whitespace it was given with."""
-        return f"-D {' '.join(self.text.split())}"
+        """As the theorem names it: on one line, a line break written `\\n` (joining the lines
+        would change what a `//` comment in it covers)."""
+        return "-D " + self.text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
 
 
 @dataclass

@@ -140,14 +140,16 @@ class ExprChecker:
     def unknown(self, name: str, span: Span, candidates: list[str], what: str = "name",
                 declared: Span | None = None) -> CheckFailed:
         """`declared`: where the constant or def of that name is declared, further on."""
-        if declared is not None and declared.file == span.file and \
-                (declared.line, declared.column) <= (span.line, span.column):  # inside its own declaration
+        if declared is not None and (span.file == f"<-D {name}>" or declared.file == span.file and
+                                     (declared.line, declared.column) <= (span.line, span.column)):
+            # inside its own declaration, or in the -D that gives its value
             return self.fail("unknown-name", span, f"`{name}` is used in its own declaration",
                              "a constant or a def cannot be defined by itself")
         if declared is not None:
             where = "further on in this file" if declared.file == span.file else \
                 "after the declaration this -D sets" if span.file.startswith("<-D ") else \
-                f"in {declared.file}, which is imported after {span.file} (import it first, or from {span.file})"
+                f"in {declared.file}, which comes after {span.file} where an `import` includes it (a file is " \
+                f"included where it is imported, in order): declare or import it before the `import` of {span.file}"
             return self.fail("unknown-name", span, f"`{name}` is used before it is declared",
                              f"it is declared at {declared}, {where}: a constant or a def must be declared "
                              "before it is used")

@@ -287,14 +287,17 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
         for w in r.warnings:
             click.echo(w, err=True)
     disagreements = [r for r in results if r.disagreement]
-    for r in disagreements:
-        click.echo(f"{r.obligation.span}: error: {cross_check_message(r)}", err=True)
+    second = [f"{r.obligation.span}: error: {cross_check_message(r)}" for r in disagreements]
     if options.cross_check is not None:
         rechecked = [r for r in results if r.status.value in RECHECKED]
         left = len(results) - len(rechecked)
-        click.echo(f"cross-check: {options.cross_check} agrees on {len(rechecked) - len(disagreements)} of "
-                   f"{len(rechecked)} obligations" + (f"; {left} not re-checked (UNKNOWN or ERROR: no verdict "
-                                                    f"to re-check)" if left else ""), err=True)
+        second.append(f"cross-check: {options.cross_check} agrees on {len(rechecked) - len(disagreements)} of "
+                       f"{len(rechecked)} obligations" + (f"; {left} not re-checked (UNKNOWN or ERROR: no "
+                                                        f"verdict to re-check)" if left else ""))
+    for line in second:  # on standard error, and in the text report written (--output)
+        click.echo(line, err=True)
+        if text:
+            written.append(line)
     lines = theorems(modules, results, [ob for _, ob in every])
     if text:
         for line in [*lines, summary(results), quantified(results, options)]:

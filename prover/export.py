@@ -111,11 +111,16 @@ def logic(assertions: list[z3.BoolRef]) -> str:
 def script(ob: Obligation, formula: Formula, hypotheses_only: bool = False) -> str:
     assertions = terms(formula, hypotheses_only)
     solver = z3.Solver(ctx=formula.ctx)
-    solver.add(assertions)
+    # Z3 leaves out a last assertion that is `true` (a goal the simplifier made `true`, whose
+    # place the hypotheses check below must find): one more `true` is last instead
+    solver.add(assertions + [z3.BoolVal(True, formula.ctx)])
+    text = solver.to_smt2()
+    printed = len(re.findall(r"^\(assert\b", text, re.MULTILINE))
+    assert printed == len(assertions), f"{ob.id}: {printed} assertions written for {len(assertions)}"
     # a validity obligation with hypotheses checks them alone first: unsat, the goal's answer
     # would be unsat too, and the obligation is VACUOUS, not PROVED
     both = not hypotheses_only and formula.mode == "valid" and bool(formula.hypotheses)
-    body = standard(solver.to_smt2(), check_hypotheses=both)
+    body = standard(text, check_hypotheses=both)
     body = body.replace("; benchmark generated from python API\n", "")
     body = re.sub(r"\(set-info :status \w+\)\n", "", body)
     if hypotheses_only:

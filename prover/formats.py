@@ -220,7 +220,8 @@ def to_sarif(results: list[Result], problems: Sequence[Problem] = ()) -> str:
                 "level": "error",
                 "message": {"text": cross_check_message(r)},
                 "locations": [_sarif_location(r.obligation.span.file, r.obligation.span)],
-                "partialFingerprints": {"microverifyObligation/v1": fingerprint(r)},
+                # not the obligation's own key: a FAILED one cvc5 disputes is two alerts, not one
+                "partialFingerprints": {"microverifyCrossCheck/v1": fingerprint(r)},
                 "properties": {"obligation": r.obligation.id, "status": r.status.value},
             })
     doc = {

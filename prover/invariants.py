@@ -48,17 +48,24 @@ def operation_succeeds(L: SymLayer, op: ir.Op) -> Formula:
 
 
 def view_tells_apart(L: SymLayer, u: ir.Principal) -> Formula:
-    # ∃s, t. ¬(s ≈u t), where ≈u compares what u's `observe` block writes (not the oracle
-    # counters every observer is given), over well-formed states: else the block shows nothing
+    # ∃s, t. n(s) = n(t) ∧ ¬(s ≈u t), where ≈u compares what u's `observe` block writes and n
+    # are u's oracle counters (every observer is given them), over well-formed states: else the
+    # block shows nothing
     # whatever the state. The invariants are left out: two states of them that differ in the
     # view would need a model of the invariants twice over (quantified ones over 2^36 pages end
     # unknown), so a view the invariants alone pin to one value is not caught.
+    # The observer's own counters are the same in s and t: what the block adds to them must
+    # differ (`counter(io, KServ)`, written in the block, shows nothing they do not).
     s, t = L.fresh_state("s"), L.fresh_state("t")
     _, param = L.observer(u)
-    same = [L.component_equal(c, param, s, t, goal=True).term for c in L.components(u) if c.source is not None]
+    components = L.components(u)
+    counters = [L.component_equal(c, param, s, t, goal=True).term for c in components if c.source is None]
+    same = [L.component_equal(c, param, s, t, goal=True).term for c in components if c.source is not None]
     view = L.layer.observation(u.name)
     block = f"observe {u.name}" + (f"({view.param})" if view is not None and view.param else "")
-    goals = [Labeled(f"s and t differ in what `{block}` shows", z3.Not(z3.And(same + [z3.BoolVal(True, L.ctx)])))]
+    true = z3.BoolVal(True, L.ctx)
+    goals = [Labeled(f"s and t agree on the oracle counters of {u.name}", z3.And(counters + [true])),
+             Labeled(f"s and t differ in what `{block}` shows", z3.Not(z3.And(same + [true])))]
     return Formula("sat", L, [], goals, runs=[Run("s", s), Run("t", t)], observer=(u, param),
                    explain_unsat=f"what `{block}` shows is the same in every state: {u.name} sees nothing of "
                                  f"{L.layer.name}'s state (for that, write an empty block, `{block} {{ }}`)")

@@ -54,9 +54,9 @@ def test_a_define_changes_the_verdict_and_is_named_in_the_theorem(model: Path, t
     assert wider.returncode == 0, wider.stdout + wider.stderr
     assert "theorem: L (with -D pfn=bv[12], -D SECRET=0xFFF) is noninterfering" in wider.stdout
     # given with a line break (found in review): the theorem stays one line
-    broken = prove(str(model), "--cache-dir", cache, "-D", "pfn=bv[12]", "-D", "SECRET=\n 0xFFF\t")
+    broken = prove(str(model), "--cache-dir", cache, "-D", "pfn=bv[12]", "-D", "SECRET=\n 0xFFF // high\n - 0")
     assert broken.returncode == 0, broken.stdout + broken.stderr
-    assert "theorem: L (with -D pfn=bv[12], -D SECRET= 0xFFF) is noninterfering" in broken.stdout
+    assert "theorem: L (with -D pfn=bv[12], -D SECRET=\\n 0xFFF // high\\n - 0) is noninterfering" in broken.stdout
 
 
 def test_a_define_is_checked_like_the_file(model: Path) -> None:
@@ -155,3 +155,10 @@ def test_a_define_reaches_a_def_in_an_imported_file_in_either_order(tmp_path: Pa
         assert "differs at p = 3" in leaky.stdout  # the page -D SECRET=3 moved into A's view
         assert "a.mv:5:29: note: responsible statement" in leaky.stdout  # at `mem[SECRET] := x`
         assert "confirmed by the reference interpreter" in leaky.stdout
+
+
+def test_a_define_of_a_constant_by_itself_is_said_so(model: Path) -> None:
+    """Found in review: `-D SECRET=SECRET` said SECRET was used before its declaration."""
+    r = prove(str(model), "--check", "-D", "SECRET=SECRET")
+    assert r.returncode == 2
+    assert "<-D SECRET>:1:8: error: `SECRET` is used in its own declaration [unknown-name]" in r.stderr, r.stderr

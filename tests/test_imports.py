@@ -200,5 +200,14 @@ def test_a_constant_an_imported_file_uses_from_a_file_imported_after_it_is_said_
         return
     assert r.returncode == 2
     assert "c.mv:1:16: error: `M` is used before it is declared [unknown-name]" in r.stderr
-    assert ("note: it is declared at b.mv:2:1, in b.mv, which is imported after c.mv (import it first, or from "
-            "c.mv): a constant or a def must be declared before it is used") in r.stderr
+    assert ("note: it is declared at b.mv:2:1, in b.mv, which comes after c.mv where an `import` includes it (a "
+            "file is included where it is imported, in order): declare or import it before the `import` of c.mv: "
+            "a constant or a def must be declared before it is used") in r.stderr
+    # the root file's own constant, declared after the import of the file that uses it (review)
+    (tmp_path / "lib.mv").write_text("const LIB: pfn = ROOT + 1\nlayer Lib { state { w: pfn } init { w == LIB } "
+                                     "invariant { w == LIB } observe KServ { w } }\n")
+    (tmp_path / "root.mv").write_text('import "d.mv"\nimport "lib.mv"\nconst ROOT: pfn = 2\n')
+    r = subprocess.run([sys.executable, "-m", "microverify", "-q", "-j1", "--no-cache", "root.mv"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 2 and "lib.mv:1:18: error: `ROOT` is used before it is declared" in r.stderr, r.stderr
+    assert "declare or import it before the `import` of lib.mv" in r.stderr

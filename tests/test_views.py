@@ -81,6 +81,21 @@ def test_a_view_that_shows_nothing_is_vacuous_and_only_view_says_so(leak: str, e
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("view", ["counter(io, KServ)", "counter(io, KServ); public - public"])
+def test_a_view_of_the_observer_s_own_counters_shows_nothing(view: str, encoding: str) -> None:
+    """Found in review: the counters of every oracle are in every observer's view already
+    (docs/language.md §4.4), so a block of its own counter shows no more than an empty block;
+    VIEW compared them, as free in both states, and the leak to `public` proved with a theorem
+    that did not say KServ sees no state."""
+    model = "oracle io : word from KServ\n" + text({**SECURE_VIEWS, "KSERV_VIEW": view}).replace(
+        "op copy(v: vmid) by KServ { public := secret[v] }", "op copy(v: vmid) by KServ { public := secret[v] }\n"
+        "  op get() by KServ -> word { let x = read io  return x }")
+    results = by_id(prove_text(model, Options(encoding=encoding)))
+    assert results["L/VIEW/KServ"].status is Status.VACUOUS, results["L/VIEW/KServ"].detail
+    assert [i for i, r in results.items() if r.status is not Status.PROVED] == ["L/VIEW/KServ"]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
 def test_a_family_s_view_that_shows_nothing_is_vacuous(encoding: str) -> None:
     results = by_id(prove_text(text({**SECURE_VIEWS, "VM_VIEW": "secret[v] - secret[v]"}), Options(encoding=encoding)))
     assert results["L/VIEW/VM"].status is Status.VACUOUS
