@@ -87,6 +87,7 @@ def standard(text: str, check_hypotheses: bool = False) -> str:
             _element(top, out)
             out.append(token)
     if check_hypotheses:
+        assert goal >= 0, "no assertion to check the hypotheses before"
         out.insert(goal, "(check-sat)\n")
     return "".join(out)
 

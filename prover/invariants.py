@@ -48,14 +48,12 @@ def operation_succeeds(L: SymLayer, op: ir.Op) -> Formula:
 
 
 def view_tells_apart(L: SymLayer, u: ir.Principal) -> Formula:
-    # ∃s, t. n(s) = n(t) ∧ ¬(s ≈u t), where ≈u compares what u's `observe` block writes and n
-    # are u's oracle counters (every observer is given them), over well-formed states: else the
-    # block shows nothing
-    # whatever the state. The invariants are left out: two states of them that differ in the
-    # view would need a model of the invariants twice over (quantified ones over 2^36 pages end
-    # unknown), so a view the invariants alone pin to one value is not caught.
-    # The observer's own counters are the same in s and t: what the block adds to them must
-    # differ (`counter(io, KServ)`, written in the block, shows nothing they do not).
+    # ∃s, t. n(s) = n(t) ∧ ¬(s ≈u t) over well-formed states, where ≈u compares what u's
+    # `observe` block writes and n are u's oracle counters: every view has them already, so what
+    # the block adds must differ (`counter(io, KServ)` alone adds nothing); else the block shows
+    # nothing whatever the state. The invariants are left out: two states of them that differ
+    # in the view would need a model of the invariants twice over (quantified ones over 2^36
+    # pages end unknown), so a view the invariants alone pin to one value is not caught.
     s, t = L.fresh_state("s"), L.fresh_state("t")
     _, param = L.observer(u)
     components = L.components(u)
