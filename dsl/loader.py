@@ -40,7 +40,7 @@ def load_file(path: Path, sources: dict[str, str], defines: tuple[Define, ...] =
     text read is recorded in `sources`, and what the defines did in `uses`. `parsed` is where
     syntax trees are kept between runs (dsl/astcache.py), if anywhere."""
     ensure_recursion_limit()
-    text = _read(path, sources, None)
+    text = read_file(path, sources, None)
     here = Uses()
     try:
         tree = parse_cached(text, display_name(path), parsed)
@@ -111,7 +111,9 @@ def too_large() -> OSError:
     return OSError(f"it is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, the limit")
 
 
-def _read(path: Path, sources: dict[str, str], at: Span | None, read: Reader = read_source) -> str:
+def read_file(path: Path, sources: dict[str, str], at: Span | None, read: Reader = read_source) -> str:
+    """The text of a file, read with `read` and recorded in `sources`, or an `io` diagnostic
+    (at `at`, the import that names it, else at its first line) saying why it cannot be read."""
     name = display_name(path)
     try:
         text = read(path)
@@ -171,7 +173,7 @@ def _include(module: ast.Module, path: Path, sources: dict[str, str], seen: set[
             continue
         seen.add(target)
         try:
-            text = _read(target, sources, d.span, read)
+            text = read_file(target, sources, d.span, read)
             imported = parse_cached(text, display_name(target), parsed)
         except DiagnosticError as exc:
             errors.extend(exc.diagnostics)

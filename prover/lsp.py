@@ -36,9 +36,9 @@ from pygls.lsp.server import LanguageServer
 
 from microverify import __version__
 from microverify.dsl import ast, ir
-from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, error
+from microverify.dsl.diagnostics import Diagnostic, DiagnosticError
 from microverify.dsl.limits import MAX_FILE_BYTES
-from microverify.dsl.loader import Reader, display_name, load_text, read_source, resolve, too_large
+from microverify.dsl.loader import Reader, load_text, read_file, read_source, resolve, too_large
 from microverify.dsl.parser import parse
 from microverify.dsl.spans import Span, source_lines
 from microverify.files import unwritable
@@ -127,14 +127,12 @@ def _front_end(ls: MicroverifyServer, uri: str) -> tuple[ir.Module | None, dict[
     columns = Columns(ls, sources)
     module: ir.Module | None = None
     problems: dict[str, list[types.Diagnostic]] = {}
-    try:
-        module = load_text(ls.text(uri), str(path_of(uri)), sources, ls.reader())
+    path = path_of(uri)
+    try:  # read as `prove` reads a file: the same diagnostic if it cannot be
+        text = read_file(path, sources, None, lambda _: ls.text(uri))
+        module = load_text(text, str(path), sources, ls.reader())
     except DiagnosticError as exc:
         problems = _by_file(exc.diagnostics, uri, columns)
-    except OSError as exc:  # as `prove` reports a file it cannot read
-        name = display_name(path_of(uri))
-        problems = _by_file([error("io", Span.point(str(path_of(uri)), 1, 1), f"cannot read {name}: {exc}")],
-                            uri, columns)
     document = ls.documents.setdefault(uri, _Document())
     document.reads = frozenset(resolve(Path(name)) for name in sources)
     return module, problems, columns
