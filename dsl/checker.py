@@ -207,10 +207,17 @@ class Checker:
             if d.inherit and upper is not None:
                 if upper.name not in clean:
                     continue  # what it would inherit has errors, reported once, in the upper layer
-                expanded = self.guard(lambda d=d, upper=upper: inherit.expand(self, d, written[upper.name], upper))
-                if expanded is None:
+                try:
+                    d = inherit.expand(self, d, written[upper.name], upper)
+                except inherit.Restate as restate:
+                    # reported; L's own text is checked over what does carry over, so that its
+                    # errors are not hidden behind this one, and L is left out
+                    self.guard(lambda partial=restate.partial, upper=upper: self.layer(partial, upper))
+                    self.left_out += 1
+                    continue
+                except CheckFailed:
+                    self.left_out += 1
                     continue  # reported: what it would inherit cannot carry over as written
-                d = expanded
             layer = self.guard(lambda d=d, upper=upper: self.layer(d, upper))
             if layer is not None:
                 checked[d.name] = layer

@@ -36,9 +36,19 @@ if TYPE_CHECKING:
     from microverify.dsl.checker import Checker
 
 
+class Restate(CheckFailed):
+    """Parts of U mention a field L replaces (reported). `partial` is L written out with the
+    parts that do carry over: checked for the errors of L's own text, never proved."""
+
+    def __init__(self, partial: ast.LayerDecl) -> None:
+        super().__init__()
+        self.partial = partial
+
+
 def expand(checker: Checker, d: ast.LayerDecl, upper: ast.LayerDecl, checked: ir.Layer) -> ast.LayerDecl:
     """`d` written out in full over `upper` (its expanded declaration; `checked` is its IR).
-    Raises CheckFailed, after reporting why, if a part cannot carry over as written."""
+    Raises CheckFailed, after reporting why, if a part cannot carry over as written: Restate
+    if only parts of U to restate stop it."""
     if _incomplete(upper, checked):
         raise CheckFailed()  # a part of U uses a broken global, reported where it is declared
     x = _Inherit(checker, d, upper, checked)
@@ -46,6 +56,8 @@ def expand(checker: Checker, d: ast.LayerDecl, upper: ast.LayerDecl, checked: ir
     expanded = replace(d, state=state, abstraction=abstraction, init=x.init(), invariants=x.invariants(),
                        observes=x.observations(), ops=x.operations())
     x.report()
+    if x.problems:
+        raise Restate(expanded)
     return expanded
 
 
@@ -176,13 +188,15 @@ class _Inherit:
         self.failed = True
 
     def report(self) -> None:
-        """One error for every part that mentions a replaced field; CheckFailed if anything failed."""
+        """One error for every part that mentions a replaced field (then `expand` raises Restate);
+        CheckFailed if anything else failed (a kept field at another type, a name clash): L's own
+        text, read over what would carry over, would then give errors that follow from this one."""
         if self.problems:
             d, n = self.d, len(self.problems)
-            self.fail("inherit", d.span,
-                      f"{d.name} extends {self.upper.name}, but {n} part(s) of {self.upper.name} mention "
-                      f"a field {d.name} replaces (its abstraction defines it): restate "
-                      f"{'it' if n == 1 else 'them'} in {d.name}", *self.problems)
+            self.checker.fail("inherit", d.span,
+                              f"{d.name} extends {self.upper.name}, but {n} part(s) of {self.upper.name} mention "
+                              f"a field {d.name} replaces (its abstraction defines it): restate "
+                              f"{'it' if n == 1 else 'them'} in {d.name}", *self.problems)
         if self.failed:
             raise CheckFailed()
 

@@ -235,6 +235,25 @@ def test_the_parts_that_mention_a_replaced_field_are_one_error_naming_each() -> 
         "operation `peek` mentions `mem`: restate `op peek`"]
 
 
+def test_the_errors_of_the_layers_own_text_are_reported_beside_the_inherit_error() -> None:
+    """L's own abstraction, init, invariants, views and operations are checked over what does
+    carry over, so their errors come with the inherit error, not one fix later; each once."""
+    own = PACKED.replace("mem[p: pfn] = cell[p].data", "mem[p: pfn] = cell[p].data; zz = 0") \
+                .replace("cell[p].data == 0 }", "cell[p].dat == 0 }\n  invariant mine { owner[0] == 3 }\n"
+                         "  op tidy(p: pfn) by KServ { cell[p].dirty := 1 }")
+    found = _diagnostics(SPEC + own)
+    assert [(code, message) for code, message, _ in found[1:]] == [
+        ("type-mismatch", "record { data: bv[4], dirty: bool } has no field `dat`"),
+        ("type-mismatch", "expected principal, found an integer literal"),
+        ("type-mismatch", "expected bool, found an integer literal"),
+        ("unknown-name", "unknown field of layer Spec `zz`"),
+    ], found
+    assert found[0][0] == "inherit" and len(found[0][2]) == 6
+    # a layer that refines the broken one is not checked (nothing to refine): no more errors
+    below = "layer Below extends Packed via below {\n  state { extra : bool }\n}\n"
+    assert _diagnostics(SPEC + own + below) == found
+
+
 def test_an_invariant_that_mentions_a_replaced_field_must_be_restated() -> None:
     owners = PACKED.replace("mem[p: pfn] = cell[p].data", "mem[p: pfn] = cell[p].data; owner[p: pfn] = KServ") \
                    .replace("cell : map", "own : map[pfn] -> principal\n          cell : map")
