@@ -22,6 +22,11 @@ def counter_field(oracle: str) -> str:
     return f"#{oracle}"
 
 
+def field_label(name: str) -> str:
+    """How a report names state field `name`: an oracle's counters as `counter(o)`."""
+    return f"counter({name[1:]})" if name.startswith("#") else name
+
+
 def counter_fields(module: ir.Module) -> tuple[ir.StateField, ...]:
     return tuple(ir.StateField(counter_field(o.name), COUNTER_TYPE, o.span) for o in module.oracles)
 

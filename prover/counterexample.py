@@ -22,7 +22,7 @@ from microverify.layers.encoding import MapVal, RecordVal, Value
 from microverify.layers.lower import Env, scalar
 from microverify.layers.model import Labeled, State, SymLayer, collect_fields, flow_scope, op_fields
 from microverify.layers.values import Universe
-from microverify.oracles.oracles import counter_field
+from microverify.oracles.oracles import counter_field, field_label
 from microverify.prover.concrete import Concretizer, ModelError, numeral
 from microverify.prover.formula import Formula, Table
 from microverify.prover.obligations import Kind, Obligation
@@ -191,7 +191,7 @@ class _Explainer:
         rows: list[Row] = []
         labels: set[str] = set()
         for name in fields:
-            shown = name if not name.startswith("#") else f"counter({name[1:]})"
+            shown = field_label(name)
             for label, path, st in self.entries(types[name], shown, precise.get(name) if precise else None):
                 if label in labels:  # an entry inside a record shown whole (`r[0]`), and on its own
                     continue

@@ -17,6 +17,7 @@ from microverify.layers.encoding import Value
 from microverify.layers.execute import Step
 from microverify.layers.lower import lower
 from microverify.layers.model import Labeled, State, SymLayer, collect_fields
+from microverify.oracles.oracles import field_label
 from microverify.prover.formula import Formula, Run, Table
 from microverify.prover.obligations import state_dependent_args
 from microverify.prover.unwinding import base_hypotheses, runs
@@ -44,8 +45,9 @@ def _field_goals(U: SymLayer, a: State, b: State, fields: list[ir.StateField], w
             return c
 
         same = U.enc.equal(f.type, a[f.name], b[f.name], witness)
-        goals.append(Labeled(f"`{f.name}`", same, f.span, witnesses=witnesses, fields={f.name},
-                             failure=f"{what} `{f.name}`"))
+        shown = field_label(f.name)
+        goals.append(Labeled(f"`{shown}`", same, f.span, witnesses=witnesses, fields={f.name},
+                             failure=f"{what} `{shown}`"))
     return goals
 
 

@@ -220,7 +220,8 @@ def _theorem(module: ir.Module, chain: list[ir.Layer], mine: list[Result], neede
                 + (" ..." if len(missing) > 8 else ""))
     observers = ", ".join(p.name + (f"({p.param})" if p.param else "") for p in module.principals)
     policy = "isolation" if not module.flows else "{" + ", ".join(_flow_text(f) for f in module.flows) + "}"
-    halting = sorted({op.name for layer in chain for op in layer.ops if _may_halt(op.body)})
+    # the bottom layer's: by R-STEP an upper operation halts only where the lower one does
+    halting = sorted(op.name for op in bottom.ops if _may_halt(op.body))
     kinds = sorted({r.obligation.kind.value for r in mine})
     whom = "the observer" + (" and every principal that can flow to it" if module.flows else "")
     start = (f"from states satisfying `init` that agree for {whom}" if len(chain) == 1 else

@@ -85,6 +85,7 @@ def test_named_invariant_with_several_predicates_is_labelled_per_predicate() -> 
     ("state { x : bv[8] }\n op f() by KServ { x := concat(x) }", "arity"),
     ("state { x : bv[8]; b : bool }\n op f() by KServ { x := trunc(concat(x, b), 8) }", "type-mismatch"),
     ("state { x : bv[8] }\n op f() by KServ { x := trunc(concat(x, 1), 8) }", "cannot-infer"),
+    ("state { x : bv[8] }\n invariant { -1 == ~1 }", "cannot-infer"),
     ("state { x : bv[4000] }\n invariant { concat(x, x) == concat(x, x) }", "bad-type"),
     ("state { x : bv[8] }\n op f() by KServ { x := concat(extract(x, 3, 0), extract(x, 8, 4)) }", "width-mismatch"),
     ("state { x : bv[8] }\n op f() by KServ { x := zext(extract(x, 2, 3), 8) }", "width-mismatch"),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CASES, expectation, load, not_proved
-from microverify.dsl.loader import load_file
+from microverify.dsl.loader import load_file, load_text
 from microverify.prover.driver import obligations, prove_modules, prove_pairs
 from microverify.prover.obligations import Kind
 from microverify.prover.report import render_counterexample, theorems
@@ -110,3 +110,77 @@ def test_plain_upper_arguments_need_no_rargs() -> None:
     """`implements` arguments that are lower parameters or constants are equal in any two runs."""
     module = load(CASES / "stacks" / "machine.mv")
     assert not [ob for _, ob in obligations([module]) if ob.kind is Kind.R_ARGS]
+
+
+HALTS_ABOVE = """\
+type w = bv[2]
+principal KServ
+principal VM(v: bv[1])
+
+layer Spec {
+  state { r : map[bv[1]] -> w }
+  observe VM(v) { r[v] }
+  op set(v: bv[1], x: w) by VM(v) {
+    check x != 3 else halt
+    r[v] := x
+  }
+  op noop(v: bv[1], x: w) by VM(v) { }
+  op spare(b: bool) by KServ { check b else halt }
+}
+
+layer Impl refines Spec {
+  state { q : map[bv[1]] -> w }
+  abstraction { r = q }
+  observe VM(v) { q[v] }
+  op put(v: bv[1], x: w) by VM(v) implements set(v, if x == 3 then 0 else x) {
+    if x == 3 { q[v] := 0 } else { q[v] := x }
+  }
+  op set(v: bv[1], x: w) by VM(v) implements noop(v, x) {%s }
+}
+"""
+
+
+@pytest.mark.parametrize("halts", [False, True])
+def test_the_operations_that_may_halt_are_the_bottom_layers(halts: bool) -> None:
+    """The theorem is about runs of the bottom layer: an upper operation halts only where the
+    lower one does (R-STEP), and one no lower operation implements is never performed. Impl's
+    `set` is not Spec's `set` (found in review: both of Spec's were listed for an Impl that
+    never halts)."""
+    module = load_text(HALTS_ABOVE % (" check x != 2 else halt" if halts else ""), "<test>")
+    results = prove_modules([module], Options())
+    assert {r.status for r in results} == {Status.PROVED}
+    (theorem,) = theorems([module], results, [ob for _, ob in obligations([module])])
+    assert f"(termination-insensitive; operations that may halt: {'set' if halts else 'none'})." in theorem
+
+
+COUNTER_SKIPPED = """\
+type w = bv[2]
+principal KServ
+oracle io : w from KServ
+layer Spec {
+  state { kb : w }
+  observe KServ { kb }
+  op get() by KServ -> w {
+    let x = read io
+    return x
+  }
+}
+layer Impl refines Spec {
+  state { kb : w }
+  abstraction { kb = kb }
+  observe KServ { kb }
+  op get() by KServ -> w { return 0 }
+}
+"""
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_an_r_oracle_counterexample_names_the_counter_as_the_source_does(encoding: str) -> None:
+    """`counter(io)`, as in the table and the language, not the internal field `#io` (found in review)."""
+    module = load_text(COUNTER_SKIPPED, "<test>")
+    pairs = [(m, ob) for m, ob in obligations([module]) if ob.kind is Kind.R_ORACLE]
+    (r,) = prove_pairs(pairs, Options(encoding=encoding))
+    assert r.status is Status.FAILED
+    text = render_counterexample(r, {"<test>": COUNTER_SKIPPED})
+    assert "why:          the oracle counters advance differently: `counter(io)` (entry KServ)" in text, text
+    assert "#io" not in text
