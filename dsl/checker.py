@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import replace
 
 from microverify.dsl import ast, inherit, ir, refines
@@ -113,9 +112,8 @@ class Checker:
             return self.resolved[t.name]
         decl = self.type_decls.get(t.name)
         if decl is None:
-            close = difflib.get_close_matches(t.name, list(self.type_decls), n=1)
-            notes = (f"did you mean `{close[0]}`?",) if close else ()
-            raise self.fail("unknown-type", t.span, f"unknown type `{t.name}`", *notes)
+            raise self.fail("unknown-type", t.span, f"unknown type `{t.name}`",
+                            *self.exprs.did_you_mean(t.name, self.type_decls.keys()))
         if t.name in self.broken_types:
             raise CheckFailed()
         if t.name in self.resolving:
@@ -260,7 +258,7 @@ class Checker:
         if d.source in self.globals.broken:
             raise CheckFailed()
         if d.source not in self.globals.principals:
-            raise self.exprs.unknown(d.source, d.source_span or d.span, list(self.globals.principals),
+            raise self.exprs.unknown(d.source, d.source_span or d.span, self.globals.principals,
                                      "principal")
         self.globals.oracles[d.name] = ir.Oracle(d.name, t, d.span, d.source)
 
@@ -344,11 +342,10 @@ class Checker:
             if isinstance(arg, ast.Name) and bound is not None and arg.name == bound and bound not in mentioned:
                 # `VM(x) -> KServ` without a `where` that uses x is `VM -> KServ`: every member;
                 # most likely a misspelt constant (`VM(ADMN)` for `VM(ADMIN)`)
-                close = difflib.get_close_matches(bound, sorted(self.global_names), n=1)
                 raise self.fail("bad-policy", arg.span,
                                 f"`{bound}` is a new name for the member's index, and no `where` uses it, so this "
                                 f"flow is {way} every member: write `{family}` alone for that, or an index",
-                                *((f"did you mean `{close[0]}`?",) if close else ()))
+                                *self.exprs.did_you_mean(bound, self.global_names))
         return ir.Flow(f.source, f.target, names[0], names[1], cond, self.text(f.span).rstrip(";").strip(), f.span)
 
     # ------------------------------------------------------------------ layers
@@ -426,7 +423,7 @@ class Checker:
         if p is None:
             if o.principal in self.globals.broken:
                 raise CheckFailed()
-            raise self.exprs.unknown(o.principal, o.span, list(self.globals.principals), "principal")
+            raise self.exprs.unknown(o.principal, o.span, self.globals.principals, "principal")
         if (p.param_type is None) != (o.param is None):
             want = f"`observe {p.name}({p.param or 'x'})`" if p.param_type else f"`observe {p.name}`"
             raise self.fail("arity", o.span, f"write {want}: `{p.name}` is "
@@ -588,7 +585,7 @@ class OpChecker:
             if s.root in self.c.global_names:
                 raise self.c.fail("assign-not-state", s.root_span,
                                   f"cannot assign to `{s.root}`: it is not a state field")
-            raise self.c.exprs.unknown(s.root, s.root_span, list(self.fields), "state field")
+            raise self.c.exprs.unknown(s.root, s.root_span, self.fields, "state field")
         t = self.fields[s.root]
         path: list[ir.Expr | str] = []
         for step in s.path:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from microverify.dsl import ast, ir
 from microverify.dsl.diagnostics import Diagnostic, error
 from microverify.dsl.inline import Function, TooLarge, expanded, inline
-from microverify.dsl.limits import MAX_BV_WIDTH, MAX_DEPTH, MAX_EXPANDED_NODES
+from microverify.dsl.limits import MAX_BV_WIDTH, MAX_DEPTH, MAX_EXPANDED_NODES, MAX_SUGGESTION_COMPARISONS
 from microverify.dsl.spans import Span
 from microverify.dsl.types import (BOOL, COUNTER, PRINCIPAL, BVType, EnumType, MapType, RecordType,
                                    Type, has_map, is_scalar)
@@ -74,10 +75,25 @@ class ExprChecker:
         self.expanding = False  # a def or constant was expanded in the outermost `check` open
         self.counted: dict[int, tuple[object, int, int]] = {}  # inline.expanded's, kept for the run
         self.expansions = 0  # nodes of all the expressions checked so far that expand something
+        self.comparisons_left = MAX_SUGGESTION_COMPARISONS  # for `did you mean` notes
 
     def fail(self, code: str, span: Span, message: str, *notes: str) -> CheckFailed:
         self.diagnostics.append(error(code, span, message, *notes))
         return CheckFailed()
+
+    def did_you_mean(self, name: str, candidates: Iterable[str]) -> tuple[str, ...]:
+        """A note naming the candidate closest to `name`, if one is close; none once the file's
+        budget of names compared (MAX_SUGGESTION_COMPARISONS) is spent (then in constant time:
+        `candidates` may be lazy, and is not read)."""
+        if self.comparisons_left <= 0:
+            return ()
+        names = list(candidates)
+        if len(names) > self.comparisons_left:
+            self.comparisons_left = 0
+            return ()
+        self.comparisons_left -= len(names)
+        close = difflib.get_close_matches(name, names, n=1)
+        return (f"did you mean `{close[0]}`?",) if close else ()
 
     def expect(self, got: Type, want: Type, span: Span) -> None:
         if got == want:
@@ -129,7 +145,7 @@ class ExprChecker:
         if e.oracle in ctx.globals.broken:
             raise CheckFailed()
         if oracle is None:
-            raise self.unknown(e.oracle, e.oracle_span, list(ctx.globals.oracles), "oracle")
+            raise self.unknown(e.oracle, e.oracle_span, ctx.globals.oracles, "oracle")
         principal = None
         if e.principal is not None:
             principal = self.check(e.principal, ctx, PRINCIPAL)
@@ -137,7 +153,7 @@ class ExprChecker:
             self.expect(oracle.type, want, e.span)
         return ir.ReadOracle(e.oracle, principal, oracle.type, e.span)
 
-    def unknown(self, name: str, span: Span, candidates: list[str], what: str = "name",
+    def unknown(self, name: str, span: Span, candidates: Iterable[str], what: str = "name",
                 declared: Span | None = None) -> CheckFailed:
         """`declared`: where the constant or def of that name is declared, further on."""
         if declared is not None and (span.file == f"<-D {name}>" or declared.file == span.file and
@@ -153,9 +169,7 @@ class ExprChecker:
             return self.fail("unknown-name", span, f"`{name}` is used before it is declared",
                              f"it is declared at {declared}, {where}: a constant or a def must be declared "
                              "before it is used")
-        close = difflib.get_close_matches(name, candidates, n=1)
-        notes = (f"did you mean `{close[0]}`?",) if close else ()
-        return self.fail("unknown-name", span, f"unknown {what} `{name}`", *notes)
+        return self.fail("unknown-name", span, f"unknown {what} `{name}`", *self.did_you_mean(name, candidates))
 
     # ------------------------------------------------------------------ dispatch
     def _check(self, e: ast.Expr, ctx: Context, want: Type | None) -> ir.Expr:
@@ -220,7 +234,7 @@ class ExprChecker:
                 raise self.fail("type-mismatch", e.span,
                                 f"`{e.name}` is a principal family; write `{e.name}(...)`")
             return ir.PrincipalVal(e.name, None, PRINCIPAL, e.span)
-        candidates = [*ctx.locals, *ctx.fields, *g.consts, *g.configs, *g.enum_members, *g.principals]
+        candidates = itertools.chain(ctx.locals, ctx.fields, g.consts, g.configs, g.enum_members, g.principals)
         raise self.unknown(e.name, e.span, candidates, declared=g.declared.get(e.name))
 
     def call(self, e: ast.Call, ctx: Context) -> ir.Expr:
@@ -282,7 +296,7 @@ class ExprChecker:
             return self.extract(e, ctx)
         if e.func in g.broken:  # a def or principal family rejected where it is declared
             raise CheckFailed()
-        candidates = [*g.principals, *g.defs, *BUILTINS]
+        candidates = itertools.chain(g.principals, g.defs, BUILTINS)
         raise self.unknown(e.func, e.func_span, candidates, "function or principal family", g.declared.get(e.func))
 
     def concat(self, e: ast.Call, ctx: Context) -> ir.Expr:

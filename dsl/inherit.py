@@ -24,7 +24,6 @@ implement, an empty invariant block that names no invariant of U.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -106,10 +105,9 @@ class _Inherit:
         known = {i.name for i in upper.invariants if i.name is not None}
         for inv in d.invariants:
             if inv.name is not None and not inv.preds and inv.name not in known:
-                close = difflib.get_close_matches(inv.name, sorted(known), n=1)
                 self.fail("unknown-name", inv.span,
                           f"the empty block `invariant {inv.name} {{}}` drops no invariant of {upper.name}: it has "
-                          "none of that name", *([f"did you mean `{close[0]}`?"] if close else []))
+                          "none of that name", *self.checker.exprs.did_you_mean(inv.name, known))
         lowered = iter(self.checked.invariants)  # one IR invariant per predicate, in order
         kept = []
         for inv in upper.invariants:

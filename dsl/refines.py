@@ -34,7 +34,7 @@ def order_layers(checker: Checker, decls: list[ast.LayerDecl]) -> list[ast.Layer
             chain.append(d)
             upper = by_name.get(d.refines) if d.refines is not None else None
             if d.refines is not None and upper is None:
-                checker.exprs.unknown(d.refines, d.span, list(by_name), "layer")
+                checker.exprs.unknown(d.refines, d.span, by_name, "layer")
             elif upper is not None and state.get(upper.name) == "active":
                 names = [x.name for x in chain]
                 cycle = " -> ".join(names[names.index(upper.name):] + [upper.name])
@@ -71,7 +71,7 @@ def _abs_def(checker: Checker, a: ast.AbsDef, lower: dict[str, Type], upper: ir.
     except KeyError:
         if a.field in checker.rejected_fields.get(upper.name, ()):
             raise CheckFailed() from None  # reported where it is declared
-        raise checker.exprs.unknown(a.field, a.span, [f.name for f in upper.fields],
+        raise checker.exprs.unknown(a.field, a.span, (f.name for f in upper.fields),
                                     f"field of layer {upper.name}") from None
     path: list[tuple[str, Type] | str] = []
     scope: dict[str, tuple[str, Type]] = {}
@@ -133,7 +133,7 @@ def implements(checker: Checker, d: ast.OpDecl, op: ir.Op, upper: ir.Layer,
     impl = d.implements
     target = upper.op(impl.op)
     if target is None:
-        raise checker.exprs.unknown(impl.op, impl.span, [o.name for o in upper.ops],
+        raise checker.exprs.unknown(impl.op, impl.span, (o.name for o in upper.ops),
                                     f"operation of layer {upper.name}")
     if len(impl.args) != len(target.params):
         raise checker.fail("arity", impl.span,
@@ -157,7 +157,7 @@ def bind(checker: Checker, s: ast.Bind, ctx: Context, refining: bool) -> ir.Bind
         raise checker.fail("refinement", s.span, "`bind` belongs in a layer that refines another")
     oracle = checker.globals.oracles.get(s.oracle)
     if oracle is None:
-        raise checker.exprs.unknown(s.oracle, s.oracle_span, list(checker.globals.oracles), "oracle")
+        raise checker.exprs.unknown(s.oracle, s.oracle_span, checker.globals.oracles, "oracle")
     principal = None
     if s.principal is not None:
         principal = checker.exprs.check(s.principal, ctx, PRINCIPAL)

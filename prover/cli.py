@@ -97,10 +97,13 @@ def load_all(paths: list[Path], sources: dict[str, str], defines: tuple[Define, 
     uses = Uses()
     sources.update({d.file: d.text for d in defines})  # diagnostics quote them
 
+    reported: set[str] = set()
+
     def add(diagnostics: list[Diagnostic]) -> None:  # a file two roots import is reported once
         for d in diagnostics:
             problem = Problem(d.code, d.message, render(d, sources), d.span)
-            if problem.text not in (e.text for e in errors):
+            if problem.text not in reported:
+                reported.add(problem.text)
                 errors.append(problem)
 
     for path in discover(paths):
