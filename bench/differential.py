@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from exhaustive import Bounds, differential  # noqa: E402
+from exhaustive import CHECKED, Bounds, differential  # noqa: E402
 from microverify.dsl.diagnostics import DiagnosticError  # noqa: E402
 from modelgen import random_model  # noqa: E402
 
@@ -34,7 +34,7 @@ from modelgen import random_model  # noqa: E402
 class Row:
     index: int
     stack: bool
-    category: str  # checked | too-large | not-proved | unknown | invalid
+    category: str  # checked | unchecked | not-proved | unknown | invalid
     refuted: bool  # a printed theorem is refuted
     disagreements: int
     calibrated: bool  # --calibrate, not proved, and the check refutes the layer anyway
@@ -54,8 +54,8 @@ def run_one(seed: int, index: int, bounds: Bounds, calibrate: bool) -> Row:
     refuted = [o for o in verdict.refuted if o.layer in printed]
     offending = bool(refuted) or bool(verdict.disagreements)
     category = verdict.category if printed or verdict.unknown else "not-proved"
-    if category == "checked" and all(o.status == "too-large" for o in verdict.outcomes if o.layer in printed):
-        category = "too-large"
+    if category == "checked" and not any(o.status in CHECKED for o in verdict.outcomes if o.layer in printed):
+        category = "unchecked"  # every printed theorem too large, or with no initial state
     return Row(index, "refines" in text, category, bool(refuted), len(verdict.disagreements),
                calibrate and not printed and bool(verdict.refuted), verdict.report() if offending else "",
                verdict.prove_seconds, verdict.check_seconds)
@@ -76,7 +76,7 @@ def rows(seed: int, first: int, models: int, jobs: int, bounds: Bounds, calibrat
 
 def summary(done: list[Row], seed: int, seconds: float) -> str:
     c = Counter(r.category for r in done)
-    extra = f", {c['too-large']} too large" if c["too-large"] else ""
+    extra = f", {c['unchecked']} unchecked (too large, or no initial state)" if c["unchecked"] else ""
     extra += f", {c['invalid']} INVALID (the generator wrote a text that does not load)" if c["invalid"] else ""
     return (f"differential: {len(done)} models ({c['checked']} proved theorems checked, {c['not-proved']} not "
             f"proved, {c['unknown']} unknown{extra}), {sum(r.refuted for r in done)} refuted, "
@@ -89,7 +89,7 @@ def details(done: list[Row], calibrate: bool) -> list[str]:
         mine = [r for r in done if r.stack == stack]
         c = Counter(r.category for r in mine)
         out.append(f"  {kind}: {len(mine)} ({c['checked']} checked, {c['not-proved']} not proved, "
-                   f"{c['unknown']} unknown, {c['too-large']} too large)")
+                   f"{c['unknown']} unknown, {c['unchecked']} unchecked)")
     out.append(f"  time: prove {sum(r.prove_seconds for r in done):.0f} s, "
                f"check {sum(r.check_seconds for r in done):.0f} s")
     if calibrate:

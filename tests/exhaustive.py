@@ -21,7 +21,8 @@ state (or its abstraction) that breaks an invariant (INIT, INV and R-INV were pr
 Every field ranges over its whole finite type; the oracle counters start at 0, and also, in one
 run, at 1 for one principal outside `W` (the premise lets them differ there); a layer with
 more than `Bounds.max_states` states, or an exploration beyond `Bounds.max_pairs` pairs, is
-reported as too large, not as checked.
+reported as too large, not as checked, and a layer whose `init` no state with its counters at 0
+satisfies (`init { counter(o, KServ) == 5 }`) as empty: neither is counted as checked.
 """
 
 from __future__ import annotations
@@ -152,10 +153,13 @@ class Refutation:
                           "  steps: " + (" ; ".join(self.steps) or "none"), f"  {self.what}"])
 
 
+CHECKED = ("checked", "refuted")  # the outcomes of a theorem that was checked
+
+
 @dataclass
 class Outcome:
     layer: str
-    status: str = "checked"  # checked | refuted | too-large
+    status: str = "checked"  # checked | refuted | too-large | empty (no initial state: nothing checked)
     detail: str = ""
     states: int = 0  # initial states
     pairs: int = 0  # pairs of states explored (all observers)
@@ -394,6 +398,10 @@ class Checker:
         try:
             init = self.initial()
             out.states = len(init)
+            if not init:  # `init` may fix a counter: the enumeration starts every counter at 0
+                out.status = "empty"
+                out.detail = f"no state of {out.layer} with every oracle counter at 0 satisfies `init`: nothing checked"
+                return out
             bad = next(((i, self.broken(i)) for i in init if self.broken(i) is not None), None)
             if bad is not None:
                 out.status, out.detail = "refuted", f"an initial state breaks {bad[1]}"
@@ -442,12 +450,13 @@ class Verdict:
 
     @property
     def category(self) -> str:
-        """checked | too-large | not-proved | unknown (refutations and disagreements are extra)."""
+        """checked | unchecked | not-proved | unknown (refutations and disagreements are extra);
+        unchecked: every theorem was too large to check, or had no initial state to check from."""
         if self.unknown:
             return "unknown"
         if not self.outcomes:
             return "not-proved"
-        return "too-large" if all(o.status == "too-large" for o in self.outcomes) else "checked"
+        return "checked" if any(o.status in CHECKED for o in self.outcomes) else "unchecked"
 
     def report(self) -> str:
         lines = [f"disagreement: {d}" for d in self.disagreements]

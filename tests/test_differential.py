@@ -198,6 +198,35 @@ def test_a_layer_beyond_the_bounds_is_too_large_not_checked() -> None:
     assert outcome.status == "too-large" and "more than 4096 states" in outcome.detail
 
 
+def test_a_theorem_with_no_initial_state_to_start_from_is_not_counted_as_checked() -> None:
+    """The enumeration starts every counter at 0, so an `init` that fixes one leaves no state: the
+    theorem was checked on nothing, and said "checked" (review)."""
+    text = """type w = bv[1]
+principal KServ
+principal VM(v: bv[1])
+oracle o : w from KServ
+layer A {
+  state { sec : map[bv[1]] -> w
+          kb : w }
+  init { counter(o, KServ) == %s }
+  observe KServ { kb }
+  observe VM(v) { sec[v] }
+  op f() by KServ -> w {
+    let x = read o
+    kb := x
+    return x
+  }
+  op g(v: bv[1], x: w) by VM(v) { sec[v] := x }
+}
+"""
+    verdict = differential(text % "5")
+    assert all(verdict.theorems.values()), verdict.statuses  # a theorem is printed for A
+    [outcome] = verdict.outcomes
+    assert outcome.status == "empty" and "nothing checked" in outcome.detail
+    assert verdict.category == "unchecked"
+    assert differential(text % "0").category == "checked"
+
+
 def test_disagreements_are_proved_against_failed_or_vacuous() -> None:
     statuses = {ENCODINGS[0]: {"L/OC/f": Status.PROVED, "L/LR/f/VM": Status.PROVED, "L/VAC": Status.UNKNOWN},
                 ENCODINGS[1]: {"L/OC/f": Status.FAILED, "L/LR/f/VM": Status.PROVED, "L/VAC": Status.PROVED}}
