@@ -22,9 +22,13 @@ def counter_field(oracle: str) -> str:
     return f"#{oracle}"
 
 
+def is_counter_field(name: str) -> bool:
+    return name.startswith("#")
+
+
 def field_label(name: str) -> str:
     """How a report names state field `name`: an oracle's counters as `counter(o)`."""
-    return f"counter({name[1:]})" if name.startswith("#") else name
+    return f"counter({name[1:]})" if is_counter_field(name) else name
 
 
 def counter_fields(module: ir.Module) -> tuple[ir.StateField, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import z3
@@ -50,6 +51,10 @@ class Formula:
     runs: list[Run] = field(default_factory=list)
     observer: tuple[ir.Principal, z3.ExprRef | None] | None = None
     explain_unsat: str = ""  # said when a `sat` obligation has no model
+    # a `sat` obligation whose goals are separate questions (they share no state): it holds if
+    # each goal has a model, their conjunction being only the first try; what to say of the
+    # goals that have none
+    explain_goal: Callable[[list[Labeled]], str] | None = None
     tables: list[Table] = field(default_factory=list)  # default: the runs, before and after
     quantified: bool = False  # some hypothesis or goal still has a quantifier (set by solve.build)
     completion: Completion | None = None  # set when the qf encoding instantiated quantifiers

@@ -6,6 +6,7 @@ import z3
 
 from microverify.dsl import ir
 from microverify.layers.model import Labeled, SymLayer
+from microverify.oracles.oracles import is_counter_field
 from microverify.prover.formula import Formula, Run
 
 
@@ -48,22 +49,40 @@ def operation_succeeds(L: SymLayer, op: ir.Op) -> Formula:
 
 
 def view_tells_apart(L: SymLayer, u: ir.Principal) -> Formula:
-    # ∃s, t. n(s) = n(t) ∧ ¬(s ≈u t) over well-formed states, where ≈u compares what u's
-    # `observe` block writes and n are u's oracle counters: every view has them already, so what
-    # the block adds must differ (`counter(io, KServ)` alone adds nothing); else the block shows
-    # nothing whatever the state. The invariants are left out: two states of them that differ
-    # in the view would need a model of the invariants twice over (quantified ones over 2^36
-    # pages end unknown), so a view the invariants alone pin to one value is not caught.
-    s, t = L.fresh_state("s"), L.fresh_state("t")
-    _, param = L.observer(u)
-    components = L.components(u)
-    counters = [L.component_equal(c, param, s, t, goal=True).term for c in components if c.source is None]
-    same = [L.component_equal(c, param, s, t, goal=True).term for c in components if c.source is not None]
+    # For each component c of u's `observe` block: ∃s, t. n(s) = n(t) ∧ ¬(s ≈c t) over
+    # well-formed states, ≈c comparing what c writes (its mask and its values), n u's oracle
+    # counters, u a member of its family, a pair of states and a member for each component, all
+    # in one query. A component that shows the same in every state (a tautology, a `where` no
+    # entry meets) shows nothing, even beside others that do. The counters are in every view
+    # already: a component that reads nothing else adds nothing and is not asked to (the
+    # language allows writing it), unless the block has nothing else, which then shows nothing.
+    # The invariants are left out: two states of them that differ in the view would need a
+    # model of the invariants twice over (quantified ones over 2^36 pages end unknown), so a
+    # view the invariants alone pin to one value is not caught.
     view = L.layer.observation(u.name)
     block = f"observe {u.name}" + (f"({view.param})" if view is not None and view.param else "")
-    true = z3.BoolVal(True, L.ctx)
-    goals = [Labeled(f"s and t agree on the oracle counters of {u.name}", z3.And(counters + [true])),
-             Labeled(f"s and t differ in what `{block}` shows", z3.Not(z3.And(same + [true])))]
-    return Formula("sat", L, [], goals, runs=[Run("s", s), Run("t", t)], observer=(u, param),
-                   explain_unsat=f"what `{block}` shows is the same in every state: {u.name} sees nothing of "
-                                 f"{L.layer.name}'s state (for that, write an empty block, `{block} {{ }}`)")
+    components = L.components(u)
+    counters = [c for c in components if c.source is None]
+    written = [c for c in components if c.source is not None]
+    asked = [c for c in written if not c.fields() or not all(map(is_counter_field, c.fields()))] or written
+    goals, runs, params = [], [], []
+    for i, c in enumerate(asked):
+        s, t = L.fresh_state(f"s{i}"), L.fresh_state(f"t{i}")
+        _, param = L.observer(u)
+        params.append(param)
+        same = z3.And([L.component_equal(n, param, s, t, goal=True).term for n in counters] + [z3.BoolVal(True, L.ctx)])
+        differ = z3.Not(L.component_equal(c, param, s, t, goal=True).term)
+        goals.append(Labeled(f"`{c.text}`", z3.And(same, differ), c.span, c))
+        runs += [Run(f"s{i}", s), Run(f"t{i}", t)]
+
+    def dead(without: list[Labeled]) -> str:
+        if len(without) == len(asked):
+            return (f"what `{block}` shows is the same in every state: {u.name} sees nothing of {L.layer.name}'s "
+                    f"state (for that, write an empty block, `{block} {{ }}`)")
+        return (f"{', '.join(g.label for g in without)} in `{block}` {'is' if len(without) == 1 else 'are'} the same "
+                f"in every state: {'it shows' if len(without) == 1 else 'they show'} {u.name} nothing of "
+                f"{L.layer.name}'s state (a `where` no entry meets, a value no two states differ in): fix or remove "
+                f"{'it' if len(without) == 1 else 'them'}")
+
+    return Formula("sat", L, [], goals, runs=runs, observer=(u, params[0]),
+                   explain_goal=dead)

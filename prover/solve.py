@@ -572,6 +572,19 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
     checked.append(solver)
     if answer == z3.unknown and solver.reason_unknown() not in MEMORY_REASONS:
         solver, answer = fresh_check(everything, options.rlimit)
+    if formula.explain_goal is not None and answer != z3.sat:
+        # separate questions, their conjunction only the first try: each goal on its own
+        hypotheses = [h.term for h in formula.hypotheses]
+        gave_up, without = "", []
+        for goal in formula.goals:
+            alone, answer = fresh_check(hypotheses + [goal.term], max(1, options.rlimit // len(formula.goals)))
+            if answer == z3.unsat:
+                without.append(goal)
+            if answer == z3.unknown and not gave_up:
+                gave_up = why_unknown(GOAL_STAGE, alone)
+        if without:
+            return done(Status.VACUOUS, formula.explain_goal(without))
+        return done(Status.UNKNOWN, gave_up) if gave_up else done(Status.PROVED)
     if answer == z3.unknown:
         # Z3 may fail to build a model of quantifiers over wide sorts: a counterexample is
         # looked for among the shaped states too (prover/witness.py)
