@@ -70,8 +70,26 @@ class DiagnosticError(Exception):
     """Raised by a front-end pass that cannot go on; carries every diagnostic so far."""
 
     def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        diagnostics = unique(diagnostics)
         super().__init__("; ".join(d.message for d in diagnostics))
         self.diagnostics = diagnostics
+
+
+def identity(d: Diagnostic) -> tuple[str, Span, str]:
+    """What makes two diagnostics one: a text checked twice, or as part of two roots, may be
+    told once with a note and once without (a `did you mean` past the budget)."""
+    return d.code, d.span, d.message
+
+
+def unique(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """Each diagnostic once: the first of each identity."""
+    seen: set[tuple[str, Span, str]] = set()
+    out = []
+    for d in diagnostics:
+        if identity(d) not in seen:
+            seen.add(identity(d))
+            out.append(d)
+    return out
 
 
 def render(diag: Diagnostic, sources: dict[str, str]) -> str:

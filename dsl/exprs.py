@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from microverify.dsl import ast, ir
 from microverify.dsl.diagnostics import Diagnostic, error
 from microverify.dsl.inline import Function, TooLarge, expanded, inline
-from microverify.dsl.limits import MAX_BV_WIDTH, MAX_DEPTH, MAX_EXPANDED_NODES, MAX_SUGGESTION_COMPARISONS
+from microverify.dsl.limits import MAX_BV_WIDTH, MAX_DEPTH, MAX_EXPANDED_NODES, MAX_SUGGESTION_WORK
 from microverify.dsl.spans import Span
 from microverify.dsl.types import (BOOL, COUNTER, PRINCIPAL, BVType, EnumType, MapType, RecordType,
                                    Type, has_map, is_scalar)
@@ -75,7 +75,7 @@ class ExprChecker:
         self.expanding = False  # a def or constant was expanded in the outermost `check` open
         self.counted: dict[int, tuple[object, int, int]] = {}  # inline.expanded's, kept for the run
         self.expansions = 0  # nodes of all the expressions checked so far that expand something
-        self.comparisons_left = MAX_SUGGESTION_COMPARISONS  # for `did you mean` notes
+        self.suggestion_work_left = MAX_SUGGESTION_WORK  # for `did you mean` notes
 
     def fail(self, code: str, span: Span, message: str, *notes: str) -> CheckFailed:
         self.diagnostics.append(error(code, span, message, *notes))
@@ -83,15 +83,16 @@ class ExprChecker:
 
     def did_you_mean(self, name: str, candidates: Iterable[str]) -> tuple[str, ...]:
         """A note naming the candidate closest to `name`, if one is close; none once the file's
-        budget of names compared (MAX_SUGGESTION_COMPARISONS) is spent (then in constant time:
-        `candidates` may be lazy, and is not read)."""
-        if self.comparisons_left <= 0:
+        budget for such notes (MAX_SUGGESTION_WORK) is spent (then in constant time: `candidates`
+        may be lazy, and is not read)."""
+        if self.suggestion_work_left <= 0:
             return ()
         names = list(candidates)
-        if len(names) > self.comparisons_left:
-            self.comparisons_left = 0
+        work = len(name) * sum(map(len, names))
+        if work > self.suggestion_work_left:
+            self.suggestion_work_left = 0
             return ()
-        self.comparisons_left -= len(names)
+        self.suggestion_work_left -= work
         close = difflib.get_close_matches(name, names, n=1)
         return (f"did you mean `{close[0]}`?",) if close else ()
 

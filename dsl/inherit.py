@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from microverify.dsl.checker import Checker
 
 
-class Restate(CheckFailed):
+class Restate(Exception):
     """Parts of U mention a field L replaces (reported). `partial` is L written out with the
     parts that do carry over: checked for the errors of L's own text, never proved."""
 
@@ -46,8 +46,8 @@ class Restate(CheckFailed):
 
 def expand(checker: Checker, d: ast.LayerDecl, upper: ast.LayerDecl, checked: ir.Layer) -> ast.LayerDecl:
     """`d` written out in full over `upper` (its expanded declaration; `checked` is its IR).
-    Raises CheckFailed, after reporting why, if a part cannot carry over as written: Restate
-    if only parts of U to restate stop it."""
+    Raises, after reporting why, Restate if only parts of U to restate stop it, CheckFailed if
+    something else does."""
     if _incomplete(upper, checked):
         raise CheckFailed()  # a part of U uses a broken global, reported where it is declared
     x = _Inherit(checker, d, upper, checked)

@@ -16,8 +16,8 @@ diagnostic instead of a crash, a hang or unbounded memory further down:
   a def that uses its parameter twice, called on itself a few times, or a constant defined
   as the sum of the one before with itself, doubles at each step, and every pass after the
   checker walks each use of it whole;
-- the names compared with unknown names for `did you mean` notes are at most
-  MAX_SUGGESTION_COMPARISONS per file: past that, an unknown name gets no note.
+- the work of comparing unknown names with declared ones for `did you mean` notes is at most
+  MAX_SUGGESTION_WORK per file: past that, an unknown name gets no note.
 
 With these, the recursive passes (checking, lowering, the solver's term walks) stay well within
 RECURSION_LIMIT, which the entry points raise Python's default (1000) to.
@@ -32,10 +32,12 @@ MAX_BV_WIDTH = 4096
 MAX_FILE_BYTES = 4 * 1024 * 1024  # 150 times the largest shipped model
 MAX_EXPANDED_NODES = 200_000  # 60 times what a shipped file's expansions come to (3,235, walk.mv)
 MAX_TYPE_LEAVES = 65_536  # scalars in one type, aliases expanded (a state field, a parameter)
-# Names compared with unknown names for `did you mean` notes, per check of a file: a comparison
-# costs tens of microseconds, so a file with many unknown names among many declared ones took
-# hours (40,000 enum members, 110,000 misspelt uses). About 3 s; past it, no more notes.
-MAX_SUGGESTION_COMPARISONS = 100_000
+# The work of comparing unknown names with declared ones for `did you mean` notes, per check
+# of a file, counted as the product of the two names' lengths: a comparison of two short names
+# costs tens of microseconds, and more as they grow, so a file with many unknown names among
+# many declared ones took hours (20,000 enum members and 300 misspelt uses: 3.6 min). About
+# 100,000 comparisons of 8-character names, a few seconds; past it, no more notes.
+MAX_SUGGESTION_WORK = 6_400_000
 # Python frames: a nesting level costs a handful of frames in the checker and the lowering,
 # and a deep but flat formula (a long chain of writes to one map) one per term level in the
 # solver's term walks. 10,000 frames fit the usual 8 MiB main-thread stack.

@@ -126,7 +126,7 @@ def implements(checker: Checker, d: ast.OpDecl, op: ir.Op, upper: ir.Layer,
         if [t for _, t in target.params] != [t for _, t in op.params]:
             raise checker.fail("refinement", d.name_span,
                                f"`{d.name}` has the name of an operation of {upper.name} but not its "
-                               "parameter types; add `implements {d.name}(...)`")
+                               f"parameter types; add `implements {d.name}(...)`")
         same: tuple[ir.Expr, ...] = tuple(ir.Ref(n, "arg", t, d.name_span) for n, t in op.params)
         _same_result(checker, d, op, target)
         return ir.Implements(target.name, same, d.name_span)

@@ -21,10 +21,11 @@ import click
 
 from microverify import __version__
 from microverify.dsl import ir
-from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, render
+from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, identity, render
 from microverify.dsl.limits import ensure_recursion_limit
 from microverify.dsl.defines import Define, Uses, parse_defines, unused
 from microverify.dsl.loader import discover, load_file
+from microverify.dsl.spans import Span
 from microverify.prover import formats
 from microverify.prover.formats import USAGE, Problem, cross_check_message
 from microverify.files import unwritable
@@ -97,14 +98,13 @@ def load_all(paths: list[Path], sources: dict[str, str], defines: tuple[Define, 
     uses = Uses()
     sources.update({d.file: d.text for d in defines})  # diagnostics quote them
 
-    reported: set[str] = set()
+    seen: set[tuple[str, Span, str]] = set()
 
     def add(diagnostics: list[Diagnostic]) -> None:  # a file two roots import is reported once
         for d in diagnostics:
-            problem = Problem(d.code, d.message, render(d, sources), d.span)
-            if problem.text not in reported:
-                reported.add(problem.text)
-                errors.append(problem)
+            if identity(d) not in seen:
+                seen.add(identity(d))
+                errors.append(Problem(d.code, d.message, render(d, sources), d.span))
 
     for path in discover(paths):
         try:

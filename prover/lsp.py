@@ -85,9 +85,13 @@ class MicroverifyServer(LanguageServer):
                 self.found[owner] = by_file
         for uri in sorted(concerned):
             shown: list[types.Diagnostic] = []
+            seen: set[tuple[object, ...]] = set()
             for _, theirs in sorted(self.found.items(), key=lambda item: item[0] != uri):  # its own first
                 for d in theirs.get(uri, []):
-                    if d not in shown:
+                    key = (d.range.start.line, d.range.start.character, d.range.end.line, d.range.end.character,
+                           d.code, d.message)
+                    if key not in seen:
+                        seen.add(key)
                         shown.append(d)
             self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=shown))
 

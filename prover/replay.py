@@ -23,7 +23,7 @@ from microverify.dsl import ir
 from microverify.dsl.types import PRINCIPAL, Type
 from microverify.layers.interpret import Interpreter, InterpretError, State, StepResult, counter_field
 from microverify.layers.values import EnumerationError, Principal, Value
-from microverify.oracles.oracles import COUNTER_TYPE
+from microverify.oracles.oracles import COUNTER_TYPE, field_label
 from microverify.prover.concrete import Concretizer, ModelError, TooLarge
 from microverify.prover.formula import Formula
 from microverify.prover.obligations import Kind, Obligation
@@ -373,7 +373,7 @@ def _stutter(r: _Replayer) -> None:
     s, step = r.run("s")
     a, after = r.alpha(s, "α(s)"), r.alpha(step.post, "α(step(s))")
     names = [f.name for f in r.upper.fields] + [counter_field(o.name) for o in r.module.oracles]
-    r.found += [f"the lower-only step changes `{n}` of {r.upper.name}" for n in names if a[n] != after[n]]
+    r.found += [f"the lower-only step changes `{field_label(n)}` of {r.upper.name}" for n in names if a[n] != after[n]]
 
 
 def _unreplayable(r: _Replayer) -> None:

@@ -184,3 +184,34 @@ def test_an_r_oracle_counterexample_names_the_counter_as_the_source_does(encodin
     text = render_counterexample(r, {"<test>": COUNTER_SKIPPED})
     assert "why:          the oracle counters advance differently: `counter(io)` (entry KServ)" in text, text
     assert "#io" not in text
+
+
+def test_an_r_stutter_counterexample_names_the_counter_as_the_source_does() -> None:
+    """The replay line said `#io` where the why line says `counter(io)` (review)."""
+    text = """\
+type word = bv[4]
+principal KServ
+oracle io : word from KServ
+layer Spec {
+  state { x : word }
+  observe KServ { x }
+  op get() by KServ -> word { return x }
+}
+layer Low refines Spec {
+  state { x : word; y : word }
+  abstraction { x = x }
+  observe KServ { x; y }
+  op get() by KServ -> word { return x }
+  op poll() by KServ {
+    let v = read io
+    y := v
+  }
+}
+"""
+    module = load_text(text, "<test>")
+    pairs = [(m, ob) for m, ob in obligations([module]) if ob.kind is Kind.R_STUTTER]
+    (r,) = prove_pairs(pairs, Options())
+    assert r.status is Status.FAILED
+    rendered = render_counterexample(r, {"<test>": text})
+    assert "the lower-only step changes `counter(io)` of Spec" in rendered, rendered
+    assert "#io" not in rendered
