@@ -441,10 +441,13 @@ class Interpreter:
         if obs is not None and obs.param is not None and u.index is not None:
             params[obs.param] = u.index  # the observation's own name for the index
         comps = [(c.text, self._observe(c, self.env(s, params))) for c in (obs.components if obs else ())]
+        declared = self.module.principal(u.name)
+        param = obs.param if obs is not None and obs.param is not None else declared.param
+        who = u.name + (f"({param})" if declared.param_type is not None else "")  # as the view's text names it
         for o in self.module.oracles:
             counters = s[counter_field(o.name)]
             assert isinstance(counters, MapValue)
-            comps.append((f"counter({o.name})", (((), counters[u]),)))
+            comps.append((f"counter({o.name}, {who})", (((), counters[u]),)))
         return View(u, tuple(comps))
 
     def _observe(self, c: ir.ObsComponent, env: Env) -> Observed:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
-from doccheck import main
+from doccheck import FENCE, main, norm
 
 DOCS = ["docs/language.md", "docs/tutorial.md", "docs/xmhf.md", "README.md"]
 
@@ -30,3 +31,18 @@ def test_every_console_block_of_the_docs_is_checked() -> None:
         unmarked = [i + 1 for i in blocks if i == 0 or lines[i - 1].strip() != "<!-- console -->"]
         assert not unmarked, f"{path.name}: console blocks not checked at lines {unmarked}"
         assert not blocks or str(path.relative_to(ROOT)) in DOCS, f"{path.name} has console blocks but is not in DOCS"
+
+
+REPORT_LINE = re.compile(r"^(FAILED|PROVED|VACUOUS|UNKNOWN)\s|: error: |^\s+(why|replay|operation|results|oracle):")
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_report_lines_quoted_in_the_text_are_those_of_its_console_blocks(doc: str) -> None:
+    """A plain ``` block that quotes a line of a report (to explain it) quotes the output the
+    doc shows, which the run checks: the tutorial explained `rlimit 1350` where the run above
+    it now printed `rlimit 3669` (found by a new user)."""
+    text = (ROOT / doc).read_text()
+    shown = "\n".join(norm(body) for info, body in FENCE.findall(text) if info == "console")
+    stale = [line for info, body in FENCE.findall(text) if info == ""
+             for line in norm(body).splitlines() if REPORT_LINE.search(line) and line.strip() not in shown]
+    assert not stale, f"{doc}: quoted report lines not in its console blocks: {stale}"

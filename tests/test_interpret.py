@@ -384,7 +384,7 @@ def test_views_equivalence_and_flows() -> None:
     t = dict(s, fr=frames(interp, L, {1: (vm(1), 3), 2: (vm(0), 6)}))  # VM(0)'s page differs
     view = interp.view(L, vm(0), s)
     assert view.components[0] == ("fr[p].d for p: bv[2] where fr[p].o == VM(w)", (((2,), 5),))
-    assert view.components[1] == ("counter(io)", (((), 0),))
+    assert view.components[1] == ("counter(io, VM(w))", (((), 0),))  # as the view names the index
     assert interp.equiv(L, KSERV, s, t) and interp.equiv(L, vm(1), s, t)
     assert not interp.equiv(L, vm(0), s, t)
     assert not interp.equiv(L, KSERV, s, dict(s, t=1))

@@ -215,3 +215,28 @@ layer Low refines Spec {
     rendered = render_counterexample(r, {"<test>": text})
     assert "the lower-only step changes `counter(io)` of Spec" in rendered, rendered
     assert "#io" not in rendered
+
+
+def test_a_replay_names_a_counter_as_the_why_line_does() -> None:
+    """`counter(alloc, KServ)` in both lines; the replay said `counter(alloc)` (found by a new user)."""
+    text = """\
+type word = bv[4]
+principal KServ
+principal VM(v: bv[1])
+oracle alloc : word from KServ
+layer L {
+  state { got : map[bv[1]] -> word }
+  observe VM(w) { got[w] }
+  op take(v: bv[1]) by VM(v) {
+    let p = read alloc for KServ
+    got[v] := p
+  }
+}
+"""
+    module = load_text(text, "<test>")
+    pairs = [(m, ob) for m, ob in obligations([module]) if ob.id == "L/LR/take/KServ"]
+    (r,) = prove_pairs(pairs, Options())
+    assert r.status is Status.FAILED
+    rendered = render_counterexample(r, {"<test>": text})
+    assert "why:          observation `counter(alloc, KServ)` differs" in rendered, rendered
+    assert "changes KServ's view: `counter(alloc, KServ)`" in rendered, rendered
