@@ -553,6 +553,24 @@ def _describe_expected(expected: set[str]) -> str:
     return " (expected " + ", ".join(names) + ")"
 
 
+def _hinted(text: str, d: Diagnostic, exc: lark.exceptions.UnexpectedInput) -> Diagnostic:
+    """Notes for two slips whose syntax error says little: `=` for `:=`, and a `return` with no
+    value (an operation without a result type cannot return), which takes the next line as its
+    value, so the error is on that line."""
+    if not isinstance(exc, lark.exceptions.UnexpectedToken):
+        return d
+    if exc.token.type == "EQUAL" and _assign() in exc.expected:
+        return replace(d, notes=(*d.notes, "to assign, write `:=`; `=` is for declarations, `let` and `bind`"))
+    before = [line.split("//")[0].strip() for line in source_lines(text)[:max(0, d.span.line - 1)]]
+    last = next((line for line in reversed(before) if line), "")
+    if re.search(r"\breturn$", last):
+        return replace(d, notes=(*d.notes, "the `return` on the line before takes this line as its value: only an "
+                                 "operation with a result type returns; without one, end a failed check with "
+                                 "`check c else halt`, or give the operation a result (`-> bool`, `check c else "
+                                 "return false`)"))
+    return d
+
+
 def _syntax_diagnostic(file: str, exc: lark.exceptions.UnexpectedInput) -> Diagnostic:
     line = getattr(exc, "line", 1) or 1
     column = getattr(exc, "column", 1) or 1
@@ -637,7 +655,7 @@ def _lark_parse(text: str, file: str, start: str) -> tuple[Tree[Token] | None, l
     diagnostics: list[Diagnostic] = []
 
     def on_error(exc: lark.exceptions.UnexpectedInput) -> bool:
-        diagnostics.append(_syntax_diagnostic(file, exc))
+        diagnostics.append(_hinted(text, _syntax_diagnostic(file, exc), exc))
         if not isinstance(exc, lark.exceptions.UnexpectedToken):
             return False  # a stray character: what follows it is too unreliable to report
         _repair(exc)
@@ -647,9 +665,15 @@ def _lark_parse(text: str, file: str, start: str) -> tuple[Tree[Token] | None, l
         tree = _parser().parse(text, start=start, on_error=on_error)
     except lark.exceptions.UnexpectedInput as exc:
         if not diagnostics or diagnostics[-1].span.line != (getattr(exc, "line", 0) or 0):
-            diagnostics.append(_syntax_diagnostic(file, exc))
+            diagnostics.append(_hinted(text, _syntax_diagnostic(file, exc), exc))
         return None, _dedupe(diagnostics)
     return (None, _dedupe(diagnostics)) if diagnostics else (tree, [])
+
+
+@lru_cache(maxsize=1)
+def _assign() -> str:
+    """lark's name for the terminal `:=`."""
+    return next(t.name for t in _parser().terminals if t.pattern.type == "str" and t.pattern.value == ":=")
 
 
 @lru_cache(maxsize=1)
@@ -819,6 +843,9 @@ def _repair(exc: lark.exceptions.UnexpectedToken) -> None:
     if parser is None or exc.token.type == "$END":
         return
     accepted = parser.accepts()
+    if exc.token.type == "EQUAL" and _assign() in accepted:  # `=` for `:=`: read as meant (_hinted)
+        parser.feed_token(Token.new_borrow_pos(_assign(), ":=", exc.token))
+        return
     for candidate in _REPAIR_CANDIDATES:
         if candidate not in accepted:
             continue

@@ -186,3 +186,37 @@ def test_a_name_that_only_looks_like_a_misspelt_keyword_is_not_reported_as_one()
     errors = syntax_errors(text)
     assert [(d.span.line, d.message.split(" (")[0]) for d in errors] == [(12, "unexpected ':='")]
     assert not any("state" in d.message or "keyword" in d.message for d in errors)
+
+
+UNIT_OP = """principal KServ
+layer L {
+  state { mem : map[bv[2]] -> bv[4]; ok : map[bv[2]] -> bool; n : bv[4] }
+  op write(p: bv[2], x: bv[4]) by KServ {
+    check ok[p] else STOP
+    mem[p] ASSIGN x
+    n := n + 1
+  }
+}
+"""
+
+
+def _syntax(text: str) -> list[Diagnostic]:
+    with pytest.raises(DiagnosticError) as info:
+        parse(text, "s.mv")
+    return info.value.diagnostics
+
+
+def test_equals_for_assignment_is_one_error_with_a_note() -> None:
+    """`mem[p] = x` was an error there and a second one on the next line (a new user's report)."""
+    [d] = _syntax(UNIT_OP.replace("STOP", "halt").replace("ASSIGN", "="))
+    assert (d.span.line, d.message) == (6, "unexpected '=' (expected '.', ':=', '[')")
+    assert d.notes == ("to assign, write `:=`; `=` is for declarations, `let` and `bind`",)
+
+
+def test_a_return_without_a_value_says_why_the_next_line_fails() -> None:
+    """`check c else return` in an operation without a result: the parse takes the next line as
+    the value, and the error was only `unexpected ':='` there (a new user's report)."""
+    [d] = _syntax(UNIT_OP.replace("STOP", "return  // nothing to return").replace("ASSIGN", ":="))
+    assert (d.span.line, d.message) == (6, "unexpected ':='")
+    assert d.notes and d.notes[0].startswith("the `return` on the line before takes this line as its value")
+    assert "`check c else halt`" in d.notes[0]
