@@ -7,6 +7,7 @@ both lower runs and points at the `implements` argument or the `bind`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from conftest import CASES, expectation, load, not_proved
 from microverify.dsl.loader import load_file, load_text
 from microverify.prover.driver import obligations, prove_modules, prove_pairs
-from microverify.prover.obligations import Kind
+from microverify.prover.obligations import Kind, Obligation
 from microverify.prover.report import render_counterexample, theorems
 from microverify.prover.verdict import ENCODINGS, Options, Result, Status
 
@@ -174,52 +175,35 @@ layer Impl refines Spec {
 """
 
 
+def _failed_counterexample(text: str, wanted: Callable[[Obligation], bool], encoding: str = "qf") -> str:
+    """The rendered counterexample of the one obligation of `text` that `wanted` picks, FAILED."""
+    module = load_text(text, "<test>")
+    (r,) = prove_pairs([(m, ob) for m, ob in obligations([module]) if wanted(ob)], Options(encoding=encoding))
+    assert r.status is Status.FAILED, (r.status, r.detail)
+    return render_counterexample(r, {"<test>": text})
+
+
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_an_r_oracle_counterexample_names_the_counter_as_the_source_does(encoding: str) -> None:
     """`counter(io)`, as in the table and the language, not the internal field `#io` (found in review)."""
-    module = load_text(COUNTER_SKIPPED, "<test>")
-    pairs = [(m, ob) for m, ob in obligations([module]) if ob.kind is Kind.R_ORACLE]
-    (r,) = prove_pairs(pairs, Options(encoding=encoding))
-    assert r.status is Status.FAILED
-    text = render_counterexample(r, {"<test>": COUNTER_SKIPPED})
+    text = _failed_counterexample(COUNTER_SKIPPED, lambda ob: ob.kind is Kind.R_ORACLE, encoding)
     assert "why:          the oracle counters advance differently: `counter(io)` (entry KServ)" in text, text
     assert "#io" not in text
 
 
 def test_an_r_stutter_counterexample_names_the_counter_as_the_source_does() -> None:
     """The replay line said `#io` where the why line says `counter(io)` (review)."""
-    text = """\
-type word = bv[4]
-principal KServ
-oracle io : word from KServ
-layer Spec {
-  state { x : word }
-  observe KServ { x }
-  op get() by KServ -> word { return x }
-}
-layer Low refines Spec {
-  state { x : word; y : word }
-  abstraction { x = x }
-  observe KServ { x; y }
-  op get() by KServ -> word { return x }
-  op poll() by KServ {
-    let v = read io
-    y := v
-  }
-}
-"""
-    module = load_text(text, "<test>")
-    pairs = [(m, ob) for m, ob in obligations([module]) if ob.kind is Kind.R_STUTTER]
-    (r,) = prove_pairs(pairs, Options())
-    assert r.status is Status.FAILED
-    rendered = render_counterexample(r, {"<test>": text})
-    assert "the lower-only step changes `counter(io)` of Spec" in rendered, rendered
-    assert "#io" not in rendered
+    text = _failed_counterexample(COUNTER_SKIPPED.replace("  op get() by KServ -> w { return 0 }\n}", """\
+  op get() by KServ -> w { let x = read io  return x }
+  op poll() by KServ { let v = read io  kb := kb }
+}"""), lambda ob: ob.kind is Kind.R_STUTTER)
+    assert "the lower-only step changes `counter(io)` of Spec" in text, text
+    assert "#io" not in text
 
 
 def test_a_replay_names_a_counter_as_the_why_line_does() -> None:
     """`counter(alloc, KServ)` in both lines; the replay said `counter(alloc)` (found by a new user)."""
-    text = """\
+    text = _failed_counterexample("""\
 type word = bv[4]
 principal KServ
 principal VM(v: bv[1])
@@ -232,11 +216,6 @@ layer L {
     got[v] := p
   }
 }
-"""
-    module = load_text(text, "<test>")
-    pairs = [(m, ob) for m, ob in obligations([module]) if ob.id == "L/LR/take/KServ"]
-    (r,) = prove_pairs(pairs, Options())
-    assert r.status is Status.FAILED
-    rendered = render_counterexample(r, {"<test>": text})
-    assert "why:          observation `counter(alloc, KServ)` differs" in rendered, rendered
-    assert "changes KServ's view: `counter(alloc, KServ)`" in rendered, rendered
+""", lambda ob: ob.id == "L/LR/take/KServ")
+    assert "why:          observation `counter(alloc, KServ)` differs" in text, text
+    assert "changes KServ's view: `counter(alloc, KServ)`" in text, text
