@@ -562,12 +562,11 @@ def _hinted(text: str, d: Diagnostic, exc: lark.exceptions.UnexpectedInput) -> D
     if exc.token.type == "EQUAL" and _assign() in exc.expected:
         return replace(d, notes=(*d.notes, "to assign, write `:=`; `=` is for declarations, `let` and `bind`"))
     before = [line.split("//")[0].strip() for line in source_lines(text)[:max(0, d.span.line - 1)]]
-    last = next((line for line in reversed(before) if line), "")
-    if re.search(r"\breturn$", last):
-        return replace(d, notes=(*d.notes, "the `return` on the line before takes this line as its value: only an "
-                                 "operation with a result type returns; without one, end a failed check with "
-                                 "`check c else halt`, or give the operation a result (`-> bool`, `check c else "
-                                 "return false`)"))
+    at = next((n for n in range(len(before), 0, -1) if before[n - 1]), 0)
+    if at and re.search(r"\breturn$", before[at - 1]):
+        return replace(d, notes=(*d.notes, f"the `return` at line {at} takes this line as its value: a `return` needs "
+                                 "one (`return false`); an operation without a result type cannot return, and ends "
+                                 "a failed check with `check c else halt`"))
     return d
 
 

@@ -27,8 +27,8 @@ from microverify.prover.obligations import KIND_NAMES, Obligation
 
 def terms(formula: Formula, hypotheses_only: bool = False) -> list[z3.BoolRef]:
     out = [z3.simplify(h.term) for h in formula.hypotheses]
-    if not hypotheses_only:
-        out.append(z3.simplify(formula.asserted_goal()))
+    if not hypotheses_only:  # separate questions: each over constants of its own (Formula.alone)
+        out.append(z3.simplify(formula.alone() if formula.separate_goals else formula.asserted_goal()))
     replaced, definitions = define_lambdas(out)  # type: ignore[arg-type]
     return definitions + replaced
 

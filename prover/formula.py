@@ -10,6 +10,7 @@ import z3
 from microverify.dsl import ir
 from microverify.layers.execute import Step
 from microverify.layers.model import Labeled, State, SymLayer
+from microverify.layers.terms import free_constants
 from microverify.layers.encoding import Value
 from microverify.prover.qf import Completion
 
@@ -51,9 +52,11 @@ class Formula:
     runs: list[Run] = field(default_factory=list)
     observer: tuple[ir.Principal, z3.ExprRef | None] | None = None
     explain_unsat: str = ""  # said when a `sat` obligation has no model
-    # a `sat` obligation whose goals are separate questions (they share no state): it holds if
-    # each goal has a model, their conjunction being only the first try; what to say of the
-    # goals that have none
+    # a `sat` obligation of separate questions: it holds if each goal, with the hypotheses, has
+    # a model of its own (their conjunction, which implies that, is only the solver's first
+    # try; `alone` is the obligation as one formula); `explain_goal` says what to say of the goals
+    # that have none
+    separate_goals: bool = False
     explain_goal: Callable[[list[Labeled]], str] | None = None
     tables: list[Table] = field(default_factory=list)  # default: the runs, before and after
     quantified: bool = False  # some hypothesis or goal still has a quantifier (set by solve.build)
@@ -65,6 +68,16 @@ class Formula:
     @property
     def ctx(self) -> z3.Context:
         return self.layer.ctx
+
+    def alone(self) -> z3.BoolRef:
+        """For separate goals: each goal with the hypotheses, over a copy of the constants of its
+        own, all in one formula (satisfiable iff every goal has a model: what is exported)."""
+        parts = []
+        for i, g in enumerate(self.goals):
+            one = z3.And([h.term for h in self.hypotheses] + [g.term])
+            parts.append(z3.substitute(one, *[(c, z3.Const(f"{c.decl().name()}!{i}", c.sort()))
+                                              for c in free_constants(one)]))
+        return z3.And(parts + [z3.BoolVal(True, self.ctx)])
 
     def asserted_goal(self, goals: list[Labeled] | None = None) -> z3.BoolRef:
         """The goals as the solver is given them: their conjunction, negated for a `valid`

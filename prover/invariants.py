@@ -51,9 +51,10 @@ def operation_succeeds(L: SymLayer, op: ir.Op) -> Formula:
 def view_tells_apart(L: SymLayer, u: ir.Principal) -> Formula:
     # For each component c of u's `observe` block: ∃s, t. n(s) = n(t) ∧ ¬(s ≈c t) over
     # well-formed states, ≈c comparing what c writes (its mask and its values), n u's oracle
-    # counters, u a member of its family, a pair of states and a member for each component, all
-    # in one query. A component that shows the same in every state (a tautology, a `where` no
-    # entry meets) shows nothing, even beside others that do. The counters are in every view
+    # counters, u a member of its family: one question per component, over one pair of states
+    # (first asked of all at once: two states that differ in every component answer them all).
+    # A component that shows the same in every state (a tautology, a `where` no entry meets)
+    # shows nothing, even beside others that do. The counters are in every view
     # already: a component that reads nothing else adds nothing and is not asked to (the
     # language allows writing it), unless the block has nothing else, which then shows nothing.
     # The invariants are left out: two states of them that differ in the view would need a
@@ -64,19 +65,26 @@ def view_tells_apart(L: SymLayer, u: ir.Principal) -> Formula:
     components = L.components(u)
     counters = [c for c in components if c.source is None]
     written = [c for c in components if c.source is not None]
-    asked = [c for c in written if not c.fields() or not all(map(is_counter_field, c.fields()))] or written
-    goals, runs, params = [], [], []
-    for i, c in enumerate(asked):
-        s, t = L.fresh_state(f"s{i}"), L.fresh_state(f"t{i}")
-        _, param = L.observer(u)
-        params.append(param)
-        same = z3.And([L.component_equal(n, param, s, t, goal=True).term for n in counters] + [z3.BoolVal(True, L.ctx)])
-        differ = z3.Not(L.component_equal(c, param, s, t, goal=True).term)
-        goals.append(Labeled(f"`{c.text}`", z3.And(same, differ), c.span, c))
-        runs += [Run(f"s{i}", s), Run(f"t{i}", t)]
+    asked = [c for c in written if not all(map(is_counter_field, c.fields()))] or written
+    s, t = L.fresh_state("s"), L.fresh_state("t")
+    _, param = L.observer(u)
+    same = z3.And([L.component_equal(n, param, s, t, goal=True).term for n in counters] + [z3.BoolVal(True, L.ctx)])
+    goals = [Labeled(f"`{c.text}`", z3.And(same, z3.Not(L.component_equal(c, param, s, t, goal=True).term)),
+                     c.span, c) for c in asked]
+    # under a mask that differs, a value that cannot (`mem[p] - mem[p] for p where ...`) hides
+    # what it was meant to show just as well
+    values = [Labeled(f"the values of `{c.text}` where its mask holds",
+                      z3.And(same, L.values_differ(c, param, s, t)), c.span, c)
+              for c in asked if c.source is not None and c.source.where is not None
+              and not isinstance(c.source.expr, ir.Lit)]
+    goals += values
 
     def dead(without: list[Labeled]) -> str:
-        if len(without) == len(asked):
+        # the goals given are the encoded ones (new objects): told apart by label and span
+        of_values = {g.label for g in values}
+        whole = {g.span for g in without if g.label not in of_values}
+        without = [g for g in without if g.label not in of_values or g.span not in whole]  # each component once
+        if len(whole) == len(asked):
             return (f"what `{block}` shows is the same in every state: {u.name} sees nothing of {L.layer.name}'s "
                     f"state (for that, write an empty block, `{block} {{ }}`)")
         return (f"{', '.join(g.label for g in without)} in `{block}` {'is' if len(without) == 1 else 'are'} the same "
@@ -84,5 +92,5 @@ def view_tells_apart(L: SymLayer, u: ir.Principal) -> Formula:
                 f"{L.layer.name}'s state (a `where` no entry meets, a value no two states differ in): fix or remove "
                 f"{'it' if len(without) == 1 else 'them'}")
 
-    return Formula("sat", L, [], goals, runs=runs, observer=(u, params[0]),
+    return Formula("sat", L, [], goals, runs=[Run("s", s), Run("t", t)], observer=(u, param), separate_goals=True,
                    explain_goal=dead)

@@ -302,10 +302,14 @@ def _solved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
     goal, or no shaped model, says nothing: VACUOUS verdicts, the counterexamples Z3 did not
     find here and everything else come from the quantifier-free encoding."""
     if formula.mode == "sat":
-        spent, model = _shaped(witness.shaped(formula), [h.term for h in formula.hypotheses]
-                               + [formula.asserted_goal()], options, options.rlimit // SHAPE_SHARE)
-        if model is None:
-            return None, spent, ""
+        shapes, spent = witness.shaped(formula), 0
+        # separate questions (Formula.separate_goals): a model for each goal
+        for goal in formula.goals if formula.separate_goals else [None]:
+            used, model = _shaped(shapes, [h.term for h in formula.hypotheses] + [
+                goal.term if goal is not None else formula.asserted_goal()], options, options.rlimit // SHAPE_SHARE)
+            spent += used
+            if model is None:
+                return None, spent, ""
         return Result(ob, Status.PROVED, time.perf_counter() - start, spent, lowered), spent, ""
     terms = _to_show(formula)
     # the shape depends on `init` too (prover/witness.py), so it is part of what is compared
@@ -562,6 +566,20 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
                                      options.rlimit // 4)
         if weak_answer == z3.unsat:
             return done(Status.PROVED, quantified=False)
+    if formula.separate_goals:  # separate questions: each goal on its own, each a check
+        hypotheses = [h.term for h in formula.hypotheses]
+        gave_up, without = "", []
+        for goal in formula.goals:
+            alone, answer = fresh_check(hypotheses + [goal.term], options.rlimit)
+            if answer == z3.unsat:
+                without.append(goal)
+            elif answer == z3.unknown:
+                gave_up = gave_up or why_unknown(GOAL_STAGE, alone)
+                if alone.reason_unknown() in MEMORY_REASONS:
+                    break  # why_unknown lifted the limit: no context more under it
+        if without:
+            return done(Status.VACUOUS, formula.explain_goal(without) if formula.explain_goal else "")
+        return done(Status.UNKNOWN, gave_up) if gave_up else done(Status.PROVED)
     everything = [h.term for h in formula.hypotheses] + [formula.asserted_goal()]
     if formula.mode == "sat" and shaped_model(everything, share=1) is not None:
         return done(Status.PROVED)
@@ -572,19 +590,6 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
     checked.append(solver)
     if answer == z3.unknown and solver.reason_unknown() not in MEMORY_REASONS:
         solver, answer = fresh_check(everything, options.rlimit)
-    if formula.explain_goal is not None and answer != z3.sat:
-        # separate questions, their conjunction only the first try: each goal on its own
-        hypotheses = [h.term for h in formula.hypotheses]
-        gave_up, without = "", []
-        for goal in formula.goals:
-            alone, answer = fresh_check(hypotheses + [goal.term], max(1, options.rlimit // len(formula.goals)))
-            if answer == z3.unsat:
-                without.append(goal)
-            if answer == z3.unknown and not gave_up:
-                gave_up = why_unknown(GOAL_STAGE, alone)
-        if without:
-            return done(Status.VACUOUS, formula.explain_goal(without))
-        return done(Status.UNKNOWN, gave_up) if gave_up else done(Status.PROVED)
     if answer == z3.unknown:
         # Z3 may fail to build a model of quantifiers over wide sorts: a counterexample is
         # looked for among the shaped states too (prover/witness.py)

@@ -218,5 +218,5 @@ def test_a_return_without_a_value_says_why_the_next_line_fails() -> None:
     the value, and the error was only `unexpected ':='` there (a new user's report)."""
     [d] = _syntax(UNIT_OP.replace("STOP", "return  // nothing to return").replace("ASSIGN", ":="))
     assert (d.span.line, d.message) == (6, "unexpected ':='")
-    assert d.notes and d.notes[0].startswith("the `return` on the line before takes this line as its value")
+    assert d.notes and d.notes[0].startswith("the `return` at line 5 takes this line as its value")
     assert "`check c else halt`" in d.notes[0]
