@@ -304,9 +304,10 @@ def _solved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
     if formula.mode == "sat":
         shapes, spent = witness.shaped(formula), 0
         # separate questions (Formula.separate_goals): a model for each goal
-        for goal in formula.goals if formula.separate_goals else [None]:
-            used, model = _shaped(shapes, [h.term for h in formula.hypotheses] + [
-                goal.term if goal is not None else formula.asserted_goal()], options, options.rlimit // SHAPE_SHARE)
+        questions = [g.term for g in formula.goals] if formula.separate_goals else [formula.asserted_goal()]
+        for question in questions:
+            used, model = _shaped(shapes, [h.term for h in formula.hypotheses] + [question], options,
+                                  options.rlimit // SHAPE_SHARE)
             spent += used
             if model is None:
                 return None, spent, ""
