@@ -75,8 +75,9 @@ class Formula:
         parts = []
         for i, g in enumerate(self.goals):
             one = z3.And([h.term for h in self.hypotheses] + [g.term])
-            parts.append(z3.substitute(one, *[(c, z3.Const(f"{c.decl().name()}!{i}", c.sort()))
-                                              for c in free_constants(one)]))
+            copies = [(c, z3.Const(self.layer.enc.unique(f"{c.decl().name()}_q{i}"), c.sort()))
+                      for c in free_constants(one)]
+            parts.append(z3.substitute(one, *copies))
         return z3.And(parts + [z3.BoolVal(True, self.ctx)])
 
     def asserted_goal(self, goals: list[Labeled] | None = None) -> z3.BoolRef:
