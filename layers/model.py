@@ -170,24 +170,10 @@ class SymLayer:
         name = self._param_name(principal)
         return {name: param} if name and param is not None else {}
 
-    def values_differ(self, comp: Component, param: z3.ExprRef | None, s: State, t: State) -> z3.BoolRef:
-        """An entry of a component of the view whose mask holds in both states and whose values
-        differ there (the binders are witnesses)."""
-        assert comp.source is not None
-        principal = self.module.principal(comp.principal)
-        consts, guard, values = bound_vars(self.enc, comp.source.binders, "w_")
-        vars = {**self._param_vars(principal, param), **values}
-        ws, vs, vtype = self._component_parts(comp, param, s, vars)
-        wt, vt, _ = self._component_parts(comp, param, t, vars)
-
-        def witness(key_type: Type) -> z3.ExprRef:
-            return z3.Const(self.enc.unique("w_key"), self.enc.sort(key_type))
-
-        return terms.and_((guard, ws, wt, z3.Not(self.enc.equal(vtype, vs, vt, witness))))  # type: ignore[arg-type]
-
     def component_equal(self, comp: Component, param: z3.ExprRef | None, s: State, t: State,
-                        goal: bool) -> Labeled:
-        """s and t agree on one component: same mask, and equal values where the mask holds.
+                        goal: bool, values_only: bool = False) -> Labeled:
+        """s and t agree on one component: same mask, and equal values where the mask holds
+        (`values_only`: equal values where the mask holds in both, whether or not it differs).
         As a hypothesis the binders are universally quantified; as a goal they are witnesses."""
         principal = self.module.principal(comp.principal)
         binders = comp.source.binders if comp.source is not None else ()
@@ -203,7 +189,8 @@ class SymLayer:
             return c
 
         same = self.enc.equal(vtype, vs, vt, witness if goal else None)
-        body = terms.and_((terms.eq(ws, wt), terms.implies(ws, same)))  # type: ignore[arg-type]
+        body = terms.implies(terms.and_((ws, wt)), same) if values_only else \
+            terms.and_((terms.eq(ws, wt), terms.implies(ws, same)))  # type: ignore[arg-type]
         if goal:
             term = terms.implies(guard, body)
         elif consts:

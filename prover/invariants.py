@@ -51,11 +51,11 @@ def operation_succeeds(L: SymLayer, op: ir.Op) -> Formula:
 def view_tells_apart(L: SymLayer, u: ir.Principal) -> Formula:
     # For each component c of u's `observe` block: ∃s, t. n(s) = n(t) ∧ ¬(s ≈c t) over
     # well-formed states, ≈c comparing what c writes (its mask and its values), n u's oracle
-    # counters, u a member of its family: one question per component, over one pair of states
-    # (first asked of all at once: two states that differ in every component answer them all).
-    # A component that shows the same in every state (a tautology, a `where` no entry meets)
-    # shows nothing, even beside others that do. The counters are in every view
-    # already: a component that reads nothing else adds nothing and is not asked to (the
+    # counters, u a member of its family: a separate question per component (Formula.
+    # separate_goals: each its own check), written over one pair of states. A component that
+    # shows the same in every state (a tautology, a `where` no entry meets) shows nothing, even
+    # beside others that do. The counters and configuration constants are known to every
+    # principal: a component that reads no other state adds nothing and is not asked to (the
     # language allows writing it), unless the block has nothing else, which then shows nothing.
     # The invariants are left out: two states of them that differ in the view would need a
     # model of the invariants twice over (quantified ones over 2^36 pages end unknown), so a
@@ -74,7 +74,8 @@ def view_tells_apart(L: SymLayer, u: ir.Principal) -> Formula:
     # under a mask that differs, a value that cannot (`mem[p] - mem[p] for p where ...`) hides
     # what it was meant to show just as well
     values = [Labeled(f"the values of `{c.text}` where its mask holds",
-                      z3.And(same, L.values_differ(c, param, s, t)), c.span, c)
+                      z3.And(same, z3.Not(L.component_equal(c, param, s, t, goal=True, values_only=True).term)),
+                      c.span, c)
               for c in asked if c.source is not None and c.source.where is not None
               and not isinstance(c.source.expr, ir.Lit)]
     goals += values
