@@ -148,10 +148,11 @@ def test_an_empty_block_or_none_gets_no_view_obligation() -> None:
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
 @pytest.mark.parametrize("order", SPLIT_ORDERS)
-@pytest.mark.parametrize("leak", [*LEAKY, *BESIDE, "the observer's own counter"])
+@pytest.mark.parametrize("leak", [*LEAKY, *BESIDE, "values that cannot differ", "the observer's own counter"])
 def test_a_view_that_shows_nothing_is_vacuous_whatever_the_files_and_their_order(
         tmp_path: Path, leak: str, order: str, encoding: str) -> None:
     model = text(LEAKY[leak]) if leak in LEAKY else text(BESIDE[leak][0]) if leak in BESIDE \
+        else text({**SECURE_VIEWS, "KSERV_VIEW": f"owner; {DEAD_VALUES}"}) if leak == "values that cannot differ" \
         else with_counter("counter(io, KServ)")
     modules = split_over_two_files(tmp_path, model, "KServ", order)
     results = prove_modules(modules, Options(encoding=encoding))
@@ -185,11 +186,14 @@ layer Low refines L {
     assert results["L/VIEW/KServ"].status is Status.PROVED
 
 
+DEAD_VALUES = "public - public for w: vmid where owner[w] == KServ"
+
+
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_values_that_cannot_differ_under_a_mask_that_can_are_vacuous(encoding: str) -> None:
     """`public - public for w: vmid where owner[w] == KServ` tells states apart by its mask
     alone: the values it was meant to show are the same in every state (review)."""
-    component = "public - public for w: vmid where owner[w] == KServ"
+    component = DEAD_VALUES
     results = by_id(prove_text(text({**SECURE_VIEWS, "KSERV_VIEW": f"owner; {component}"}), Options(encoding=encoding)))
     view = results["L/VIEW/KServ"]
     assert view.status is Status.VACUOUS, (view.status, view.detail)
