@@ -347,14 +347,17 @@ def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str, z3
     """Whether the negated goal is `unsat` under every hypothesis, quantifiers and all, the
     resource units spent, when it tried the conjuncts and one was not `unsat` a note naming it
     (for an UNKNOWN verdict: where to look), and, when that conjunct's negation had a model
-    under the hypotheses (which falsifies the goal too), the solver holding it. A model of the
+    under the hypotheses (which falsifies the goal too), the solver holding it: Z3's, or, where
+    Z3 gave up on it, one of the witness shape (prover/witness.py), looked for before the
+    quantifier-free encoding, which a leak over a wide sort runs to its limits. A model of the
     whole negated goal is not kept: the quantifier-free encoding, which follows, finds one
     about as fast as the whole check did (where the whole goal is cheap, so is its rewriting),
     and which conjunct that model breaks is the solver's choice either way.
 
     First the whole goal, under rlimit / EXACT_SHARE; if that is `unknown` and the goal is a
     conjunction (an INV goal has one conjunct per invariant clause), each conjunct on its own,
-    in turn, under rlimit / CONJUNCT_SHARE each and the whole rlimit together.
+    in turn, under rlimit / CONJUNCT_SHARE each and the whole rlimit together (a goal of one
+    conjunct is its whole goal), and the shaped model under rlimit / EXACT_SHARE.
 
     Each conjunct proved under every hypothesis proves the conjunction, so only all `unsat`
     proves anything; the first conjunct that is not ends the search. Z3 often proves each
@@ -366,8 +369,19 @@ def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str, z3
     whole, answer = _fresh(hypotheses + [formula.asserted_goal()], options, options.rlimit // EXACT_SHARE,
                            EXACT_STAGE)
     spent = _rlimit_count(whole)
-    if answer != z3.unknown or len(formula.goals) < 2:
+    if answer != z3.unknown:
         return answer == z3.unsat, spent, "", None
+
+    def shaped(goals: list[Labeled] | None = None) -> z3.Solver | None:
+        """A model of the witness shape of the hypotheses and the negated goal (or conjunct)."""
+        nonlocal spent
+        used, one = _shaped(witness.shaped(formula), hypotheses + [formula.asserted_goal(goals)], options,
+                            options.rlimit // EXACT_SHARE)
+        spent += used
+        return one
+
+    if len(formula.goals) < 2:
+        return False, spent, "", shaped()
     left = options.rlimit
     for i, goal in enumerate(formula.goals):
         budget, answer = min(left, options.rlimit // CONJUNCT_SHARE), z3.unknown
@@ -384,7 +398,7 @@ def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str, z3
                 why = f"Z3 gave up on it under {budget} resource units: {part.reason_unknown()}"
             return False, spent, (f"with its quantifiers, {i} of the goal's {len(formula.goals)} conjuncts were proved "
                                   f"one by one, then not {goal.label} ({why}; the rest were not tried)"), \
-                part if answer == z3.sat else None
+                part if answer == z3.sat else shaped([goal])
     return True, spent, "", None
 
 
@@ -590,16 +604,13 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
     answer = solver.check()
     checked.append(solver)
     if answer == z3.unknown and solver.reason_unknown() not in MEMORY_REASONS:
-        solver, answer = fresh_check(everything, options.rlimit)
-    if answer == z3.unknown:
         # Z3 may fail to build a model of quantifiers over wide sorts: a counterexample is
-        # looked for among the shaped states too (prover/witness.py)
-        memory = solver.reason_unknown() in MEMORY_REASONS
-        reason = why_unknown(GOAL_STAGE)
-        shaped = shaped_model(everything) if formula.mode == "valid" and not memory else None
-        if shaped is None:
-            return done(Status.UNKNOWN, reason)
-        solver, answer = shaped, z3.sat
+        # looked for among the shaped states (prover/witness.py) before the second check,
+        # which a leak would run to its limit
+        shaped = shaped_model(everything) if formula.mode == "valid" else None
+        solver, answer = (shaped, z3.sat) if shaped is not None else fresh_check(everything, options.rlimit)
+    if answer == z3.unknown:
+        return done(Status.UNKNOWN, why_unknown(GOAL_STAGE))
     if formula.mode == "sat":
         if answer == z3.sat:
             return done(Status.PROVED)
