@@ -395,6 +395,16 @@ def op_fields(op: Op, oracle_field: Callable[[str], str] | None = None, binds: b
     return found
 
 
+def counter_field(oracle: str) -> str:
+    """The state field holding oracle `oracle`'s counters (not a legal source-level name): the
+    one convention the encoding (oracles/oracles.py) and the reference interpreter share."""
+    return f"#{oracle}"
+
+
+def is_counter_field(name: str) -> bool:
+    return name.startswith("#")
+
+
 def collect_fields(e: Expr, found: set[str], oracle_field: Callable[[str], str] | None = None) -> None:
     """Add the state fields `e` mentions to `found`; with `oracle_field`, also the field it
     names for each oracle read or counter."""

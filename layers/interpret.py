@@ -14,7 +14,7 @@ It is independent of the Z3 lowering (no Z3 here) and agrees with it exactly
 - ω values are taken as canonical; `Universe.normalise` turns raw bit patterns into them
   the way the lowering normalises oracle outputs.
 
-Oracle counters are the state fields `#o : map[principal] -> bv[32]` (oracles.counter_field).
+Oracle counters are the state fields `#o : map[principal] -> bv[32]` (ir.counter_field).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from microverify.dsl import ir
+from microverify.dsl.ir import counter_field
 from microverify.dsl.types import COUNTER, PRINCIPAL, BVType, MapType, RecordType, Type
 from microverify.layers import values
 from microverify.layers.values import MapValue, Principal, Record, Scalar, Universe, Value
@@ -37,11 +38,6 @@ COUNTER_LIMIT = 1 << 32
 
 class InterpretError(Exception):
     """An IR node or value the interpreter cannot handle (an internal error)."""
-
-
-def counter_field(oracle: str) -> str:
-    """The state field of oracle `oracle`'s counters (the convention of oracles/oracles.py)."""
-    return f"#{oracle}"
 
 
 # -- expressions

@@ -11,19 +11,11 @@ from __future__ import annotations
 import z3
 
 from microverify.dsl import ir
+from microverify.dsl.ir import counter_field, is_counter_field
 from microverify.dsl.types import COUNTER, PRINCIPAL, MapType, RecordType, Type
 from microverify.layers.encoding import Encoder, MapVal, RecordVal, Value
 
 COUNTER_TYPE = MapType(PRINCIPAL, COUNTER)
-
-
-def counter_field(oracle: str) -> str:
-    """The state field holding oracle `oracle`'s counters (not a legal source-level name)."""
-    return f"#{oracle}"
-
-
-def is_counter_field(name: str) -> bool:
-    return name.startswith("#")
 
 
 def field_label(name: str) -> str:

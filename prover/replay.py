@@ -20,8 +20,9 @@ from enum import Enum
 import z3
 
 from microverify.dsl import ir
+from microverify.dsl.ir import counter_field
 from microverify.dsl.types import PRINCIPAL, Type
-from microverify.layers.interpret import Interpreter, InterpretError, State, StepResult, counter_field
+from microverify.layers.interpret import Interpreter, InterpretError, State, StepResult
 from microverify.layers.values import EnumerationError, Principal, Value
 from microverify.oracles.oracles import COUNTER_TYPE, field_label
 from microverify.prover.concrete import Concretizer, ModelError, TooLarge

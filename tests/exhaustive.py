@@ -35,9 +35,10 @@ from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from microverify.dsl import ir
+from microverify.dsl.ir import counter_field
 from microverify.dsl.loader import load_text
 from microverify.dsl.types import COUNTER, PRINCIPAL, MapType, RecordType, Type
-from microverify.layers.interpret import Interpreter, OmegaFn, OracleEvent, State, View, counter_field
+from microverify.layers.interpret import Interpreter, OmegaFn, OracleEvent, State, View
 from microverify.layers.values import MapValue, Principal, Record, Universe, Value
 from microverify.prover.driver import obligations, prove_modules
 from microverify.prover.report import stacks, theorems

@@ -20,12 +20,13 @@ import z3
 
 from conftest import ROOT, load
 from microverify.dsl import ir
+from microverify.dsl.ir import counter_field
 from microverify.dsl.loader import display_name, load_text
 from microverify.dsl.types import BOOL, PRINCIPAL, BoolType, BVType, EnumType, MapType, RecordType, Type
 from microverify.layers.abstraction import abstract
 from microverify.layers.encoding import Encoder, MapVal, RecordVal, map_leaves
 from microverify.layers.encoding import Value as SymValue
-from microverify.layers.interpret import Interpreter, InterpretError, OracleEvent, StepResult, counter_field
+from microverify.layers.interpret import Interpreter, InterpretError, OracleEvent, StepResult
 from microverify.layers.lower import scalar
 from microverify.layers.model import SymLayer
 from microverify.layers.values import (EnumerationError, MapValue, Principal, Record, Scalar, Universe,
