@@ -349,8 +349,8 @@ def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str, z3
     (for an UNKNOWN verdict: where to look), and, when that conjunct's negation had a model
     under the hypotheses (which falsifies the goal too), the solver holding it: Z3's, or, where
     Z3 gave up on it, one of the witness shape (prover/witness.py), looked for before the
-    quantifier-free encoding, which a leak over a wide sort runs to its limits. A model of the
-    whole negated goal is not kept: the quantifier-free encoding, which follows, finds one
+    quantifier-free encoding, which a leak over a wide sort runs to its limits. Z3's model of
+    the whole negated goal is not kept: the quantifier-free encoding, which follows, finds one
     about as fast as the whole check did (where the whole goal is cheap, so is its rewriting),
     and which conjunct that model breaks is the solver's choice either way.
 
