@@ -477,7 +477,7 @@ def test_a_validity_obligation_is_first_tried_exactly_and_a_failure_still_comes_
     assert all(r.status is Status.FAILED and r.counterexample is not None for r in failed)
     assert {(r.obligation.id, True) for r in failed} <= set(checked)
     # With no budget for the exact check, everything is proved in the quantifier-free encoding.
-    for share in ("SHAPE_SHARE", "EXACT_SHARE", "CONJUNCT_SHARE"):
+    for share in ("SHAPE_SHARE", "WHOLE_SHARE", "CONJUNCT_SHARE", "EXACT_SHARE"):
         monkeypatch.setattr(solving, share, 10**9)
     exact.clear()
     checked.clear()
@@ -809,7 +809,7 @@ def test_a_goal_the_whole_check_gives_up_on_is_proved_conjunct_by_conjunct_and_a
     over two files in either order, both encodings (the quantified one has no exact check)."""
     from microverify.prover import solve as solving
     monkeypatch.setattr(solving, "_SHOWN", {})
-    monkeypatch.setattr(solving, "EXACT_SHARE", 10**9)  # no budget for the whole goal
+    monkeypatch.setattr(solving, "WHOLE_SHARE", 10**9)  # no budget for the whole goal
     by_conjuncts: list[bool] = []
     stopped: list[str] = []  # where the conjuncts stopped
     real = solving._goals_unsat
@@ -853,7 +853,7 @@ def test_a_conjunct_the_exact_check_breaks_gives_the_counterexample_unless_the_i
     the interpreter does not confirm, never a PROVED."""
     from microverify.prover import solve as solving
     monkeypatch.setattr(solving, "_SHOWN", {})
-    monkeypatch.setattr(solving, "EXACT_SHARE", 10**9)  # no budget for the whole goal
+    monkeypatch.setattr(solving, "WHOLE_SHARE", 10**9)  # no budget for the whole goal
     checked: list[tuple[str, bool]] = []  # solved by _check, and whether quantifier-free
     real_check = solving._check
 
