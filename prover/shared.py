@@ -38,13 +38,19 @@ from microverify.layers.terms import free_constants
 from microverify.prover import fingerprint
 
 # The process's own Z3 context, where what obligations share is kept: the canonical predicates
-# here, the witness shapes of prover/witness.py and the hypotheses prover/solve.py has shown
-# satisfiable. Terms go in and out of it by translation only, which builds the same terms
-# whatever else the context holds. Every use holds LOCK: Z3 contexts are not thread-safe, and
-# obligations can be solved in two threads at once in one process (the language server proves
-# each saved file in a thread of its own, asyncio.to_thread).
+# here and the witness shapes of prover/witness.py. Terms go out of it by translation, which
+# builds the same terms whatever else the context holds. Every use holds LOCK: Z3 contexts are
+# not thread-safe, and obligations can be solved in two threads at once in one process (the
+# language server proves each saved file in a thread of its own, asyncio.to_thread).
 CONTEXT = z3.Context()
 LOCK = threading.RLock()
+# Nothing is translated *into* CONTEXT from another context (`constant_in_shared` makes the
+# constants it needs anew): Z3's translation raises the target's count of fresh names to the
+# source's, and a context where Z3 has solved, or prover/qf.py made its λs, has counted many.
+# CONTEXT's count passes on to every formula that takes a term from it, so the names Z3 makes
+# fresh there (the λs of prover/qf.py, Z3's own) would depend on what ran before in the
+# process, and Z3's search with them: a SeKVM leak that FAILED when solved alone ended
+# UNKNOWN after another model's obligations (tests/test_shared.py).
 _LIMIT = 10_000  # canonical terms remembered, at most (then forgotten: only a speed-up)
 
 # The canonical encoders end every name they make, bound variables included, with this: a name
@@ -65,6 +71,24 @@ class _Canonical:
 
 
 _LOWERED: dict[tuple[object, ...], _Canonical] = {}
+
+
+def sort_in(sort: z3.SortRef, ctx: z3.Context) -> z3.SortRef:
+    """The same sort made in `ctx` (the language's sorts: Bool, bit-vectors, arrays of them)."""
+    kind = sort.kind()
+    if kind == z3.Z3_BOOL_SORT:
+        return z3.BoolSort(ctx)
+    if kind == z3.Z3_BV_SORT:
+        return z3.BitVecSort(sort.size(), ctx)
+    assert isinstance(sort, z3.ArraySortRef), f"no sort {sort} in the language"
+    return z3.ArraySort(sort_in(sort.domain(), ctx), sort_in(sort.range(), ctx))
+
+
+def constant_in_shared(t: z3.ExprRef) -> z3.ExprRef:
+    """The uninterpreted constant `t` of another context, made in CONTEXT by its name and sort
+    (not translated: see CONTEXT)."""
+    assert z3.is_const(t) and t.decl().kind() == z3.Z3_OP_UNINTERPRETED, f"{t} is not a constant"
+    return z3.Const(t.decl().name(), sort_in(t.sort(), CONTEXT))
 
 
 def _state_leaves(s: State) -> list[z3.ExprRef]:
@@ -127,7 +151,7 @@ def _translated(L: SymLayer, key: tuple[object, ...], states: int, scalars: list
     if canonical is None:
         if len(_LOWERED) >= _LIMIT:
             _LOWERED.clear()
-        sorts = [x.translate(CONTEXT).sort() for x in scalars]
+        sorts = [sort_in(x.sort(), CONTEXT) for x in scalars]
         canonical = _LOWERED[key] = _canonical(L, states, sorts, lower)
     if canonical.term is None:
         return None

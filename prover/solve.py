@@ -320,16 +320,16 @@ def _solved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
     # the shape depends on `init` too (prover/witness.py), so it is part of what is compared
     init = (formula.layer.layer.init, tuple(run.upper for run in formula.runs))
     key = (options.rlimit, options.seed, options.timeout, hash(init), tuple(t.hash() for t in terms))
-    with shared.LOCK:  # the terms kept are in shared.CONTEXT
+    with shared.LOCK:  # the terms kept are in _SHOWN_CONTEXT
+        here = [t.translate(_SHOWN_CONTEXT) for t in terms]
         shown = next((units for kept, kept_init, units in _SHOWN.get(key, []) if kept_init == init
-                      and len(kept) == len(terms) and all(k.translate(formula.ctx).eq(t) for k, t in zip(kept, terms))),
-                     None)
+                      and len(kept) == len(here) and all(k.eq(t) for k, t in zip(kept, here))), None)
     if shown is None:
         satisfiable, shown = _shown_satisfiable(formula, options)
         if not satisfiable:
             return None, shown, ""
         with shared.LOCK:
-            _SHOWN.setdefault(key, []).append(([t.translate(shared.CONTEXT) for t in terms], init, shown))
+            _SHOWN.setdefault(key, []).append((here, init, shown))
     proved, spent, unproved, found = _goals_unsat(formula, options)
     used = shown + spent
     if proved:
@@ -411,14 +411,16 @@ def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str, z3
 # before it). The obligations of one operation share them: INV, OC, DC, WSC, LR and DR of `a`
 # all assume I(s) and that `a` does not halt (the hypotheses about a second run are left out,
 # see Labeled.reflexive), so each set is shown once per process, not once per obligation.
-# Looked up by Z3's structural hash, and a hit only if the terms kept (in the process's context,
-# shared.CONTEXT) are, translated into the obligation's context, the very same terms:
-# hash-consing makes structurally equal terms one term, so a hit is the same formula, checked
-# under the same limits.
+# Looked up by Z3's structural hash, and a hit only if the obligation's terms, translated into
+# _SHOWN_CONTEXT where those kept are, are the very same terms: hash-consing makes structurally
+# equal terms one term, so a hit is the same formula, checked under the same limits. A context
+# of its own, not shared.CONTEXT: terms are translated into it from the obligations' contexts,
+# which raises its count of fresh names (see shared.CONTEXT), and nothing is taken out of it.
 # The layer's `init` (and which runs are of an upper layer) must be the same too: the witness
 # shape is built from it, so with another `init` the same hypotheses may take other units, or
 # have no shaped model at all.
-_SHOWN: dict[tuple[object, ...], list[tuple[list[z3.BoolRef], object, int]]] = {}
+_SHOWN: dict[tuple[object, ...], list[tuple[list[z3.ExprRef], object, int]]] = {}
+_SHOWN_CONTEXT = z3.Context()
 
 
 def _to_show(formula: Formula) -> list[z3.BoolRef]:

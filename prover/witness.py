@@ -18,7 +18,7 @@ import z3
 
 from microverify.layers.encoding import each_leaf, leaves
 from microverify.layers.terms import free_constants
-from microverify.layers.model import SymLayer
+from microverify.layers.model import State, SymLayer
 from microverify.prover import fingerprint, shared
 from microverify.prover.formula import Formula, Run
 from microverify.prover.linking import conjuncts
@@ -90,12 +90,19 @@ def _remembered(formula: Formula, key: tuple[object, ...]) -> list[tuple[z3.Expr
     built = _BUILT.get(key)
     if built is None:
         layer = SymLayer(formula.layer.module, formula.layer.layer, shared.CONTEXT)
-        runs = [Run(run.name, {f: each_leaf(v, lambda t: t.translate(shared.CONTEXT))
-                               for f, v in run.pre.items()}, upper=run.upper) for run in formula.runs]
+        runs = [Run(run.name, _in_shared(run), upper=run.upper) for run in formula.runs]
         if len(_BUILT) >= _BUILT_LIMIT:
             _BUILT.clear()
         built = _BUILT[key] = _shaped(layer, runs)
     return [(m.translate(formula.ctx), term.translate(formula.ctx)) for m, term in built]
+
+
+def _in_shared(run: Run) -> State:
+    """The run's pre-state made anew in shared.CONTEXT (its constants, by name and sort: nothing
+    is translated into that context, see shared.CONTEXT). Of a refined layer's run, the fields
+    whose leaves are all constants: the others hold terms, which get no shape (`_key`)."""
+    return {f: each_leaf(v, shared.constant_in_shared) for f, v in run.pre.items()
+            if not run.upper or all(_constant(leaf) is not None for leaf in leaves(v))}
 
 
 def _key(formula: Formula) -> tuple[object, ...] | None:

@@ -276,3 +276,39 @@ def test_obligations_solved_in_threads_at_once_get_the_sequential_verdicts(monke
         for t in threads:
             t.join()
         assert got == sequential
+
+
+def _fresh_names_counted() -> str:
+    """The next fresh name a formula that takes a term from shared.CONTEXT would get: Z3's
+    translation passes the source context's count of fresh names on to the target."""
+    scratch = z3.Context()
+    z3.BoolVal(True, shared.CONTEXT).translate(scratch)
+    return str(z3.FreshConst(z3.BoolSort(scratch), "probe"))
+
+
+def test_no_context_passes_its_count_of_fresh_names_on_to_the_shared_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing is translated into shared.CONTEXT from an obligation's context: after a check in
+    it, or the λs of prover/qf.py, that context has counted fresh names, a translation would
+    raise CONTEXT's count to it, and every later formula would take it on: other names for its
+    λs, and another search in Z3. A leaky SeKVM's KCoreFlat/OC/smmu_iova_to_phys
+    (`iova_to_phys_any_bank`, quantified encoding) FAILED when solved alone and ended UNKNOWN
+    after `emul_from_other_cpu`'s obligation had run in the same process (its witness shapes
+    were built after the first goal check). Here each formula is built in a context that has
+    counted fresh names, and every use of CONTEXT runs on it: the shared predicates, the
+    witness shapes, and the exact-first check that keeps the hypotheses it showed satisfiable."""
+    from microverify.prover import solve as solving, witness
+    from microverify.prover.memory import new_context
+    monkeypatch.setattr(shared, "_LOWERED", {})
+    monkeypatch.setattr(witness, "_BUILT", {})
+    monkeypatch.setattr(solving, "_SHOWN", {})
+    before = _fresh_names_counted()
+    for module, ob in obligations([load_text(PAGES, "<pages>")]):
+        ctx = new_context()
+        for _ in range(100):
+            z3.FreshConst(z3.BoolSort(ctx), "counted")
+        formula = build(module, ob, ctx, "quantified")
+        witness.shaped(formula)
+        if formula.quantified:
+            solving._solved_exactly(ob, formula, Options(), 0.0, 0.0)
+    assert shared._LOWERED and witness._BUILT and solving._SHOWN  # each was used
+    assert _fresh_names_counted() == before
