@@ -27,7 +27,7 @@ def test_every_shipped_folder_is_covered() -> None:
     assert sorted(p.name for p in PROOFS.iterdir() if p.is_dir()) == sorted(THEOREMS)
 
 
-QUANTIFIED_SHARD = {"sekvm": "1/4", "xmhf": "1/3"}  # --shard of the quantified comparison
+QUANTIFIED_SHARD = {"sekvm": "1/8", "xmhf": "1/3"}  # --shard of the quantified comparison
 
 
 def prove_json(folder: str, *options: str) -> dict:  # type: ignore[type-arg]
@@ -43,12 +43,13 @@ def test_shipped_proof_proves_and_states_the_bottom_theorem(folder: str) -> None
     assert report["options"]["encoding"] == "qf"
     # Every quantifier left to Z3 instead: the same verdicts, on a fixed shard of the large
     # folders to keep the suite short (bench/bench.py compares every obligation of every folder;
-    # tests/test_mutants.py runs every mutant in both encodings).
+    # tests/test_mutants.py runs every mutant in both encodings). SeKVM's eighth is 43 of its 309
+    # obligations, 32 CPU-seconds at -j2 in that encoding; its quarter, 68, took 40 (2026-12-02).
     shard = QUANTIFIED_SHARD.get(folder)
     quantified = prove_json(folder, "--encoding", "quantified", *(("--shard", shard) if shard else ()))
     assert quantified["summary"]["quantified"] > 0
     compared = {o["id"] for o in quantified["obligations"]}
-    assert len(compared) * 5 > report["summary"]["total"]
+    assert len(compared) * 10 > report["summary"]["total"]
     assert [(o["id"], o["status"]) for o in quantified["obligations"]] == \
         [(o["id"], o["status"]) for o in report["obligations"] if o["id"] in compared]
     summary = report["summary"]
