@@ -294,6 +294,19 @@ def test_a_leak_at_the_wide_widths_is_never_proved(tmp_path: Path, order: str, e
         assert all(r.status is Status.FAILED and r.counterexample is not None for r in results)
 
 
+def _recorded_stages(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The stage of every check solve._fresh makes from now on, in order."""
+    stages: list[str] = []
+    fresh = solve._fresh
+
+    def recorded(assertions, options, rlimit, stage):  # type: ignore[no-untyped-def]
+        stages.append(stage)
+        return fresh(assertions, options, rlimit, stage)
+
+    monkeypatch.setattr(solve, "_fresh", recorded)
+    return stages
+
+
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_a_leak_z3_gives_up_on_is_found_in_a_shaped_state_before_the_checks_that_follow(
         monkeypatch: pytest.MonkeyPatch, encoding: str) -> None:
@@ -304,14 +317,7 @@ def test_a_leak_z3_gives_up_on_is_found_in_a_shaped_state_before_the_checks_that
     one it comes after the first check of the goal, before the second."""
     if encoding == "qf":
         monkeypatch.setattr(solve, "_check", lambda *a: pytest.fail("the quantifier-free encoding was solved"))
-    stages: list[str] = []
-    fresh = solve._fresh
-
-    def recorded(assertions, options, rlimit, stage):  # type: ignore[no-untyped-def]
-        stages.append(stage)
-        return fresh(assertions, options, rlimit, stage)
-
-    monkeypatch.setattr(solve, "_fresh", recorded)
+    stages = _recorded_stages(monkeypatch)
     [result] = _results(LEAK, ("L/LR/release/KServ",), encoding=encoding, rlimit=2_000_000).values()
     assert result.status is Status.FAILED and result.counterexample is not None, result.detail  # type: ignore[attr-defined]
     [failing] = result.counterexample.failing  # type: ignore[attr-defined]
@@ -339,14 +345,7 @@ def test_a_leak_no_shaped_state_shows_goes_on_to_the_checks_that_follow(
     """The shaped search finds nothing (the hypotheses fit the shape, the leak does not): that
     says nothing, the checks that follow still run, and the leak is never PROVED, in either
     encoding and either file order (Z3 gives up on it at this rlimit: UNKNOWN)."""
-    stages: list[str] = []
-    fresh = solve._fresh
-
-    def recorded(assertions, options, rlimit, stage):  # type: ignore[no-untyped-def]
-        stages.append(stage)
-        return fresh(assertions, options, rlimit, stage)
-
-    monkeypatch.setattr(solve, "_fresh", recorded)
+    stages = _recorded_stages(monkeypatch)
     modules = split_over_two_files(tmp_path, LEAK_OF_THREE, "KServ", order)
     pairs = [(m, ob) for m, ob in obligations(modules) if ob.id == "L/LR/release3/KServ"]
     assert pairs
