@@ -329,7 +329,7 @@ def _solved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
         if not satisfiable:
             return None, shown, ""
         with shared.LOCK:
-            _SHOWN.setdefault(key, []).append((here, init, shown))
+            _remember_shown(key, terms, init, shown)
     proved, spent, unproved, found = _goals_unsat(formula, options)
     used = shown + spent
     if proved:
@@ -419,8 +419,24 @@ def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str, z3
 # The layer's `init` (and which runs are of an upper layer) must be the same too: the witness
 # shape is built from it, so with another `init` the same hypotheses may take other units, or
 # have no shaped model at all.
+# At most _SHOWN_LIMIT sets are kept, then all are forgotten, with the context that held them: a
+# process that lives long (the language server proves every saved file in one) must not grow
+# without bound, and forgetting costs only time, since the units are the same either way.
 _SHOWN: dict[tuple[object, ...], list[tuple[list[z3.ExprRef], object, int]]] = {}
 _SHOWN_CONTEXT = z3.Context()
+_SHOWN_LIMIT = 10_000
+
+
+def _remember_shown(key: tuple[object, ...], terms: list[z3.BoolRef], init: object, units: int) -> None:
+    """Keep hypotheses shown satisfiable under `key`, translated into _SHOWN_CONTEXT; when
+    _SHOWN_LIMIT sets are kept already, forget them all first, and the context with them.
+    Called under shared.LOCK."""
+    global _SHOWN_CONTEXT
+    if sum(len(kept) for kept in _SHOWN.values()) >= _SHOWN_LIMIT:
+        _SHOWN.clear()
+        _SHOWN_CONTEXT = z3.Context()
+    here = [t.translate(_SHOWN_CONTEXT) for t in terms]
+    _SHOWN.setdefault(key, []).append((here, init, units))
 
 
 def _to_show(formula: Formula) -> list[z3.BoolRef]:

@@ -521,6 +521,35 @@ def test_hypotheses_shown_satisfiable_once_serve_every_obligation_with_the_same_
     assert {r.status for r in vacuous if r.obligation.kind.value == "INV"} == {Status.VACUOUS}
 
 
+
+def test_the_hypotheses_kept_as_shown_are_bounded_and_forgetting_them_changes_no_result(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """solve._SHOWN lives as long as the process, and the language server proves every saved
+    file in one: past _SHOWN_LIMIT sets it forgets them all, with the context holding them, and
+    a result is the same whether its hypotheses were remembered, forgotten or never kept."""
+    from microverify.prover import solve as solving
+    (tmp_path / "reuse.mv").write_text(REGISTER)
+    pairs = obligations([load_file(tmp_path / "reuse.mv", {})])
+    monkeypatch.setattr(solving, "_SHOWN", {})
+    unbounded = prove_pairs(pairs, Options())
+    assert sum(len(kept) for kept in solving._SHOWN.values()) > 2  # more than the limit below
+    monkeypatch.setattr(solving, "_SHOWN", {})
+    monkeypatch.setattr(solving, "_SHOWN_LIMIT", 2)
+    contexts, sizes = [], []
+    real = solving._remember_shown
+
+    def spy(*args):  # type: ignore[no-untyped-def]
+        real(*args)
+        contexts.append(solving._SHOWN_CONTEXT)
+        sizes.append(sum(len(kept) for kept in solving._SHOWN.values()))
+
+    monkeypatch.setattr(solving, "_remember_shown", spy)
+    bounded = prove_pairs(pairs, Options())
+    assert sizes and max(sizes) <= 2 and len({id(c) for c in contexts}) > 1, sizes
+    assert [(r.obligation.id, r.status, r.rlimit_used) for r in bounded] == \
+        [(r.obligation.id, r.status, r.rlimit_used) for r in unbounded]
+
+
 SIBLINGS = """\
 principal KServ
 principal VM(v: vmid)
