@@ -4,8 +4,9 @@ Z3 builds models of universals over a wide sort poorly (a map over 2^36 pages co
 ranges and by other maps); it finds one at once when the maps are given as terms. So, before
 a satisfiability check on a formula that keeps quantifiers, prover/solve.py equates every map
 of every run's pre-state to the term `shaped` gives it: the layer's `init` definition of that
-map when `init` has one (`forall p. owner[p] == e(p)`), else a constant map, updated at
-`POINTS` free indices with free values.
+map when `init` has one (`forall p. owner[p] == e(p)`, or an index-linking one, `forall p, i.
+port[concat(p, i)] == p`), else a constant map, updated at `POINTS` free indices with free
+values.
 
 Only `sat` is used, and it is exact: the equations only add constraints, so a model of them
 and the formula is a model of the formula. `unsat` or `unknown` says only that no state of
@@ -19,7 +20,7 @@ import z3
 from microverify.layers.encoding import each_leaf, leaves
 from microverify.layers.terms import free_constants
 from microverify.layers.model import State, SymLayer
-from microverify.prover import fingerprint, shared
+from microverify.prover import fingerprint, linking, shared
 from microverify.prover.formula import Formula, Run
 from microverify.prover.linking import conjuncts
 
@@ -33,7 +34,8 @@ def _is_map_constant(t: z3.ExprRef) -> bool:
 def _definitions(init: z3.ExprRef, maps: set[int]) -> dict[int, z3.ExprRef]:
     """The maps `init` defines pointwise, each as a lambda: conjuncts `forall x. ... m[x] == e
     ...` (or `m[x]`, `!m[x]` for a boolean map) where e mentions no map of `maps`; for a map of
-    maps, `forall x, y. ... m[x][y] == e ...`, a lambda of lambdas."""
+    maps, `forall x, y. ... m[x][y] == e ...`, a lambda of lambdas; and the maps an index-linking
+    definition sets (`forall p, i. m[concat(p, i)] == p`, `_linked_shape`)."""
     found: dict[int, z3.ExprRef] = {}
     for n, c in enumerate(conjuncts(init)):
         if not (z3.is_quantifier(c) and c.is_forall()):
@@ -63,7 +65,24 @@ def _definitions(init: z3.ExprRef, maps: set[int]) -> dict[int, z3.ExprRef]:
                 value = z3.Lambda([x], value)
             if value.sort() == part.sort():
                 found[part.get_id()] = value
+        # else an index-linking definition, its domain's `true ==>` simplified away (no fresh
+        # name: shapes are built in shared.CONTEXT, see there)
+        linked = linking.definition(z3.simplify(c), set(found), rest=f"shape!linked{n}!rest")
+        if linked is not None and linked.array.get_id() in maps:
+            found[linked.array.get_id()] = _linked_shape(linked, n)
     return found
+
+
+def _linked_shape(linked: linking.Linked, n: int) -> z3.ExprRef:
+    """The map an index-linking definition of `init` gives (prover/linking.py: `forall p, i.
+    port[concat(p, i)] == p`, `forall v. owner[zext(v, 12)] == VM(v)`): its Λ, with one free
+    value outside the definition's range where that is not the whole sort."""
+    if linked.rest is None:
+        return linked.value
+    sort = linked.array.sort()
+    assert isinstance(sort, z3.ArraySortRef)
+    base = z3.K(sort.domain(), z3.Const(f"shape!linked{n}!base", sort.range()))
+    return z3.substitute(linked.value, (linked.rest, base))
 
 
 # Shapes built in this process, in its own context (shared.CONTEXT), by what they are built

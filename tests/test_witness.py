@@ -117,6 +117,73 @@ def test_the_shape_takes_inits_definitions() -> None:
 
 
 
+LINKED = """\
+principal KServ
+type part = bv[32]
+type pidx = bv[32]
+type slot = bv[16]
+layer Ports {
+  state {
+    port_part : map[bv[64]] -> part
+    slot_of   : map[bv[36]] -> slot
+    port_id   : map[bv[64]] -> bv[64]
+  }
+  init {
+    forall p: part, i: pidx. port_part[concat(p, i)] == p;
+    forall s: slot. slot_of[zext(s, 36)] == s;
+    forall n: bv[64]. port_id[n] == 0
+  }
+  invariant { forall p: part, i: pidx. port_part[concat(p, i)] == p }
+  invariant { forall s: slot. slot_of[zext(s, 36)] == s }
+  observe KServ { port_id }
+  op noop() by KServ { }
+}
+"""
+
+
+def test_the_shape_takes_inits_index_linking_definitions() -> None:
+    """`forall p, i. port_part[concat(p, i)] == p` sets the whole map: its shape is the λ that
+    reads p out of the index (prover/linking.py), updated at the free indices. `forall s.
+    slot_of[zext(s, 36)] == s` sets the indices with zero high bits: inside them the λ, outside
+    one free value. A constant map in their place breaks the invariant everywhere, so no state
+    of the shape fitted these hypotheses before."""
+    [(m, ob)] = [(m, ob) for m, ob in _pairs(LINKED) if ob.id == "Ports/VAC"]
+    formula = build(fingerprint.slice_module(m, ob), ob, z3.Context())
+    pairs = {str(k): v for k, v in witness.shaped(formula)}
+    bases = {}
+    for name, term in pairs.items():
+        for _ in range(witness.POINTS):
+            assert z3.is_store(term), name
+            term = term.arg(0)
+        bases[name] = term
+    assert z3.is_quantifier(bases["port_part_s"]) and bases["port_part_s"].is_lambda()
+    assert z3.is_app_of(bases["port_part_s"].body(), z3.Z3_OP_EXTRACT)  # no test of a range: the whole sort
+    assert z3.is_quantifier(bases["slot_of_s"]) and z3.is_app_of(bases["slot_of_s"].body(), z3.Z3_OP_ITE)
+    assert "shape!linked" in str(bases["slot_of_s"].body().arg(2))  # the free value outside
+    assert "rest" not in str(bases["slot_of_s"])  # no array left free
+    # the shape satisfies init, so the hypotheses of every obligation have a shaped model
+    used, model = solve._shaped(witness.shaped(formula), [h.term for h in formula.hypotheses], Options(),
+                                Options.rlimit)
+    assert model is not None, used
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_leak_through_an_index_linked_map_fails_with_a_counterexample(encoding: str) -> None:
+    """Nickel's sys_get_queueing_port_id (bench/arinc653/leak_get_port_id.mv, Nickel's 64-bit
+    widths) returns the id of a port of another partition. Its counterexample needs a state
+    where a port belongs to its partition (`port_part[concat(p, i)] == p`): Z3 builds no model
+    of that over 2^64 ports, and no constant map fits it, so the obligation was UNKNOWN after
+    the whole rlimit in both encodings. The shape of the map is init's Λ now: FAILED, with the
+    two runs' port ids."""
+    path = ROOT / "bench" / "arinc653" / "leak_get_port_id.mv"
+    pairs = [(m, ob) for m, ob in obligations([load_file(path, {})]) if ob.id == "SK/OC/sys_get_queueing_port_id"]
+    [result] = prove_pairs(pairs, Options(encoding=encoding))
+    assert result.status is Status.FAILED and result.counterexample is not None, result.detail
+    assert result.counterexample.failing == ("the result of `sys_get_queueing_port_id` differs between the runs",)
+    rows = [row for _, _, table in result.counterexample.tables for row in table]
+    assert [row.name for row in rows if row.varies and not row.name.startswith("cfg_")] == \
+        ["port_id[0x0000000000000000]"], rows
+
 def test_a_layers_shape_is_built_once_and_is_the_shape_built_for_the_formula(monkeypatch: pytest.MonkeyPatch) -> None:
     """witness._BUILT: the obligations of a layer share its shapes, built in a context of their
     own and translated into each formula's. What a formula gets is exactly the shape built from
