@@ -689,7 +689,7 @@ type pfn = bv[36]
 layer Spread {
   state { owner : map[pfn] -> principal
           mem : map[pfn] -> bv[8] }
-  init { forall v: vmid. owner[zext(v, 36)] == VM(v) }
+  init { forall v: vmid. owner[zext(v, 36) * 3] == VM(v) }  // no layout of the bits: no index-linking definition
   invariant every_vm_has_a_page { forall v: vmid. exists p: pfn. owner[p] == VM(v) }
   observe KServ { owner[p] == KServ for p: pfn; mem[p] for p: pfn where owner[p] == KServ }
   observe VM(v) { mem[p] for p: pfn where owner[p] == VM(v) }
@@ -701,33 +701,44 @@ layer Spread {
 """
 
 
+@pytest.mark.parametrize("linked", [False, True], ids=["no shape fits", "init's shape fits"])
 @pytest.mark.parametrize("encoding", ["qf", "quantified"])
 @pytest.mark.parametrize("order", SPLIT_ORDERS)
 def test_a_shaped_model_proves_satisfiability_exactly_and_no_shape_is_no_verdict(
-        tmp_path: Path, order: str, encoding: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Attack on the shape-first checks (solve._solved_exactly, _shown_satisfiable): four VMs
-    each owning a page do not fit the witness shape (a constant map updated at two indices), so
-    no shaped model exists and the obligations are decided by the exact checks after it: all
+        tmp_path: Path, order: str, encoding: str, linked: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack on the shape-first checks (solve._solved_exactly, _shown_satisfiable): `init`
+    defines `owner` at `3 * v`, not by a layout of the index's bits, so its shape is a constant
+    map updated at two indices (prover/witness.py), and four VMs each owning a page do not fit it:
+    no shaped model exists, and the obligations are decided by the exact checks after it: all
     PROVED. Add an invariant that every page is KServ's and the invariants contradict each
     other: VAC is VACUOUS and nothing that assumes I(s) is PROVED; over two files in either
-    order, both encodings."""
+    order, both encodings. The same with `owner[zext(v, 36)] == VM(v)`, an index-linking
+    definition whose Λ is the shape (the VMs own pages 0 to 3): the shaped models prove the
+    secure layer, and the contradictory one is still VACUOUS."""
     from microverify.prover import solve as solving
+    source = SPREAD.replace("owner[zext(v, 36) * 3]", "owner[zext(v, 36)]") if linked else SPREAD
     monkeypatch.setattr(solving, "_SHOWN", {})
     shaped: list[bool] = []
+    exact_first: list[bool] = []  # of the exact-first check's hypotheses (solve._shown_satisfiable)
     real = solving._shaped
 
     def spy(*args):  # type: ignore[no-untyped-def]
         spent, model = real(*args)
         shaped.append(model is not None)
+        if args[3] == Options.rlimit // solving.SHAPE_SHARE:
+            exact_first.append(model is not None)
         return spent, model
 
     monkeypatch.setattr(solving, "_shaped", spy)
-    secure = prove_pairs(obligations(split_over_two_files(tmp_path, SPREAD, "KServ", order)), Options(encoding=encoding))
+    secure = prove_pairs(obligations(split_over_two_files(tmp_path, source, "KServ", order)), Options(encoding=encoding))
     assert all(r.status is Status.PROVED for r in secure) and len(secure) == 12 + 2 + 3  # VIEW: 2 + 1
     # tried, and no model fits, but for the questions of the VIEW obligations (no invariant: the
     # shape fits): KServ's two components and the values of its masked one, VM's one and its values
-    assert (encoding == "quantified") or (False in shaped and shaped.count(True) <= 5), shaped
-    contradictory = SPREAD.replace("  observe KServ", "  invariant all_kserv { forall p: pfn. owner[p] == KServ }\n"
+    if linked:  # the hypotheses of every operation, and VAC, have a model of the shape
+        assert (encoding == "quantified") or (exact_first and all(exact_first)), shaped
+    else:
+        assert (encoding == "quantified") or (False in shaped and shaped.count(True) <= 5), shaped
+    contradictory = source.replace("  observe KServ", "  invariant all_kserv { forall p: pfn. owner[p] == KServ }\n"
                                                      "  observe KServ")
     results = {r.obligation.id: r for r in prove_pairs(obligations(split_over_two_files(
         tmp_path, contradictory, "KServ", order)), Options(encoding=encoding))}
