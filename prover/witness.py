@@ -31,12 +31,16 @@ def _is_map_constant(t: z3.ExprRef) -> bool:
     return z3.is_const(t) and t.decl().kind() == z3.Z3_OP_UNINTERPRETED and z3.is_array(t)
 
 
-def _definitions(init: z3.ExprRef, maps: set[int]) -> dict[int, z3.ExprRef]:
+def _definitions(init: z3.ExprRef, maps: set[int]) -> dict[int, tuple[z3.ExprRef, bool]]:
     """The maps `init` defines pointwise, each as a lambda: conjuncts `forall x. ... m[x] == e
     ...` (or `m[x]`, `!m[x]` for a boolean map) where e mentions no map of `maps`; for a map of
     maps, `forall x, y. ... m[x][y] == e ...`, a lambda of lambdas; and the maps an index-linking
-    definition sets (`forall p, i. m[concat(p, i)] == p`, `_linked_shape`)."""
-    found: dict[int, z3.ExprRef] = {}
+    definition sets (`forall p, i. m[concat(p, i)] == p`, `_linked_shape`). With each, whether
+    it is updated at free indices: all but the index-linking ones (their invariant, where they
+    have one, pins the indices they set, and updates over their Λ cost Z3 more than they find:
+    the index-linking model of bench/widths.py took 2.5 to 13 times the resource units with
+    them, at 3 bits)."""
+    found: dict[int, tuple[z3.ExprRef, bool]] = {}
     for n, c in enumerate(conjuncts(init)):
         if not (z3.is_quantifier(c) and c.is_forall()):
             continue
@@ -64,24 +68,25 @@ def _definitions(init: z3.ExprRef, maps: set[int]) -> dict[int, z3.ExprRef]:
             for x in reversed(xs):
                 value = z3.Lambda([x], value)
             if value.sort() == part.sort():
-                found[part.get_id()] = value
+                found[part.get_id()] = value, True
         # else an index-linking definition, its domain's `true ==>` simplified away (no fresh
         # name: shapes are built in shared.CONTEXT, see there)
-        linked = linking.definition(z3.simplify(c), set(found), rest=f"shape!linked{n}!rest")
+        linked = linking.definition(z3.simplify(c), set(found), rest="shape!rest")
         if linked is not None and linked.array.get_id() in maps:
-            found[linked.array.get_id()] = _linked_shape(linked, n)
+            found[linked.array.get_id()] = _linked_shape(linked), False
     return found
 
 
-def _linked_shape(linked: linking.Linked, n: int) -> z3.ExprRef:
+def _linked_shape(linked: linking.Linked) -> z3.ExprRef:
     """The map an index-linking definition of `init` gives (prover/linking.py: `forall p, i.
     port[concat(p, i)] == p`, `forall v. owner[zext(v, 12)] == VM(v)`): its Λ, with one free
-    value outside the definition's range where that is not the whole sort."""
+    value outside the definition's range where that is not the whole sort, the map's own (each
+    run's map has its own: a shared one would make the runs agree there)."""
     if linked.rest is None:
         return linked.value
     sort = linked.array.sort()
     assert isinstance(sort, z3.ArraySortRef)
-    base = z3.K(sort.domain(), z3.Const(f"shape!linked{n}!base", sort.range()))
+    base = z3.K(sort.domain(), z3.Const(f"shape!{linked.array}!base", sort.range()))
     return z3.substitute(linked.value, (linked.rest, base))
 
 
@@ -160,7 +165,7 @@ def _shaped(layer: SymLayer, runs: list[Run]) -> list[tuple[z3.ExprRef, z3.ExprR
     if not maps:
         return []
     wanted = set(maps)
-    definitions: dict[int, z3.ExprRef] = {}
+    definitions: dict[int, tuple[z3.ExprRef, bool]] = {}
     for run in runs:
         if run.upper:
             continue
@@ -169,12 +174,12 @@ def _shaped(layer: SymLayer, runs: list[Run]) -> list[tuple[z3.ExprRef, z3.ExprR
     for n, (key, m) in enumerate(maps.items()):
         sort = m.sort()
         assert isinstance(sort, z3.ArraySortRef)
-        definition = definitions.get(key)
+        definition, updated = definitions.get(key, (None, True))
         if definition is None:
             base = z3.K(sort.domain(), z3.Const(f"shape!{n}!base", sort.range()))
             pairs.append((m, _updated(base, sort, f"shape!{n}", nested=False)))
         else:
-            pairs.append((m, _updated(definition, sort, f"shape!{n}", nested=True)))
+            pairs.append((m, _updated(definition, sort, f"shape!{n}", nested=True) if updated else definition))
     return pairs
 
 
