@@ -4,9 +4,9 @@ Z3 builds models of universals over a wide sort poorly (a map over 2^36 pages co
 ranges and by other maps); it finds one at once when the maps are given as terms. So, before
 a satisfiability check on a formula that keeps quantifiers, prover/solve.py equates every map
 of every run's pre-state to the term `shaped` gives it: the layer's `init` definition of that
-map when `init` has one (`forall p. owner[p] == e(p)`, or an index-linking one, `forall p, i.
-port[concat(p, i)] == p`), else a constant map, updated at `POINTS` free indices with free
-values.
+map when `init` has one (`forall p. owner[p] == e(p)`), else a constant map, updated at
+`POINTS` free indices with free values; or, as it is, the map an index-linking definition of
+`init` gives (`forall p, i. port[concat(p, i)] == p`).
 
 Only `sat` is used, and it is exact: the equations only add constraints, so a model of them
 and the formula is a model of the formula. `unsat` or `unknown` says only that no state of
@@ -69,8 +69,8 @@ def _definitions(init: z3.ExprRef, maps: set[int]) -> dict[int, tuple[z3.ExprRef
                 value = z3.Lambda([x], value)
             if value.sort() == part.sort():
                 found[part.get_id()] = value, True
-        # else an index-linking definition, its domain's `true ==>` simplified away (no fresh
-        # name: shapes are built in shared.CONTEXT, see there)
+        # an index-linking definition (of a map no other conjunct defined), its domain's
+        # `true ==>` simplified away (no fresh name: shapes are built in shared.CONTEXT, see there)
         linked = linking.definition(z3.simplify(c), set(found), rest="shape!rest")
         if linked is not None and linked.array.get_id() in maps:
             found[linked.array.get_id()] = _linked_shape(linked), False
