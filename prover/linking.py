@@ -32,6 +32,7 @@ A model of the result is read back through the substitution (`reinstate`): `a` i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import z3
@@ -121,9 +122,10 @@ def _has_var(t: z3.ExprRef) -> bool:
     return z3.is_var(t) or (z3.is_app(t) and any(_has_var(c) for c in t.children()))
 
 
-def definition(q: z3.ExprRef, taken: set[int], rest: str | None = None) -> Linked | None:
+def definition(q: z3.ExprRef, taken: set[int],
+               outside: Callable[[z3.ExprRef], z3.ExprRef] | None = None) -> Linked | None:
     """The definition q states, if it is one (module docstring), of an array not in taken;
-    a0 is named `rest`, or made fresh."""
+    a0 is `outside(array)` if given, else a fresh array."""
     if not (z3.is_quantifier(q) and q.is_forall()):  # type: ignore[attr-defined]
         return None
     body = q.body()  # type: ignore[attr-defined]
@@ -140,13 +142,14 @@ def definition(q: z3.ExprRef, taken: set[int], rest: str | None = None) -> Linke
         pieces = _layout(index)
         if pieces is None or (len(pieces) == 1 and not _has_var(e)):
             continue  # no layout; or `∀v. a[v] = e`, in the array property fragment (pass 3)
-        linked = _linked(a, e, pieces, q.num_vars(), rest)  # type: ignore[attr-defined]
+        linked = _linked(a, e, pieces, q.num_vars(), outside)  # type: ignore[attr-defined]
         if linked is not None:
             return linked
     return None
 
 
-def _linked(a: z3.ExprRef, e: z3.ExprRef, pieces: list[Piece], n: int, name: str | None) -> Linked | None:
+def _linked(a: z3.ExprRef, e: z3.ExprRef, pieces: list[Piece], n: int,
+            outside: Callable[[z3.ExprRef], z3.ExprRef] | None) -> Linked | None:
     """Λ for `∀v0…vn-1. a[f] = e`, f given by its pieces; None unless f is a layout (docstring)."""
     if sorted(p[0] for p in pieces if p[0] is not None) != list(range(n)):
         return None  # a variable missing (not injective) or used twice
@@ -172,7 +175,7 @@ def _linked(a: z3.ExprRef, e: z3.ExprRef, pieces: list[Piece], n: int, name: str
     widths = tuple(w for _, _, w in pieces[prefix:])
     if low == width:
         return Linked(a, z3.Lambda([j], value), lo, hi, None, widths)
-    rest = z3.FreshConst(a.sort(), "rest") if name is None else z3.Const(name, a.sort())
+    rest = z3.FreshConst(a.sort(), "rest") if outside is None else outside(a)
     tests = _range(j, lo, hi)
     inside = tests[0] if len(tests) == 1 else z3.And(tests)
     return Linked(a, z3.Lambda([j], z3.If(inside, value, z3.Select(rest, j))), lo, hi, rest, widths)

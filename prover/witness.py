@@ -34,12 +34,12 @@ def _is_map_constant(t: z3.ExprRef) -> bool:
 def _definitions(init: z3.ExprRef, maps: set[int]) -> dict[int, tuple[z3.ExprRef, bool]]:
     """The maps `init` defines pointwise, each as a lambda: conjuncts `forall x. ... m[x] == e
     ...` (or `m[x]`, `!m[x]` for a boolean map) where e mentions no map of `maps`; for a map of
-    maps, `forall x, y. ... m[x][y] == e ...`, a lambda of lambdas; and the maps an index-linking
-    definition sets (`forall p, i. m[concat(p, i)] == p`, `_linked_shape`). With each, whether
-    it is updated at free indices: all but the index-linking ones (their invariant, where they
-    have one, pins the indices they set, and updates over their Λ cost Z3 more than they find:
-    the index-linking model of bench/widths.py took 2.5 to 13 times the resource units with
-    them, at 3 bits)."""
+    maps, `forall x, y. ... m[x][y] == e ...`, a lambda of lambdas; and the maps an
+    index-linking definition sets (`forall p, i. m[concat(p, i)] == p`: its Λ, `_outside`
+    where it sets nothing). With each, whether it is updated at free indices: all but the
+    index-linking ones (their invariant, where they have one, pins the indices they set, and
+    updates over their Λ cost Z3 more than they find: the index-linking model of
+    bench/widths.py took 2.5 to 13 times the resource units with them, at 3 bits)."""
     found: dict[int, tuple[z3.ExprRef, bool]] = {}
     for n, c in enumerate(conjuncts(init)):
         if not (z3.is_quantifier(c) and c.is_forall()):
@@ -71,23 +71,19 @@ def _definitions(init: z3.ExprRef, maps: set[int]) -> dict[int, tuple[z3.ExprRef
                 found[part.get_id()] = value, True
         # an index-linking definition (of a map no other conjunct defined), its domain's
         # `true ==>` simplified away (no fresh name: shapes are built in shared.CONTEXT, see there)
-        linked = linking.definition(z3.simplify(c), set(found), rest="shape!rest")
+        linked = linking.definition(z3.simplify(c), set(found), _outside)
         if linked is not None and linked.array.get_id() in maps:
-            found[linked.array.get_id()] = _linked_shape(linked), False
+            found[linked.array.get_id()] = linked.value, False
     return found
 
 
-def _linked_shape(linked: linking.Linked) -> z3.ExprRef:
-    """The map an index-linking definition of `init` gives (prover/linking.py: `forall p, i.
-    port[concat(p, i)] == p`, `forall v. owner[zext(v, 12)] == VM(v)`): its Λ, with one free
-    value outside the definition's range where that is not the whole sort, the map's own (each
-    run's map has its own: a shared one would make the runs agree there)."""
-    if linked.rest is None:
-        return linked.value
-    sort = linked.array.sort()
+def _outside(m: z3.ExprRef) -> z3.ExprRef:
+    """The value an index-linking definition's Λ (prover/linking.py) gives `m` outside the
+    indices it sets: a constant map of a free value, the map's own (each run's map has its own:
+    a shared one would make the runs agree there)."""
+    sort = m.sort()
     assert isinstance(sort, z3.ArraySortRef)
-    base = z3.K(sort.domain(), z3.Const(f"shape!{linked.array}!base", sort.range()))
-    return z3.substitute(linked.value, (linked.rest, base))
+    return z3.K(sort.domain(), z3.Const(f"shape!{m}!base", sort.range()))
 
 
 # Shapes built in this process, in its own context (shared.CONTEXT), by what they are built

@@ -521,7 +521,6 @@ def test_hypotheses_shown_satisfiable_once_serve_every_obligation_with_the_same_
     assert {r.status for r in vacuous if r.obligation.kind.value == "INV"} == {Status.VACUOUS}
 
 
-
 def test_the_hypotheses_kept_as_shown_are_bounded_and_forgetting_them_changes_no_result(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """solve._SHOWN lives as long as the process, and the language server proves every saved

@@ -167,7 +167,6 @@ def test_the_shape_takes_inits_index_linking_definitions() -> None:
     assert model is not None, used
 
 
-
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_a_layer_with_index_linked_maps_proves_in_both_encodings(encoding: str) -> None:
     """Its VAC obligations ask for a model of the invariants over 2^64 ports and 2^36 slots: in
@@ -175,6 +174,7 @@ def test_a_layer_with_index_linked_maps_proves_in_both_encodings(encoding: str) 
     results = prove_pairs(_pairs(LINKED), Options(encoding=encoding))
     assert all(r.status is Status.PROVED for r in results), [(r.obligation.id, r.detail) for r in results]
     assert {r.obligation.id for r in results} >= {"Ports/VAC", "Ports/VAC/noop"}
+
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_a_leak_through_an_index_linked_map_fails_with_a_counterexample(encoding: str) -> None:
@@ -192,6 +192,7 @@ def test_a_leak_through_an_index_linked_map_fails_with_a_counterexample(encoding
     rows = [row for _, _, table in result.counterexample.tables for row in table]
     assert [row.name for row in rows if row.varies and not row.name.startswith("cfg_")] == \
         ["port_id[0x0000000000000000]"], rows
+
 
 def test_a_layers_shape_is_built_once_and_is_the_shape_built_for_the_formula(monkeypatch: pytest.MonkeyPatch) -> None:
     """witness._BUILT: the obligations of a layer share its shapes, built in a context of their
