@@ -194,6 +194,57 @@ def test_a_leak_through_an_index_linked_map_fails_with_a_counterexample(encoding
         ["port_id[0x0000000000000000]"], rows
 
 
+
+# A real leak through a map init defines by index-linking: KServ copies secret[x] into `out`, which
+# it observes, where x = concat(v, i) is one of VM(v)'s ports. Two runs: the same `out` and
+# port_part, secret[x] = 0 in one and 1 in the other; after copy(x), KServ's `out` differs.
+LINKED_LEAK = """\
+principal KServ
+principal VM(v: vmid)
+type vmid = bv[32]
+type pidx = bv[32]
+layer Ports {
+  state {
+    port_part : map[bv[64]] -> vmid
+    secret    : map[bv[64]] -> bv[8]
+    out       : bv[8]
+  }
+  init { forall p: vmid, i: pidx. port_part[concat(p, i)] == p }
+  invariant linked { forall p: vmid, i: pidx. port_part[concat(p, i)] == p }
+  observe KServ { out }
+  observe VM(v) { secret[x] for x: bv[64] where port_part[x] == v }
+  op copy(x: bv[64]) by KServ {
+    out := secret[x]
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_an_index_linked_shape_neither_hides_a_leak_nor_a_contradiction(
+        tmp_path: Path, order: str, encoding: str) -> None:
+    """Attack on the index-linking shapes: init's Λ is a model of `linked`, which the shaped
+    checks now find. The leak still FAILS its WSC with a counterexample at `copy`'s line. Add an
+    invariant that contradicts `linked` (port 2^32 is VM(1)'s by `linked`, VM(2)'s by `clash`):
+    VAC is VACUOUS, INIT FAILS, and no obligation that assumes the invariants is PROVED. Over two
+    files in either order, both encodings."""
+    pairs = [(m, ob) for m, ob in obligations(split_over_two_files(tmp_path, LINKED_LEAK, "KServ", order))
+             if ob.id == "Ports/WSC/copy/KServ"]
+    [leak] = prove_pairs(pairs, Options(encoding=encoding))
+    assert leak.status is Status.FAILED and leak.counterexample is not None, leak.detail
+    assert leak.counterexample.failing == ("observation `out` differs",)
+    assert [(Path(s.file).name, LINKED_LEAK.splitlines()[s.line - 1].strip()) for s in leak.counterexample.responsible] \
+        == [("model.mv", "out := secret[x]")]
+    clash = LINKED_LEAK.replace("  observe KServ", "  invariant clash { port_part[0x0000000100000000] == 2 }\n"
+                                                   "  observe KServ")
+    results = {r.obligation.id: r for r in prove_pairs(obligations(split_over_two_files(
+        tmp_path, clash, "KServ", order)), Options(encoding=encoding))}
+    assert results["Ports/VAC"].status is Status.VACUOUS
+    assert results["Ports/INIT"].status is Status.FAILED
+    assert all(r.status is not Status.PROVED for i, r in results.items()  # VIEW assumes no invariant
+               if i.startswith("Ports/") and "/VIEW/" not in i), {i: r.status for i, r in results.items()}
+
 def test_a_layers_shape_is_built_once_and_is_the_shape_built_for_the_formula(monkeypatch: pytest.MonkeyPatch) -> None:
     """witness._BUILT: the obligations of a layer share its shapes, built in a context of their
     own and translated into each formula's. What a formula gets is exactly the shape built from
