@@ -31,7 +31,7 @@ from microverify.dsl.limits import ensure_recursion_limit
 from microverify.prover import fingerprint
 from microverify.prover.cache import Cache
 from microverify.prover.obligations import Obligation, generate
-from microverify.prover.memory import MEMORY_REASONS, lift_memory_limit
+from microverify.prover.memory import MEMORY_REASONS, keep_freed_memory, lift_memory_limit
 from microverify.prover.verdict import Lookup, Options, Result, Status, look_up, needs_formula
 
 Pair = tuple[ir.Module, Obligation]
@@ -96,6 +96,7 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
     abandoned (the caller exits) and the worker processes are killed, not waited for; the
     exception goes on."""
     ensure_recursion_limit()
+    keep_freed_memory()
     # Z3 would catch SIGINT during a check (ending it `unknown` and going on with the next one);
     # let Python have it instead
     z3.set_param("ctrl_c", False)
@@ -310,6 +311,7 @@ def _init(pairs: list[Pair], options: Options, cache_dir: Path | None, parent: i
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     z3.set_param("ctrl_c", False)
     ensure_recursion_limit()
+    keep_freed_memory()
     _import_solver()  # a worker is there to solve: it imports the solver as it starts
     threading.Thread(target=_exit_with_parent, args=(parent,), name="microverify-watch-parent",
                      daemon=True).start()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -277,6 +278,23 @@ def test_running_out_of_memory_in_a_check_of_its_own_context_is_unknown_not_a_cr
         r = cli("-j1", "--no-cache", "--max-memory", limit, str(small))
         assert_clean(r, 1)
         assert f"memory limit of {limit} MiB reached (--max-memory)" in r.stdout, r.stdout
+
+
+@pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_proving_has_glibc_keep_the_memory_a_context_frees() -> None:
+    """prove_pairs sets glibc's malloc to keep the blocks a Z3 context frees for the next one
+    (prover/memory.py; bench/arinc653: 2 s of system time in 14 s, returning them to the system
+    and mapping them again); a fresh process has it unset, and a run sets it."""
+    script = ("from microverify.prover import memory\n"
+              "from microverify.prover.driver import obligations, prove_pairs\n"
+              "from microverify.dsl.loader import load_text\n"
+              "from microverify.prover.verdict import Options\n"
+              "import sys\n"
+              "before = memory._tuned\n"
+              "prove_pairs(obligations([load_text(sys.stdin.read(), 'secure.mv')]), Options())\n"
+              "print(before, memory._tuned, memory.keep_freed_memory())\n")
+    r = subprocess.run([sys.executable, "-c", script], input=SECURE, capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout.split()) == (0, ["False", "True", "True"]), r.stderr
 
 
 # ------------------------------------------------------------------------- 4. record arguments of implements
