@@ -89,8 +89,9 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
     seconds and the work left would take WORKER_START seconds more at the pace so far, `jobs - 1`
     worker processes join it: a worker costs about a CPU second to start (it imports everything
     again), which a small run would spend for nothing. When nothing is left to hand out, this
-    process also solves what the workers still hold, in order, and takes whichever answer comes
-    first (the same answer: the solving is deterministic); workers left busy are then killed.
+    process also solves what the workers still hold, the one handed last first (the likeliest to
+    wait behind another), and takes whichever answer comes first (the same answer: the solving
+    is deterministic); workers left busy are then killed.
 
     Ctrl-C (KeyboardInterrupt) or any other exception stops at once: the solving thread is
     abandoned (the caller exits) and the worker processes are killed, not waited for; the
@@ -189,8 +190,10 @@ class _Workers:
             self.lost.add(i)
 
     def held(self, done: dict[int, Result]) -> int:
-        """The first obligation a worker holds that is not solved yet, or -1."""
-        return min((i for i in self.handed.values() if i not in done), default=-1)
+        """The obligation handed to a worker last that is not solved yet, or -1: each worker
+        holds the one it solves and the next, so the one handed last is the likeliest not to
+        be started yet (and handed in order, it has the highest index)."""
+        return max((i for i in self.handed.values() if i not in done), default=-1)
 
     def kill(self) -> None:
         if self.pool is not None:
