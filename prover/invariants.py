@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import z3
 
 from microverify.dsl import ir
 from microverify.layers.model import Labeled, SymLayer
 from microverify.oracles.oracles import is_counter_field
 from microverify.prover.formula import Formula, Run
+from microverify.prover.frame import unassumed
 
 
 def initial(L: SymLayer) -> Formula:
@@ -24,7 +27,11 @@ def inductive(L: SymLayer, op: ir.Op) -> Formula:
     run = Run("s", s, L.step(op, s, args), L.dom(op, s, args))
     assert run.step is not None
     hyps = [Labeled("I(s)", L.invariant(s)), Labeled("s does not halt", z3.Not(run.step.halted))]
-    return Formula("valid", L, hyps, L.invariant_goals(run.step.post), op, args, [run])
+    post = run.step.post
+    clauses = functools.cache(lambda: L.invariants(post))  # with their quantifiers, when asked
+    # the clauses the step leaves as they were are the hypothesis I(s) already (prover/frame.py)
+    goals = unassumed(L.invariant_goals(post), [run], lambda i: clauses()[i].term, hyps[0].term)
+    return Formula("valid", L, hyps, goals, op, args, [run])
 
 
 def invariant_satisfiable(L: SymLayer) -> Formula:

@@ -11,6 +11,7 @@ import z3
 from microverify.dsl import ir
 from microverify.layers.model import Labeled, SymLayer
 from microverify.prover.formula import Formula, Run
+from microverify.prover.frame import unassumed
 
 
 def runs(L: SymLayer, op: ir.Op, names: tuple[str, ...]) -> tuple[dict, list[Run]]:
@@ -60,9 +61,18 @@ def weak_step_consistency(L: SymLayer, op: ir.Op, u: ir.Principal) -> Formula:
     # I(s) ∧ I(t) ∧ s ~u t ∧ s ~dom(a,s) t ⇒ step(s) ~u step(t)
     args, (s, t) = runs(L, op, ("s", "t"))
     _, param = L.observer(u)
-    hyps = base_hypotheses(L, [s, t]) + [_same_observer_view(L, u, param, s, t), _same_dom_view(L, s, t)]
+    same = _same_observer_view(L, u, param, s, t)
+    hyps = base_hypotheses(L, [s, t]) + [same, _same_dom_view(L, s, t)]
     assert s.step is not None and t.step is not None
-    goals = L.equiv_family(u, param, s.step.post, t.step.post, goal=True)
+    views = L.equiv_family(u, param, s.step.post, t.step.post, goal=True)
+
+    def after(i: int) -> z3.BoolRef:  # component i of step(s) ~u step(t), with its quantifiers
+        component = views[i].component
+        assert component is not None and s.step is not None and t.step is not None
+        return L.component_equal(component, param, s.step.post, t.step.post, goal=False).term
+
+    # the components the step leaves as they were are the hypothesis s ~u t already (prover/frame.py)
+    goals = unassumed(views, [s, t], after, same.term)
     return Formula("valid", L, hyps, goals, op, args, [s, t], (u, param))
 
 
