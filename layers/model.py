@@ -105,7 +105,10 @@ class SymLayer:
 
     def invariant_goals(self, s: State) -> list[Labeled]:
         """The invariants as goals, outer foralls replaced by witnesses."""
-        return self._goals([(f"invariant {inv.name}", inv.pred) for inv in self.layer.invariants], s)
+        return [self.invariant_goal(inv, s) for inv in self.layer.invariants]
+
+    def invariant_goal(self, inv: ir.Invariant, s: State) -> Labeled:
+        return self._goals([(f"invariant {inv.name}", inv.pred)], s)[0]
 
     def _goals(self, preds: list[tuple[str, ir.Expr]], s: State) -> list[Labeled]:
         goals = []

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import functools
-
 import z3
 
 from microverify.dsl import ir
-from microverify.layers.model import Labeled, SymLayer
+from microverify.layers.lower import pred
+from microverify.layers.model import Labeled, SymLayer, collect_fields
 from microverify.oracles.oracles import is_counter_field
 from microverify.prover.formula import Formula, Run
 from microverify.prover.frame import unassumed
+
+
+def fields(e: ir.Expr) -> set[str]:
+    """The state fields an expression reads."""
+    found: set[str] = set()
+    collect_fields(e, found)
+    return found
 
 
 def initial(L: SymLayer) -> Formula:
@@ -27,10 +33,10 @@ def inductive(L: SymLayer, op: ir.Op) -> Formula:
     run = Run("s", s, L.step(op, s, args), L.dom(op, s, args))
     assert run.step is not None
     hyps = [Labeled("I(s)", L.invariant(s)), Labeled("s does not halt", z3.Not(run.step.halted))]
-    post = run.step.post
-    clauses = functools.cache(lambda: L.invariants(post))  # with their quantifiers, when asked
+    post, invariants = run.step.post, L.layer.invariants
     # the clauses the step leaves as they were are the hypothesis I(s) already (prover/frame.py)
-    goals = unassumed(L.invariant_goals(post), [run], lambda i: clauses()[i].term, hyps[0].term)
+    goals = unassumed(len(invariants), lambda i: fields(invariants[i].pred), lambda i: L.invariant_goal(invariants[i], post),
+                      lambda i: pred(invariants[i].pred, L.env(post)), [run], hyps[0].term)
     return Formula("valid", L, hyps, goals, op, args, [run])
 
 

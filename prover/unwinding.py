@@ -64,15 +64,12 @@ def weak_step_consistency(L: SymLayer, op: ir.Op, u: ir.Principal) -> Formula:
     same = _same_observer_view(L, u, param, s, t)
     hyps = base_hypotheses(L, [s, t]) + [same, _same_dom_view(L, s, t)]
     assert s.step is not None and t.step is not None
-    views = L.equiv_family(u, param, s.step.post, t.step.post, goal=True)
-
-    def after(i: int) -> z3.BoolRef:  # component i of step(s) ~u step(t), with its quantifiers
-        component = views[i].component
-        assert component is not None and s.step is not None and t.step is not None
-        return L.component_equal(component, param, s.step.post, t.step.post, goal=False).term
-
+    post_s, post_t, components = s.step.post, t.step.post, L.components(u)
     # the components the step leaves as they were are the hypothesis s ~u t already (prover/frame.py)
-    goals = unassumed(views, [s, t], after, same.term)
+    goals = unassumed(len(components), lambda i: components[i].fields(),
+                      lambda i: L.component_equal(components[i], param, post_s, post_t, goal=True),
+                      lambda i: L.component_equal(components[i], param, post_s, post_t, goal=False).term,
+                      [s, t], same.term)
     return Formula("valid", L, hyps, goals, op, args, [s, t], (u, param))
 
 
