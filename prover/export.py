@@ -135,6 +135,9 @@ def script(ob: Obligation, formula: Formula, hypotheses_only: bool = False) -> s
         expect = "unsat means PROVED; sat means FAILED"
     header = (f"; microverify obligation {ob.id}: {ob.kind.value} ({KIND_NAMES[ob.kind]})\n"
               f"; declared at {ob.span}\n; expected: {expect}\n")
+    if formula.assumed and not hypotheses_only:
+        header += ("; left out of the goal, since the operation leaves them as they were and a hypothesis "
+                   "states them (docs/theory.md §4): " + "; ".join(" ".join(a.split()) for a in formula.assumed) + "\n")
     return header + f"(set-logic {logic(assertions)})\n" + body
 
 

@@ -59,6 +59,8 @@ class Formula:
     separate_goals: bool = False
     explain_goal: Callable[[list[Labeled]], str] | None = None
     tables: list[Table] = field(default_factory=list)  # default: the runs, before and after
+    # the labels of the goals left out as conjuncts of a hypothesis already (prover/frame.py)
+    assumed: tuple[str, ...] = ()
     quantified: bool = False  # some hypothesis or goal still has a quantifier (set by solve.build)
     completion: Completion | None = None  # set when the qf encoding instantiated quantifiers
     # (hypotheses, goals) without quantifiers but weaker (pass 3w of prover/qf.py), beside the

@@ -58,18 +58,20 @@ def same_value(a: Value, b: Value) -> bool:
 
 
 def unassumed(count: int, fields: Callable[[int], set[str]], goal: Callable[[int], Labeled],
-              after: Callable[[int], z3.BoolRef], runs: Sequence[Run], hypothesis: z3.BoolRef) -> list[Labeled]:
+              after: Callable[[int], z3.BoolRef], runs: Sequence[Run],
+              hypothesis: z3.BoolRef) -> tuple[list[Labeled], list[int]]:
     """The goals about the state after the runs' steps, `goal(i)` for i < count, without those
-    the step leaves as they were: goal i is left out (and not built) if no run's step changes
-    a field in `fields(i)` and `after(i)`, the formula goal i states with its outer
-    quantifiers, is a conjunct of `hypothesis` (the same formula of the states before the
-    steps)."""
+    the step leaves as they were, and the indices of those: goal i is left out (and not built)
+    if no run's step changes a field in `fields(i)` and `after(i)`, the formula goal i states
+    with its outer quantifiers, is a conjunct of `hypothesis` (the same formula of the states
+    before the steps)."""
     conjuncts = hypothesis.children() if z3.is_and(hypothesis) else [hypothesis]
-    kept = []
+    kept, left_out = [], []
     for i in range(count):
         if all(same_value(r.step.post[f], r.pre[f]) for r in runs if r.step is not None for f in fields(i)):
             restated = after(i)
             if any(alpha_equal(restated, c) for c in conjuncts[i:i + 1] + conjuncts):  # its own place first
+                left_out.append(i)
                 continue
         kept.append(goal(i))
-    return kept
+    return kept, left_out

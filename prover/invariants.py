@@ -35,9 +35,11 @@ def inductive(L: SymLayer, op: ir.Op) -> Formula:
     hyps = [Labeled("I(s)", L.invariant(s)), Labeled("s does not halt", z3.Not(run.step.halted))]
     post, invariants = run.step.post, L.layer.invariants
     # the clauses the step leaves as they were are the hypothesis I(s) already (prover/frame.py)
-    goals = unassumed(len(invariants), lambda i: fields(invariants[i].pred), lambda i: L.invariant_goal(invariants[i], post),
-                      lambda i: pred(invariants[i].pred, L.env(post)), [run], hyps[0].term)
-    return Formula("valid", L, hyps, goals, op, args, [run])
+    goals, left_out = unassumed(len(invariants), lambda i: fields(invariants[i].pred),
+                                lambda i: L.invariant_goal(invariants[i], post),
+                                lambda i: pred(invariants[i].pred, L.env(post)), [run], hyps[0].term)
+    return Formula("valid", L, hyps, goals, op, args, [run],
+                   assumed=tuple(f"invariant {invariants[i].name}" for i in left_out))
 
 
 def invariant_satisfiable(L: SymLayer) -> Formula:

@@ -66,11 +66,12 @@ def weak_step_consistency(L: SymLayer, op: ir.Op, u: ir.Principal) -> Formula:
     assert s.step is not None and t.step is not None
     post_s, post_t, components = s.step.post, t.step.post, L.components(u)
     # the components the step leaves as they were are the hypothesis s ~u t already (prover/frame.py)
-    goals = unassumed(len(components), lambda i: components[i].fields(),
-                      lambda i: L.component_equal(components[i], param, post_s, post_t, goal=True),
-                      lambda i: L.component_equal(components[i], param, post_s, post_t, goal=False).term,
-                      [s, t], same.term)
-    return Formula("valid", L, hyps, goals, op, args, [s, t], (u, param))
+    goals, left_out = unassumed(len(components), lambda i: components[i].fields(),
+                                lambda i: L.component_equal(components[i], param, post_s, post_t, goal=True),
+                                lambda i: L.component_equal(components[i], param, post_s, post_t, goal=False).term,
+                                [s, t], same.term)
+    return Formula("valid", L, hyps, goals, op, args, [s, t], (u, param),
+                   assumed=tuple(f"observation `{components[i].text}`" for i in left_out))
 
 
 def local_respect(L: SymLayer, op: ir.Op, u: ir.Principal) -> Formula:
