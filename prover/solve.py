@@ -359,15 +359,16 @@ def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str, z3
     and which conjunct that model breaks is the solver's choice either way.
 
     First the whole goal, under rlimit / WHOLE_SHARE; if that is `unknown` and the goal is a
-    conjunction (an INV goal has one conjunct per invariant clause), each conjunct on its own,
-    in turn, under rlimit / CONJUNCT_SHARE each and the whole rlimit together (a goal of one
-    conjunct is its whole goal), and the shaped model under rlimit / EXACT_SHARE.
+    conjunction (an INV goal has one conjunct per invariant clause the operation may change,
+    prover/frame.py), each conjunct on its own, in turn, under rlimit / CONJUNCT_SHARE each and
+    the whole rlimit together (a goal of one conjunct is its whole goal), and the shaped model
+    under rlimit / EXACT_SHARE.
 
     Each conjunct proved under every hypothesis proves the conjunction, so only all `unsat`
     proves anything; the first conjunct that is not ends the search. Z3 often proves each
     conjunct of a large invariant in a few hundred thousand units where the whole conjunction
-    runs out of its limit: KCoreMachine's host_hvc at SeKVM's hardware sizes proves its 27
-    conjuncts in 10M units together, and the whole in 21M (docs/theory.md §9). The cap on each
+    runs out of its limit: KCoreMachine's host_hvc at SeKVM's hardware sizes proved its 27
+    conjuncts in 10M units together, and the whole in 21M (docs/theory.md §9; 22 are asked now). The cap on each
     conjunct bounds what a leaky model pays here before its counterexample is looked for."""
     hypotheses = [h.term for h in formula.hypotheses]
     whole, answer = _fresh(hypotheses + [formula.asserted_goal()], options, options.rlimit // WHOLE_SHARE,
