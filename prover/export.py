@@ -135,9 +135,10 @@ def script(ob: Obligation, formula: Formula, hypotheses_only: bool = False) -> s
         expect = "unsat means PROVED; sat means FAILED"
     header = (f"; microverify obligation {ob.id}: {ob.kind.value} ({KIND_NAMES[ob.kind]})\n"
               f"; declared at {ob.span}\n; expected: {expect}\n")
-    if formula.assumed and not hypotheses_only:
+    if formula.assumed and not hypotheses_only:  # on one line: a label's own line breaks become spaces
+        left_out = "; ".join(" ".join(label.split()) for label in formula.assumed)
         header += ("; left out of the goal, since the operation leaves them as they were and a hypothesis "
-                   "states them (docs/theory.md §4): " + "; ".join(" ".join(a.split()) for a in formula.assumed) + "\n")
+                   f"states them (docs/theory.md §4): {left_out}\n")
     return header + f"(set-logic {logic(assertions)})\n" + body
 
 

@@ -135,9 +135,11 @@ def test_only_the_goals_about_what_an_operation_writes_are_left() -> None:
 def test_an_exported_script_names_the_goals_left_out() -> None:
     """The script says on one comment line which goals were left out (a component written over
     several lines by its first line), and Z3 answers it as the verdict says."""
-    text = SECURE.replace("observe VM(v) { mem[v] }", "observe VM(v) { mem[v];\n    mem[w] for w: vmid\n      where shown[w] }")
-    for kind, op, observer, left_out in [(Kind.WSC, "peek", "VM", "observation `mem[v]`; observation `mem[w] for w: vmid ...`"),
-                                         (Kind.INV, "put", None, "invariant hidden")]:
+    text = SECURE.replace("observe VM(v) { mem[v] }",
+                          "observe VM(v) { mem[v];\n    mem[w] for w: vmid\n      where shown[w] }")
+    for kind, op, observer, left_out in [
+            (Kind.WSC, "peek", "VM", "observation `mem[v]`; observation `mem[w] for w: vmid ...`"),
+            (Kind.INV, "put", None, "invariant hidden")]:
         ob, f = formula(text, kind, op, observer)
         exported = script(ob, f)
         assert [line for line in exported.splitlines() if line.startswith("; left out")] == \
@@ -152,13 +154,15 @@ def test_an_exported_script_names_the_goals_left_out() -> None:
 @pytest.mark.parametrize("model", [SECURE, CLEARED], ids=["views", "invariant"])
 def test_the_secure_models_prove(model: str, encoding: str) -> None:
     results = prove_text(model, Options(encoding=encoding))
-    assert [(r.obligation.id, r.status, r.detail) for r in results if r.status is not Status.PROVED] == []
+    assert [(r.obligation.id, r.status, r.detail) for r in results
+            if r.status is not Status.PROVED] == []
 
 
 def _failed_wsc(results: list[Result], text: str, line: str, observer: str) -> None:
     """Only a WSC for `observer` fails, and its counterexample names the `line` of `text`."""
     failed = [r for r in results if r.status is not Status.PROVED]
-    assert [(r.obligation.kind, r.obligation.observer, r.status) for r in failed] == [(Kind.WSC, observer, Status.FAILED)]
+    assert [(r.obligation.kind, r.obligation.observer, r.status) for r in failed] == \
+        [(Kind.WSC, observer, Status.FAILED)]
     cex = failed[0].counterexample
     assert cex is not None
     assert line in [text.splitlines()[s.line - 1].strip() for s in cex.responsible]
@@ -214,5 +218,6 @@ def test_alpha_equal_is_equality_up_to_the_names_of_bound_variables() -> None:
     assert not alpha_equal(z3.ForAll([x], z3.ForAll([y], a[x] == b[y])), z3.ForAll([y], z3.ForAll([x], a[x] == b[y])))
     assert not alpha_equal(z3.ForAll([x], a[x] == b[x]), z3.Exists([x], a[x] == b[x]))
     z = z3.BitVec("z", 3)
-    assert not alpha_equal(z3.ForAll([x], a[x] == b[x]), z3.ForAll([z], a[z3.Extract(1, 0, z)] == b[z3.Extract(1, 0, z)]))
+    low = z3.Extract(1, 0, z)
+    assert not alpha_equal(z3.ForAll([x], a[x] == b[x]), z3.ForAll([z], a[low] == b[low]))
     assert not alpha_equal(z3.And(k == 1, k == 2), z3.And(k == 1, k == 3))
