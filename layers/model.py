@@ -30,14 +30,14 @@ class Component:
     source: ir.ObsComponent | None  # None: the counter of `oracle`
     oracle: str | None = None
 
+    @property
+    def label(self) -> str:
+        return f"observation `{self.text}`"
+
     def fields(self) -> set[str]:
         if self.source is None:
             return {counter_field(self.oracle or "")}
-        found: set[str] = set()
-        for e in (self.source.expr, self.source.where):
-            if e is not None:
-                collect_fields(e, found)
-        return found
+        return expr_fields(self.source.expr, self.source.where)
 
 
 @dataclass
@@ -97,8 +97,10 @@ class SymLayer:
         return self._goals([(f"init of {self.layer.name}", e) for e in self.layer.init], s)
 
     def invariants(self, s: State) -> list[Labeled]:
-        return [Labeled(f"invariant {inv.name}", pred(inv.pred, self.env(s)), inv.span)
-                for inv in self.layer.invariants]
+        return [Labeled(invariant_label(inv), self.invariant_clause(inv, s), inv.span) for inv in self.layer.invariants]
+
+    def invariant_clause(self, inv: ir.Invariant, s: State) -> z3.BoolRef:
+        return pred(inv.pred, self.env(s))
 
     def invariant(self, s: State) -> z3.BoolRef:
         return terms.and_([x.term for x in self.invariants(s)] + [self.true()])
@@ -108,7 +110,7 @@ class SymLayer:
         return [self.invariant_goal(inv, s) for inv in self.layer.invariants]
 
     def invariant_goal(self, inv: ir.Invariant, s: State) -> Labeled:
-        return self._goals([(f"invariant {inv.name}", inv.pred)], s)[0]
+        return self._goals([(invariant_label(inv), inv.pred)], s)[0]
 
     def _goals(self, preds: list[tuple[str, ir.Expr]], s: State) -> list[Labeled]:
         goals = []
@@ -116,9 +118,7 @@ class SymLayer:
             witnesses: dict[str, tuple[Type, z3.ExprRef]] = {}
             env = self.env(s)
             term = goal_pred(e, env, witnesses)
-            mentioned: set[str] = set()
-            collect_fields(e, mentioned)
-            goals.append(Labeled(label, term, e.span, witnesses=witnesses, fields=mentioned, sources=((e, env),)))
+            goals.append(Labeled(label, term, e.span, witnesses=witnesses, fields=expr_fields(e), sources=((e, env),)))
         return goals
 
     # -- operations
@@ -202,7 +202,7 @@ class SymLayer:
             term = body
         sources = tuple((e, self.env(state, vars)) for state in (s, t) for e in
                         ((comp.source.where, comp.source.expr) if comp.source is not None else ()) if e is not None)
-        return Labeled(f"observation `{comp.text}`", term, comp.span, comp, witnesses, comp.fields(), sources=sources)
+        return Labeled(comp.label, term, comp.span, comp, witnesses, comp.fields(), sources=sources)
 
     def equiv_family(self, principal: ir.Principal, param: z3.ExprRef | None, s: State, t: State,
                      goal: bool = False) -> list[Labeled]:
@@ -253,3 +253,16 @@ def collect_fields(e: ir.Expr, found: set[str]) -> None:
     """State fields an expression mentions, with the counter field of every oracle it reads
     (for choosing what a counterexample shows)."""
     ir.collect_fields(e, found, counter_field)
+
+
+def expr_fields(*exprs: ir.Expr | None) -> set[str]:
+    """collect_fields of the expressions given (None: no expression), as a new set."""
+    found: set[str] = set()
+    for e in exprs:
+        if e is not None:
+            collect_fields(e, found)
+    return found
+
+
+def invariant_label(inv: ir.Invariant) -> str:
+    return f"invariant {inv.name}"

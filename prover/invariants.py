@@ -5,18 +5,10 @@ from __future__ import annotations
 import z3
 
 from microverify.dsl import ir
-from microverify.layers.lower import pred
-from microverify.layers.model import Labeled, SymLayer, collect_fields
+from microverify.layers.model import Labeled, SymLayer, expr_fields, invariant_label
 from microverify.oracles.oracles import is_counter_field
 from microverify.prover.formula import Formula, Run
 from microverify.prover.frame import unassumed
-
-
-def fields(e: ir.Expr) -> set[str]:
-    """The state fields an expression reads."""
-    found: set[str] = set()
-    collect_fields(e, found)
-    return found
 
 
 def initial(L: SymLayer) -> Formula:
@@ -35,11 +27,11 @@ def inductive(L: SymLayer, op: ir.Op) -> Formula:
     hyps = [Labeled("I(s)", L.invariant(s)), Labeled("s does not halt", z3.Not(run.step.halted))]
     post, invariants = run.step.post, L.layer.invariants
     # the clauses the step leaves as they were are the hypothesis I(s) already (prover/frame.py)
-    goals, left_out = unassumed(len(invariants), lambda i: fields(invariants[i].pred),
+    goals, left_out = unassumed(len(invariants), lambda i: expr_fields(invariants[i].pred),
                                 lambda i: L.invariant_goal(invariants[i], post),
-                                lambda i: pred(invariants[i].pred, L.env(post)), [run], hyps[0].term)
+                                lambda i: L.invariant_clause(invariants[i], post), [run], hyps[0].term)
     return Formula("valid", L, hyps, goals, op, args, [run],
-                   assumed=tuple(f"invariant {invariants[i].name}" for i in left_out))
+                   assumed=tuple(invariant_label(invariants[i]) for i in left_out))
 
 
 def invariant_satisfiable(L: SymLayer) -> Formula:

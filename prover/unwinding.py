@@ -71,7 +71,7 @@ def weak_step_consistency(L: SymLayer, op: ir.Op, u: ir.Principal) -> Formula:
                                 lambda i: L.component_equal(components[i], param, post_s, post_t, goal=False).term,
                                 [s, t], same.term)
     return Formula("valid", L, hyps, goals, op, args, [s, t], (u, param),
-                   assumed=tuple(f"observation `{components[i].text}`" for i in left_out))
+                   assumed=tuple(components[i].label for i in left_out))
 
 
 def local_respect(L: SymLayer, op: ir.Op, u: ir.Principal) -> Formula:

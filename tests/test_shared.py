@@ -17,35 +17,9 @@ from microverify.dsl.loader import discover, load_file, load_text
 from microverify.layers.model import SymLayer
 from microverify.prover import fingerprint, shared
 from microverify.prover.driver import obligations, prove_modules, prove_pairs
+from microverify.prover.frame import alpha_equal
 from microverify.prover.solve import build
 from microverify.prover.verdict import ENCODINGS, Options, Status
-
-
-def _alpha_equal(a: z3.ExprRef, b: z3.ExprRef) -> bool:
-    """a and b are one term but for the names of bound variables."""
-    seen: set[tuple[int, int]] = set()
-    todo = [(a, b)]
-    while todo:
-        x, y = todo.pop()
-        if (x.get_id(), y.get_id()) in seen:
-            continue
-        seen.add((x.get_id(), y.get_id()))
-        if z3.is_quantifier(x) or z3.is_quantifier(y):
-            if not (z3.is_quantifier(x) and z3.is_quantifier(y)):
-                return False
-            if (x.is_forall(), x.is_lambda(), x.num_vars()) != (y.is_forall(), y.is_lambda(), y.num_vars()) or \
-                    not all(x.var_sort(i).eq(y.var_sort(i)) for i in range(x.num_vars())):
-                return False
-            todo.append((x.body(), y.body()))
-        elif z3.is_var(x) or z3.is_var(y):
-            if not (z3.is_var(x) and z3.is_var(y) and z3.get_var_index(x) == z3.get_var_index(y)
-                    and x.sort().eq(y.sort())):
-                return False
-        else:
-            if not x.decl().eq(y.decl()) or x.num_args() != y.num_args():
-                return False
-            todo.extend(zip(x.children(), y.children()))
-    return True
 
 
 def _modules() -> list[ir.Module]:
@@ -81,7 +55,7 @@ def test_each_shared_predicate_is_the_one_lowered_directly() -> None:
             _, param = direct.observer(u)
             pairs.append((SymLayer.agree(direct, u, param, s, t), mine.agree(u, param, s, t)))
         for a, b in pairs:
-            assert _alpha_equal(a, b), (ob.id, a, b)
+            assert alpha_equal(a, b), (ob.id, a, b)
             checked += 1
     assert checked > 100
 
