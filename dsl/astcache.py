@@ -27,42 +27,69 @@ from microverify.dsl import ast
 from microverify.dsl.spans import Span
 from microverify.files import touch, write_atomically
 
-FORMAT = 1
+FORMAT = 2
 MAX_ENTRY_BYTES = 64 * 1024 * 1024
 _CLASSES: dict[str, type] = {c.__name__: c for c in vars(ast).values()
                              if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == ast.__name__}
 _CLASSES["Span"] = Span
 _FIELDS = {name: tuple(f.name for f in dataclasses.fields(c)) for name, c in _CLASSES.items()}
+# fields declared as a Span: most nodes of a tree are these, so a span of the tree's own file
+# is kept there as the list [line, column, end_line, end_column] (see encode)
+_SPAN_FIELDS = {name: frozenset(f.name for f in dataclasses.fields(c) if f.type in ("Span", Span))
+                for name, c in _CLASSES.items()}
 
 
-def encode(node: object) -> object:
-    """A tree as JSON values: a node as {"@": class, field: value, ...}, a tuple as a list."""
+def encode(node: object, file: str) -> object:
+    """A tree parsed from `file` as JSON values: a node as {"@": class, field: value, ...}, a
+    tuple as a list; a field declared as a Span whose file is `file` as [line, column,
+    end_line, end_column] (a span field never holds a tuple, so the list is not ambiguous)."""
     if dataclasses.is_dataclass(node) and not isinstance(node, type):
         name = type(node).__name__
         if _CLASSES.get(name) is not type(node):
             raise TypeError(f"not a syntax tree class: {name}")
         out: dict[str, object] = {"@": name}
+        spans = _SPAN_FIELDS[name]
         for f in _FIELDS[name]:
-            out[f] = encode(getattr(node, f))
+            value = getattr(node, f)
+            if f in spans and type(value) is Span and value.file == file:
+                out[f] = [value.line, value.column, value.end_line, value.end_column]
+            else:
+                out[f] = encode(value, file)
         return out
     if isinstance(node, tuple):
-        return [encode(x) for x in node]
+        return [encode(x, file) for x in node]
     if node is None or isinstance(node, (bool, int, str)):
         return node
     raise TypeError(f"cannot keep a {type(node).__name__} in a syntax tree entry")
 
 
-def decode(payload: str) -> object:
-    """The tree `encode` gave the JSON text `payload` for; ValueError if it is no such encoding.
-    Nodes are built as the JSON is read (an object hook), innermost first."""
-    return _tuples(json.loads(payload, object_hook=_node))
+def decode(payload: str, file: str) -> object:
+    """The tree `encode(..., file)` gave the JSON text `payload` for; ValueError if it is no
+    such encoding. Nodes are built as the JSON is read (an object hook), innermost first."""
+
+    def node(value: dict[str, object]) -> object:
+        name = value.get("@")
+        if not isinstance(name, str) or name not in _CLASSES or value.keys() != {"@", *_FIELDS[name]}:
+            raise ValueError("not an encoded syntax tree node")
+        spans = _SPAN_FIELDS[name]
+        args = []
+        for f in _FIELDS[name]:
+            x = value[f]
+            if type(x) is list:
+                x = _span(file, x) if f in spans else _tuples(x)
+            elif type(x) is float:
+                raise ValueError("not an encoded syntax tree value: float")
+            args.append(x)
+        return _CLASSES[name](*args)
+
+    return _tuples(json.loads(payload, object_hook=node))
 
 
-def _node(value: dict[str, object]) -> object:
-    name = value.get("@")
-    if not isinstance(name, str) or name not in _CLASSES or value.keys() != {"@", *_FIELDS[name]}:
-        raise ValueError("not an encoded syntax tree node")
-    return _CLASSES[name](**{f: _tuples(value[f]) for f in _FIELDS[name]})
+def _span(file: str, value: list[object]) -> Span:
+    if len(value) != 4 or any(type(x) is not int for x in value):
+        raise ValueError("not an encoded span")
+    line, column, end_line, end_column = value
+    return Span(file, line, column, end_line, end_column)  # type: ignore[arg-type]
 
 
 def _tuples(value: object) -> object:
@@ -89,7 +116,7 @@ def key(text: str, file: str) -> str:
     return h.hexdigest()
 
 
-def _load(entry: Path) -> ast.Module | None:
+def _load(entry: Path, file: str) -> ast.Module | None:
     try:
         if not entry.is_file() or entry.stat().st_size > MAX_ENTRY_BYTES:
             return None
@@ -97,7 +124,7 @@ def _load(entry: Path) -> ast.Module | None:
         payload = stored["tree"]
         if not isinstance(payload, str) or stored["sha256"] != hashlib.sha256(payload.encode("utf-8")).hexdigest():
             return None
-        module = decode(payload)
+        module = decode(payload, file)
     except (OSError, ValueError, TypeError, KeyError, RecursionError):
         return None
     if not isinstance(module, ast.Module):
@@ -106,9 +133,9 @@ def _load(entry: Path) -> ast.Module | None:
     return module
 
 
-def _store(entry: Path, module: ast.Module) -> None:
+def _store(entry: Path, module: ast.Module, file: str) -> None:
     try:
-        payload = json.dumps(encode(module), separators=(",", ":"))
+        payload = json.dumps(encode(module, file), separators=(",", ":"))
         data = json.dumps({"sha256": hashlib.sha256(payload.encode("utf-8")).hexdigest(), "tree": payload})
         entry.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(entry, data)
@@ -123,10 +150,10 @@ def parse_cached(text: str, file: str, folder: Path | None) -> ast.Module:
     if folder is None:
         return _parse(text, file)
     entry = folder / f"{key(text, file)}.json"
-    module = _load(entry)
+    module = _load(entry, file)
     if module is None:
         module = _parse(text, file)  # raises on syntax errors: nothing is kept
-        _store(entry, module)
+        _store(entry, module, file)
     return module
 
 

@@ -23,7 +23,7 @@ import importlib
 from collections.abc import Callable
 from enum import Enum
 from functools import cache
-from typing import TypeVar
+from typing import TypeVar, cast
 from pathlib import Path
 
 import z3
@@ -49,6 +49,9 @@ _MODULES_LIMIT = 8192
 _slices: dict[tuple[object, ...], tuple[ir.Module, ir.Module]] = {}
 _without_ops: dict[tuple[object, ...], tuple[ir.Module, bytes]] = {}
 _T = TypeVar("_T")
+# expression leaves (and a principal with its argument): a third of the nodes, each small, so
+# inside another node they stand as their serialisation, not its digest (no hash, no memo)
+_LEAVES: frozenset[type] = frozenset({ir.Lit, ir.Ref, ir.EnumVal, ir.PrincipalVal})
 
 
 def _per_module(memo: dict[tuple[object, ...], tuple[ir.Module, _T]], module: ir.Module, key: tuple[object, ...],
@@ -112,7 +115,9 @@ def _encoded(node: object) -> bytes:
     """The canonical serialisation `digest` hashes. Each part delimits itself (a length or a
     terminator, or 32 bytes of a digest), so two different values never give the same bytes:
     a dataclass is its type's name, then each field's name and value but its span; a tuple
-    its length and items; a dataclass or non-empty tuple inside another stands as its digest."""
+    its length and items; a dataclass or non-empty tuple inside another stands as its digest,
+    but for an expression leaf (_LEAVES), which stands as its own serialisation (its type's
+    fields are fixed, so it delimits itself as well; its head tells it from a digest's "H")."""
     fields = _dataclass_fields(type(node))
     if fields is not None:
         head, names = fields
@@ -123,22 +128,27 @@ def _encoded(node: object) -> bytes:
 
 
 def _part(value: object) -> bytes:
+    kind = type(value)  # the usual cases first, by exact type (a subclass of str or int is no str or int here)
+    if kind is str:
+        data = cast(str, value).encode("utf-8", "surrogateescape")
+        return b"S%d:" % len(data) + data
+    if kind in _LEAVES:
+        return _encoded(value)
+    if kind is tuple:
+        return b"H" + digest(value) if value else b"T0;"
     if value is None:
         return b"N"
-    if isinstance(value, bool):  # before int: True is an int
+    if kind is bool:  # a bool is an int too
         return b"B1" if value else b"B0"
-    if isinstance(value, Enum):  # before int and str: an IntEnum is an int
-        return b"E" + type(value).__qualname__.encode() + b"." + value.name.encode() + b";"
-    if isinstance(value, str) and type(value) is str:
-        data = value.encode("utf-8", "surrogateescape")
-        return b"S%d:" % len(data) + data
-    if isinstance(value, int) and type(value) is int:
-        return b"I%d;" % value
+    if kind is int:
+        return b"I%d;" % cast(int, value)
+    if isinstance(value, Enum):  # an IntEnum is an int, a StrEnum a str, but not by exact type
+        return b"E" + kind.__qualname__.encode() + b"." + value.name.encode() + b";"
     if isinstance(value, (tuple, list)):
         return b"H" + digest(value) if value else b"T0;"
-    if _dataclass_fields(type(value)) is not None:
+    if _dataclass_fields(kind) is not None:
         return b"H" + digest(value)
-    raise TypeError(f"cannot digest a {type(value).__name__}")
+    raise TypeError(f"cannot digest a {kind.__name__}")
 
 
 def _dataclass_fields(kind: type) -> _Fields | None:

@@ -4,6 +4,7 @@ cached run parses nothing, and an entry that is not exactly what was written is 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ FILES = sorted(PROOFS.rglob("*.mv")) + sorted((CASES / "stacks").glob("*.mv"))
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
 def test_a_kept_tree_is_the_parsed_tree(path: Path) -> None:
     tree = parse(path.read_text(), path.name)
-    assert astcache.decode(json.dumps(astcache.encode(tree))) == tree
+    assert astcache.decode(json.dumps(astcache.encode(tree, path.name)), path.name) == tree
 
 
 def _fresh() -> None:
@@ -43,7 +44,8 @@ def test_a_second_load_parses_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 @pytest.mark.parametrize("damage", ["payload", "checksum", "class", "field", "float", "json", "directory",
-                                    "tree-number", "tree-null", "top-list"])
+                                    "tree-number", "tree-null", "top-list", "span-float", "span-short",
+                                    "span-bool", "span-string"])
 def test_a_damaged_entry_is_a_miss_and_is_rewritten(tmp_path: Path, damage: str) -> None:
     text = (PROOFS / "tutorial" / "pages.mv").read_text()
     folder = tmp_path / "ast"
@@ -65,7 +67,12 @@ def test_a_damaged_entry_is_a_miss_and_is_rewritten(tmp_path: Path, damage: str)
                    "checksum": payload,
                    "class": payload.replace('"@":"Module"', '"@":"Path"', 1),
                    "field": payload.replace('"@":"Module",', '"@":"Module","extra":1,', 1),
-                   "float": payload.replace('"line":1,', '"line":1.0,', 1)}[damage]
+                   "float": re.sub(r'"width":(\d+)', r'"width":\1.0', payload, count=1),
+                   "span-float": re.sub(r'"span":\[(\d+),', r'"span":[\1.0,', payload, count=1),
+                   "span-short": re.sub(r'"span":\[\d+,', '"span":[', payload, count=1),
+                   "span-bool": re.sub(r'"span":\[\d+,', '"span":[true,', payload, count=1),
+                   "span-string": re.sub(r'"span":\[\d+,', '"span":["1",', payload, count=1)}[damage]
+        assert (payload == stored["tree"]) == (damage == "checksum")
         checksum = stored["sha256"] if damage == "payload" else astcache.hashlib.sha256(payload.encode()).hexdigest()
         if damage == "checksum":
             checksum = "0" * 64

@@ -19,7 +19,7 @@ from conftest import CASES, PROOFS, SECURE, SPLIT_ORDERS, assert_replayed, split
 from microverify.dsl import ir
 from microverify.dsl.loader import load_file, load_text
 from microverify.dsl.spans import Span
-from microverify.dsl.types import BOOL, BVType
+from microverify.dsl.types import BOOL, PRINCIPAL, BVType
 from microverify.prover import driver, fingerprint, solve
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.obligations import Kind
@@ -271,10 +271,22 @@ def test_different_values_never_digest_alike() -> None:
         ir.Ref("x", "field", BOOL, here), ir.Ref("x", "arg", BOOL, here), ir.Ref("xfield", "", BOOL, here),
         ir.Lit(True, BOOL, here), ir.Lit(1, BOOL, here), ir.Lit(1, BVType(4), here),
     ]
+    # an expression leaf inside another node is written out, not digested: nested, in a tuple,
+    # beside a string that spells a digest's tag, and under a principal's argument
+    x, y = ir.Ref("x", "field", BVType(4), here), ir.Ref("y", "field", BVType(4), here)
+    values += [ir.Unary("neg", x, BVType(4), here), ir.Unary("neg", y, BVType(4), here),
+               ir.Unary("neg", ir.Unary("neg", x, BVType(4), here), BVType(4), here),
+               ir.Binary("add", x, y, BVType(4), here), ir.Binary("add", y, x, BVType(4), here),
+               (x, y), (y, x), (x,), ((x,),), ("H", x), ("D", x),
+               ir.PrincipalVal("VM", x, PRINCIPAL, here), ir.PrincipalVal("VM", y, PRINCIPAL, here),
+               ir.PrincipalVal("VM", None, PRINCIPAL, here), ir.EnumVal(0, BVType(4), here)]
     digests = [fingerprint.digest(v) for v in values]
     assert len(set(digests)) == len(values)
-    assert fingerprint.digest(ir.Ref("x", "field", BOOL, there)) == fingerprint.digest(values[-6])
-    assert fingerprint.digest((ir.Lit(1, BVType(4), there),)) == fingerprint.digest((values[-1],))
+    assert fingerprint.digest(ir.Ref("x", "field", BOOL, there)) == fingerprint.digest(ir.Ref("x", "field", BOOL, here))
+    assert fingerprint.digest((ir.Lit(1, BVType(4), there),)) == fingerprint.digest((ir.Lit(1, BVType(4), here),))
+    moved = ir.Binary("add", ir.Ref("x", "field", BVType(4), there), ir.Ref("y", "field", BVType(4), there),
+                      BVType(4), there)
+    assert fingerprint.digest(moved) == fingerprint.digest(ir.Binary("add", x, y, BVType(4), here))  # in a leaf too
 
 
 def test_the_tools_own_code_is_in_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
