@@ -146,7 +146,7 @@ def _open(q: z3.QuantifierRef, names: str) -> tuple[list[z3.ExprRef], z3.ExprRef
 
 
 # Term walks use Z3's C API on raw ASTs: z3py's wrappers cost more than the walk itself.
-_APP, _QUANT = z3.Z3_APP_AST, z3.Z3_QUANTIFIER_AST
+APP, _QUANT = z3.Z3_APP_AST, z3.Z3_QUANTIFIER_AST
 
 
 def _unchecked(checked: Callable[..., Any]) -> Callable[..., Any]:
@@ -163,7 +163,7 @@ _num_args, _arg = _unchecked(z3.Z3_get_app_num_args), _unchecked(z3.Z3_get_app_a
 _app_decl, _decl_kind = _unchecked(z3.Z3_get_app_decl), _unchecked(z3.Z3_get_decl_kind)
 
 
-class _Terms:
+class Terms:
     """Raw views of the ASTs of one context."""
 
     def __init__(self, ctx: z3.Context) -> None:
@@ -179,7 +179,7 @@ class _Terms:
 
     def kind(self, a: z3.Ast) -> int:
         k = _ast_kind(self.c, a)
-        return _APP if k == z3.Z3_NUMERAL_AST else k  # type: ignore[no-any-return]
+        return APP if k == z3.Z3_NUMERAL_AST else k  # type: ignore[no-any-return]
 
     def args(self, a: z3.Ast) -> list[z3.Ast]:
         """The arguments of an application."""
@@ -224,7 +224,7 @@ class _Terms:
             seen.add(i)
             yield a
             k = self.kind(a)
-            if k == _APP:
+            if k == APP:
                 stack.extend(self.args(a))
             elif k == _QUANT:
                 stack.append(self.body(a))
@@ -244,7 +244,7 @@ class _Terms:
             if i in memo:
                 continue
             k = self.kind(a)
-            if k != _APP:
+            if k != APP:
                 memo[i] = k != _QUANT  # a bound variable has no binder in it
             elif not expanded:
                 args = self.args(a)
@@ -258,7 +258,7 @@ class _Terms:
     def indices(self, roots: list[z3.Ast]) -> Iterator[z3.Ast]:
         """The index arguments of every read and write in the roots (not the value written)."""
         for a in self.walk(roots):
-            if self.kind(a) != _APP:
+            if self.kind(a) != APP:
                 continue
             op = self.op(a)
             if op in (z3.Z3_OP_SELECT, z3.Z3_OP_STORE):
@@ -270,7 +270,7 @@ class _Terms:
         i = self.id(a)
         if i not in memo:
             k = self.kind(a)
-            memo[i] = k == _APP and all(self.ground(x, memo) for x in self.args(a))
+            memo[i] = k == APP and all(self.ground(x, memo) for x in self.args(a))
         return memo[i]
 
     def mentions(self, a: z3.Ast, ids: set[int], memo: dict[int, bool]) -> bool:
@@ -281,7 +281,7 @@ class _Terms:
         return memo[i]
 
 
-def _outermost(terms: _Terms, t: z3.ExprRef, pol: int) -> dict[int, tuple[z3.QuantifierRef, set[int]]]:
+def _outermost(terms: Terms, t: z3.ExprRef, pol: int) -> dict[int, tuple[z3.QuantifierRef, set[int]]]:
     """The binders of t not inside another one (lambdas too), with their polarities."""
     found: dict[int, tuple[z3.QuantifierRef, set[int]]] = {}
     seen: set[tuple[int, int]] = set()
@@ -295,7 +295,7 @@ def _outermost(terms: _Terms, t: z3.ExprRef, pol: int) -> dict[int, tuple[z3.Qua
         k = terms.kind(a)
         if k == _QUANT:
             found.setdefault(key[0], (terms.expr(a), set()))[1].add(p)  # type: ignore[arg-type]
-        elif k == _APP and not terms.plain(a):
+        elif k == APP and not terms.plain(a):
             stack.extend(terms.children_polarity(a, p))
     return found
 
@@ -304,7 +304,7 @@ class Definitions:
     """Lambdas replaced by array constants, each with its defining universal hypothesis."""
 
     def __init__(self, ctx: z3.Context) -> None:
-        self.terms = _Terms(ctx)
+        self.terms = Terms(ctx)
         # lambda's AST id -> (the lambda, its constant). The lambda is kept referenced: once Z3
         # frees a term it may give its id to a new, different one, which would then be taken
         # for the first lambda and get its constant.
@@ -355,7 +355,7 @@ def _existential(q: z3.QuantifierRef, pol: int) -> bool:
 class _Eliminator:
     def __init__(self, ctx: z3.Context, weaken: bool) -> None:
         self.ctx = ctx
-        self.terms = _Terms(ctx)
+        self.terms = Terms(ctx)
         self.definitions = Definitions(ctx)
         self.index: dict[z3.SortRef, dict[int, z3.ExprRef]] = {}
         self.lambdas: dict[tuple[z3.SortRef, int, int], z3.ExprRef] = {}  # λ per sort and region
@@ -632,7 +632,7 @@ Choice = tuple[z3.ExprRef, list[tuple[z3.BoolRef, z3.BoolRef]]]  # a term, and g
 _COMPARISONS = {z3.Z3_OP_EQ, z3.Z3_OP_ULEQ, z3.Z3_OP_ULT, z3.Z3_OP_UGEQ, z3.Z3_OP_UGT}
 
 
-def _fragment_atoms(terms: _Terms, body: z3.ExprRef, consts: list[z3.ExprRef]) -> dict[int, list[z3.BoolRef]] | None:
+def _fragment_atoms(terms: Terms, body: z3.ExprRef, consts: list[z3.ExprRef]) -> dict[int, list[z3.BoolRef]] | None:
     """None unless each bit-vector constant of consts occurs in body only as a whole index of an
     array read or in an (unsigned) comparison with a numeral; else those comparisons per constant."""
     bound = {c.get_id() for c in consts}
@@ -640,7 +640,7 @@ def _fragment_atoms(terms: _Terms, body: z3.ExprRef, consts: list[z3.ExprRef]) -
         return None
     atoms: dict[int, dict[int, z3.BoolRef]] = {i: {} for i in bound}
     for a in terms.walk([body.as_ast()]):
-        if terms.kind(a) != _APP:
+        if terms.kind(a) != APP:
             continue
         args = terms.args(a)
         mine = [x for x in args if terms.id(x) in bound]
@@ -657,13 +657,13 @@ def _fragment_atoms(terms: _Terms, body: z3.ExprRef, consts: list[z3.ExprRef]) -
     return {i: list(found.values()) for i, found in atoms.items()}
 
 
-class _Reads:
+class Reads:
     """Reads pushed through writes and choices, down to the arrays the formula declares (pass 4):
     `select(store(a, j, v), i)` becomes `ite(i = j, v, select(a, i))` and `select(ite(c, a, b), i)`
     becomes `ite(c, select(a, i), select(b, i))`, the read-over-write axiom: an equivalence."""
 
     def __init__(self, ctx: z3.Context) -> None:
-        self.t = _Terms(ctx)
+        self.t = Terms(ctx)
         self.c = self.t.c
         self.made: dict[int, z3.Ast] = {}  # a rewritten term per AST id
         self.reads: dict[tuple[int, int], z3.Ast] = {}
@@ -674,6 +674,11 @@ class _Reads:
     def expand(self, t: z3.ExprRef) -> z3.ExprRef:
         self.alive.append(t)
         return self.t.expr(self.term(t.as_ast()))
+
+    def push(self, read: z3.Ast) -> z3.Ast:
+        """A read (a raw `select` term) as `expand` rewrites it (prover/goalform.py)."""
+        self.alive.append(z3.AstRef(read, self.t.ctx))
+        return self.term(read)
 
     def _keep(self, raw: z3.Ast) -> z3.Ast:
         """raw, referenced until the rewriting ends; a new term is already rewritten."""
@@ -686,7 +691,7 @@ class _Reads:
     def term(self, a: z3.Ast) -> z3.Ast:
         key = self.t.id(a)
         if key not in self.made:
-            args = self.t.args(a) if self.t.kind(a) == _APP else []
+            args = self.t.args(a) if self.t.kind(a) == APP else []
             if args and self.t.op(a) == z3.Z3_OP_SELECT and len(args) == 2:
                 out = self.read(args[0], self.term(args[1]))
             else:
@@ -704,7 +709,7 @@ class _Reads:
         return self.reads[key]
 
     def _read(self, array: z3.Ast, i: z3.Ast) -> z3.Ast:
-        op = self.t.op(array) if self.t.kind(array) == _APP else None
+        op = self.t.op(array) if self.t.kind(array) == APP else None
         args = self.t.args(array) if op is not None else []
         if op == z3.Z3_OP_STORE and len(args) == 3:
             j, v = self.term(args[1]), self.term(args[2])
@@ -730,14 +735,14 @@ class _Reads:
 
     def _value(self, a: z3.Ast) -> bool:
         return bool(z3.Z3_is_numeral_ast(self.c, a)) or \
-            self.t.kind(a) == _APP and self.t.op(a) in (z3.Z3_OP_TRUE, z3.Z3_OP_FALSE)
+            self.t.kind(a) == APP and self.t.op(a) in (z3.Z3_OP_TRUE, z3.Z3_OP_FALSE)
 
 
 def expand_reads(terms: list[z3.BoolRef]) -> list[z3.BoolRef]:
     """Quantifier-free terms with every read pushed down to a declared array (pass 4)."""
     if not terms:
         return []
-    reads = _Reads(terms[0].ctx)
+    reads = Reads(terms[0].ctx)
     return [reads.expand(t) for t in terms]  # type: ignore[misc]
 
 
@@ -745,7 +750,7 @@ def _binders(terms: list[z3.BoolRef]) -> Iterator[str]:
     """Each binder in the terms, as it is met: "lambda" or "quantifier" (forall or exists)."""
     if not terms:
         return
-    raw = _Terms(terms[0].ctx)
+    raw = Terms(terms[0].ctx)
     for a in raw.walk([t.as_ast() for t in terms]):
         if raw.kind(a) == _QUANT:
             yield "lambda" if raw.is_lambda(a) else "quantifier"
@@ -778,7 +783,7 @@ def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polari
     definitions = e.definitions.take() + named  # universal hypotheses: nothing to skolemize
     linked, e.linked = linking.find(skolem + definitions, polarity + [1] * len(definitions))
     if e.linked:  # pass 1b: Λ's reads beta-reduced, through writes at ground indices
-        reads = _Reads(ctx)
+        reads = Reads(ctx)
         linked = [_simplify(reads.expand(t)) for t in linked]
         skolem, definitions = linked[:len(skolem)], linked[len(skolem):]
     e.collect_index(skolem + definitions)
@@ -820,7 +825,7 @@ def eliminate(hypotheses: list[z3.BoolRef], goals: list[z3.BoolRef], goal_polari
         e.kept.append("a region of an index sort has no value outside the index set")
     side = e.side(fixed)
     if not e.kept:  # pass 4
-        reads = _Reads(ctx)
+        reads = Reads(ctx)
         done, side, defined = ([reads.expand(t) for t in group] for group in (done, side, defined))
     n = len(hypotheses)
     completion = Completion({sort: list(terms.values()) for sort, terms in e.index.items()},

@@ -1,0 +1,146 @@
+"""A validity obligation's goals are rewritten into an equivalent form (prover/goalform.py):
+reads that are compared pushed through writes, comparisons pushed into the branches of a
+choice, and a comparison with `w + 1` said without the adder, the wrap-around case kept.
+
+Each rewrite is checked by Z3 to be an equivalence, at widths from 1 to 64, and to have changed
+the term (so these tests do not pass on a rewriting that does nothing). The attacks: leaks that
+only the wrap-around case shows (`n + 1` is 0 when n is all ones), written with each of the
+comparisons, FAILED by WSC and LR at the leaking line, in both encodings and over two files in either
+order; the same model with the wrap-around excluded proves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import z3
+
+from conftest import SPLIT_ORDERS, assert_replayed, prove_text, split_over_two_files
+from microverify.prover.driver import prove_modules
+from microverify.prover.goalform import rewritten
+from microverify.prover.verdict import ENCODINGS, Options, Result, Status
+
+
+def _terms(width: int) -> dict[str, z3.BoolRef]:
+    ctx = z3.Context()
+    x, y, a, b, i, j, k = (z3.BitVec(n, width, ctx) for n in "xyabijk")
+    c, d = z3.Bool("c", ctx), z3.Bool("d", ctx)
+    arr = z3.Array("arr", z3.BitVecSort(width, ctx), z3.BitVecSort(width, ctx))
+    nested = z3.Array("nested", z3.BitVecSort(width, ctx), z3.ArraySort(z3.BitVecSort(width, ctx),
+                                                                      z3.BitVecSort(width, ctx)))
+    one = z3.BitVecVal(1, width, ctx)
+    written = z3.Store(arr, j, arr[j] + 1)
+    return {
+        "x < y + 1": z3.ULT(x, y + 1),
+        "x < 1 + y": z3.ULT(x, one + y),
+        "x + 1 <= y": z3.ULE(x + 1, y),
+        "1 + x <= y": z3.ULE(one + x, y),
+        "y + 1 > x": z3.UGT(y + 1, x),
+        "y >= x + 1": z3.UGE(y, x + 1),
+        "not (x < y + 1)": z3.Not(z3.ULT(x, y + 1)),
+        "ite on the left": z3.ULT(z3.If(c, a, b), y),
+        "ite on the right": z3.ULT(x, z3.If(c, a, z3.If(d, b, y + 1))),
+        "read through a write": z3.ULT(i, z3.Select(written, k)),
+        "read through a choice": z3.UGT(z3.Select(z3.If(c, arr, written), k), i),
+        "a read plus one": z3.ULE(z3.Select(arr, k) + 1, i),
+        "nested read": z3.ULT(i, z3.Select(z3.Store(nested, j, z3.Store(nested[j], k, x + 1)), a)[b]),
+        "under connectives": z3.Implies(c, z3.Or(d, z3.ULT(i, z3.Select(written, k)))),
+    }
+
+
+CASES = list(_terms(4))
+
+
+def _has_adder_or_store_under_a_comparison(t: z3.ExprRef) -> bool:
+    """A comparison whose argument still reads through a write or adds 1."""
+    def inside(u: z3.ExprRef) -> bool:
+        return z3.is_app(u) and (z3.is_store(u) or z3.is_app_of(u, z3.Z3_OP_BADD) or
+                                 any(inside(v) for v in u.children()))
+    if not z3.is_app(t):
+        return False
+    if z3.is_app_of(t, z3.Z3_OP_ULT) or z3.is_app_of(t, z3.Z3_OP_ULEQ):
+        return any(inside(v) for v in t.children())
+    return any(_has_adder_or_store_under_a_comparison(v) for v in t.children())
+
+
+@pytest.mark.parametrize("width", [1, 2, 8, 64])
+@pytest.mark.parametrize("case", CASES)
+def test_each_rewrite_is_an_equivalence_and_changes_the_term(case: str, width: int) -> None:
+    goal = _terms(width)[case]
+    [new] = rewritten([goal])
+    solver = z3.Solver(ctx=goal.ctx)
+    solver.add(new != goal)
+    assert solver.check() == z3.unsat
+    assert not new.eq(goal)
+    assert not _has_adder_or_store_under_a_comparison(new)
+
+
+def test_what_is_not_rewritten_is_the_same_term() -> None:
+    ctx = z3.Context()
+    x, y = z3.BitVec("x", 8, ctx), z3.BitVec("y", 8, ctx)
+    c, d = z3.Bool("c", ctx), z3.Bool("d", ctx)
+    arr = z3.Array("arr", z3.BitVecSort(8, ctx), z3.BitVecSort(8, ctx))
+    kept = [z3.ULT(x, y + 2), z3.ULT(x + 1, y), z3.ULE(x, y + 1), x < y + 1, z3.Store(arr, x, y)[y] == x,
+            z3.ULT(z3.If(c, x, y), z3.If(d, y, x)),  # both sides are choices: left as it is
+            z3.ForAll([x], z3.ULT(x, y + 1))]  # inside a quantifier
+    for goal in kept:
+        assert rewritten([goal])[0].eq(goal), goal
+
+
+# B sees `m[i]` for every i above n; A may write m[0] once n is all ones. Then n + 1 wraps to
+# 0 and B sees every m[i], m[0] too: a leak only the wrap-around case shows.
+WRAP = """\
+principal A
+principal B
+layer L {
+  state { n : bv[2]
+          m : map[bv[2]] -> bv[4]
+          secret : bv[4] }
+  observe B { n; m[i] for i: bv[2] where ABOVE }
+  op bump() by A {
+    if GUARD {
+      m[0] := secret
+    }
+  }
+}
+"""
+ABOVE = ["n + 1 <= i", "i >= n + 1", "!(i < n + 1)", "!(n + 1 > i)"]
+LEAKY = "n == 3"
+
+
+def _model(above: str, guard: str) -> str:
+    return WRAP.replace("ABOVE", above).replace("GUARD", guard)
+
+
+def _failed(results: list[Result], text: str) -> None:
+    """B's WSC and LR of `bump` fail (A's operation changes what B sees), each at the write."""
+    failed = [r for r in results if r.status is not Status.PROVED]
+    assert sorted((r.obligation.kind.value, r.obligation.observer, r.status) for r in failed) == \
+        [("LR", "B", Status.FAILED), ("WSC", "B", Status.FAILED)]
+    for r in failed:
+        assert r.counterexample is not None
+        assert "m[0] := secret" in [text.splitlines()[s.line - 1].strip() for s in r.counterexample.responsible]
+    assert_replayed(results)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("above", ABOVE)
+def test_a_leak_only_the_wrap_around_shows_fails_wsc_and_lr(above: str, encoding: str) -> None:
+    text = _model(above, LEAKY)
+    _failed([r for r in prove_text(text, Options(encoding=encoding)) if r.obligation.layer == "L"], text)
+
+
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_the_wrap_around_leak_fails_over_two_files_in_either_order(tmp_path: Path, order: str) -> None:
+    text = _model(ABOVE[0], LEAKY)
+    _failed([r for r in prove_modules(split_over_two_files(tmp_path, text, "B", order), Options())
+                 if r.obligation.layer == "L"], text)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("above", ABOVE)
+def test_without_the_wrap_around_the_model_proves(above: str, encoding: str) -> None:
+    """n != 3: n + 1 does not wrap, so B saw m[0] only if it sees it after (n + 1 <= 0 never holds)."""
+    results = prove_text(_model(above, "n != 3"), Options(encoding=encoding))
+    assert [(r.obligation.id, r.status) for r in results if r.status is not Status.PROVED] == []
