@@ -1,4 +1,5 @@
-"""A validity obligation's goals rewritten into an equivalent form Z3 proves faster.
+"""A goal's conjuncts rewritten into an equivalent form Z3 proves faster: prover/solve.py's
+`_goals_unsat` asks each conjunct in this form when Z3 gives up on the goal as a whole.
 
 `rewritten(goals)` gives, for each goal term, a term equal to it in every interpretation: each
 step is an equivalence of the theories of arrays and bit-vectors, so a proof of the rewritten

@@ -99,8 +99,6 @@ def build(module: ir.Module, ob: Obligation, ctx: z3.Context, encoding: str = "q
     wellformed = formula.layer.enc.wellformed
     if wellformed:
         formula.hypotheses.insert(0, Labeled("well-formed values", z3.And(wellformed)))
-    if formula.mode == "valid":  # an equivalent goal, which Z3 proves faster (prover/goalform.py)
-        formula.goals = [replace(g, term=t) for g, t in zip(formula.goals, rewritten([g.term for g in formula.goals]))]
     return encode(formula, encoding)
 
 
@@ -391,7 +389,9 @@ def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str, z3
     if len(formula.goals) < 2:
         return False, spent, "", shaped()
     left = options.rlimit
-    for i, goal in enumerate(formula.goals):
+    # each conjunct in an equivalent form Z3 proves faster (prover/goalform.py)
+    terms = rewritten([g.term for g in formula.goals])
+    for i, goal in enumerate(replace(g, term=t) for g, t in zip(formula.goals, terms)):
         budget, answer = min(left, options.rlimit // CONJUNCT_SHARE), z3.unknown
         if budget > 0:
             part, answer = _fresh(hypotheses + [formula.asserted_goal([goal])], options, budget, EXACT_STAGE)
