@@ -25,6 +25,7 @@ RECURSION_LIMIT, which the entry points raise Python's default (1000) to.
 
 from __future__ import annotations
 
+import ctypes
 import sys
 
 MAX_DEPTH = 200
@@ -48,3 +49,11 @@ def ensure_recursion_limit() -> None:
     """Raise the interpreter's recursion limit to RECURSION_LIMIT (never lower it)."""
     if sys.getrecursionlimit() < RECURSION_LIMIT:
         sys.setrecursionlimit(RECURSION_LIMIT)
+
+
+def too_deep(exc: BaseException) -> bool:
+    """Whether `exc` is Python's recursion limit reached: a RecursionError, or the one ctypes
+    reports in its own type when the limit is reached while it converts the arguments of a
+    call (as in a walk of Z3's terms through its C API)."""
+    return isinstance(exc, RecursionError) or \
+        isinstance(exc, ctypes.ArgumentError) and "RecursionError" in str(exc)

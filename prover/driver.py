@@ -11,6 +11,7 @@ at once; a worker also exits by itself when its parent is gone (even after SIGKI
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import functools
 import importlib
@@ -27,7 +28,7 @@ from pathlib import Path
 import z3
 
 from microverify.dsl import ir
-from microverify.dsl.limits import ensure_recursion_limit
+from microverify.dsl.limits import ensure_recursion_limit, too_deep
 from microverify.prover import fingerprint
 from microverify.prover.cache import Cache
 from microverify.prover.obligations import Obligation, generate
@@ -283,7 +284,9 @@ def solve_guarded(module: ir.Module, ob: Obligation, options: Options, cache: Ca
     start = time.perf_counter()
     try:
         return solve(module, ob, options, cache, looked_up)
-    except RecursionError:
+    except (RecursionError, ctypes.ArgumentError) as exc:
+        if not too_deep(exc):
+            raise
         why = "the formula is nested too deeply for microverify's term walks"
     except MemoryError:
         lift_memory_limit()

@@ -51,6 +51,7 @@ class _Comparisons:
         self.c = ctx.ref()
         self.reads = Reads(ctx)
         self.made: dict[int, z3.Ast] = {}  # a rewritten term per AST id
+        self.compared: dict[tuple[int, int, int], z3.Ast] = {}  # see compare
         self.alive: list[z3.AstRef] = []  # every term in `made`, referenced (ids are reused)
 
     def rewrite(self, t: z3.BoolRef) -> z3.BoolRef:
@@ -85,7 +86,15 @@ class _Comparisons:
         return a
 
     def compare(self, op: int, x: z3.Ast, y: z3.Ast) -> z3.Ast:
-        """x < y (op _ULT) or x <= y (op _ULE), by steps 1 to 3."""
+        """x < y (op _ULT) or x <= y (op _ULE), by steps 1 to 3; once per (op, x, y): the
+        choices a read is pushed into share their branches, and a walk of them as a tree
+        would take time exponential in the writes above the read."""
+        key = (op, self.t.id(x), self.t.id(y))  # x and y are kept (terms of the goal, or made here)
+        if key not in self.compared:
+            self.compared[key] = self._compare(op, x, y)
+        return self.compared[key]
+
+    def _compare(self, op: int, x: z3.Ast, y: z3.Ast) -> z3.Ast:
         x, y = self.read(x), self.read(y)
         x_ite, y_ite = self._is(x, z3.Z3_OP_ITE), self._is(y, z3.Z3_OP_ITE)
         if x_ite != y_ite:

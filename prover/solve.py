@@ -5,6 +5,7 @@ Every obligation goes through `solve`, the one place that calls `check()`.
 
 from __future__ import annotations
 
+import ctypes
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -12,6 +13,7 @@ from dataclasses import replace
 import z3
 
 from microverify.dsl import ir
+from microverify.dsl.limits import too_deep
 from microverify.layers.model import Labeled, SymLayer
 from microverify.prover import export, invariants, linking, qf, refinement, shared, unwinding, witness
 from microverify.prover.cache import Cache
@@ -389,9 +391,7 @@ def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str, z3
     if len(formula.goals) < 2:
         return False, spent, "", shaped()
     left = options.rlimit
-    # each conjunct in an equivalent form Z3 proves faster (prover/goalform.py)
-    terms = rewritten([g.term for g in formula.goals])
-    for i, goal in enumerate(replace(g, term=t) for g, t in zip(formula.goals, terms)):
+    for i, goal in enumerate(_asked(formula.goals)):
         budget, answer = min(left, options.rlimit // CONJUNCT_SHARE), z3.unknown
         if budget > 0:
             part, answer = _fresh(hypotheses + [formula.asserted_goal([goal])], options, budget, EXACT_STAGE)
@@ -408,6 +408,19 @@ def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str, z3
                                   f"one by one, then not {goal.label} ({why}; the rest were not tried)"), \
                 part if answer == z3.sat else shaped([goal])
     return True, spent, "", None
+
+
+def _asked(goals: list[Labeled]) -> list[Labeled]:
+    """The conjuncts as `_goals_unsat` asks them one by one: each in an equivalent form Z3
+    proves faster (prover/goalform.py), or all as stated where that rewriting would nest too
+    deeply for Python's recursion limit (a chain of thousands of writes)."""
+    try:
+        terms = rewritten([g.term for g in goals])
+    except (RecursionError, ctypes.ArgumentError) as exc:
+        if not too_deep(exc):
+            raise
+        return goals
+    return [replace(g, term=t) for g, t in zip(goals, terms)]
 
 
 # Hypotheses shown satisfiable in this process, with the resource units showing it took (which a

@@ -11,13 +11,16 @@ order; the same model with the wrap-around excluded proves.
 
 from __future__ import annotations
 
+import ctypes
 from pathlib import Path
 
 import pytest
 import z3
 
 from conftest import SPLIT_ORDERS, assert_replayed, prove_text, split_over_two_files
-from microverify.prover import solve
+from microverify.dsl.limits import ensure_recursion_limit
+from microverify.layers.model import Labeled
+from microverify.prover import goalform, solve
 from microverify.prover.driver import prove_modules
 from microverify.prover.goalform import rewritten
 from microverify.prover.verdict import ENCODINGS, Options, Result, Status
@@ -87,6 +90,43 @@ def test_what_is_not_rewritten_is_the_same_term() -> None:
             z3.ForAll([x], z3.ULT(x, y + 1))]  # inside a quantifier
     for goal in kept:
         assert rewritten([goal])[0].eq(goal), goal
+
+
+def _chain(ctx: z3.Context, writes: int, choices: bool) -> z3.BoolRef:
+    """x < a[i], where a is `writes` writes deep, each under a choice if `choices`."""
+    sort = z3.BitVecSort(32, ctx)
+    array = z3.Array("a", sort, sort)
+    for k in range(writes):
+        written = z3.Store(array, z3.BitVec(f"j{k}", 32, ctx), z3.BitVec(f"v{k}", 32, ctx))
+        array = z3.If(z3.Bool(f"c{k}", ctx), written, array) if choices else written
+    return z3.ULT(z3.BitVec("x", 32, ctx), z3.Select(array, z3.BitVec("i", 32, ctx)))
+
+
+def test_a_read_under_many_choices_is_rewritten_in_linear_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The choices a read is pushed into share their branches: walked as a tree, 40 writes under
+    choices would be 2^40 comparisons (an adversarial review found 92 s for 20)."""
+    calls = 0
+    real = goalform._Comparisons._compare
+
+    def counted(self: goalform._Comparisons, op: int, x: z3.Ast, y: z3.Ast) -> z3.Ast:
+        nonlocal calls
+        calls += 1
+        assert calls < 1000, "comparisons are walked as a tree"
+        return real(self, op, x, y)
+
+    monkeypatch.setattr(goalform._Comparisons, "_compare", counted)
+    [new] = rewritten([_chain(z3.Context(), 40, choices=True)])
+    assert calls <= 4 * 40 and z3.is_app_of(new, z3.Z3_OP_ITE)
+
+
+def test_a_goal_too_deep_to_rewrite_is_asked_as_stated() -> None:
+    """A read under thousands of writes: the rewriting reaches Python's recursion limit (in a
+    ctypes call, which reports it as an ArgumentError), and the conjuncts are asked as stated."""
+    ensure_recursion_limit()
+    goal = Labeled("deep", _chain(z3.Context(), 6000, choices=False))
+    with pytest.raises((RecursionError, ctypes.ArgumentError)):
+        rewritten([goal.term])
+    assert solve._asked([goal]) == [goal]
 
 
 # B sees `m[i]` for every i above n; A may write m[0] once n is all ones. Then n + 1 wraps to

@@ -6,6 +6,7 @@ One case per test; each is seconds at most (the signal tests wait a few seconds 
 from __future__ import annotations
 
 import builtins
+import ctypes
 import json
 import os
 import platform
@@ -175,14 +176,32 @@ def test_aliases_that_double_a_record_are_limited_in_size() -> None:
     assert got == [("bad-type", 20)], got  # reported once, at the first alias over the limit (t17)
 
 
-def test_a_formula_too_deep_for_the_term_walks_is_unknown_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+# the recursion limit reached in Python, and reached inside a call through ctypes (as a walk of
+# Z3's terms does), which ctypes reports as an ArgumentError
+TOO_DEEP = [RecursionError("maximum recursion depth exceeded"),
+            ctypes.ArgumentError("argument 3: RecursionError: maximum recursion depth exceeded")]
+
+
+@pytest.mark.parametrize("error", TOO_DEEP, ids=["RecursionError", "in a ctypes call"])
+def test_a_formula_too_deep_for_the_term_walks_is_unknown_not_a_crash(monkeypatch: pytest.MonkeyPatch,
+                                                                      error: BaseException) -> None:
     def deep(*args: object) -> Result:
-        raise RecursionError("maximum recursion depth exceeded")
+        raise error
 
     monkeypatch.setattr(solving, "solve", deep)
     module = load_text(nested("not", 3), "t.mv")
     (r, *_) = prove_pairs(obligations([module]), Options())
     assert r.status is Status.UNKNOWN and "nested too deeply" in r.detail
+
+
+def test_another_ctypes_error_is_not_taken_for_depth(monkeypatch: pytest.MonkeyPatch) -> None:
+    def wrong(*args: object) -> Result:
+        raise ctypes.ArgumentError("argument 1: TypeError: wrong type")
+
+    monkeypatch.setattr(solving, "solve", wrong)
+    module = load_text(nested("not", 3), "t.mv")
+    with pytest.raises(ctypes.ArgumentError):
+        prove_pairs(obligations([module])[:1], Options())
 
 
 def test_a_long_chain_of_writes_to_one_map_proves() -> None:
