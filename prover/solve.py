@@ -363,7 +363,8 @@ def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str, z3
 
     First the whole goal, under rlimit / WHOLE_SHARE; if that is `unknown` and the goal is a
     conjunction (an INV goal has one conjunct per invariant clause the operation may change,
-    prover/frame.py), each conjunct on its own, in turn, under rlimit / CONJUNCT_SHARE each and
+    prover/frame.py), each conjunct on its own, in turn, in the equivalent form of
+    prover/goalform.py (`_asked`), under rlimit / CONJUNCT_SHARE each and
     the whole rlimit together (a goal of one conjunct is its whole goal), and the shaped model
     under rlimit / EXACT_SHARE.
 
