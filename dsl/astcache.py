@@ -24,7 +24,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 
 from microverify.dsl import ast
-from microverify.dsl.spans import Span
+from microverify.dsl.spans import Span, span_fields
 from microverify.files import touch, write_atomically
 
 FORMAT = 2
@@ -35,8 +35,7 @@ _CLASSES["Span"] = Span
 _FIELDS = {name: tuple(f.name for f in dataclasses.fields(c)) for name, c in _CLASSES.items()}
 # fields declared as a Span: most nodes of a tree are these, so a span of the tree's own file
 # is kept there as the list [line, column, end_line, end_column] (see encode)
-_SPAN_FIELDS = {name: frozenset(f.name for f in dataclasses.fields(c) if f.type in ("Span", Span))
-                for name, c in _CLASSES.items()}
+_SPAN_FIELDS = {name: span_fields(c) for name, c in _CLASSES.items()}
 
 
 def encode(node: object, file: str) -> object:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -41,3 +42,9 @@ class Span:
 
 
 NO_SPAN = Span("<builtin>", 0, 0, 0, 0)
+
+
+def span_fields(cls: type) -> frozenset[str]:
+    """The fields of a node class declared as a Span (annotations are strings in the modules
+    that say `from __future__ import annotations`, classes elsewhere)."""
+    return frozenset(f.name for f in dataclasses.fields(cls) if f.type in ("Span", Span))

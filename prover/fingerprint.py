@@ -29,7 +29,7 @@ from pathlib import Path
 import z3
 
 from microverify.dsl import ir
-from microverify.dsl.spans import Span
+from microverify.dsl.spans import span_fields
 from microverify.prover.obligations import Kind, Obligation
 
 FORMAT = 3  # of the key; bumped when what goes into it changes
@@ -157,7 +157,7 @@ def _dataclass_fields(kind: type) -> _Fields | None:
     if kind not in _fields:
         _fields[kind] = None if not dataclasses.is_dataclass(kind) else (
             b"D" + kind.__qualname__.encode() + b";",
-            tuple((f.name, f.name.encode() + b"=") for f in dataclasses.fields(kind) if f.type not in ("Span", Span)))
+            tuple((f.name, f.name.encode() + b"=") for f in dataclasses.fields(kind) if f.name not in span_fields(kind)))
     return _fields[kind]
 
 

@@ -74,8 +74,8 @@ class _Comparisons:
                     out = self.compare(op, new[0], new[1])
                 elif op in _FLIPPED and len(new) == 2:
                     out = self.compare(_FLIPPED[op], new[1], new[0])
-                elif any(self.t.id(x) != self.t.id(y) for x, y in zip(args, new)):
-                    out = self._keep(z3.Z3_update_term(self.c, a, len(new), (z3.Ast * len(new))(*new)))
+                elif (changed := self.t.updated(a, args, new)) is not None:
+                    out = self._keep(changed)
             self.made[key] = out
         return self.made[key]
 
@@ -112,7 +112,7 @@ class _Comparisons:
         return self._keep((z3.Z3_mk_bvult if op == _ULT else z3.Z3_mk_bvule)(self.c, x, y))
 
     def _is(self, a: z3.Ast, op: int) -> bool:
-        return self.t.kind(a) == APP and bool(self.t.args(a)) and self.t.op(a) == op
+        return self.t.kind(a) == APP and self.t.op(a) == op  # a constant's operator is none of these
 
     def _predecessor(self, a: z3.Ast) -> z3.Ast | None:
         """w, if a is `w + 1` or `1 + w`."""

@@ -186,6 +186,13 @@ class Terms:
         c = self.c
         return [_arg(c, a, i) for i in range(_num_args(c, a))]
 
+    def updated(self, a: z3.Ast, args: list[z3.Ast], new: list[z3.Ast]) -> z3.Ast | None:
+        """The application a with the arguments `new` in place of its `args`, or None if they
+        are the same terms (a new term is not referenced yet: the caller keeps it)."""
+        if all(self.id(x) == self.id(y) for x, y in zip(args, new)):
+            return None
+        return z3.Z3_update_term(self.c, a, len(new), (z3.Ast * len(new))(*new))
+
     def op(self, a: z3.Ast) -> int:
         """The operator of an application."""
         return _decl_kind(self.c, _app_decl(self.c, a))  # type: ignore[no-any-return]
@@ -695,9 +702,8 @@ class Reads:
             if args and self.t.op(a) == z3.Z3_OP_SELECT and len(args) == 2:
                 out = self.read(args[0], self.term(args[1]))
             else:
-                new = [self.term(x) for x in args]
-                same = all(self.t.id(x) == self.t.id(y) for x, y in zip(args, new))
-                out = a if same else self._keep(z3.Z3_update_term(self.c, a, len(new), (z3.Ast * len(new))(*new)))
+                changed = self.t.updated(a, args, [self.term(x) for x in args])
+                out = a if changed is None else self._keep(changed)
             self.made[key] = out
         return self.made[key]
 
