@@ -198,3 +198,54 @@ def test_without_the_wrap_around_the_model_proves(above: str, encoding: str, who
     """n != 3: n + 1 does not wrap, so B saw m[0] only if it sees it after (n + 1 <= 0 never holds)."""
     results = prove_text(_model(above, "n != 3"), Options(encoding=encoding))
     assert [(r.obligation.id, r.status) for r in results if r.status is not Status.PROVED] == []
+
+
+# B sees `m[i]` and `p[i]` for every i with `c[i] < k`; A sets c[j] to 0, which shows B the
+# entries at j (a secret of A's in one run, another in the other) whenever k is not 0: the
+# comparison reads c through A's write, and is false before the step at j, true after. With the
+# write kept to entries B sees already (`c[j] < k`), nothing new is shown.
+SHOWN = """\
+principal A
+principal B
+layer L {
+  state { k : bv[8]
+          c : map[bv[8]] -> bv[8]
+          m : map[bv[8]] -> bv[8]
+          p : map[bv[8]] -> bv[8] }
+  observe B { k; m[i] for i: bv[8] where c[i] < k; p[i] for i: bv[8] where k > c[i] }
+  op show(j: bv[8]) by A {
+    if GUARD {
+      c[j] := 0
+    }
+  }
+}
+"""
+
+
+def _failed_at_show(results: list[Result]) -> None:
+    failed = [r for r in results if r.status is not Status.PROVED]
+    assert sorted((r.obligation.kind.value, r.obligation.observer, r.status) for r in failed) == \
+        [("LR", "B", Status.FAILED), ("WSC", "B", Status.FAILED)]
+    for r in failed:
+        assert r.counterexample is not None
+        assert "c[j] := 0" in [SHOWN.splitlines()[s.line - 1].strip() for s in r.counterexample.responsible]
+    assert_replayed(results)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_read_compared_through_a_write_that_shows_an_entry_fails(encoding: str, whole: None) -> None:
+    _failed_at_show([r for r in prove_text(SHOWN.replace("GUARD", "true"), Options(encoding=encoding))
+                     if r.obligation.layer == "L"])
+
+
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_the_shown_entry_fails_over_two_files_in_either_order(tmp_path: Path, order: str, whole: None) -> None:
+    text = SHOWN.replace("GUARD", "true")
+    _failed_at_show([r for r in prove_modules(split_over_two_files(tmp_path, text, "B", order), Options())
+                     if r.obligation.layer == "L"])
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_write_to_an_entry_already_shown_proves(encoding: str, whole: None) -> None:
+    results = prove_text(SHOWN.replace("GUARD", "c[j] < k"), Options(encoding=encoding))
+    assert [(r.obligation.id, r.status) for r in results if r.status is not Status.PROVED] == []
