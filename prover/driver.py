@@ -109,8 +109,11 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
         looked_up = look_up(module, ob, options, cache)  # a hit needs no solving thread
         if looked_up.cached is not None and not needs_formula(options):
             return looked_up.cached
-        # the obligation's time starts after the solver is imported, if this is the first one solved
-        looked_up = dataclasses.replace(looked_up, start=looked_up.start + _import_solver())
+        # the obligation's time starts after the solver is imported, if this is the first one
+        # solved; so does the pace the workers are started by
+        imported = _import_solver()
+        workers.began += imported
+        looked_up = dataclasses.replace(looked_up, start=looked_up.start + imported)
         return _in_thread(functools.partial(solve_guarded, module, ob, options, cache, looked_up), tick)
 
     done: dict[int, Result] = {}
@@ -232,7 +235,7 @@ def kill_workers(pool: ProcessPoolExecutor) -> None:
 
 WORKER_DIED = ("not solved: it was handed to a worker process that ended abruptly (killed by a signal, or by "
                "the system when memory ran out); run with -j1, or with --max-memory, to solve it")
-SPAWN_AFTER = 1.0  # seconds of solving in this process before worker processes are started
+SPAWN_AFTER = 0.3  # seconds of solving in this process before worker processes may be started
 WORKER_START = 1.5  # seconds of work left (at the pace so far) that a worker's start-up is worth
 _SOLVER_STACK = 256 * 1024 * 1024  # bytes of stack (address space) for the solving thread
 

@@ -279,10 +279,20 @@ def _vacuity_check(formula: Formula, options: Options) -> tuple[z3.Solver, dict[
 # counterexample where Z3 gave up on the goal rlimit / EXACT_SHARE. The whole goal's is small:
 # where Z3 does not prove it within a twentieth, the conjuncts one by one are cheaper overall
 # (docs/theory.md §9 has the figures), and a leak no longer pays a quarter of --rlimit first.
+# Outside the exact-first check, the goal of a formula that keeps quantifiers is checked in the
+# solver of the hypotheses under rlimit / GOAL_SHARE, then the shaped counterexample is looked
+# for, then that solver checks again under the rest of --rlimit, and a fresh one under all of it
+# (`_check`). A leak spent all of --rlimit in the first check before its shaped counterexample
+# (found in milliseconds); no shipped proof needs more than the quarter (docs/theory.md §2), and
+# the rest keeps the counterexamples the first check found late (a mutant of SeKVM's at 10.9M
+# units, which the fresh solver does not find within --rlimit).
 SHAPE_SHARE = 2
 WHOLE_SHARE = 20
 CONJUNCT_SHARE = 2
 EXACT_SHARE = 4
+GOAL_SHARE = 4
+# Z3's reason_unknown() when a check ran out of its resource units (or out of time: "canceled")
+_OUT_OF_UNITS = ("canceled", "max. resource limit exceeded", "resource limit exceeded")
 
 
 def _solved_exactly(ob: Obligation, formula: Formula, options: Options, start: float,
@@ -540,7 +550,7 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
             return f"{stage}: memory limit of {options.max_memory} MiB reached (--max-memory)"
         if time.perf_counter() - check_start >= options.timeout * 0.99:
             return f"{stage}: timeout after {options.timeout:g}s (--timeout)"
-        if reason in ("canceled", "max. resource limit exceeded", "resource limit exceeded"):
+        if reason in _OUT_OF_UNITS:
             return f"{stage}: resource limit of {options.rlimit} reached (--rlimit)"
         return f"{stage}: the solver gave up ({reason.strip('()') or 'no reason given'})"
 
@@ -610,7 +620,8 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
     #    eliminating arrays) only on a problem it checks once, and a solver checked again falls
     #    back to its incremental core. Each is much faster than the other on some goals of the
     #    ARINC 653 kernel. A context of its own, since what a context has done before changes
-    #    what Z3 does in it. Before both, if pass 3w made a weaker quantifier-free version of
+    #    what Z3 does in it. Where the formula keeps quantifiers, the first of the two has
+    #    rlimit / GOAL_SHARE (see there). Before both, if pass 3w made a weaker quantifier-free version of
     #    the formula, the goal is checked under that (in a context of its own too, with a
     #    quarter of the resource limit): its `unsat` proves the goal (those hypotheses follow
     #    from the real ones); its `sat` or `unknown` proves nothing, and the exact checks follow.
@@ -640,15 +651,28 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         return done(Status.PROVED)
     solver.add([h.term for h in formula.hypotheses if h.reflexive])
     solver.add(formula.asserted_goal())
+    first = options.rlimit // GOAL_SHARE if formula.quantified and formula.mode == "valid" else options.rlimit
+    solver.set("rlimit", first)
     check_start = time.perf_counter()
     answer = solver.check()
     checked.append(solver)
+    resumable = first < options.rlimit and solver.reason_unknown() in _OUT_OF_UNITS and \
+        time.perf_counter() - check_start < options.timeout * 0.99
     if answer == z3.unknown and solver.reason_unknown() not in MEMORY_REASONS:
         # Z3 may fail to build a model of quantifiers over wide sorts: a counterexample is
-        # looked for among the shaped states (prover/witness.py) before the second check,
-        # which a leak would run to its limit
+        # looked for among the shaped states (prover/witness.py) before the checks that follow,
+        # which a leak would run to their limits: the rest of the first check's budget, then the
+        # second check
         shaped = shaped_model(everything) if formula.mode == "valid" else None
-        solver, answer = (shaped, z3.sat) if shaped is not None else fresh_check(everything, options.rlimit)
+        if shaped is not None:
+            solver, answer = shaped, z3.sat
+        else:
+            if resumable:
+                solver.set("rlimit", options.rlimit - first)
+                check_start = time.perf_counter()
+                answer = solver.check()
+            if answer == z3.unknown and solver.reason_unknown() not in MEMORY_REASONS:
+                solver, answer = fresh_check(everything, options.rlimit)
     if answer == z3.unknown:
         return done(Status.UNKNOWN, why_unknown(GOAL_STAGE))
     if formula.mode == "sat":

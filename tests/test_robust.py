@@ -874,6 +874,35 @@ def test_an_obligation_this_process_solves_keeps_its_answer_when_its_worker_dies
     assert all(r.status is Status.PROVED or r.detail == driver.WORKER_DIED for r in results.values())
 
 
+def test_the_pace_that_starts_workers_leaves_out_importing_the_solver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers join once this process has solved for SPAWN_AFTER seconds and the work left, at
+    the pace so far, would take WORKER_START seconds more. The pace is of solving: a first
+    obligation that waits a second for the solver to be imported (a slow disk) does not make a
+    run of a few quick obligations look long enough for a worker, which would cost it a second."""
+    from microverify.prover import driver
+    workers: list[Any] = []
+    init, imported = driver._Workers.__init__, []
+
+    def keep(self: Any, *args: Any) -> None:
+        init(self, *args)
+        workers.append(self)
+
+    def slow_import() -> float:
+        if imported:
+            return 0.0
+        imported.append(1)
+        time.sleep(1.5)
+        return 1.5
+
+    monkeypatch.setattr(driver._Workers, "__init__", keep)
+    monkeypatch.setattr(driver, "_import_solver", slow_import)
+    pairs = obligations([load_text(SECURE, "secure.mv")])
+    assert len(pairs) > 4
+    results = prove_pairs(pairs, Options(), jobs=2)
+    assert {r.status for r in results} == {Status.PROVED}
+    assert imported and workers and workers[0].pool is None, "a worker was started"
+
+
 def test_with_nothing_left_to_hand_out_this_process_takes_what_was_handed_last() -> None:
     """A worker holds the obligation it solves and the next; the one handed last is the
     likeliest not to be started yet. Taking the first instead solved again, in this process,

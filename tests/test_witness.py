@@ -245,6 +245,22 @@ def test_an_index_linked_shape_neither_hides_a_leak_nor_a_contradiction(
     assert all(r.status is not Status.PROVED for i, r in results.items()  # VIEW assumes no invariant
                if i.startswith("Ports/") and "/VIEW/" not in i), {i: r.status for i, r in results.items()}
 
+
+def test_a_counterexample_of_the_shape_is_looked_for_before_the_goal_has_spent_the_rlimit() -> None:
+    """In the quantified encoding, the goal's check in the solver of the hypotheses has a
+    quarter of --rlimit (solve.GOAL_SHARE) before the shaped search: INIT of the clashing model
+    has a counterexample of the shape (found in a few hundred units) that Z3 does not build in
+    that check. It FAILS after that quarter, where it spent all of --rlimit first (20,000,471
+    units, 7 s); the same verdict and counterexample either way."""
+    clash = LINKED_LEAK.replace("  observe KServ", "  invariant clash { port_part[0x0000000100000000] == 2 }\n"
+                                                   "  observe KServ")
+    pairs = [(m, ob) for m, ob in obligations([load_text(clash, "clash.mv")]) if ob.id == "Ports/INIT"]
+    options = Options(encoding="quantified")
+    [init] = prove_pairs(pairs, options)
+    assert init.status is Status.FAILED and init.counterexample is not None, init.detail
+    assert options.rlimit // solve.GOAL_SHARE < init.rlimit_used < options.rlimit // 2, init.rlimit_used
+
+
 def test_a_layers_shape_is_built_once_and_is_the_shape_built_for_the_formula(monkeypatch: pytest.MonkeyPatch) -> None:
     """witness._BUILT: the obligations of a layer share its shapes, built in a context of their
     own and translated into each formula's. What a formula gets is exactly the shape built from
