@@ -952,12 +952,15 @@ def test_a_leak_through_a_pointer_map_is_never_proved(tmp_path: Path, order: str
     `pull(v, p)` copies mem[q] into VM(v)'s view, and WSC must fail, replayed, in either file
     order."""
     def run(text: str) -> dict[str, Status]:
-        # timeout: in the quantified encoding, the leaky WSC's search for a model of the witness
-        # shape runs to the timeout backstop on few resource units (Z3's E-matching builds ever
-        # larger terms), 60 s by default, before the goal check finds the counterexample in a
-        # fraction of a second; every other check here takes under 0.2 s
+        # timeout: the leaky WSC's search for a model of the witness shape (with its quantifiers:
+        # in the qf encoding they stay, in its exact check and after it) runs to the timeout
+        # backstop on few resource units (Z3's work there is not counted in them), 60 s by
+        # default, before the fresh goal check finds the counterexample in 0.6M units; every
+        # other check here takes under 0.2 s. rlimit: the goal's checks before that one (a
+        # quarter, then the rest, in the solver of the hypotheses: solve.GOAL_SHARE) give up,
+        # and with the default 20M they took 5 s more per run; every proof here needs under 30K
         results = prove_pairs(obligations(split_over_two_files(tmp_path, text, "KServ", order)),
-                              Options(encoding=encoding, timeout=5.0))
+                              Options(encoding=encoding, timeout=5.0, rlimit=2_000_000))
         assert_replayed(results)
         return {r.obligation.id: r.status for r in results if r.status is not Status.PROVED}
 
