@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 # what str.splitlines() also breaks at, but the parser (lark: "\n" only) does not count
 _OTHER_BREAKS = "\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
-# text-direction controls (dsl/parser.py refuses them): shown, they would reorder the line shown
-DIRECTION_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+# text-direction controls (dsl/parser.py refuses them): shown, they would reorder the line shown.
+# The embeddings, overrides and isolates (those rustc refuses), and the three marks (left-to-right,
+# right-to-left, Arabic letter), which reorder the operators, brackets and digits beside them.
+DIRECTION_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
 _AS_SHOWN = str.maketrans({c: " " for c in _OTHER_BREAKS} | {c: "\ufffd" for c in DIRECTION_CONTROLS})
 _SHOWN_OTHERWISE = re.compile(f"[{_OTHER_BREAKS}{DIRECTION_CONTROLS}]")
 

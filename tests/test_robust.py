@@ -1088,11 +1088,13 @@ def test_a_lone_cr_in_an_imported_file_is_an_error_at_that_file(order: str, tmp_
     assert "leak.mv:1:16: error: a carriage return not followed by a line feed" in done.stderr
 
 
-@pytest.mark.parametrize("control", ["\u202a", "\u202e", "\u2066", "\u2069"])
+@pytest.mark.parametrize("control", ["\u202a", "\u202e", "\u2066", "\u2069", "\u200e", "\u200f", "\u061c"])
 def test_a_text_direction_control_is_an_error(control: str) -> None:
     """Trojan Source (CVE-2021-42574): inside a comment, a right-to-left override makes an
     editor show the code after it in another order, or as part of the comment, so a reviewer
-    reads another model than the one proved. Refused wherever it is, as rustc does."""
+    reads another model than the one proved. Refused wherever it is, as rustc does; so are the
+    invisible direction marks (U+200E, U+200F, U+061C), which rustc lets through: a
+    right-to-left mark before `1 - 2` in a comment shows it as `2 - 1`."""
     text = LONE_BREAK_LEAK.replace("{break}", f" /* {control}*/ \n")
     with pytest.raises(DiagnosticError) as info:
         load_text(text, "t.mv")
