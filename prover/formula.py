@@ -66,6 +66,11 @@ class Formula:
     # (hypotheses, goals) without quantifiers but weaker (pass 3w of prover/qf.py), beside the
     # exact ones above, which stay quantified: their `unsat` proves a `valid` obligation
     weakened: tuple[list[Labeled], list[Labeled]] | None = None
+    # what the exact-first check found out about these very hypotheses and goals, which a later
+    # check of them need not ask again (prover/solve.py): the hypotheses are satisfiable; the
+    # whole negated goal has no model of the witness shape within rlimit / EXACT_SHARE
+    shown_satisfiable: bool = False
+    no_shaped_counterexample: bool = False
 
     @property
     def ctx(self) -> z3.Context:

@@ -202,7 +202,10 @@ def _solve_afresh(sliced: ir.Module, ob: Obligation, options: Options, start: fl
     if out_of_memory:  # the check's context is freed now: the limit again, from what Z3 holds now
         limit_memory(options.max_memory)
     if tried:  # its context has been used: solved afresh, as without the exact check
-        formula = build(sliced, ob, new_context(), options.encoding)
+        first, formula = formula, build(sliced, ob, new_context(), options.encoding)
+        if formula.quantified:  # the rewriting left the formula as it was: what was found holds
+            formula.shown_satisfiable = first.shown_satisfiable
+            formula.no_shaped_counterexample = first.no_shaped_counterexample
         lowered = time.perf_counter() - start
     elif exact:
         formula = encode(formula, options.encoding)
@@ -343,6 +346,7 @@ def _solved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
             return None, shown, ""
         with shared.LOCK:
             _remember_shown(key, terms, init, shown)
+    formula.shown_satisfiable = True
     proved, spent, unproved, found = _goals_unsat(formula, options)
     used = shown + spent
     if proved:
@@ -400,7 +404,9 @@ def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str, z3
         return one
 
     if len(formula.goals) < 2:
-        return False, spent, "", shaped()
+        found = shaped()  # before `spent` is read: it adds to it
+        formula.no_shaped_counterexample = found is None
+        return False, spent, "", found
     left = options.rlimit
     for i, goal in enumerate(_asked(formula.goals)):
         budget, answer = min(left, options.rlimit // CONJUNCT_SHARE), z3.unknown
@@ -415,9 +421,9 @@ def _goals_unsat(formula: Formula, options: Options) -> tuple[bool, int, str, z3
                 why = "Z3 found a model of its negation"
             else:
                 why = f"Z3 gave up on it under {budget} resource units: {part.reason_unknown()}"
+            found = part if answer == z3.sat else shaped([goal])  # before `spent` is read: it adds to it
             return False, spent, (f"with its quantifiers, {i} of the goal's {len(formula.goals)} conjuncts were proved "
-                                  f"one by one, then not {goal.label} ({why}; the rest were not tried)"), \
-                part if answer == z3.sat else shaped([goal])
+                                  f"one by one, then not {goal.label} ({why}; the rest were not tried)"), found
     return True, spent, "", None
 
 
@@ -596,8 +602,10 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         tag = z3.Bool(f"hyp!{i}", ctx)
         tracked[tag.get_id()] = h.label
         solver.assert_and_track(h.term, tag)
-    vacuity = _vacuity_check(formula, options) if formula.quantified else None
-    if vacuity is None and shaped_model(_to_show(formula), share=1) is not None:
+    vacuity = _vacuity_check(formula, options) if formula.quantified and not formula.shown_satisfiable else None
+    if formula.shown_satisfiable:  # by the exact-first check, on these very hypotheses
+        answer = z3.sat
+    elif vacuity is None and shaped_model(_to_show(formula), share=1) is not None:
         answer = z3.sat
     else:
         checker = vacuity[0] if vacuity else solver
@@ -663,7 +671,9 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         # looked for among the shaped states (prover/witness.py) before the checks that follow,
         # which a leak would run to their limits: the rest of the first check's budget, then the
         # second check
-        shaped = shaped_model(everything) if formula.mode == "valid" else None
+        # (not again where the exact-first check looked for it on this very formula)
+        shaped = shaped_model(everything, EXACT_SHARE) \
+            if formula.mode == "valid" and not formula.no_shaped_counterexample else None
         if shaped is not None:
             solver, answer = shaped, z3.sat
         else:

@@ -944,13 +944,39 @@ layer L {
 
 @pytest.mark.parametrize("encoding", ["qf", "quantified"])
 @pytest.mark.parametrize("order", SPLIT_ORDERS)
-def test_a_leak_through_a_pointer_map_is_never_proved(tmp_path: Path, order: str, encoding: str) -> None:
+def test_a_leak_through_a_pointer_map_is_never_proved(tmp_path: Path, order: str, encoding: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """With the invariant that keeps each page's `nxt` among its owner's pages, `pull` copies
     only the caller's own data: every obligation proves. Weakened to `owner[nxt[p]] ==
     owner[nxt[nxt[p]]]`, a page of VM(v) may point at another VM's page (two runs that agree on
     VM(v)'s view, with nxt[p] = q, owner[q] = VM(w), and mem[q] 0 in one and 1 in the other):
     `pull(v, p)` copies mem[q] into VM(v)'s view, and WSC must fail, replayed, in either file
-    order."""
+    order.
+
+    The qf encoding leaves this formula's quantifiers as they are, so its checks after the
+    exact-first check ask about the same formula: neither the hypotheses' satisfiability nor
+    the whole goal's shaped counterexample is asked twice (Formula.shown_satisfiable,
+    no_shaped_counterexample; the leaky WSC's shaped search runs to --timeout, and ran twice).
+    Every check in a context of its own counts in the resource figure: that shaped search did
+    not (its units were read before it ran)."""
+    from microverify.prover import solve as solving
+    asked: list[tuple[str, str, int, int]] = []  # obligation, question, budget, units
+    real_fresh, real_solve = solving._fresh, solving._solve_afresh
+    current: list[str] = []
+
+    def spy_solve(sliced, ob, *args):  # type: ignore[no-untyped-def]
+        current[:] = [ob.id]
+        return real_solve(sliced, ob, *args)
+
+    def spy_fresh(assertions, options, rlimit, stage):  # type: ignore[no-untyped-def]
+        one, answer = real_fresh(assertions, options, rlimit, stage)
+        question = "\n".join(a.sexpr() for a in assertions)
+        asked.append((current[0], question, rlimit, solving._rlimit_count(one)))
+        return one, answer
+
+    monkeypatch.setattr(solving, "_solve_afresh", spy_solve)
+    monkeypatch.setattr(solving, "_fresh", spy_fresh)
+
     def run(text: str) -> dict[str, Status]:
         # timeout: the leaky WSC's search for a model of the witness shape (with its quantifiers:
         # in the qf encoding they stay, in its exact check and after it) runs to the timeout
@@ -962,6 +988,11 @@ def test_a_leak_through_a_pointer_map_is_never_proved(tmp_path: Path, order: str
         results = prove_pairs(obligations(split_over_two_files(tmp_path, text, "KServ", order)),
                               Options(encoding=encoding, timeout=5.0, rlimit=2_000_000))
         assert_replayed(results)
+        for r in results:
+            mine = [(question, budget) for ob, question, budget, _ in asked if ob == r.obligation.id]
+            assert len(mine) == len(set(mine)), r.obligation.id
+            assert r.rlimit_used >= sum(units for ob, *_, units in asked if ob == r.obligation.id), r.obligation.id
+        asked.clear()
         return {r.obligation.id: r.status for r in results if r.status is not Status.PROVED}
 
     assert run(POINTERS) == {}

@@ -522,3 +522,37 @@ def test_a_leak_is_never_proved_when_the_index_set_is_cut_at_the_instance_limit(
     assert all(r.status in (Status.FAILED, Status.UNKNOWN) for r in results), [(r.status, r.detail) for r in results]
     if encoding == "qf":
         assert all(r.status is Status.FAILED and r.counterexample is not None for r in results)
+
+
+@pytest.mark.parametrize("text", [LINKED_LEAK, LEAK], ids=["linked-leak", "wide-leak"])
+def test_a_failure_found_by_the_exact_check_counts_every_check_it_made(
+        text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An obligation decided by the exact-first check reports as its resource figure what its
+    checks spent (each in a context of its own), the shaped counterexample search included:
+    its units were read before that search ran and added to them, so a FAILED reported 1000470
+    units for 1003347 spent (LINKED_LEAK's WSC), and 11025434 for 11058298 (LEAK's LR)."""
+    spent: list[int] = []
+    reached: list[str] = []
+    real_fresh, real_check = solve._fresh, solve._check
+
+    def spy_fresh(assertions, options, rlimit, stage):  # type: ignore[no-untyped-def]
+        one, answer = real_fresh(assertions, options, rlimit, stage)
+        spent.append(solve._rlimit_count(one))
+        return one, answer
+
+    def spy_check(ob, *args):  # type: ignore[no-untyped-def]
+        reached.append(ob.id)
+        return real_check(ob, *args)
+
+    monkeypatch.setattr(solve, "_fresh", spy_fresh)
+    monkeypatch.setattr(solve, "_check", spy_check)
+    failed = 0
+    for pair in obligations([load_text(text, "leak.mv")]):
+        spent.clear()
+        reached.clear()
+        monkeypatch.setattr(solve, "_SHOWN", {})  # no figure taken from an earlier obligation
+        [result] = prove_pairs([pair], Options())
+        if not reached:  # decided by the exact-first check
+            assert result.rlimit_used == sum(spent), result.obligation.id
+            failed += result.status is Status.FAILED
+    assert failed > 0
