@@ -333,7 +333,7 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
-              help="Worker processes. [default: all cores]")
+              help="Worker processes. [default: all cores this process may run on]")
 @click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), default=DEFAULT_DIR,
               show_default=True, help="Where PROVED results are cached, keyed by what each obligation is built from.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the cache.")
@@ -386,7 +386,7 @@ def prove(paths: tuple[Path, ...], jobs: int | None, cache_dir: Path, no_cache: 
     """
     options = Options(rlimit=rlimit, timeout=timeout, seed=seed, dump_smt=dump_smt, cross_check=cross_check,
                       encoding=encoding, max_memory=max_memory)
-    jobs = jobs or os.cpu_count() or 1
+    jobs = jobs or _cores()
     try:
         targets = list(paths) or configured_roots(Path.cwd())
         try:
@@ -404,6 +404,16 @@ def prove(paths: tuple[Path, ...], jobs: int | None, cache_dir: Path, no_cache: 
     except KeyboardInterrupt:
         raise Interrupted() from None
     sys.exit(code)
+
+
+def _cores() -> int:
+    """The cores this process may run on: its CPU affinity where the system has one (a
+    container, `taskset` or a CI runner may allow fewer than the machine has, and a worker per
+    core it may not use only competes for the ones it may), else all the machine's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _report_problems(exc: BadInput, fmt: str, output: Path | None, options: Options, jobs: int) -> None:

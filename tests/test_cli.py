@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -245,3 +247,19 @@ def test_the_progress_bar_is_drawn_on_a_terminal_only(tmp_path: Path) -> None:
     shown = out.decode("utf-8", "replace")
     assert "proving" in shown  # the bar
     assert plain.stdout.strip().splitlines()[-1] in shown  # "N of N obligations proved"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2
+                    or shutil.which("taskset") is None,
+                    reason="needs CPU affinity, two cores to restrict it to one, and taskset")
+def test_the_default_jobs_are_the_cores_this_process_may_run_on(tmp_mv) -> None:
+    """Under `taskset -c 0` (as a container or a CI runner's CPU set restricts a process) the
+    default -j is 1, not the machine's count: a second process would only compete for the one
+    core, and pay its start-up."""
+    model = str(tmp_mv(SECURE))
+    pinned = subprocess.run(["taskset", "-c", "0", sys.executable, "-m", "microverify", "--no-cache",
+                             "--format", "json", model], capture_output=True, text=True, timeout=300)
+    free = prove("--no-cache", "--format", "json", model)
+    assert pinned.returncode == free.returncode == 0, pinned.stderr + free.stderr
+    assert json.loads(pinned.stdout)["options"]["jobs"] == 1
+    assert json.loads(free.stdout)["options"]["jobs"] == len(os.sched_getaffinity(0))
