@@ -155,9 +155,13 @@ def _dataclass_fields(kind: type) -> _Fields | None:
     """A dataclass type's serialised name and its fields but those declared as spans (attribute,
     serialised name), or None for any other type; remembered per type."""
     if kind not in _fields:
-        _fields[kind] = None if not dataclasses.is_dataclass(kind) else (
-            b"D" + kind.__qualname__.encode() + b";",
-            tuple((f.name, f.name.encode() + b"=") for f in dataclasses.fields(kind) if f.name not in span_fields(kind)))
+        if not dataclasses.is_dataclass(kind):
+            _fields[kind] = None
+        else:
+            spans = span_fields(kind)
+            _fields[kind] = (b"D" + kind.__qualname__.encode() + b";",
+                             tuple((f.name, f.name.encode() + b"=") for f in dataclasses.fields(kind)
+                                   if f.name not in spans))
     return _fields[kind]
 
 

@@ -577,7 +577,7 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
 
     shapes: list[tuple[z3.ExprRef, z3.ExprRef]] | None = None  # built once, when first needed
 
-    def shaped_model(assertions: list[z3.ExprRef], share: int = 4) -> z3.Solver | None:
+    def shaped_model(assertions: list[z3.ExprRef], share: int) -> z3.Solver | None:
         """A solver holding a model of the assertions, if they have one in which every map of
         the pre-states has the shape of prover/witness.py (tried on a formula that keeps
         quantifiers, with 1/share of the resource limit). The maps are equated to their

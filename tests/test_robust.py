@@ -841,21 +841,31 @@ def test_a_worker_killed_while_idle_loses_nothing(monkeypatch: pytest.MonkeyPatc
     assert {r.obligation.id: r.status for r in results if r.status is not Status.PROVED} == {"L/INIT": Status.UNKNOWN}
 
 
+@pytest.fixture
+def workers(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every driver._Workers that prove_pairs makes, in order."""
+    from microverify.prover import driver
+    made: list[Any] = []
+    init = driver._Workers.__init__
+
+    def keep(self: Any, *args: Any) -> None:
+        init(self, *args)
+        made.append(self)
+
+    monkeypatch.setattr(driver._Workers, "__init__", keep)
+    return made
+
+
 def test_an_obligation_this_process_solves_keeps_its_answer_when_its_worker_dies(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, workers: list[Any]) -> None:
     """Found in review: at the end of a run this process also solves what a worker holds; when
     that worker died meanwhile, its UNKNOWN replaced the answer this process found."""
     from microverify.prover import driver
     monkeypatch.setattr(driver, "SPAWN_AFTER", 0.0)
     monkeypatch.setattr(driver, "WORKER_START", 0.0)
-    workers: list[Any] = []
-    init, guarded = driver._Workers.__init__, driver.solve_guarded
+    guarded = driver.solve_guarded
     pairs = obligations([load_text(SECURE, "secure.mv")])
     killed: list[str] = []
-
-    def keep(self: Any, *args: Any) -> None:
-        init(self, *args)
-        workers.append(self)
 
     def kill_its_worker(module: Any, ob: Any, *args: Any) -> Result:
         w = workers[0]
@@ -866,7 +876,6 @@ def test_an_obligation_this_process_solves_keeps_its_answer_when_its_worker_dies
             time.sleep(0.5)
         return guarded(module, ob, *args)
 
-    monkeypatch.setattr(driver._Workers, "__init__", keep)
     monkeypatch.setattr(driver, "solve_guarded", kill_its_worker)
     results = {r.obligation.id: r for r in prove_pairs(pairs, Options(), jobs=2)}
     assert killed, "this process never solved an obligation a worker held"
@@ -874,18 +883,14 @@ def test_an_obligation_this_process_solves_keeps_its_answer_when_its_worker_dies
     assert all(r.status is Status.PROVED or r.detail == driver.WORKER_DIED for r in results.values())
 
 
-def test_the_pace_that_starts_workers_leaves_out_importing_the_solver(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_pace_that_starts_workers_leaves_out_importing_the_solver(
+        monkeypatch: pytest.MonkeyPatch, workers: list[Any]) -> None:
     """Workers join once this process has solved for SPAWN_AFTER seconds and the work left, at
     the pace so far, would take WORKER_START seconds more. The pace is of solving: a first
     obligation that waits a second for the solver to be imported (a slow disk) does not make a
     run of a few quick obligations look long enough for a worker, which would cost it a second."""
     from microverify.prover import driver
-    workers: list[Any] = []
-    init, imported = driver._Workers.__init__, []
-
-    def keep(self: Any, *args: Any) -> None:
-        init(self, *args)
-        workers.append(self)
+    imported: list[int] = []
 
     def slow_import() -> float:
         if imported:
@@ -894,7 +899,6 @@ def test_the_pace_that_starts_workers_leaves_out_importing_the_solver(monkeypatc
         time.sleep(1.5)
         return 1.5
 
-    monkeypatch.setattr(driver._Workers, "__init__", keep)
     monkeypatch.setattr(driver, "_import_solver", slow_import)
     pairs = obligations([load_text(SECURE, "secure.mv")])
     assert len(pairs) > 4
