@@ -942,6 +942,29 @@ layer L {
 """
 
 
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_pointer_map_invariants_that_contradict_are_vacuous_not_proved(tmp_path: Path, order: str,
+                                                                       encoding: str) -> None:
+    """Attack on the answers carried from the exact-first check to the checks after it
+    (Formula.shown_satisfiable): the qf encoding leaves this formula's quantifiers, and an
+    invariant that contradicts `linked` (nxt[0] = 1 and owner[0] != owner[1], where linked says
+    owner[nxt[0]] == owner[0]) makes every hypothesis set with I(s) unsatisfiable. Were
+    satisfiability carried when it was not shown, the goals would be `unsat` under them and
+    PROVED. Each such obligation is VACUOUS, INIT FAILS, and only VIEW (no invariant) proves.
+    Pages of 6 bits: at 4 or 5 the rewriting removes every quantifier (so nothing is carried and
+    this tests nothing: carrying it always still passed there), at 8 it takes twice as long."""
+    clash = POINTERS.replace("  observe VM(v)", "  invariant clash { nxt[0] == 1 && owner[0] != owner[1] }\n"
+                                                "  observe VM(v)").replace("type pfn = bv[8]", "type pfn = bv[6]")
+    assert "bv[6]" in clash and "clash" in clash
+    results = prove_pairs(obligations(split_over_two_files(tmp_path, clash, "KServ", order)),
+                          Options(encoding=encoding, timeout=5.0, rlimit=2_000_000))
+    got = {r.obligation.id: r.status for r in results if r.obligation.layer == "L"}
+    assert got.pop("L/INIT") is Status.FAILED
+    assert {i: st for i, st in got.items() if "/VIEW/" in i} == {"L/VIEW/VM": Status.PROVED}
+    assert {st for i, st in got.items() if "/VIEW/" not in i} == {Status.VACUOUS}, got
+
 @pytest.mark.parametrize("encoding", ["qf", "quantified"])
 @pytest.mark.parametrize("order", SPLIT_ORDERS)
 def test_a_leak_through_a_pointer_map_is_never_proved(tmp_path: Path, order: str, encoding: str,
