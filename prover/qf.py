@@ -280,6 +280,20 @@ class Terms:
             memo[i] = k == APP and all(self.ground(x, memo) for x in self.args(a))
         return memo[i]
 
+    def closed(self, a: z3.Ast, memo: dict[tuple[int, int], bool], depth: int = 0) -> bool:
+        """No variable in a bound outside it (a de Bruijn index of `depth` or more, counted
+        from a's top, where `depth` binders are around a)."""
+        key = (self.id(a), depth)
+        if key not in memo:
+            k = _ast_kind(self.c, a)
+            if k == z3.Z3_VAR_AST:
+                memo[key] = z3.Z3_get_index_value(self.c, a) < depth
+            elif k == _QUANT:
+                memo[key] = self.closed(self.body(a), memo, depth + z3.Z3_get_quantifier_num_bound(self.c, a))
+            else:
+                memo[key] = k != APP or all(self.closed(x, memo, depth) for x in self.args(a))
+        return memo[key]
+
     def mentions(self, a: z3.Ast, ids: set[int], memo: dict[int, bool]) -> bool:
         """One of the terms `ids` (AST ids) occurs in the ground term a."""
         i = self.id(a)
@@ -669,9 +683,11 @@ class Reads:
     `select(store(a, j, v), i)` becomes `ite(i = j, v, select(a, i))` and `select(ite(c, a, b), i)`
     becomes `ite(c, select(a, i), select(b, i))`, the read-over-write axiom: an equivalence."""
 
-    def __init__(self, ctx: z3.Context) -> None:
+    def __init__(self, ctx: z3.Context, binders: bool = False) -> None:
         self.t = Terms(ctx)
         self.c = self.t.c
+        self.binders = binders  # into the bodies of forall and exists too
+        self.closed_memo: dict[tuple[int, int], bool] = {}  # Terms.closed of the lambdas read
         self.made: dict[int, z3.Ast] = {}  # a rewritten term per AST id
         self.reads: dict[tuple[int, int], z3.Ast] = {}
         # Every term in `made` and `reads` is kept referenced until the rewriting ends: the
@@ -701,6 +717,11 @@ class Reads:
             args = self.t.args(a) if self.t.kind(a) == APP else []
             if args and self.t.op(a) == z3.Z3_OP_SELECT and len(args) == 2:
                 out = self.read(args[0], self.term(args[1]))
+            elif self.binders and self.t.kind(a) == _QUANT and not self.t.is_lambda(a):
+                body = self.t.body(a)
+                new = self.term(body)
+                out = a if self.t.id(new) == self.t.id(body) else \
+                    self._keep(z3.Z3_update_term(self.c, a, 1, (z3.Ast * 1)(new)))
             else:
                 changed = self.t.updated(a, args, [self.term(x) for x in args])
                 out = a if changed is None else self._keep(changed)
@@ -729,7 +750,11 @@ class Reads:
             return self._ite(self.term(args[0]), self.read(args[1], i), self.read(args[2], i))
         if op == z3.Z3_OP_CONST_ARRAY:
             return self.term(args[0])
-        if op is None and self.t.is_lambda(array) and z3.Z3_get_quantifier_num_bound(self.c, array) == 1:
+        # a lambda read is reduced if it has no variable bound outside it (under a quantifier,
+        # it may read that quantifier's: substituting for its own alone would leave them
+        # pointing one binder too far out)
+        if op is None and self.t.is_lambda(array) and z3.Z3_get_quantifier_num_bound(self.c, array) == 1 \
+                and (not self.binders or self.t.closed(array, self.closed_memo)):
             return self.term(self._keep(z3.Z3_substitute_vars(self.c, self.t.body(array), 1, (z3.Ast * 1)(i))))
         whole = self.term(array)
         if self.t.id(whole) != self.t.id(array):  # a read of a nested array, now pushed down
@@ -744,11 +769,13 @@ class Reads:
             self.t.kind(a) == APP and self.t.op(a) in (z3.Z3_OP_TRUE, z3.Z3_OP_FALSE)
 
 
-def expand_reads(terms: list[z3.BoolRef]) -> list[z3.BoolRef]:
-    """Quantifier-free terms with every read pushed down to a declared array (pass 4)."""
+def expand_reads(terms: list[z3.BoolRef], binders: bool = False) -> list[z3.BoolRef]:
+    """Quantifier-free terms with every read pushed down to a declared array (pass 4); with
+    `binders`, terms with quantifiers too, their bodies rewritten alike (a read whose index
+    mentions a bound variable is pushed down the same way)."""
     if not terms:
         return []
-    reads = Reads(terms[0].ctx)
+    reads = Reads(terms[0].ctx, binders)
     return [reads.expand(t) for t in terms]  # type: ignore[misc]
 
 

@@ -358,6 +358,38 @@ def test_expanded_reads_equal_the_reads_they_replace(array: z3.ArrayRef, at: lis
     assert s.check() == z3.unsat
 
 
+_X, _Y = z3.BitVecs("X Y", 8)  # bound by the quantifier and the lambdas below
+# Lambdas read under `forall X`: closed ones, and ones that read X (bound outside them)
+_LAMBDAS = [z3.Lambda([_Y], z3.Extract(3, 0, _Y)), z3.Lambda([_Y], z3.If(_Y == 3, _A[_Y], _B[_Y + 1])),
+            z3.Lambda([_Y], _A[_Y + _X]), z3.Lambda([_Y], z3.If(_Y == _X, z3.Extract(3, 0, _Y), _A[_X])),
+            z3.Lambda([_Y], z3.Store(_A, _X, 2)[_Y])]
+
+
+def _has_lambda(t: z3.ExprRef) -> bool:
+    return z3.is_quantifier(t) and t.is_lambda() or any(_has_lambda(c) for c in t.children())
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(array_term(), st.sampled_from(_LAMBDAS), st.sampled_from(_LAMBDAS), st.integers(0, 255))
+def test_reads_under_a_quantifier_are_expanded_to_equal_ones(array: z3.ArrayRef, first: z3.QuantifierRef,
+                                                             second: z3.QuantifierRef, at: int) -> None:
+    """expand_reads(binders=True), as the shaped counterexample search uses it (solve._in_shape):
+    the body of `forall X` rewritten, reads of lambdas reduced where they read no X, and kept
+    where they do (substituting for the lambda's own variable alone would leave X pointing one
+    binder too far out). Compared on the bodies, X a constant: equal terms."""
+    written = z3.Store(z3.Store(first, _X, second[_X + 1]), z3.BitVecVal(at, 8), array[_X])
+    body = z3.Concat(written[_X], written[z3.BitVecVal(at, 8)], second[z3.ZeroExt(4, written[_P])]) == \
+        z3.Concat(array[_X], array[_Q], _A[_X])
+    (expanded,) = expand_reads([z3.ForAll([_X], body)], binders=True)
+    assert z3.is_quantifier(expanded) and expanded.is_forall()
+    here = z3.BitVec("here", 8)
+    s = z3.Solver()
+    s.add(z3.substitute_vars(expanded.body(), here) != z3.substitute(body, (_X, here)))
+    assert s.check() == z3.unsat
+    if all(any(z3.eq(lam, closed) for closed in _LAMBDAS[:2]) for lam in (first, second)):
+        assert not _has_lambda(expanded.body())  # every lambda read was reduced
+
+
 # -- attack on the expansion budget: a quantifier it now leaves to Z3 (an exists over 128 pages
 #    under a forall) must not hide a leak. Runs s and t agree on `pub` and on KServ's pages and
 #    differ in `data` at VM(0)'s page 0; KServ reads page 0, so `pub` differs after the step.
@@ -981,9 +1013,16 @@ def test_a_leak_through_a_pointer_map_is_never_proved(tmp_path: Path, order: str
     the whole goal's shaped counterexample is asked twice (Formula.shown_satisfiable,
     no_shaped_counterexample; the leaky WSC's shaped search runs to --timeout, and ran twice).
     Every check in a context of its own counts in the resource figure: that shaped search did
-    not (its units were read before it ran)."""
+    not (its units were read before it ran).
+
+    The leaky WSC's counterexample is found by that shaped search, with the shapes put into
+    the formula (solve._in_shape): with the maps only equated to them, Z3 instantiated the
+    quantifiers over reads of the identity lambda `init` gives `nxt` for 5 s, the whole
+    --timeout, on 0.5M resource units (60 s by default, and 66 s in all for this obligation in
+    the quantified encoding), and the counterexample came from the checks after it."""
     from microverify.prover import solve as solving
     asked: list[tuple[str, str, int, int]] = []  # obligation, question, budget, units
+    shaped: list[tuple[str, z3.CheckSatResult]] = []  # obligation, answer: each shaped counterexample search
     real_fresh, real_solve = solving._fresh, solving._solve_afresh
     current: list[str] = []
 
@@ -991,23 +1030,21 @@ def test_a_leak_through_a_pointer_map_is_never_proved(tmp_path: Path, order: str
         current[:] = [ob.id]
         return real_solve(sliced, ob, *args)
 
-    def spy_fresh(assertions, options, rlimit, stage):  # type: ignore[no-untyped-def]
-        one, answer = real_fresh(assertions, options, rlimit, stage)
+    def spy_fresh(assertions, options, rlimit, stage, *rest):  # type: ignore[no-untyped-def]
+        one, answer = real_fresh(assertions, options, rlimit, stage, *rest)
         question = "\n".join(a.sexpr() for a in assertions)
         asked.append((current[0], question, rlimit, solving._rlimit_count(one)))
+        if stage == "looking for a model of the witness shape" and rest and rest[0] is not None:
+            shaped.append((current[0], answer))  # with the shapes put in: a counterexample search
         return one, answer
 
     monkeypatch.setattr(solving, "_solve_afresh", spy_solve)
     monkeypatch.setattr(solving, "_fresh", spy_fresh)
 
     def run(text: str) -> dict[str, Status]:
-        # timeout: the leaky WSC's search for a model of the witness shape (with its quantifiers:
-        # in the qf encoding they stay, in its exact check and after it) runs to the timeout
-        # backstop on few resource units (Z3's work there is not counted in them), 60 s by
-        # default, before the fresh goal check finds the counterexample in 0.6M units; every
-        # other check here takes under 0.2 s. rlimit: the goal's checks before that one (a
-        # quarter, then the rest, in the solver of the hypotheses: solve.GOAL_SHARE) give up,
-        # and with the default 20M they took 5 s more per run; every proof here needs under 30K
+        # rlimit: every proof here needs under 30K units, and the leaky WSC's first goal check
+        # (a quarter of it: solve.GOAL_SHARE) gives up, so its shaped search runs; timeout: a
+        # backstop, were that search to stall again (see above)
         results = prove_pairs(obligations(split_over_two_files(tmp_path, text, "KServ", order)),
                               Options(encoding=encoding, timeout=5.0, rlimit=2_000_000))
         assert_replayed(results)
@@ -1020,4 +1057,6 @@ def test_a_leak_through_a_pointer_map_is_never_proved(tmp_path: Path, order: str
 
     assert run(POINTERS) == {}
     leaky = POINTERS.replace("owner[nxt[p]] == owner[p]", "owner[nxt[p]] == owner[nxt[nxt[p]]]")
+    shaped.clear()
     assert run(leaky) == {"L/WSC/pull/VM": Status.FAILED}
+    assert ("L/WSC/pull/VM", z3.sat) in shaped, shaped
