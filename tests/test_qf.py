@@ -809,7 +809,7 @@ def test_hypotheses_shown_for_one_init_never_stand_in_for_another(
     for order in (("Kinit", "Vinit"), ("Vinit", "Kinit")):
         monkeypatch.setattr(solving, "_SHOWN", {})
         (tmp_path / "two.mv").write_text(_two_inits(invariant, *order))
-        results = prove_pairs(obligations([load_file(tmp_path / "two.mv", {})]), Options(rlimit=1_000_000))
+        results = prove_pairs(obligations([load_file(tmp_path / "two.mv", {})]), Options(rlimit=300_000))
         runs.append(sorted((r.obligation.id, r.status, r.rlimit_used) for r in results))
     assert runs[0] == runs[1]
     assert any(status is Status.PROVED for _, status, _ in runs[0])
