@@ -303,17 +303,22 @@ def test_running_out_of_memory_in_a_check_of_its_own_context_is_unknown_not_a_cr
 def test_proving_has_glibc_keep_the_memory_a_context_frees() -> None:
     """prove_pairs sets glibc's malloc to keep the blocks a Z3 context frees for the next one
     (prover/memory.py; bench/arinc653: 2 s of system time in 14 s, returning them to the system
-    and mapping them again); a fresh process has it unset, and a run sets it."""
-    script = ("from microverify.prover import memory\n"
+    and mapping them again); a fresh process has it unset, and a run sets it. The solving
+    thread allocates from the main heap those settings keep, not from an arena of its own
+    (glibc's malloc_stats lists each arena on stderr)."""
+    script = ("import ctypes\n"
+              "from microverify.prover import memory\n"
               "from microverify.prover.driver import obligations, prove_pairs\n"
               "from microverify.dsl.loader import load_text\n"
               "from microverify.prover.verdict import Options\n"
               "import sys\n"
               "before = memory._tuned\n"
               "prove_pairs(obligations([load_text(sys.stdin.read(), 'secure.mv')]), Options())\n"
-              "print(before, memory._tuned, memory.keep_freed_memory())\n")
+              "print(before, memory._tuned, memory.keep_freed_memory(), flush=True)\n"
+              "ctypes.CDLL(None).malloc_stats()\n")
     r = subprocess.run([sys.executable, "-c", script], input=SECURE, capture_output=True, text=True, timeout=120)
     assert (r.returncode, r.stdout.split()) == (0, ["False", "True", "True"]), r.stderr
+    assert "Arena 0:" in r.stderr and "Arena 1:" not in r.stderr, r.stderr
 
 
 # ------------------------------------------------------------------------- 4. record arguments of implements
