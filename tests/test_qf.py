@@ -885,8 +885,8 @@ def test_a_goal_the_whole_check_gives_up_on_is_proved_conjunct_by_conjunct_and_a
     stopped: list[str] = []  # where the conjuncts stopped
     real = solving._goals_unsat
 
-    def spy(formula, options):  # type: ignore[no-untyped-def]
-        proved, spent, unproved, found = real(formula, options)
+    def spy(formula, options, whole):  # type: ignore[no-untyped-def]
+        proved, spent, unproved, found = real(formula, options, whole)
         if len(formula.goals) > 1:
             by_conjuncts.append(proved)
             stopped.append(unproved)

@@ -531,12 +531,18 @@ def test_a_leak_is_never_proved_when_the_index_set_is_cut_at_the_instance_limit(
 def test_a_failure_found_by_the_exact_check_counts_every_check_it_made(
         text: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """An obligation decided by the exact-first check reports as its resource figure what its
-    checks spent (each in a context of its own), the shaped counterexample search included:
-    its units were read before that search ran and added to them, so a FAILED reported 1000470
-    units for 1003347 spent (LINKED_LEAK's WSC), and 11025434 for 11058298 (LEAK's LR)."""
+    checks spent (the whole goal's in the formula's context, each other in a context of its
+    own), the shaped counterexample search included: its units were read before that search
+    ran and added to them, so a FAILED reported 1000470 units for 1003347 spent (LINKED_LEAK's
+    WSC), and 11025434 for 11058298 (LEAK's LR)."""
     spent: list[int] = []
     reached: list[str] = []
-    real_fresh, real_check = solve._fresh, solve._check
+    real_fresh, real_check, real_whole = solve._fresh, solve._check, solve._whole_goal
+
+    def spy_whole(formula, options):  # type: ignore[no-untyped-def]
+        answer, units = real_whole(formula, options)
+        spent.append(units)
+        return answer, units
 
     def spy_fresh(assertions, options, rlimit, stage, *rest):  # type: ignore[no-untyped-def]
         one, answer = real_fresh(assertions, options, rlimit, stage, *rest)
@@ -549,6 +555,7 @@ def test_a_failure_found_by_the_exact_check_counts_every_check_it_made(
 
     monkeypatch.setattr(solve, "_fresh", spy_fresh)
     monkeypatch.setattr(solve, "_check", spy_check)
+    monkeypatch.setattr(solve, "_whole_goal", spy_whole)
     failed = 0
     for pair in obligations([load_text(text, "leak.mv")]):
         spent.clear()
