@@ -254,8 +254,9 @@ def _solver(ctx: z3.Context, options: Options) -> z3.Solver:
 def _vacuity_check(formula: Formula, options: Options) -> tuple[z3.Solver, dict[int, str]] | None:
     """A solver holding the non-reflexive hypotheses without quantifiers, each tracked by its
     label, if qf.eliminate can remove them all; else None. In a context of its own, like every
-    check of the exact-first path: what it finds does not depend on what else was built in the
-    formula's context (a witness shape, or not, prover/witness.py).
+    check of the exact-first path after the first (`_whole_goal`): what it finds does not
+    depend on what else was built in the formula's context (a witness shape, or not,
+    prover/witness.py).
 
     Exact both ways: the instances are implied by the quantified hypotheses (so `unsat` carries
     over), and a model of them extends to one of the quantifiers by the fragment argument of
