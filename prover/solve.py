@@ -421,7 +421,7 @@ def _goals_unsat(formula: Formula, options: Options,
         """A model of the witness shape of the hypotheses and the negated goal (or conjunct)."""
         nonlocal spent
         used, one = _shaped(witness.shaped(formula), hypotheses + [formula.asserted_goal(goals)], options,
-                            options.rlimit // EXACT_SHARE, counterexample=True)
+                            options.rlimit // EXACT_SHARE)
         spent += used
         return one
 
@@ -517,40 +517,54 @@ def _shown_satisfiable(formula: Formula, options: Options) -> tuple[bool, int]:
 
 
 def _shaped(pairs: list[tuple[z3.ExprRef, z3.ExprRef]], assertions: list[z3.ExprRef], options: Options,
-            rlimit: int, counterexample: bool = False) -> tuple[int, z3.Solver | None]:
+            rlimit: int) -> tuple[int, z3.Solver | None]:
     """The resource units spent looking for a model of the assertions in which every map of the
     pre-states is its term in `pairs` (the shape of prover/witness.py), under `rlimit` in a
-    context of its own, and the solver holding the model if one was found. For a
-    `counterexample` (the assertions hold a negated goal), with the shapes put in (`_in_shape`)."""
+    context of its own, with the shapes built on a lambda put in (`_in_shape`), and the solver
+    holding the model if one was found."""
     if not pairs:
         return 0, None
     one, answer = _fresh(assertions + [m == term for m, term in pairs], options, rlimit,
-                         "looking for a model of the witness shape",
-                         (lambda terms: _in_shape(terms, len(pairs))) if counterexample else None)
+                         "looking for a model of the witness shape", lambda terms: _in_shape(terms, len(pairs)))
     return _rlimit_count(one), one if answer == z3.sat else None
 
 
 def _in_shape(terms: list[z3.ExprRef], shapes: int) -> list[z3.ExprRef]:
     """Assertions followed by `shapes` equations `m == shape` (as `_shaped` makes them), with
-    every map `m` replaced by its shape in the assertions and every read pushed through the
-    shapes' writes and lambdas (qf.expand_reads), under quantifiers too: an equivalent formula
-    (the equations stay, and give the maps their values in a model). Z3 instantiates a
-    quantifier whose body reads a lambda or a chain of writes at a bound index poorly, without
-    counting the work in its resource units: the leaky pointer map of tests/test_qf.py took its
-    whole --timeout (60 s by default) there, where the body as a bit-vector formula takes
-    milliseconds. Only for counterexamples: on the hypotheses alone (or a satisfiability
-    obligation's goal), the shipped proofs' shaped models took 1.3 times the resource units and
-    1.6 times the time this way (37M units against 28M over their 249 checks, 2026-12-03), and
-    none stalls there. The assertions as they are where the rewriting would nest too deeply
-    for Python's recursion limit."""
+    every map whose shape is built on a lambda (`init`'s pointwise definition, or an
+    index-linking one's Λ, updated at free indices) replaced by it in the assertions and every
+    read pushed through its writes and lambda (qf.expand_reads), under quantifiers too: an
+    equivalent formula (the equations stay, and give the maps their values in a model).
+
+    Why: with such a map only equated to its shape, Z3 instantiates a quantifier that reads it
+    at an index read from it (`owner[nxt[nxt[p]]]`, `nxt`'s shape the identity λ `init` gives
+    it) in a matching loop, counting little of the work in its resource units and growing in
+    memory: the hypotheses of a secure pointer map of 36-bit pages took each shaped search to
+    --timeout, and Z3 aborted the whole process (std::terminate) on reaching --max-memory's
+    2 GiB there; with 16-bit pages `prove` ran for over 5 minutes; a leaky one's WSC took 66 s
+    in the quantified encoding (tests/test_qf.py). Put in, the quantifier's body is a
+    bit-vector formula: 0.5 s for the whole model, 1.1 s for that WSC. The maps whose shape is
+    a constant map stay equated to it: with every map put in, the shipped proofs' shaped
+    searches took 1.37 times the resource units they took with none, with these only 1.12
+    (2026-12-03). The assertions
+    as they are where the rewriting would nest too deeply for Python's recursion limit."""
     split = len(terms) - shapes
-    pairs = [(e.arg(0), e.arg(1)) for e in terms[split:]]
+    pairs = [(e.arg(0), e.arg(1)) for e in terms[split:] if _on_a_lambda(e.arg(1))]
+    if not pairs:
+        return terms
     try:
         return qf.expand_reads([z3.substitute(t, *pairs) for t in terms[:split]], binders=True) + terms[split:]
     except (RecursionError, ctypes.ArgumentError) as exc:
         if not too_deep(exc):
             raise
         return terms
+
+
+def _on_a_lambda(shape: z3.ExprRef) -> bool:
+    """A shape that is a lambda, updated at indices or not."""
+    while z3.is_store(shape):
+        shape = shape.arg(0)
+    return z3.is_quantifier(shape) and shape.is_lambda()
 
 
 def _fresh(assertions: list[z3.ExprRef], options: Options, rlimit: int, stage: str,
@@ -627,7 +641,7 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
 
     shapes: list[tuple[z3.ExprRef, z3.ExprRef]] | None = None  # built once, when first needed
 
-    def shaped_model(assertions: list[z3.ExprRef], share: int, counterexample: bool = False) -> z3.Solver | None:
+    def shaped_model(assertions: list[z3.ExprRef], share: int) -> z3.Solver | None:
         """A solver holding a model of the assertions, if they have one in which every map of
         the pre-states has the shape of prover/witness.py (tried on a formula that keeps
         quantifiers, with 1/share of the resource limit). The maps are equated to their
@@ -636,7 +650,7 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         if shapes is None:
             shapes = witness.shaped(formula) if formula.quantified else []
         check_start = time.perf_counter()
-        spent, one = _shaped(shapes, assertions, options, options.rlimit // share, counterexample)
+        spent, one = _shaped(shapes, assertions, options, options.rlimit // share)
         elsewhere += spent
         return one
 
@@ -722,7 +736,7 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         # which a leak would run to their limits: the rest of the first check's budget, then the
         # second check
         # (not again where the exact-first check looked for it on this very formula)
-        shaped = shaped_model(everything, EXACT_SHARE, counterexample=True) \
+        shaped = shaped_model(everything, EXACT_SHARE) \
             if formula.mode == "valid" and not formula.no_shaped_counterexample else None
         if shaped is not None:
             solver, answer = shaped, z3.sat

@@ -976,6 +976,37 @@ layer L {
 
 
 @pytest.mark.parametrize("encoding", ["qf", "quantified"])
+@pytest.mark.parametrize("pages", [16, 36])
+def test_a_pointer_map_read_through_itself_twice_proves_without_stalling(
+        tmp_path: Path, pages: int, encoding: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The secure pointer map with an invariant that reads `nxt` at an index read from it
+    (`owner[nxt[nxt[p]]] == owner[p]`), at 16- and 36-bit pages: every obligation proves, and
+    every search for a model of the witness shape finds one. With `nxt` only equated to its
+    shape (init's identity lambda, updated at two indices), Z3 instantiated that invariant in a
+    matching loop: each shaped search of the hypotheses ran to --timeout (3 s here), `prove`
+    took over 5 minutes at 16 bits, and at 36 bits Z3 grew to --max-memory's 2 GiB and aborted
+    the whole process (std::terminate, exit 134). solve._in_shape puts the shape in."""
+    from microverify.prover import solve as solving
+    answers: list[z3.CheckSatResult] = []
+    real_fresh = solving._fresh
+
+    def spy_fresh(assertions, options, rlimit, stage, *rest):  # type: ignore[no-untyped-def]
+        one, answer = real_fresh(assertions, options, rlimit, stage, *rest)
+        if stage == "looking for a model of the witness shape":
+            answers.append(answer)
+        return one, answer
+
+    monkeypatch.setattr(solving, "_fresh", spy_fresh)
+    model = POINTERS.replace("type pfn = bv[8]", f"type pfn = bv[{pages}]").replace(
+        "owner[nxt[p]] == owner[p] }", "owner[nxt[p]] == owner[p] && owner[nxt[nxt[p]]] == owner[p] }")
+    assert "nxt[nxt[p]]" in model and f"bv[{pages}]" in model
+    (tmp_path / "m.mv").write_text(model)
+    results = prove_pairs(obligations([load_file(tmp_path / "m.mv", {})]), Options(encoding=encoding, timeout=3.0))
+    assert {r.obligation.id: r.status for r in results if r.status is not Status.PROVED} == {}
+    assert answers and all(a == z3.sat for a in answers), answers
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
 @pytest.mark.parametrize("order", SPLIT_ORDERS)
 def test_pointer_map_invariants_that_contradict_are_vacuous_not_proved(tmp_path: Path, order: str,
                                                                        encoding: str) -> None:
@@ -1015,9 +1046,9 @@ def test_a_leak_through_a_pointer_map_is_never_proved(tmp_path: Path, order: str
     Every check in a context of its own counts in the resource figure: that shaped search did
     not (its units were read before it ran).
 
-    The leaky WSC's counterexample is found by that shaped search, with the shapes put into
-    the formula (solve._in_shape): with the maps only equated to them, Z3 instantiated the
-    quantifiers over reads of the identity lambda `init` gives `nxt` for 5 s, the whole
+    The leaky WSC's counterexample is found by that shaped search, with `nxt`'s shape put into
+    the formula (solve._in_shape): with the maps only equated to their shapes, Z3 instantiated
+    the quantifiers over reads of the identity lambda `init` gives `nxt` for 5 s, the whole
     --timeout, on 0.5M resource units (60 s by default, and 66 s in all for this obligation in
     the quantified encoding), and the counterexample came from the checks after it."""
     from microverify.prover import solve as solving
@@ -1034,8 +1065,8 @@ def test_a_leak_through_a_pointer_map_is_never_proved(tmp_path: Path, order: str
         one, answer = real_fresh(assertions, options, rlimit, stage, *rest)
         question = "\n".join(a.sexpr() for a in assertions)
         asked.append((current[0], question, rlimit, solving._rlimit_count(one)))
-        if stage == "looking for a model of the witness shape" and rest and rest[0] is not None:
-            shaped.append((current[0], answer))  # with the shapes put in: a counterexample search
+        if stage == "looking for a model of the witness shape" and rlimit == 2_000_000 // solving.EXACT_SHARE:
+            shaped.append((current[0], answer))  # a counterexample search's budget
         return one, answer
 
     monkeypatch.setattr(solving, "_solve_afresh", spy_solve)
