@@ -546,8 +546,8 @@ def _in_shape(terms: list[z3.ExprRef], shapes: int) -> list[z3.ExprRef]:
     bit-vector formula: 0.5 s for the whole model, 1.1 s for that WSC. The maps whose shape is
     a constant map stay equated to it: with every map put in, the shipped proofs' shaped
     searches took 1.37 times the resource units they took with none, with these only 1.12
-    (2026-12-03). The assertions
-    as they are where the rewriting would nest too deeply for Python's recursion limit."""
+    (2026-12-03). The assertions as they are where the rewriting would nest too deeply for
+    Python's recursion limit."""
     split = len(terms) - shapes
     pairs = [(e.arg(0), e.arg(1)) for e in terms[split:] if _on_a_lambda(e.arg(1))]
     if not pairs:

@@ -9,7 +9,9 @@ map when `init` has one (`forall p. owner[p] == e(p)`), else a constant map, upd
 `init` gives (`forall p, i. port[concat(p, i)] == p`).
 
 Only `sat` is used, and it is exact: the equations only add constraints, so a model of them
-and the formula is a model of the formula. `unsat` or `unknown` says only that no state of
+and the formula is a model of the formula. (A map whose shape is built on a lambda is also put
+into the formula in place of the map, reads pushed through it: equivalent under its equation,
+which stays; prover/solve.py `_in_shape`.) `unsat` or `unknown` says only that no state of
 that shape fits, and the exact check follows (docs/theory.md §2, "Shaped states").
 """
 
