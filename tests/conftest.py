@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +83,35 @@ def prove_text(text: str, options: Options | None = None) -> list[Result]:
 
 
 SPLIT_ORDERS = ["model first", "importer first"]
+
+
+@dataclass(frozen=True)
+class FreshCheck:
+    """One check prover/solve.py made in a context of its own (`_fresh`): the assertions asked,
+    its budget, stage, answer and the resource units it spent, and the label the recorder gave
+    it when it ran (the obligation being solved, say)."""
+
+    assertions: tuple[z3.ExprRef, ...]
+    rlimit: int
+    stage: str
+    answer: z3.CheckSatResult
+    units: int
+    label: str
+
+
+def record_fresh_checks(monkeypatch: pytest.MonkeyPatch, label: Callable[[], str] = lambda: "") -> list[FreshCheck]:
+    """Every check solve._fresh makes from now on, in order, each labelled by `label()`."""
+    from microverify.prover import solve
+    checks: list[FreshCheck] = []
+    real = solve._fresh
+
+    def recorded(assertions, options, rlimit, stage, *rest):  # type: ignore[no-untyped-def]
+        one, answer = real(assertions, options, rlimit, stage, *rest)
+        checks.append(FreshCheck(tuple(assertions), rlimit, stage, answer, solve._rlimit_count(one), label()))
+        return one, answer
+
+    monkeypatch.setattr(solve, "_fresh", recorded)
+    return checks
 
 
 def split_over_two_files(tmp_path: Path, model: str, observer: str, order: str) -> list[ir.Module]:

@@ -11,7 +11,7 @@ import z3
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import SPLIT_ORDERS, assert_replayed, load_text, split_over_two_files, validity_check
+from conftest import SPLIT_ORDERS, assert_replayed, load_text, record_fresh_checks, split_over_two_files, validity_check
 from microverify.dsl.loader import load_file
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover import qf
@@ -986,23 +986,14 @@ def test_a_pointer_map_read_through_itself_twice_proves_without_stalling(
     matching loop: each shaped search of the hypotheses ran to --timeout (3 s here), `prove`
     took over 5 minutes at 16 bits, and at 36 bits Z3 grew to --max-memory's 2 GiB and aborted
     the whole process (std::terminate, exit 134). solve._in_shape puts the shape in."""
-    from microverify.prover import solve as solving
-    answers: list[z3.CheckSatResult] = []
-    real_fresh = solving._fresh
-
-    def spy_fresh(assertions, options, rlimit, stage, *rest):  # type: ignore[no-untyped-def]
-        one, answer = real_fresh(assertions, options, rlimit, stage, *rest)
-        if stage == "looking for a model of the witness shape":
-            answers.append(answer)
-        return one, answer
-
-    monkeypatch.setattr(solving, "_fresh", spy_fresh)
+    checks = record_fresh_checks(monkeypatch)
     model = POINTERS.replace("type pfn = bv[8]", f"type pfn = bv[{pages}]").replace(
         "owner[nxt[p]] == owner[p] }", "owner[nxt[p]] == owner[p] && owner[nxt[nxt[p]]] == owner[p] }")
     assert "nxt[nxt[p]]" in model and f"bv[{pages}]" in model
     (tmp_path / "m.mv").write_text(model)
     results = prove_pairs(obligations([load_file(tmp_path / "m.mv", {})]), Options(encoding=encoding, timeout=3.0))
     assert {r.obligation.id: r.status for r in results if r.status is not Status.PROVED} == {}
+    answers = [c.answer for c in checks if c.stage == "looking for a model of the witness shape"]
     assert answers and all(a == z3.sat for a in answers), answers
 
 
@@ -1052,27 +1043,18 @@ def test_a_leak_through_a_pointer_map_is_never_proved(tmp_path: Path, order: str
     --timeout, on 0.5M resource units (60 s by default, and 66 s in all for this obligation in
     the quantified encoding), and the counterexample came from the checks after it."""
     from microverify.prover import solve as solving
-    asked: list[tuple[str, str, int, int]] = []  # obligation, question, budget, units
-    shaped: list[tuple[str, z3.CheckSatResult]] = []  # obligation, answer: each shaped counterexample search
-    real_fresh, real_solve = solving._fresh, solving._solve_afresh
+    real_solve = solving._solve_afresh
     current: list[str] = []
 
     def spy_solve(sliced, ob, *args):  # type: ignore[no-untyped-def]
         current[:] = [ob.id]
         return real_solve(sliced, ob, *args)
 
-    def spy_fresh(assertions, options, rlimit, stage, *rest):  # type: ignore[no-untyped-def]
-        one, answer = real_fresh(assertions, options, rlimit, stage, *rest)
-        question = "\n".join(a.sexpr() for a in assertions)
-        asked.append((current[0], question, rlimit, solving._rlimit_count(one)))
-        if stage == "looking for a model of the witness shape" and rlimit == 2_000_000 // solving.EXACT_SHARE:
-            shaped.append((current[0], answer))  # a counterexample search's budget
-        return one, answer
-
     monkeypatch.setattr(solving, "_solve_afresh", spy_solve)
-    monkeypatch.setattr(solving, "_fresh", spy_fresh)
+    checks = record_fresh_checks(monkeypatch, lambda: current[0])
 
     def run(text: str) -> dict[str, Status]:
+        checks.clear()
         # rlimit: every proof here needs under 30K units, and the leaky WSC's first goal check
         # (a quarter of it: solve.GOAL_SHARE) gives up, so its shaped search runs; timeout: a
         # backstop, were that search to stall again (see above)
@@ -1080,14 +1062,15 @@ def test_a_leak_through_a_pointer_map_is_never_proved(tmp_path: Path, order: str
                               Options(encoding=encoding, timeout=5.0, rlimit=2_000_000))
         assert_replayed(results)
         for r in results:
-            mine = [(question, budget) for ob, question, budget, _ in asked if ob == r.obligation.id]
-            assert len(mine) == len(set(mine)), r.obligation.id
-            assert r.rlimit_used >= sum(units for ob, *_, units in asked if ob == r.obligation.id), r.obligation.id
-        asked.clear()
+            mine = [c for c in checks if c.label == r.obligation.id]
+            asked = [("\n".join(a.sexpr() for a in c.assertions), c.rlimit) for c in mine]
+            assert len(asked) == len(set(asked)), r.obligation.id
+            assert r.rlimit_used >= sum(c.units for c in mine), r.obligation.id
         return {r.obligation.id: r.status for r in results if r.status is not Status.PROVED}
 
     assert run(POINTERS) == {}
     leaky = POINTERS.replace("owner[nxt[p]] == owner[p]", "owner[nxt[p]] == owner[nxt[nxt[p]]]")
-    shaped.clear()
     assert run(leaky) == {"L/WSC/pull/VM": Status.FAILED}
+    shaped = [(c.label, c.answer) for c in checks  # the counterexample searches, by their budget
+              if c.stage == "looking for a model of the witness shape" and c.rlimit == 2_000_000 // solving.EXACT_SHARE]
     assert ("L/WSC/pull/VM", z3.sat) in shaped, shaped

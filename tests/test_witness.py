@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import z3
 
-from conftest import ROOT, SPLIT_ORDERS, load_text, split_over_two_files
+from conftest import ROOT, SPLIT_ORDERS, load_text, record_fresh_checks, split_over_two_files
 from microverify.dsl.loader import discover, load_file
 from microverify.prover import fingerprint, qf, shared, solve, witness
 from microverify.prover.driver import obligations, prove_pairs
@@ -441,19 +441,6 @@ def test_a_leak_at_the_wide_widths_is_never_proved(tmp_path: Path, order: str, e
         assert all(r.status is Status.FAILED and r.counterexample is not None for r in results)
 
 
-def _recorded_stages(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The stage of every check solve._fresh makes from now on, in order."""
-    stages: list[str] = []
-    fresh = solve._fresh
-
-    def recorded(assertions, options, rlimit, stage, *rest):  # type: ignore[no-untyped-def]
-        stages.append(stage)
-        return fresh(assertions, options, rlimit, stage, *rest)
-
-    monkeypatch.setattr(solve, "_fresh", recorded)
-    return stages
-
-
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_a_leak_z3_gives_up_on_is_found_in_a_shaped_state_before_the_checks_that_follow(
         monkeypatch: pytest.MonkeyPatch, encoding: str) -> None:
@@ -464,11 +451,12 @@ def test_a_leak_z3_gives_up_on_is_found_in_a_shaped_state_before_the_checks_that
     one it comes after the first check of the goal, before the second."""
     if encoding == "qf":
         monkeypatch.setattr(solve, "_check", lambda *a: pytest.fail("the quantifier-free encoding was solved"))
-    stages = _recorded_stages(monkeypatch)
+    checks = record_fresh_checks(monkeypatch)
     [result] = _results(LEAK, ("L/LR/release/KServ",), encoding=encoding, rlimit=2_000_000).values()
     assert result.status is Status.FAILED and result.counterexample is not None, result.detail  # type: ignore[attr-defined]
     [failing] = result.counterexample.failing  # type: ignore[attr-defined]
     assert failing.startswith("observation `owner[p] for p: pfn` differs at p = ")
+    stages = [c.stage for c in checks]
     assert solve.GOAL_STAGE not in stages and stages[-1] == "looking for a model of the witness shape"
 
 
@@ -492,14 +480,14 @@ def test_a_leak_no_shaped_state_shows_goes_on_to_the_checks_that_follow(
     """The shaped search finds nothing (the hypotheses fit the shape, the leak does not): that
     says nothing, the checks that follow still run, and the leak is never PROVED, in either
     encoding and either file order (Z3 gives up on it at this rlimit: UNKNOWN)."""
-    stages = _recorded_stages(monkeypatch)
+    checks = record_fresh_checks(monkeypatch)
     modules = split_over_two_files(tmp_path, LEAK_OF_THREE, "KServ", order)
     pairs = [(m, ob) for m, ob in obligations(modules) if ob.id == "L/LR/release3/KServ"]
     assert pairs
     results = prove_pairs(pairs, Options(encoding=encoding, rlimit=2_000_000))
     assert all(r.status is Status.FAILED and r.counterexample is not None or r.status is Status.UNKNOWN
                for r in results), [(r.status, r.detail) for r in results]
-    shaped = "looking for a model of the witness shape"
+    shaped, stages = "looking for a model of the witness shape", [c.stage for c in checks]
     assert stages[-2:] == [shaped, solve.GOAL_STAGE], stages  # the second check of the goal, after the search
     if encoding == "qf":  # the exact-first check searched for the conjunct it gave up on, then went on
         last = len(stages) - 1 - stages[::-1].index(solve.EXACT_STAGE)
@@ -535,34 +523,30 @@ def test_a_failure_found_by_the_exact_check_counts_every_check_it_made(
     own), the shaped counterexample search included: its units were read before that search
     ran and added to them, so a FAILED reported 1000470 units for 1003347 spent (LINKED_LEAK's
     WSC), and 11025434 for 11058298 (LEAK's LR)."""
-    spent: list[int] = []
+    whole: list[int] = []  # the whole goal's units (in the formula's context, not a fresh one)
     reached: list[str] = []
-    real_fresh, real_check, real_whole = solve._fresh, solve._check, solve._whole_goal
+    real_check, real_whole = solve._check, solve._whole_goal
 
     def spy_whole(formula, options):  # type: ignore[no-untyped-def]
         answer, units = real_whole(formula, options)
-        spent.append(units)
+        whole.append(units)
         return answer, units
-
-    def spy_fresh(assertions, options, rlimit, stage, *rest):  # type: ignore[no-untyped-def]
-        one, answer = real_fresh(assertions, options, rlimit, stage, *rest)
-        spent.append(solve._rlimit_count(one))
-        return one, answer
 
     def spy_check(ob, *args):  # type: ignore[no-untyped-def]
         reached.append(ob.id)
         return real_check(ob, *args)
 
-    monkeypatch.setattr(solve, "_fresh", spy_fresh)
+    checks = record_fresh_checks(monkeypatch)
     monkeypatch.setattr(solve, "_check", spy_check)
     monkeypatch.setattr(solve, "_whole_goal", spy_whole)
     failed = 0
     for pair in obligations([load_text(text, "leak.mv")]):
-        spent.clear()
+        checks.clear()
+        whole.clear()
         reached.clear()
         monkeypatch.setattr(solve, "_SHOWN", {})  # no figure taken from an earlier obligation
         [result] = prove_pairs([pair], Options())
         if not reached:  # decided by the exact-first check
-            assert result.rlimit_used == sum(spent), result.obligation.id
+            assert result.rlimit_used == sum(whole) + sum(c.units for c in checks), result.obligation.id
             failed += result.status is Status.FAILED
     assert failed > 0
