@@ -999,6 +999,31 @@ def test_a_pointer_map_read_through_itself_twice_proves_without_stalling(
 
 @pytest.mark.parametrize("encoding", ["qf", "quantified"])
 @pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_a_leak_beside_a_pointer_map_read_through_itself_twice_fails_at_its_statement(
+        tmp_path: Path, order: str, encoding: str) -> None:
+    """Attack on the lambda shapes put into the shaped searches (solve._in_shape): the nested
+    pointer map above, at 36-bit pages, but `pull` reads the page after the one `nxt` names,
+    which may be another VM's. Two runs: p = nxt[p] owned by VM(v), page p + 1 of another VM
+    holding 0x10 in s and 0x00 in t; VM(v) then sees mem[p] differ. WSC fails with a
+    counterexample that blames that statement, over two files in either order, both encodings;
+    everything else proves."""
+    leaky = POINTERS.replace("type pfn = bv[8]", "type pfn = bv[36]").replace(
+        "owner[nxt[p]] == owner[p] }", "owner[nxt[p]] == owner[p] && owner[nxt[nxt[p]]] == owner[p] }").replace(
+        "mem[p] := mem[nxt[p]]", "mem[p] := mem[nxt[p] + 1]")
+    assert "nxt[nxt[p]]" in leaky and "mem[nxt[p] + 1]" in leaky and "bv[36]" in leaky
+    results = prove_pairs(obligations(split_over_two_files(tmp_path, leaky, "KServ", order)),
+                          Options(encoding=encoding, timeout=10.0))
+    assert {r.obligation.id: r.status for r in results if r.status is not Status.PROVED} == \
+        {"L/WSC/pull/VM": Status.FAILED}
+    [wsc] = [r for r in results if r.obligation.id == "L/WSC/pull/VM"]
+    assert wsc.counterexample is not None
+    [blamed] = wsc.counterexample.responsible
+    assert Path(blamed.file).read_text().splitlines()[blamed.line - 1].strip() == "mem[p] := mem[nxt[p] + 1]", blamed
+    assert_replayed(results, too_large_ok=True)
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
 def test_pointer_map_invariants_that_contradict_are_vacuous_not_proved(tmp_path: Path, order: str,
                                                                        encoding: str) -> None:
     """Attack on the answers carried from the exact-first check to the checks after it
