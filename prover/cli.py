@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from microverify import __version__
+from microverify import REPORT_URL, __version__
 from microverify.dsl import ir
 from microverify.dsl.diagnostics import Diagnostic, DiagnosticError, identity, render
 from microverify.dsl.limits import ensure_recursion_limit
@@ -39,7 +39,6 @@ from microverify.prover.verdict import ENCODINGS, Options, Result, Status
 EXIT_PROVED, EXIT_NOT_PROVED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
 UINT_MAX = 2**32 - 1  # Z3 takes --rlimit, --seed and the timeout in ms as unsigned 32-bit numbers
-REPORT_URL = "the microverify issue tracker"
 FORMATS = ("text", "json", "junit", "sarif", "github")
 
 
@@ -283,7 +282,7 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
             say(render_counterexample(r, sources))
 
     with progress:
-        results = prove_pairs(pairs, options, on_result, jobs, cache_dir)
+        results = prove_pairs(pairs, options, on_result, jobs, cache_dir, isolate=_apart)
     if cache_dir is not None and cache_max_entries and not all(r.cached for r in results):
         prune(cache_dir, cache_max_entries, started)  # a fully cached run added nothing
     for r in results:
@@ -458,7 +457,15 @@ def _stop(what: str, code: int) -> None:
     sys.exit(code)
 
 
+# Whether obligations are solved in a process apart from this one (prover/process.py,
+# SolverProcess), so that Z3 ending that process costs one obligation and not the run: main()
+# (the `prove` command) sets it; the library and click's in-process test runner solve here.
+_apart = False
+
+
 def main() -> None:
+    global _apart
+    _apart = True
     ensure_recursion_limit()
     for stream in (sys.stdout, sys.stderr):  # a name that is not UTF-8 is printed, not a crash
         reconfigure = getattr(stream, "reconfigure", None)

@@ -6,18 +6,15 @@ builds every term itself. Results are handed on in generation order whatever the
 jobs, so the report is the same for any `-j`.
 
 Stopping: Ctrl-C, SIGTERM (the CLI turns it into an exception) or any error kills the workers
-at once; a worker also exits by itself when its parent is gone (even after SIGKILL).
+(and the solving process) at once; each also exits by itself when its parent is gone (even
+after SIGKILL). Where an obligation is solved, and how: prover/process.py.
 """
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import functools
-import importlib
 import multiprocessing
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -28,12 +25,13 @@ from pathlib import Path
 import z3
 
 from microverify.dsl import ir
-from microverify.dsl.limits import ensure_recursion_limit, too_deep
+from microverify.dsl.limits import ensure_recursion_limit
 from microverify.prover import fingerprint
 from microverify.prover.cache import Cache
+from microverify.prover.memory import keep_freed_memory
 from microverify.prover.obligations import Obligation, generate
-from microverify.prover.memory import MEMORY_REASONS, keep_freed_memory, lift_memory_limit
-from microverify.prover.verdict import Lookup, Options, Result, Status, look_up, needs_formula
+from microverify.prover.process import SolverProcess, import_solver, in_thread, init_worker, solve_guarded, work
+from microverify.prover.verdict import Options, Result, Status, look_up, needs_formula
 
 Pair = tuple[ir.Module, Obligation]
 
@@ -83,20 +81,21 @@ def prove_modules(modules: Iterable[ir.Module], options: Options,
 
 
 def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result], None] = lambda r: None,
-                jobs: int = 1, cache_dir: Path | None = None) -> list[Result]:
+                jobs: int = 1, cache_dir: Path | None = None, isolate: bool = False) -> list[Result]:
     """Solve every pair, handing each result on in order.
 
-    This process solves, in order. With several jobs, once it has solved for SPAWN_AFTER
-    seconds and the work left would take WORKER_START seconds more at the pace so far, `jobs - 1`
-    worker processes join it: a worker costs about a CPU second to start (it imports everything
+    This process solves, in order; with `isolate`, a process of its own does (SolverProcess: Z3
+    ending that process costs one obligation, not the run) and this one answers cache hits. With
+    several jobs, once it has solved for SPAWN_AFTER seconds and the work left would take
+    WORKER_START seconds more at the pace so far, `jobs - 1` worker processes join it: a worker costs about a CPU second to start (it imports everything
     again), which a small run would spend for nothing. When nothing is left to hand out, this
     process also solves what the workers still hold, the one handed last first (the likeliest to
     wait behind another), and takes whichever answer comes first (the same answer: the solving
     is deterministic); workers left busy are then killed.
 
     Ctrl-C (KeyboardInterrupt) or any other exception stops at once: the solving thread is
-    abandoned (the caller exits) and the worker processes are killed, not waited for; the
-    exception goes on."""
+    abandoned (the caller exits) and the solving and worker processes are killed, not waited
+    for; the exception goes on."""
     ensure_recursion_limit()
     keep_freed_memory()
     # Z3 would catch SIGINT during a check (ending it `unknown` and going on with the next one);
@@ -109,17 +108,20 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
         looked_up = look_up(module, ob, options, cache)  # a hit needs no solving thread
         if looked_up.cached is not None and not needs_formula(options):
             return looked_up.cached
-        # the obligation's time starts after the solver is imported, if this is the first one
-        # solved; so does the pace the workers are started by
-        imported = _import_solver()
+        # the obligation's time starts after the solver is imported (and its process started),
+        # if this is the first one solved; so does the pace the workers are started by
+        imported = solver.start(tick) if solver is not None else import_solver()
         workers.began += imported
         looked_up = dataclasses.replace(looked_up, start=looked_up.start + imported)
-        return _in_thread(functools.partial(solve_guarded, module, ob, options, cache, looked_up), tick)
+        if solver is not None:
+            return solver.solve(i, looked_up, tick)
+        return in_thread(lambda: solve_guarded(module, ob, options, cache, looked_up), tick)
 
     done: dict[int, Result] = {}
     emitted = 0
     queue = list(range(len(pairs)))[::-1]  # the next one last
     workers = _Workers(pairs, options, cache_dir, min(jobs, len(pairs)) - 1)
+    solver = SolverProcess(pairs, options, cache_dir) if isolate else None
 
     def tick() -> None:
         workers.tick(queue, done)
@@ -138,8 +140,12 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
                 emitted += 1
     except BaseException:
         workers.kill()
+        if solver is not None:
+            solver.kill()
         raise
     workers.close()
+    if solver is not None:
+        solver.close()
     return [done[i] for i in range(len(pairs))]
 
 
@@ -163,10 +169,10 @@ class _Workers:
         if self.pool is None and self.count > 0 and queue and elapsed >= SPAWN_AFTER and \
                 len(queue) * elapsed >= WORKER_START * max(len(done), 1):  # the rest, at this pace
             self.pool = ProcessPoolExecutor(max_workers=self.count, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_init, initargs=self.initargs)
+                                            initializer=init_worker, initargs=self.initargs)
         while self.pool is not None and queue and len(self.handed) < 2 * self.count:
             try:
-                future = self.pool.submit(_work, queue[-1])
+                future = self.pool.submit(work, queue[-1])
             except BrokenProcessPool:  # a worker died while it had nothing to do
                 self.count = 0
                 break
@@ -233,116 +239,8 @@ def kill_workers(pool: ProcessPoolExecutor) -> None:
         manager.join(timeout=5)
 
 
-WORKER_DIED = ("not solved: it was handed to a worker process that ended abruptly (killed by a signal, or by "
-               "the system when memory ran out); run with -j1, or with --max-memory, to solve it")
+WORKER_DIED = ("not solved: it was handed to a worker process that ended abruptly (killed by a signal, by the "
+               "system when memory ran out, or by Z3 at its memory limit); run with -j1, or with --max-memory, to "
+               "solve it")
 SPAWN_AFTER = 0.3  # seconds of solving in this process before worker processes may be started
 WORKER_START = 1.5  # seconds of work left (at the pace so far) that a worker's start-up is worth
-_SOLVER_STACK = 256 * 1024 * 1024  # bytes of stack (address space) for the solving thread
-
-
-def _in_thread(work: Callable[[], Result], tick: Callable[[], None] = lambda: None) -> Result:
-    """work() in a thread of its own, while this (the main) thread waits: a Z3 check runs in C
-    for as long as it takes, and only a thread that is not in it can take Ctrl-C or SIGTERM at
-    once. The solving thread blocks both signals, so that they go to this thread; it has a
-    large stack, for deep recursion in the term walks (dsl/limits.py). `tick` is called every
-    0.1 s meanwhile (prove_pairs keeps its workers busy with it)."""
-    outcome: list[tuple[bool, object]] = []
-
-    def run() -> None:
-        if hasattr(signal, "pthread_sigmask"):
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
-            outcome.append((True, work()))
-        except BaseException as exc:  # handed to the waiting thread
-            outcome.append((False, exc))
-
-    previous = threading.stack_size()
-    try:
-        threading.stack_size(_SOLVER_STACK)
-    except (ValueError, RuntimeError):
-        pass
-    try:
-        thread = threading.Thread(target=run, name="microverify-solve", daemon=True)
-        thread.start()
-    finally:
-        threading.stack_size(previous)
-    while thread.is_alive():
-        thread.join(0.1)
-        tick()
-    ok, value = outcome[0]
-    if not ok:
-        assert isinstance(value, BaseException)
-        raise value
-    assert isinstance(value, Result)
-    return value
-
-
-def solve_guarded(module: ir.Module, ob: Obligation, options: Options, cache: Cache | None,
-                  looked_up: Lookup | None = None) -> Result:
-    """solve(), with a failure that comes from the size of the formula as an UNKNOWN result
-    (with the reason) rather than a crash: a formula too deep for the Python term walks (a long
-    chain of writes to one map), or memory running out outside a check."""
-    from microverify.prover.solve import solve  # on first use: see _import_solver
-
-    start = time.perf_counter()
-    try:
-        return solve(module, ob, options, cache, looked_up)
-    except (RecursionError, ctypes.ArgumentError) as exc:
-        if not too_deep(exc):
-            raise
-        why = "the formula is nested too deeply for microverify's term walks"
-    except MemoryError:
-        lift_memory_limit()
-        why = "out of memory"
-    except z3.Z3Exception as exc:
-        if not any(reason in str(exc) for reason in MEMORY_REASONS):
-            raise
-        lift_memory_limit()  # first: the obligation's terms are freed when this block ends
-        why = f"memory limit of {options.max_memory} MiB reached (--max-memory)"
-    seconds = time.perf_counter() - start
-    return Result(ob, Status.UNKNOWN, seconds, 0, seconds, detail=why)
-
-
-def _import_solver() -> float:
-    """Import prover/solve.py, if it is not yet, and the seconds that took: a run the cache
-    answers in full never imports the solver and what it builds on (prover/verdict.py)."""
-    start = time.perf_counter()
-    importlib.import_module("microverify.prover.solve")
-    return time.perf_counter() - start
-
-
-_WORKER: dict[str, object] = {}
-
-
-def _init(pairs: list[Pair], options: Options, cache_dir: Path | None, parent: int) -> None:
-    # The parent handles Ctrl-C (it kills the workers); a worker ignores it, and Z3 must not
-    # catch it either (it would end the check as `unknown` and go on with the next one).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    z3.set_param("ctrl_c", False)
-    ensure_recursion_limit()
-    keep_freed_memory()
-    _import_solver()  # a worker is there to solve: it imports the solver as it starts
-    threading.Thread(target=_exit_with_parent, args=(parent,), name="microverify-watch-parent",
-                     daemon=True).start()
-    _WORKER["pairs"] = pairs
-    _WORKER["options"] = options
-    _WORKER["cache"] = Cache(cache_dir) if cache_dir is not None else None
-
-
-def _exit_with_parent(parent: int) -> None:
-    """A worker ends when its parent does, however the parent ended (SIGKILL included): Z3 runs
-    in C and pays no attention to Python signals, so only exiting the process stops it."""
-    while os.getppid() == parent:
-        time.sleep(0.25)
-    os._exit(1)
-
-
-def _work(index: int) -> Result:
-    pairs = _WORKER["pairs"]
-    assert isinstance(pairs, list)
-    module, ob = pairs[index]
-    options = _WORKER["options"]
-    assert isinstance(options, Options)
-    cache = _WORKER["cache"]
-    assert cache is None or isinstance(cache, Cache)
-    return solve_guarded(module, ob, options, cache)

@@ -1,0 +1,316 @@
+"""Where an obligation is solved: in a thread of its own, so that Ctrl-C is taken at once; in a
+process of its own (SolverProcess), so that Z3 ending the process costs one obligation and not
+the run; and the set-up of the worker processes that prover/driver.py starts."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import multiprocessing
+import os
+import pickle
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+
+import z3
+
+from microverify import REPORT_URL
+from microverify.dsl import ir
+from microverify.dsl.limits import ensure_recursion_limit, too_deep
+from microverify.prover import fingerprint
+from microverify.prover.cache import Cache
+from microverify.prover.memory import MEMORY_REASONS, keep_freed_memory, lift_memory_limit
+from microverify.prover.obligations import Obligation
+from microverify.prover.verdict import Lookup, Options, Result, Status
+
+Pair = tuple[ir.Module, Obligation]
+Z3_MEMOUT = 101  # the exit status Z3 ends a process with when it runs out of memory (ERR_MEMOUT)
+_SOLVER_STACK = 256 * 1024 * 1024  # bytes of stack (address space) for the solving thread
+
+
+def in_thread(work: Callable[[], Result], tick: Callable[[], None] = lambda: None) -> Result:
+    """work() in a thread of its own, while this (the main) thread waits: a Z3 check runs in C
+    for as long as it takes, and only a thread that is not in it can take Ctrl-C or SIGTERM at
+    once. The solving thread blocks both signals, so that they go to this thread; it has a
+    large stack, for deep recursion in the term walks (dsl/limits.py). `tick` is called every
+    0.1 s meanwhile (prove_pairs keeps its workers busy with it)."""
+    outcome: list[tuple[bool, object]] = []
+
+    def run() -> None:
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            outcome.append((True, work()))
+        except BaseException as exc:  # handed to the waiting thread
+            outcome.append((False, exc))
+
+    previous = threading.stack_size()
+    try:
+        threading.stack_size(_SOLVER_STACK)
+    except (ValueError, RuntimeError):
+        pass
+    try:
+        thread = threading.Thread(target=run, name="microverify-solve", daemon=True)
+        thread.start()
+    finally:
+        threading.stack_size(previous)
+    while thread.is_alive():
+        thread.join(0.1)
+        tick()
+    ok, value = outcome[0]
+    if not ok:
+        assert isinstance(value, BaseException)
+        raise value
+    assert isinstance(value, Result)
+    return value
+
+
+def solve_guarded(module: ir.Module, ob: Obligation, options: Options, cache: Cache | None,
+                  looked_up: Lookup | None = None) -> Result:
+    """solve(), with a failure that comes from the size of the formula as an UNKNOWN result
+    (with the reason) rather than a crash: a formula too deep for the Python term walks (a long
+    chain of writes to one map), or memory running out outside a check."""
+    from microverify.prover.solve import solve  # on first use: see import_solver
+
+    start = time.perf_counter()
+    try:
+        return solve(module, ob, options, cache, looked_up)
+    except (RecursionError, ctypes.ArgumentError) as exc:
+        if not too_deep(exc):
+            raise
+        why = "the formula is nested too deeply for microverify's term walks"
+    except MemoryError:
+        lift_memory_limit()
+        why = "out of memory"
+    except z3.Z3Exception as exc:
+        if not any(reason in str(exc) for reason in MEMORY_REASONS):
+            raise
+        lift_memory_limit()  # first: the obligation's terms are freed when this block ends
+        why = f"memory limit of {options.max_memory} MiB reached (--max-memory)"
+    seconds = time.perf_counter() - start
+    return Result(ob, Status.UNKNOWN, seconds, 0, seconds, detail=why)
+
+
+def import_solver() -> float:
+    """Import prover/solve.py, if it is not yet, and the seconds that took: a run the cache
+    answers in full never imports the solver and what it builds on (prover/verdict.py)."""
+    start = time.perf_counter()
+    importlib.import_module("microverify.prover.solve")
+    return time.perf_counter() - start
+
+
+_WORKER: dict[str, object] = {}
+
+
+def init_worker(pairs: list[Pair], options: Options, cache_dir: Path | None, parent: int) -> None:
+    """Set up a process that solves: a worker, or a SolverProcess."""
+    # The parent handles Ctrl-C (it kills the workers); a worker ignores it, and Z3 must not
+    # catch it either (it would end the check as `unknown` and go on with the next one).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    z3.set_param("ctrl_c", False)
+    ensure_recursion_limit()
+    keep_freed_memory()
+    import_solver()  # a worker is there to solve: it imports the solver as it starts
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="microverify-watch-parent",
+                     daemon=True).start()
+    _WORKER["pairs"] = pairs
+    _WORKER["options"] = options
+    _WORKER["cache"] = Cache(cache_dir) if cache_dir is not None else None
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker ends when its parent does, however the parent ended (SIGKILL included): Z3 runs
+    in C and pays no attention to Python signals, so only exiting the process stops it."""
+    while os.getppid() == parent:
+        time.sleep(0.25)
+    os._exit(1)
+
+
+def work(index: int, looked_up: Lookup | None = None) -> Result:
+    """Solve obligation `index` in a process set up by init_worker."""
+    pairs = _WORKER["pairs"]
+    assert isinstance(pairs, list)
+    module, ob = pairs[index]
+    options = _WORKER["options"]
+    assert isinstance(options, Options)
+    cache = _WORKER["cache"]
+    assert cache is None or isinstance(cache, Cache)
+    return solve_guarded(module, ob, options, cache, looked_up)
+
+
+class SolverProcess:
+    """A process that solves obligations one at a time, for prove_pairs (`isolate`).
+
+    Z3 ends the process it runs in on some paths when it reaches its memory limit
+    (--max-memory): with exit status 101 and a line on standard output, when the limit is
+    reached while it infers patterns for a quantifier, or with abort() when an allocation that
+    fails breaks one of its assertions. The system's out-of-memory killer, too, ends the
+    largest process. Solved in a process of its own, that costs the obligation it was solving,
+    which is UNKNOWN and says why; a new process solves the rest.
+
+    The process is made by fork() where that is safe (Linux, with no other thread in this
+    process): it shares what this process has imported and built, and costs a few
+    milliseconds. Otherwise (after the worker pool's threads have started, or on another
+    system) it is spawned, as the workers are, and imports everything again (about a second).
+    Only what differs per obligation crosses the pipe: its index and what look_up found go in
+    (not the slice, which the process makes again: pickling the slices of the shipped proofs
+    took 2 s), the Result comes back."""
+
+    def __init__(self, pairs: list[Pair], options: Options, cache_dir: Path | None) -> None:
+        self.pairs = pairs
+        self.options = options
+        self.cache_dir = cache_dir
+        self.process: BaseProcess | None = None
+        self.conn: Connection | None = None
+
+    def start(self, tick: Callable[[], None]) -> float:
+        """Start the process unless it runs; the seconds that took (0 if it was running)."""
+        if self.process is not None:
+            return 0.0
+        began = time.perf_counter()
+        forked = _fork_is_safe()
+        if forked:
+            import_solver()  # the process inherits it
+        context = multiprocessing.get_context("fork") if forked else multiprocessing.get_context("spawn")
+        conn, theirs = context.Pipe()
+        process = context.Process(target=_serve, args=(theirs, self.pairs, self.options, self.cache_dir, os.getpid()),
+                                  name="microverify-solver", daemon=True)
+        # blocked until the process ignores them (init_worker): a Ctrl-C to the terminal's process
+        # group must not reach it in between, as a KeyboardInterrupt with a traceback
+        masks = hasattr(signal, "pthread_sigmask")
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if masks else set()
+        try:
+            process.start()
+        finally:
+            if masks:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        theirs.close()  # theirs alone: its end of the pipe closes when the process ends
+        self.process, self.conn = process, conn
+        try:
+            self._receive(tick)  # "ready", or the exception that stopped it
+        except EOFError:
+            process.join()
+            raise RuntimeError(f"the process to solve obligations in ended as it started (exit status "
+                               f"{process.exitcode})") from None
+        return time.perf_counter() - began
+
+    def solve(self, index: int, looked_up: Lookup, tick: Callable[[], None]) -> Result:
+        """Obligation `index`, solved in the process (start() first); UNKNOWN, saying why, if the
+        process ends before it answers."""
+        assert self.process is not None and self.conn is not None
+        job = (index, looked_up.key, looked_up.cached, looked_up.start, looked_up.warnings)
+        try:
+            self.conn.send(job)
+        except OSError:  # it ended while it waited for this obligation, which it cannot have cost
+            self.kill()
+            self.start(tick)
+            assert self.conn is not None
+            self.conn.send(job)
+        try:
+            result = self._receive(tick)
+            assert isinstance(result, Result)
+            return result
+        except EOFError:  # the process ended
+            pass
+        ob = self.pairs[index][1]
+        seconds = time.perf_counter() - looked_up.start
+        self.process.join()
+        detail = ended(self.process.exitcode, self.options.max_memory)
+        self.conn.close()
+        self.process = self.conn = None
+        return Result(ob, Status.UNKNOWN, seconds, 0, seconds, detail=detail)
+
+    def _receive(self, tick: Callable[[], None]) -> object:
+        """What the process sends next; EOFError if it ends first."""
+        assert self.conn is not None
+        while not self.conn.poll(0.1):
+            tick()
+        kind, value = self.conn.recv()
+        if kind == "raised":
+            self.kill()
+            assert isinstance(value, BaseException)
+            raise value
+        return value
+
+    def close(self) -> None:
+        """Let the process end, and wait for it (it waits for nothing but the next index)."""
+        if self.process is not None and self.conn is not None:
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+            self.process.join(5)
+        self.kill()
+
+    def kill(self) -> None:
+        if self.process is not None:
+            if self.process.is_alive():
+                self.process.kill()
+            self.process.join(5)
+        if self.conn is not None:
+            self.conn.close()
+        self.process = self.conn = None
+
+
+def _fork_is_safe() -> bool:
+    """fork() copies only the thread that calls it: with another thread running (the worker
+    pool's), a lock it held would stay locked in the copy."""
+    return os.name == "posix" and "fork" in multiprocessing.get_all_start_methods() and \
+        os.uname().sysname == "Linux" and threading.active_count() == 1
+
+
+def ended(exitcode: int | None, max_memory: int) -> str:
+    """Why an obligation has no answer, when the process solving it ended with `exitcode`
+    (multiprocessing's: -N for signal N)."""
+    start = "not solved: the process solving it ended before it answered"
+    if exitcode == Z3_MEMOUT:
+        limit = f"its memory limit ({max_memory} MiB, --max-memory)" if max_memory > 0 else "the memory available"
+        return (f"{start}: Z3 ran out of {limit} and ended the process (exit status {Z3_MEMOUT}); solve it again "
+                f"alone (--only) with a larger --max-memory")
+    if exitcode == -signal.SIGKILL:
+        return (f"{start}: it was killed (SIGKILL: by the system, when memory ran out, or by a user); solve it "
+                f"again alone (--only) with --max-memory below the memory available")
+    how = f"signal {signal.Signals(-exitcode).name}" if exitcode is not None and exitcode < 0 and \
+        -exitcode in signal.valid_signals() else f"exit status {exitcode}"
+    return (f"{start} ({how}): this is a bug in Z3 or in microverify. Please report it on {REPORT_URL} with the "
+            f"input files and this output")
+
+
+def _serve(conn: Connection, pairs: list[Pair], options: Options, cache_dir: Path | None, parent: int) -> None:
+    """The SolverProcess: solve what `conn` hands in, one at a time, until it hands in None."""
+    try:
+        os.dup2(2, 1)  # Z3 prints to standard output as it ends the process; the report may be there
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler, inherited by fork()
+        init_worker(pairs, options, cache_dir, parent)
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+        conn.send(("ready", None))
+        while (job := conn.recv()) is not None:
+            index, key, cached, start, warnings = job
+            module, ob = pairs[index]
+            looked_up = Lookup(fingerprint.slice_module(module, ob), key, cached, start, warnings)
+            result = in_thread(lambda: work(index, looked_up))
+            conn.send(("solved", result))
+    except EOFError:  # this end of the pipe closed: prove_pairs is gone
+        pass
+    except BaseException as exc:  # noqa: BLE001 - handed to prove_pairs, which raises it
+        conn.send(("raised", _portable(exc)))
+    finally:
+        conn.close()
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """`exc`, with this process's traceback as a note, in a form that pickles."""
+    text = "".join(traceback.format_exception(exc))
+    try:
+        exc.add_note(f"raised in the process solving the obligation:\n{text}")
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - some exception types take other arguments than they keep
+        return RuntimeError(f"raised in the process solving the obligation:\n{text}")
