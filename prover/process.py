@@ -180,7 +180,7 @@ class SolverProcess:
         context = multiprocessing.get_context("fork") if forked else multiprocessing.get_context("spawn")
         conn, theirs = context.Pipe()
         process = context.Process(target=_serve, args=(theirs, self.pairs, self.options, self.cache_dir, os.getpid()),
-                                  name="microverify-solver", daemon=True)
+                                  name="microverify-solver")  # not daemonic: --cross-check starts processes
         # blocked until the process ignores them (init_worker): a Ctrl-C to the terminal's process
         # group must not reach it in between, as a KeyboardInterrupt with a traceback
         masks = hasattr(signal, "pthread_sigmask")

@@ -777,9 +777,11 @@ def test_sigterm_stops_the_workers_with_exit_143(tmp_path: Path) -> None:
 
 @needs_proc
 def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
+    """The workers and the solving process (prover/process.py) both end by themselves."""
     p = start_slow(tmp_path, "2")
-    workers = [c for c in children(p.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
-    assert workers
+    workers = children(p.pid)
+    assert sum("spawn_main" in Path(f"/proc/{c}/cmdline").read_text() for c in workers) == 1
+    assert len(workers) >= 2, workers  # a worker, the solving process (and multiprocessing's resource tracker)
     p.kill()
     p.communicate(timeout=30)
     deadline = time.monotonic() + 10
