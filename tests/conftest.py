@@ -33,6 +33,33 @@ layer L {
 }
 """
 
+# A pointer map from pages to pages: `∀p. owner[nxt[p]] == owner[p]` is in the fragment with a
+# nested read, so its instance at λ reads nxt[λ] (and the next round nxt[nxt[λ]]): the case the
+# side constraints on λ must not be built from (test_a_model_of_the_input_extends_to_the_lambdas).
+POINTERS = """type pfn = bv[8]
+type vmid = bv[2]
+principal KServ
+principal VM(v: vmid)
+layer L {
+  state { nxt: map[pfn] -> pfn; owner: map[pfn] -> principal; mem: map[pfn] -> bv[8] }
+  init { forall p: pfn. nxt[p] == p }
+  invariant linked { forall p: pfn. owner[nxt[p]] == owner[p] }
+  observe VM(v) { mem[p] for p: pfn where owner[p] == VM(v); nxt[p] for p: pfn where owner[p] == VM(v) }
+  op pull(v: vmid, p: pfn) by VM(v) {
+    check owner[p] == VM(v) else halt
+    mem[p] := mem[nxt[p]]
+  }
+}
+"""
+
+
+def nested_pointers(pages: int) -> str:
+    """POINTERS at `pages`-bit pages, with an invariant that reads `nxt` at an index read from
+    it (`owner[nxt[nxt[p]]] == owner[p]`): secure."""
+    return POINTERS.replace("type pfn = bv[8]", f"type pfn = bv[{pages}]").replace(
+        "owner[nxt[p]] == owner[p] }", "owner[nxt[p]] == owner[p] && owner[nxt[nxt[p]]] == owner[p] }")
+
+
 _EXPECT = re.compile(r"^//\s*expect:\s*(.+)$")
 
 

@@ -11,7 +11,7 @@ import z3
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import SPLIT_ORDERS, assert_replayed, load_text, record_fresh_checks, split_over_two_files, validity_check
+from conftest import POINTERS, SPLIT_ORDERS, nested_pointers, assert_replayed, load_text, record_fresh_checks, split_over_two_files, validity_check
 from microverify.dsl.loader import load_file
 from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover import qf
@@ -954,27 +954,6 @@ def test_a_conjunct_the_exact_check_breaks_gives_the_counterexample_unless_the_i
     assert_replayed([again], too_large_ok=True)
 
 
-# A pointer map from pages to pages: `∀p. owner[nxt[p]] == owner[p]` is in the fragment with a
-# nested read, so its instance at λ reads nxt[λ] (and the next round nxt[nxt[λ]]): the case the
-# side constraints on λ must not be built from (test_a_model_of_the_input_extends_to_the_lambdas).
-POINTERS = """type pfn = bv[8]
-type vmid = bv[2]
-principal KServ
-principal VM(v: vmid)
-layer L {
-  state { nxt: map[pfn] -> pfn; owner: map[pfn] -> principal; mem: map[pfn] -> bv[8] }
-  init { forall p: pfn. nxt[p] == p }
-  invariant linked { forall p: pfn. owner[nxt[p]] == owner[p] }
-  observe VM(v) { mem[p] for p: pfn where owner[p] == VM(v); nxt[p] for p: pfn where owner[p] == VM(v) }
-  op pull(v: vmid, p: pfn) by VM(v) {
-    check owner[p] == VM(v) else halt
-    mem[p] := mem[nxt[p]]
-  }
-}
-"""
-
-
-
 @pytest.mark.parametrize("encoding", ["qf", "quantified"])
 @pytest.mark.parametrize("pages", [16, 36])
 def test_a_pointer_map_read_through_itself_twice_proves_without_stalling(
@@ -987,8 +966,7 @@ def test_a_pointer_map_read_through_itself_twice_proves_without_stalling(
     took over 5 minutes at 16 bits, and at 36 bits Z3 grew to --max-memory's 2 GiB and aborted
     the whole process (std::terminate, exit 134). solve._in_shape puts the shape in."""
     checks = record_fresh_checks(monkeypatch)
-    model = POINTERS.replace("type pfn = bv[8]", f"type pfn = bv[{pages}]").replace(
-        "owner[nxt[p]] == owner[p] }", "owner[nxt[p]] == owner[p] && owner[nxt[nxt[p]]] == owner[p] }")
+    model = nested_pointers(pages)
     assert "nxt[nxt[p]]" in model and f"bv[{pages}]" in model
     (tmp_path / "m.mv").write_text(model)
     results = prove_pairs(obligations([load_file(tmp_path / "m.mv", {})]), Options(encoding=encoding, timeout=3.0))

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import z3
 
-from conftest import SECURE, prove_text
+from conftest import SECURE, nested_pointers, prove_text
 from microverify import entry
 from microverify.dsl.diagnostics import CODES, DiagnosticError, render
 from microverify.dsl.limits import MAX_DEPTH, MAX_FILE_BYTES
@@ -932,27 +932,12 @@ def test_with_nothing_left_to_hand_out_this_process_takes_what_was_handed_last()
 
 # The `prove` command solves in a process of its own (prover/process.py, SolverProcess).
 
-# A secure map read through itself at 36-bit pages. At --max-memory 34, Z3 (z3-solver 4.15.4.0)
+# A secure map read through itself at 36-bit pages (conftest.py). At --max-memory 34, Z3 (z3-solver 4.15.4.0)
 # reaches its limit in L/DC/pull while it infers the patterns of a quantifier, prints
 # `(error "line 303 column 67: out of memory")` on standard output and ends the process with
 # exit status 101. At bed33cb, with --max-memory 300, Z3 aborted instead ("UNEXPECTED CODE WAS
 # REACHED", exit 134).
-ENDS_AT_34_MIB = """\
-type pfn = bv[36]
-type vmid = bv[2]
-principal KServ
-principal VM(v: vmid)
-layer L {
-  state { nxt: map[pfn] -> pfn; owner: map[pfn] -> principal; mem: map[pfn] -> bv[8] }
-  init { forall p: pfn. nxt[p] == p }
-  invariant linked { forall p: pfn. owner[nxt[p]] == owner[p] && owner[nxt[nxt[p]]] == owner[p] }
-  observe VM(v) { mem[p] for p: pfn where owner[p] == VM(v); nxt[p] for p: pfn where owner[p] == VM(v) }
-  op pull(v: vmid, p: pfn) by VM(v) {
-    check owner[p] == VM(v) else halt
-    mem[p] := mem[nxt[p]]
-  }
-}
-"""
+ENDS_AT_34_MIB = nested_pointers(36)
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
@@ -976,7 +961,7 @@ def test_z3_ending_the_process_at_its_memory_limit_costs_one_obligation(tmp_path
         assert [i for i, o in results.items() if ended in o.get("detail", "")] == ["L/DC/pull"], results
         assert results["L/DC/pull"]["status"] == "UNKNOWN"
     else:
-        assert f"UNKNOWN  L/DC/pull" in done.stdout and ended in done.stdout, done.stdout
+        assert "UNKNOWN  L/DC/pull" in done.stdout and ended in done.stdout, done.stdout
         assert done.stdout.rstrip().splitlines()[-1].endswith("13 obligations proved, 12 unknown"), done.stdout
 
 
