@@ -32,6 +32,7 @@ from microverify.files import unwritable
 from microverify.prover.cache import AST_SUBDIR, DEFAULT_DIR, MAX_ENTRIES, prune
 from microverify.prover.crosscheck import RECHECKED, SOLVERS, available
 from microverify.prover.driver import Pair, obligations, prove_pairs
+from microverify.prover.process import SolverProcess
 from microverify.prover.progress import Progress
 from microverify.prover.report import quantified, render_counterexample, result_line, slowest, summary, theorems
 from microverify.prover.verdict import ENCODINGS, Options, Result, Status
@@ -281,8 +282,16 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
         if text and r.counterexample is not None:
             say(render_counterexample(r, sources))
 
-    with progress:
-        results = prove_pairs(pairs, options, on_result, jobs, cache_dir, isolate=_apart)
+    solver = SolverProcess(pairs, options, cache_dir) if _apart else None
+    try:
+        if solver is not None:
+            solver.fork()  # before the progress bar's thread starts: fork() copies only the thread that calls it
+        with progress:
+            results = prove_pairs(pairs, options, on_result, jobs, cache_dir, solver)
+    except BaseException:
+        if solver is not None:
+            solver.kill()  # it is not daemonic: at exit, multiprocessing would wait for it
+        raise
     if cache_dir is not None and cache_max_entries and not all(r.cached for r in results):
         prune(cache_dir, cache_max_entries, started)  # a fully cached run added nothing
     for r in results:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import math
 import multiprocessing
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -92,15 +93,21 @@ class _Child:
     def _start(self) -> None:
         context = multiprocessing.get_context("spawn")
         here, there = context.Pipe()
-        self.process = context.Process(target=_serve, args=(there,), name="microverify-cross-check", daemon=True)
+        self.process = context.Process(target=_serve, args=(there, os.getpid()), name="microverify-cross-check",
+                                       daemon=True)
         self.process.start()
         there.close()
         self.connection = here
 
 
-def _serve(connection: Connection) -> None:
+def _serve(connection: Connection, parent: int) -> None:
     """The child's loop: call what it is sent, send back what came of it; a call that takes
-    longer than it may ends the process (SIGALRM at its default action)."""
+    longer than it may ends the process (SIGALRM at its default action). It ends with its
+    parent: that may be `prove`'s solving process (prover/process.py), which is killed, so
+    multiprocessing's exit handler does not stop this one."""
+    from microverify.prover.parent import exit_with_parent
+
+    exit_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which stops it
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     # whatever mask it started with (one child of a run was seen with SIGINT and SIGTERM
@@ -118,6 +125,8 @@ def _serve(connection: Connection) -> None:
         except Exception as exc:  # noqa: BLE001 - handed to the parent
             try:
                 connection.send((False, exc))
+            except OSError:  # the parent is gone
+                return
             except Exception:  # noqa: BLE001 - an exception that cannot be pickled
                 connection.send((False, f"{type(exc).__name__}: {exc}"))
         finally:

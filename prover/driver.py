@@ -30,10 +30,8 @@ from microverify.prover import fingerprint
 from microverify.prover.cache import Cache
 from microverify.prover.memory import keep_freed_memory
 from microverify.prover.obligations import Obligation, generate
-from microverify.prover.process import SolverProcess, import_solver, in_thread, init_worker, solve_guarded, work
+from microverify.prover.process import Pair, SolverProcess, import_solver, in_thread, init_worker, solve_guarded, work
 from microverify.prover.verdict import Options, Result, Status, look_up, needs_formula
-
-Pair = tuple[ir.Module, Obligation]
 
 
 def obligations(modules: Iterable[ir.Module]) -> list[Pair]:
@@ -81,11 +79,11 @@ def prove_modules(modules: Iterable[ir.Module], options: Options,
 
 
 def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result], None] = lambda r: None,
-                jobs: int = 1, cache_dir: Path | None = None, isolate: bool = False) -> list[Result]:
+                jobs: int = 1, cache_dir: Path | None = None, solver: SolverProcess | None = None) -> list[Result]:
     """Solve every pair, handing each result on in order.
 
-    This process solves, in order; with `isolate`, a process of its own does (SolverProcess: Z3
-    ending that process costs one obligation, not the run) and this one answers cache hits. With
+    This process solves, in order; given a `solver`, that process does (SolverProcess: Z3 ending
+    it costs one obligation, not the run; prove_pairs closes it) and this one answers cache hits. With
     several jobs, once it has solved for SPAWN_AFTER seconds and the work left would take
     WORKER_START seconds more at the pace so far, `jobs - 1` worker processes join it: a worker costs about a CPU second to start (it imports everything
     again), which a small run would spend for nothing. When nothing is left to hand out, this
@@ -121,7 +119,6 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
     emitted = 0
     queue = list(range(len(pairs)))[::-1]  # the next one last
     workers = _Workers(pairs, options, cache_dir, min(jobs, len(pairs)) - 1)
-    solver = SolverProcess(pairs, options, cache_dir) if isolate else None
 
     def tick() -> None:
         workers.tick(queue, done)

@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from multiprocessing.context import ForkContext, SpawnContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from microverify.dsl.limits import ensure_recursion_limit, too_deep
 from microverify.prover import fingerprint
 from microverify.prover.cache import Cache
 from microverify.prover.memory import MEMORY_REASONS, keep_freed_memory, lift_memory_limit
+from microverify.prover.parent import exit_with_parent
 from microverify.prover.obligations import Obligation
 from microverify.prover.verdict import Lookup, Options, Result, Status
 
@@ -108,28 +110,23 @@ def import_solver() -> float:
 _WORKER: dict[str, object] = {}
 
 
-def init_worker(pairs: list[Pair], options: Options, cache_dir: Path | None, parent: int) -> None:
-    """Set up a process that solves: a worker, or a SolverProcess."""
+def init_worker(pairs: list[Pair], options: Options, cache_dir: Path | None, parent: int, group: bool = False) -> None:
+    """Set up a process that solves: a worker, or a SolverProcess (`group`: it leads a process
+    group of its own)."""
+    # Z3 prints a line on standard output as it ends the process at its memory limit; the
+    # report may be there (--format json)
+    os.dup2(2, 1)
     # The parent handles Ctrl-C (it kills the workers); a worker ignores it, and Z3 must not
     # catch it either (it would end the check as `unknown` and go on with the next one).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     z3.set_param("ctrl_c", False)
     ensure_recursion_limit()
     keep_freed_memory()
+    exit_with_parent(parent, group)
     import_solver()  # a worker is there to solve: it imports the solver as it starts
-    threading.Thread(target=_exit_with_parent, args=(parent,), name="microverify-watch-parent",
-                     daemon=True).start()
     _WORKER["pairs"] = pairs
     _WORKER["options"] = options
     _WORKER["cache"] = Cache(cache_dir) if cache_dir is not None else None
-
-
-def _exit_with_parent(parent: int) -> None:
-    """A worker ends when its parent does, however the parent ended (SIGKILL included): Z3 runs
-    in C and pays no attention to Python signals, so only exiting the process stops it."""
-    while os.getppid() == parent:
-        time.sleep(0.25)
-    os._exit(1)
 
 
 def work(index: int, looked_up: Lookup | None = None) -> Result:
@@ -145,7 +142,7 @@ def work(index: int, looked_up: Lookup | None = None) -> Result:
 
 
 class SolverProcess:
-    """A process that solves obligations one at a time, for prove_pairs (`isolate`).
+    """A process that solves obligations one at a time, for prove_pairs.
 
     Z3 ends the process it runs in on some paths when it reaches its memory limit
     (--max-memory): with exit status 101 and a line on standard output, when the limit is
@@ -156,11 +153,12 @@ class SolverProcess:
 
     The process is made by fork() where that is safe (Linux, with no other thread in this
     process): it shares what this process has imported and built, and costs a few
-    milliseconds. Otherwise (after the worker pool's threads have started, or on another
-    system) it is spawned, as the workers are, and imports everything again (about a second).
-    Only what differs per obligation crosses the pipe: its index and what look_up found go in
-    (not the slice, which the process makes again: pickling the slices of the shipped proofs
-    took 2 s), the Result comes back."""
+    milliseconds. The `prove` command forks it before its progress bar's thread starts
+    (`fork`). Otherwise (after a process ended, once the worker pool's or the progress bar's
+    threads run, or on another system) it is spawned, as the workers are, and imports
+    everything again (about a second). Only what differs per obligation crosses the pipe: its
+    index and what look_up found go in (not the slice, which the process makes again: pickling
+    the slices of the shipped proofs took 2 s), the Result comes back."""
 
     def __init__(self, pairs: list[Pair], options: Options, cache_dir: Path | None) -> None:
         self.pairs = pairs
@@ -168,63 +166,84 @@ class SolverProcess:
         self.cache_dir = cache_dir
         self.process: BaseProcess | None = None
         self.conn: Connection | None = None
+        self.ready = False  # it said so
+        self.used = False  # it was handed an obligation
+
+    def fork(self) -> None:
+        """Make the process now if fork() is safe (it imports the solver as it starts); else
+        leave it to `start`."""
+        if self.process is None and _fork_is_safe():
+            self._make(multiprocessing.get_context("fork"))
 
     def start(self, tick: Callable[[], None]) -> float:
-        """Start the process unless it runs; the seconds that took (0 if it was running)."""
-        if self.process is not None:
-            return 0.0
+        """Have the process ready, made and started if need be; the seconds that took."""
         began = time.perf_counter()
-        forked = _fork_is_safe()
-        if forked:
-            import_solver()  # the process inherits it
-        context = multiprocessing.get_context("fork") if forked else multiprocessing.get_context("spawn")
+        if self.process is None:
+            if _fork_is_safe():
+                import_solver()  # the process inherits it
+                self._make(multiprocessing.get_context("fork"))
+            else:
+                self._make(multiprocessing.get_context("spawn"))
+        if not self.ready:
+            try:
+                self._receive(tick)  # "ready", or the exception that stopped it
+                self.ready = True
+            except EOFError:  # it ended as it started: the next solve() says so
+                pass
+        return time.perf_counter() - began
+
+    def _make(self, context: ForkContext | SpawnContext) -> None:
         conn, theirs = context.Pipe()
-        process = context.Process(target=_serve, args=(theirs, self.pairs, self.options, self.cache_dir, os.getpid()),
+        forked = isinstance(context, ForkContext)
+        process = context.Process(target=_serve, args=(theirs, conn if forked else None, self.pairs, self.options,
+                                                       self.cache_dir, os.getpid()),
                                   name="microverify-solver")  # not daemonic: --cross-check starts processes
-        # blocked until the process ignores them (init_worker): a Ctrl-C to the terminal's process
-        # group must not reach it in between, as a KeyboardInterrupt with a traceback
+        # blocked until the process ignores them (init_worker), and until this process knows it
+        # (a KeyboardInterrupt in between would leave it running): a Ctrl-C to the terminal's
+        # process group must not reach it as a KeyboardInterrupt with a traceback
         masks = hasattr(signal, "pthread_sigmask")
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if masks else set()
         try:
             process.start()
+            self.process, self.conn, self.ready = process, conn, False
         finally:
+            theirs.close()  # its end of the pipe is open in it alone: it closes when the process ends
             if masks:
                 signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        theirs.close()  # theirs alone: its end of the pipe closes when the process ends
-        self.process, self.conn = process, conn
-        try:
-            self._receive(tick)  # "ready", or the exception that stopped it
-        except EOFError:
-            process.join()
-            raise RuntimeError(f"the process to solve obligations in ended as it started (exit status "
-                               f"{process.exitcode})") from None
-        return time.perf_counter() - began
 
     def solve(self, index: int, looked_up: Lookup, tick: Callable[[], None]) -> Result:
         """Obligation `index`, solved in the process (start() first); UNKNOWN, saying why, if the
         process ends before it answers."""
         assert self.process is not None and self.conn is not None
+        self.used = True
         job = (index, looked_up.key, looked_up.cached, looked_up.start, looked_up.warnings)
-        try:
-            self.conn.send(job)
-        except OSError:  # it ended while it waited for this obligation, which it cannot have cost
+        if self.ready and not self._send(job):  # it ended while it waited: that cost no obligation
             self.kill()
             self.start(tick)
-            assert self.conn is not None
-            self.conn.send(job)
-        try:
-            result = self._receive(tick)
-            assert isinstance(result, Result)
-            return result
-        except EOFError:  # the process ended
-            pass
-        ob = self.pairs[index][1]
+            self.ready = self.ready and self._send(job)
+        if self.ready:
+            try:
+                result = self._receive(tick)
+                assert isinstance(result, Result)
+                return result
+            except EOFError:  # it ended
+                pass
+        process = self.process
+        assert process is not None
+        process.join(5)
+        detail = ended(process.exitcode, self.options.max_memory)
+        self.kill()
         seconds = time.perf_counter() - looked_up.start
-        self.process.join()
-        detail = ended(self.process.exitcode, self.options.max_memory)
-        self.conn.close()
-        self.process = self.conn = None
-        return Result(ob, Status.UNKNOWN, seconds, 0, seconds, detail=detail)
+        return Result(self.pairs[index][1], Status.UNKNOWN, seconds, 0, seconds, detail=detail)
+
+    def _send(self, job: object) -> bool:
+        """Whether the process could be sent `job` (not if it has ended)."""
+        assert self.conn is not None
+        try:
+            self.conn.send(job)
+            return True
+        except OSError:
+            return False
 
     def _receive(self, tick: Callable[[], None]) -> object:
         """What the process sends next; EOFError if it ends first."""
@@ -239,23 +258,32 @@ class SolverProcess:
         return value
 
     def close(self) -> None:
-        """Let the process end, and wait for it (it waits for nothing but the next index)."""
-        if self.process is not None and self.conn is not None:
+        """Let the process end, and wait for it (it waits for nothing but the next index); one
+        that was never used is killed (it may still be importing the solver)."""
+        if self.process is not None and self.conn is not None and self.used:
             try:
                 self.conn.send(None)
+                self.process.join(5)
             except OSError:
                 pass
-            self.process.join(5)
         self.kill()
 
     def kill(self) -> None:
+        """Kill the process and its process group: the cross-check's process is a child of it,
+        and may be deep in cvc5, which holds Python's lock, so that it cannot see its parent go
+        (prover/parent.py) until its alarm (--timeout); before, the tracebacks it printed then
+        came after `prove` had ended."""
         if self.process is not None:
-            if self.process.is_alive():
-                self.process.kill()
+            if self.process.is_alive() and self.process.pid is not None:
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except OSError:  # not yet a group of its own
+                    self.process.kill()
             self.process.join(5)
         if self.conn is not None:
             self.conn.close()
         self.process = self.conn = None
+        self.ready = False
 
 
 def _fork_is_safe() -> bool:
@@ -276,33 +304,59 @@ def ended(exitcode: int | None, max_memory: int) -> str:
     if exitcode == -signal.SIGKILL:
         return (f"{start}: it was killed (SIGKILL: by the system, when memory ran out, or by a user); solve it "
                 f"again alone (--only) with --max-memory below the memory available")
+    if exitcode == -signal.SIGTERM:
+        return f"{start}: it was terminated (SIGTERM, sent to it alone)"
+    if exitcode == -signal.SIGABRT:
+        return (f"{start}: Z3 aborted (SIGABRT), as it does on some paths when it reaches its memory limit; solve "
+                f"it again alone (--only) with a larger --max-memory. If it aborts below the limit, this is a bug "
+                f"in Z3 or in microverify: please report it on {REPORT_URL} with the input files and this output")
     how = f"signal {signal.Signals(-exitcode).name}" if exitcode is not None and exitcode < 0 and \
         -exitcode in signal.valid_signals() else f"exit status {exitcode}"
     return (f"{start} ({how}): this is a bug in Z3 or in microverify. Please report it on {REPORT_URL} with the "
             f"input files and this output")
 
 
-def _serve(conn: Connection, pairs: list[Pair], options: Options, cache_dir: Path | None, parent: int) -> None:
-    """The SolverProcess: solve what `conn` hands in, one at a time, until it hands in None."""
+def _serve(conn: Connection, theirs: Connection | None, pairs: list[Pair], options: Options, cache_dir: Path | None,
+           parent: int) -> None:
+    """The SolverProcess: solve what `conn` hands in, one at a time, until it hands in None or
+    the parent is gone. `theirs`: the parent's end of the pipe, which a forked process holds
+    too and closes, so that its end reads EOF when the parent ends."""
     try:
-        os.dup2(2, 1)  # Z3 prints to standard output as it ends the process; the report may be there
+        if theirs is not None:
+            theirs.close()
+        os.setpgid(0, 0)  # see SolverProcess.kill
+        # in a group of its own, the process is not in the terminal's foreground: a write to the
+        # terminal (Z3's line as it ends the process) would stop it, were `stty tostop` set
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler, inherited by fork()
-        init_worker(pairs, options, cache_dir, parent)
+        init_worker(pairs, options, cache_dir, parent, group=True)
         if hasattr(signal, "pthread_sigmask"):
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-        conn.send(("ready", None))
-        while (job := conn.recv()) is not None:
+        answer: tuple[str, object] = ("ready", None)
+        while _sent(conn, answer):
+            try:
+                job = conn.recv()
+            except (EOFError, OSError):  # the parent is gone
+                break
+            if job is None:
+                break
             index, key, cached, start, warnings = job
             module, ob = pairs[index]
             looked_up = Lookup(fingerprint.slice_module(module, ob), key, cached, start, warnings)
-            result = in_thread(lambda: work(index, looked_up))
-            conn.send(("solved", result))
-    except EOFError:  # this end of the pipe closed: prove_pairs is gone
-        pass
+            answer = ("solved", in_thread(lambda: work(index, looked_up)))
     except BaseException as exc:  # noqa: BLE001 - handed to prove_pairs, which raises it
-        conn.send(("raised", _portable(exc)))
+        _sent(conn, ("raised", _portable(exc)))
     finally:
         conn.close()
+
+
+def _sent(conn: Connection, answer: tuple[str, object]) -> bool:
+    """Whether the answer could be sent (not if the parent is gone)."""
+    try:
+        conn.send(answer)
+        return True
+    except OSError:
+        return False
 
 
 def _portable(exc: BaseException) -> BaseException:

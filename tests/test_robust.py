@@ -965,8 +965,26 @@ def test_z3_ending_the_process_at_its_memory_limit_costs_one_obligation(tmp_path
         assert done.stdout.rstrip().splitlines()[-1].endswith("13 obligations proved, 12 unknown"), done.stdout
 
 
+def test_z3_ending_a_worker_leaves_the_json_report_alone_on_standard_output(tmp_path: Path) -> None:
+    """Found in review: at -j2 a worker that Z3 ended printed its line on standard output, in
+    front of the JSON report. Three copies of the model (about 7 s): whichever process solves
+    each L/DC/pull, Z3 ends it."""
+    paths = []
+    for k in range(3):
+        paths.append(tmp_path / f"pointers{k}.mv")
+        paths[-1].write_text(ENDS_AT_34_MIB.replace("layer L {", f"layer L{k} {{"))
+    done = subprocess.run([sys.executable, "-m", "microverify", "--no-cache", "-j2", "--max-memory", "34",
+                           "--format", "json", *map(str, paths)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    results = {o["id"]: o for o in json.loads(done.stdout)["obligations"]}
+    assert len(results) == 39
+    assert all(results[f"L{k}/DC/pull"]["status"] == "UNKNOWN" for k in range(3)), results
+
+
 @needs_proc
-@pytest.mark.parametrize("sig,why", [(signal.SIGABRT, "(signal SIGABRT): this is a bug in Z3 or in microverify"),
+@pytest.mark.parametrize("sig,why", [(signal.SIGABRT, "Z3 aborted (SIGABRT), as it does on some paths"),
+                                     (signal.SIGSEGV, "(signal SIGSEGV): this is a bug in Z3 or in microverify"),
                                      (signal.SIGKILL, "it was killed (SIGKILL: by the system")])
 def test_a_killed_solving_process_costs_one_obligation(tmp_path: Path, sig: int, why: str) -> None:
     """The process `prove -j1` solves in, killed while it solves the slow L/INIT (SIGABRT: as
@@ -995,6 +1013,85 @@ def test_a_killed_solving_process_costs_one_obligation(tmp_path: Path, sig: int,
     assert gone(solving[0])
 
 
+# Run `prove` with a signal to itself as soon as its solving process is started (while
+# SolverProcess._make holds SIGINT and SIGTERM blocked, so it arrives as they are unblocked);
+# with SPAWN set, a thread runs first (as the progress bar's does on a terminal), so the
+# process is spawned rather than forked.
+SIGNAL_AS_IT_STARTS = """
+import os, signal, sys, threading
+import multiprocessing.process as mp
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+signal.pthread_sigmask(signal.SIG_SETMASK, set())
+start = mp.BaseProcess.start
+def started(self):
+    start(self)
+    if self.name == "microverify-solver":
+        os.kill(os.getpid(), getattr(signal, os.environ["SIG"]))
+mp.BaseProcess.start = started
+if os.environ.get("SPAWN"):
+    threading.Thread(target=threading.Event().wait, daemon=True).start()
+from microverify.prover.cli import main
+sys.argv = ["prove"] + sys.argv[1:]
+main()
+"""
+
+
+@needs_proc
+@pytest.mark.parametrize("sig,code", [("SIGINT", 130), ("SIGTERM", 143)])
+@pytest.mark.parametrize("made_by", ["fork", "spawn"])
+def test_a_signal_as_the_solving_process_starts_stops_the_run(tmp_path: Path, sig: str, code: int,
+                                                              made_by: str) -> None:
+    """Found in review: Ctrl-C or SIGTERM just as the solving process was started came before
+    this process knew of it, so nothing killed it; it is not daemonic, and multiprocessing's
+    exit handler waited for it for ever (a hang, after the one line). Now the signals stay
+    blocked until it is known; the run stops with the one line, and the process is gone."""
+    model = tmp_path / "secure.mv"
+    model.write_text(SECURE)
+    env = {**os.environ, "SIG": sig, "SPAWN": "1" if made_by == "spawn" else ""}
+    p = subprocess.Popen([sys.executable, "-c", SIGNAL_AS_IT_STARTS, "--no-cache", "-j1", str(model)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=60)
+    finally:
+        time.sleep(0.5)  # a process left behind would be seen; one being killed is gone by then
+        leftover = session(p.pid)
+        subprocess.run(["pkill", "-KILL", "-s", str(p.pid)])
+    assert p.returncode == code, err
+    word = "interrupted" if sig == "SIGINT" else "terminated"
+    assert err.splitlines() == [f"prove: {word}; stopped before every obligation was solved (exit {code})"], err
+    assert leftover == [], leftover
+
+
+def session(sid: int) -> list[str]:
+    """The processes of session `sid` that have not ended (`stat` Z: ended, not yet reaped)."""
+    listed = subprocess.run(["ps", "-ww", "-o", "stat=,pid=,args=", "-s", str(sid)], capture_output=True, text=True)
+    return [line for line in listed.stdout.splitlines() if not line.startswith("Z")]
+
+
+@needs_proc
+def test_ctrl_c_during_a_cross_check_leaves_nothing_running(tmp_path: Path) -> None:
+    """Found in review: Ctrl-C while the solving process waited for the second solver killed
+    the solving process; its cross-check process (a child of it, daemonic) was left running
+    until its alarm and then printed tracebacks to the terminal. Now it ends with its parent
+    (prover/parent.py)."""
+    pytest.importorskip("cvc5")
+    arinc = Path(__file__).resolve().parent.parent / "bench" / "arinc653" / "arinc653.mv"
+    p = subprocess.Popen([sys.executable, "-c", AS_FROM_A_SHELL, sys.executable, "-m", "microverify", "--no-cache",
+                          "-j1", "-q", "--timeout", "30", "--cross-check", "cvc5", str(arinc)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(6.0)  # into the ARINC 653 model's first cross-check that takes cvc5 seconds (found by trying)
+    assert any("spawn_main" in line for line in session(p.pid)), session(p.pid)  # the cross-check process
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=10)  # a process left running holds standard error open (to --timeout, 30 s)
+    assert p.returncode == 130, err
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and session(p.pid):
+        time.sleep(0.1)
+    assert session(p.pid) == []
+    assert err.splitlines() == ["prove: interrupted; stopped before every obligation was solved (exit 130)"], err
+
+
 def test_an_error_in_the_solving_process_is_raised_here_with_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     """A bug that raises while the solving process solves is raised by prove_pairs (the CLI
     reports it as an internal error, exit 3), with where it was raised, and the process is
@@ -1010,19 +1107,36 @@ def test_an_error_in_the_solving_process_is_raised_here_with_its_traceback(monke
     guarded = process.solve_guarded
     monkeypatch.setattr(process, "_fork_is_safe", lambda: True)
     monkeypatch.setattr(process, "solve_guarded", broken)
-    made: list[Any] = []
-    start = process.SolverProcess.start
-
-    def keep(self: Any, tick: Any) -> float:
-        made.append(self)
-        return start(self, tick)
-
-    monkeypatch.setattr(process.SolverProcess, "start", keep)
+    pairs = obligations([load_text(SECURE, "secure.mv")])
+    solver = process.SolverProcess(pairs, Options(), None)
     with pytest.raises(ValueError, match="a bug in the solver") as raised:
-        prove_pairs(obligations([load_text(SECURE, "secure.mv")]), Options(), isolate=True)
+        prove_pairs(pairs, Options(), solver=solver)
     notes = "".join(getattr(raised.value, "__notes__", []))
     assert "raised in the process solving the obligation" in notes and "in broken" in notes, notes
-    assert made and made[-1].process is None
+    assert solver.process is None
+
+
+def test_a_solving_process_that_ends_as_it_starts_costs_one_obligation(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    """Found in review: the solving process killed while it started (a spawned one imports
+    for about a second) crashed the run with a traceback, exit 3. Now the obligation it was
+    started for is UNKNOWN, saying why, and a new process solves the rest. (The process ends
+    the first time only: `started` marks it.)"""
+    from microverify.prover import process
+    monkeypatch.setattr(process, "_fork_is_safe", lambda: True)
+    started, init = tmp_path / "started", process.init_worker
+
+    def end_the_first_time(*args: Any, **kwargs: Any) -> None:
+        if not started.exists():
+            started.write_text("")
+            os._exit(9)
+        init(*args, **kwargs)
+
+    monkeypatch.setattr(process, "init_worker", end_the_first_time)
+    pairs = obligations([load_text(SECURE, "secure.mv")])
+    results = prove_pairs(pairs, Options(), solver=process.SolverProcess(pairs, Options(), None))
+    assert results[0].status is Status.UNKNOWN and "(exit status 9)" in results[0].detail, results[0]
+    assert {r.status for r in results[1:]} == {Status.PROVED}
 
 
 def test_a_solving_process_that_ended_while_it_waited_costs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1043,7 +1157,8 @@ def test_a_solving_process_that_ended_while_it_waited_costs_nothing(monkeypatch:
         return solve(self, index, *args)
 
     monkeypatch.setattr(process.SolverProcess, "solve", kill_first)
-    results = prove_pairs(obligations([load_text(SECURE, "secure.mv")]), Options(), isolate=True)
+    pairs = obligations([load_text(SECURE, "secure.mv")])
+    results = prove_pairs(pairs, Options(), solver=process.SolverProcess(pairs, Options(), None))
     assert killed and {r.status for r in results} == {Status.PROVED}
 
 
@@ -1066,7 +1181,7 @@ def test_the_solving_process_gives_the_answers_this_process_gives(monkeypatch: p
         return r.obligation.id, r.status, r.detail, cex
 
     here = [shown(r) for r in prove_pairs(pairs, Options())]
-    apart = [shown(r) for r in prove_pairs(pairs, Options(), isolate=True)]
+    apart = [shown(r) for r in prove_pairs(pairs, Options(), solver=process.SolverProcess(pairs, Options(), None))]
     assert apart == here
     assert all("<test>:6:32: note: responsible statement" in cex for *_, cex in here if cex), here
     assert [i for i, status, *_ in here if status is Status.FAILED] == ["L/WSC/peek/VM"], here
