@@ -114,9 +114,9 @@ SPLIT_ORDERS = ["model first", "importer first"]
 
 @dataclass(frozen=True)
 class FreshCheck:
-    """One check prover/solve.py made in a context of its own (`_fresh`): the assertions asked,
-    its budget, stage, answer and the resource units it spent, and the label the recorder gave
-    it when it ran (the obligation being solved, say)."""
+    """One check prover/solve.py made in a context of its own (`_fresh`) or of a run of checks
+    (`_Run`): the assertions asked, its budget, stage, answer and the resource units it spent,
+    and the label the recorder gave it when it ran (the obligation being solved, say)."""
 
     assertions: tuple[z3.ExprRef, ...]
     rlimit: int
@@ -127,17 +127,24 @@ class FreshCheck:
 
 
 def record_fresh_checks(monkeypatch: pytest.MonkeyPatch, label: Callable[[], str] = lambda: "") -> list[FreshCheck]:
-    """Every check solve._fresh makes from now on, in order, each labelled by `label()`."""
+    """Every check solve._fresh and solve._Run make from now on, in order, each labelled by
+    `label()`."""
     from microverify.prover import solve
     checks: list[FreshCheck] = []
-    real = solve._fresh
+    real, real_run = solve._fresh, solve._Run.check
 
     def recorded(assertions, options, rlimit, stage, *rest):  # type: ignore[no-untyped-def]
         one, answer = real(assertions, options, rlimit, stage, *rest)
         checks.append(FreshCheck(tuple(assertions), rlimit, stage, answer, solve._rlimit_count(one), label()))
         return one, answer
 
+    def run_recorded(self, goal, options, rlimit, stage):  # type: ignore[no-untyped-def]
+        one, answer, units = real_run(self, goal, options, rlimit, stage)
+        checks.append(FreshCheck((*self.hypotheses, goal), rlimit, stage, answer, units, label()))
+        return one, answer, units
+
     monkeypatch.setattr(solve, "_fresh", recorded)
+    monkeypatch.setattr(solve._Run, "check", run_recorded)
     return checks
 
 
