@@ -83,10 +83,11 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
     """Solve every pair, handing each result on in order.
 
     This process solves, in order; given a `solver`, that process does (SolverProcess: Z3 ending
-    it costs one obligation, not the run; prove_pairs closes it) and this one answers cache hits. With
-    several jobs, once it has solved for SPAWN_AFTER seconds and the work left would take
-    WORKER_START seconds more at the pace so far, `jobs - 1` worker processes join it: a worker costs about a CPU second to start (it imports everything
-    again), which a small run would spend for nothing. When nothing is left to hand out, this
+    it costs one obligation, not the run; prove_pairs closes it) and this one answers cache
+    hits. With several jobs, once it has solved for SPAWN_AFTER seconds and the work left would
+    take WORKER_START seconds more at the pace so far, `jobs - 1` worker processes join it: a
+    worker costs about a CPU second to start (it imports everything again), which a small run
+    would spend for nothing. When nothing is left to hand out, this
     process also solves what the workers still hold, the one handed last first (the likeliest to
     wait behind another), and takes whichever answer comes first (the same answer: the solving
     is deterministic); workers left busy are then killed.

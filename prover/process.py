@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -166,8 +167,7 @@ class SolverProcess:
         self.cache_dir = cache_dir
         self.process: BaseProcess | None = None
         self.conn: Connection | None = None
-        self.ready = False  # it said so
-        self.used = False  # it was handed an obligation
+        self.ready = False  # it said so: start() waited for it, to solve an obligation
 
     def fork(self) -> None:
         """Make the process now if fork() is safe (it imports the solver as it starts); else
@@ -215,12 +215,11 @@ class SolverProcess:
         """Obligation `index`, solved in the process (start() first); UNKNOWN, saying why, if the
         process ends before it answers."""
         assert self.process is not None and self.conn is not None
-        self.used = True
         job = (index, looked_up.key, looked_up.cached, looked_up.start, looked_up.warnings)
-        if self.ready and not self._send(job):  # it ended while it waited: that cost no obligation
+        if self.ready and not _sent(self.conn, job):  # it ended while it waited: that cost no obligation
             self.kill()
             self.start(tick)
-            self.ready = self.ready and self._send(job)
+            self.ready = self.ready and self.conn is not None and _sent(self.conn, job)
         if self.ready:
             try:
                 result = self._receive(tick)
@@ -236,15 +235,6 @@ class SolverProcess:
         seconds = time.perf_counter() - looked_up.start
         return Result(self.pairs[index][1], Status.UNKNOWN, seconds, 0, seconds, detail=detail)
 
-    def _send(self, job: object) -> bool:
-        """Whether the process could be sent `job` (not if it has ended)."""
-        assert self.conn is not None
-        try:
-            self.conn.send(job)
-            return True
-        except OSError:
-            return False
-
     def _receive(self, tick: Callable[[], None]) -> object:
         """What the process sends next; EOFError if it ends first."""
         assert self.conn is not None
@@ -259,8 +249,8 @@ class SolverProcess:
 
     def close(self) -> None:
         """Let the process end, and wait for it (it waits for nothing but the next index); one
-        that was never used is killed (it may still be importing the solver)."""
-        if self.process is not None and self.conn is not None and self.used:
+        that was never asked to be ready is killed (it may still be importing the solver)."""
+        if self.process is not None and self.conn is not None and self.ready:
             try:
                 self.conn.send(None)
                 self.process.join(5)
@@ -289,8 +279,7 @@ class SolverProcess:
 def _fork_is_safe() -> bool:
     """fork() copies only the thread that calls it: with another thread running (the worker
     pool's), a lock it held would stay locked in the copy."""
-    return os.name == "posix" and "fork" in multiprocessing.get_all_start_methods() and \
-        os.uname().sysname == "Linux" and threading.active_count() == 1
+    return sys.platform == "linux" and threading.active_count() == 1
 
 
 def ended(exitcode: int | None, max_memory: int) -> str:
@@ -350,10 +339,10 @@ def _serve(conn: Connection, theirs: Connection | None, pairs: list[Pair], optio
         conn.close()
 
 
-def _sent(conn: Connection, answer: tuple[str, object]) -> bool:
-    """Whether the answer could be sent (not if the parent is gone)."""
+def _sent(conn: Connection, message: object) -> bool:
+    """Whether the message could be sent (not if the other end is gone)."""
     try:
-        conn.send(answer)
+        conn.send(message)
         return True
     except OSError:
         return False

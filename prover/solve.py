@@ -377,13 +377,9 @@ def _whole_goal(formula: Formula, options: Options) -> tuple[z3.CheckSatResult, 
     context per obligation (Z3 allocates about 17 MB for each) and a translation of every term:
     with this, the shipped proofs took 0.92 of the time at -j1 and ARINC 653 0.95 (farm-bench,
     medians of 3 and 5 pairs, 2026-12-03)."""
-    solver = _solver(formula.ctx, replace(options, rlimit=max(1, options.rlimit // WHOLE_SHARE)))
-    before = _rlimit_count(solver)
-    solver.add([h.term for h in formula.hypotheses] + [formula.asserted_goal()])
-    try:
-        return _checked(solver, EXACT_STAGE), _rlimit_count(solver) - before
-    except _OutOfMemory as out:
-        raise _OutOfMemory(out.stage, out.units - before) from None
+    _, answer, units = _counted(formula.ctx, [h.term for h in formula.hypotheses] + [formula.asserted_goal()],
+                                options, options.rlimit // WHOLE_SHARE, EXACT_STAGE)
+    return answer, units
 
 
 def _goals_unsat(formula: Formula, options: Options,
@@ -600,14 +596,23 @@ class _Run:
               stage: str) -> tuple[z3.Solver, z3.CheckSatResult, int]:
         """The goal's check under the hypotheses, within `rlimit` (at least 1), and the resource
         units it spent; _OutOfMemory, naming the stage, if Z3 runs out of --max-memory."""
-        solver = _solver(self.ctx, replace(options, rlimit=max(1, rlimit)))
-        before = _rlimit_count(solver)
-        solver.add(self.hypotheses + [goal.translate(self.ctx)])
-        try:
-            answer = _checked(solver, stage)
-        except _OutOfMemory as out:
-            raise _OutOfMemory(out.stage, out.units - before) from None
-        return solver, answer, _rlimit_count(solver) - before
+        return _counted(self.ctx, self.hypotheses + [goal.translate(self.ctx)], options, rlimit, stage)
+
+
+def _counted(ctx: z3.Context, assertions: list[z3.ExprRef], options: Options, rlimit: int,
+             stage: str) -> tuple[z3.Solver, z3.CheckSatResult, int]:
+    """Check the assertions in a new solver of a context that may have checked before, within
+    `rlimit` (at least 1), and the resource units it spent (Z3 counts per context, from where
+    the count is when a check starts); _OutOfMemory, naming the stage, with the units of this
+    check, if Z3 runs out of --max-memory."""
+    solver = _solver(ctx, replace(options, rlimit=max(1, rlimit)))
+    before = _rlimit_count(solver)
+    solver.add(assertions)
+    try:
+        answer = _checked(solver, stage)
+    except _OutOfMemory as out:
+        raise _OutOfMemory(out.stage, out.units - before) from None
+    return solver, answer, _rlimit_count(solver) - before
 
 
 def _remedy(formula: Formula, options: Options) -> str:
