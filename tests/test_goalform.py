@@ -292,3 +292,48 @@ def test_the_conjuncts_asked_one_by_one_share_one_context(monkeypatch: pytest.Mo
     assert [c.answer for c in asked] == [z3.unsat] * 3
     assert made.count("in _goals_unsat") == 1, made
     assert result.rlimit_used >= sum(c.units for c in asked) > 0
+
+
+# Three invariant clauses that keep each VM's page its own; `lend` gives VM(1)'s page to VM(0)
+# (breaking the second clause), which then sees what VM(1) wrote there. Two runs that differ
+# only in mem[1] (VM(1)'s, invisible to VM(0)): after `lend`, VM(0) sees mem[1] in each, and
+# the two values differ.
+LENDS = """\
+principal KServ
+principal VM(v: bv[1])
+layer L {
+  state { owner : map[bv[8]] -> principal; mem : map[bv[8]] -> bv[8] }
+  init { forall p: bv[8]. owner[p] == (if p == 0 then VM(0) else if p == 1 then VM(1) else KServ) }
+  invariant zero { forall p: bv[8]. p != 0 || owner[p] == VM(0) }
+  invariant one { forall p: bv[8]. p != 1 || owner[p] == VM(1) }
+  invariant rest { forall p: bv[8]. p == 0 || p == 1 || owner[p] == KServ }
+  observe VM(v) { mem[p] for p: bv[8] where owner[p] == VM(v) }
+  op lend() by KServ { owner[1] := VM(0) }
+}
+"""
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_a_leak_that_breaks_one_conjunct_asked_in_the_shared_context_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoding: str, order: str) -> None:
+    """An attack on the conjuncts sharing one context (solve._Run): with the whole goal given
+    up, INV of `lend` is asked conjunct by conjunct in one context, and the broken clause
+    (`one`, the second) must still fail it, with a counterexample that blames the write; the
+    leak fails VM's WSC and LR too (KServ may not flow to VM). Over two files in either order, both encodings."""
+    monkeypatch.setattr(solve, "WHOLE_SHARE", Options().rlimit)
+    checks = record_fresh_checks(monkeypatch)
+    modules = split_over_two_files(tmp_path, LENDS, "KServ", order)
+    results = {r.obligation.id: r for r in prove_modules(modules, Options(encoding=encoding))}
+    failing = ["L/INV/lend", "L/WSC/lend/VM", "L/LR/lend/VM"]
+    assert {i: r.status for i, r in results.items() if r.status is not Status.PROVED} == \
+        dict.fromkeys(failing, Status.FAILED)
+    for i in failing:
+        cex = results[i].counterexample
+        assert cex is not None
+        assert [LENDS.splitlines()[s.line - 1].strip() for s in cex.responsible] == \
+            ["op lend() by KServ { owner[1] := VM(0) }"], i
+    assert_replayed(list(results.values()))
+    if encoding == "qf":  # the exact-first path asked conjuncts one by one, and found one broken
+        asked = [c.answer for c in checks if c.stage == solve.EXACT_STAGE]
+        assert z3.sat in asked and z3.unsat in asked, asked
