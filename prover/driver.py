@@ -30,7 +30,8 @@ from microverify.prover import fingerprint
 from microverify.prover.cache import Cache
 from microverify.prover.memory import keep_freed_memory
 from microverify.prover.obligations import Obligation, generate
-from microverify.prover.process import Pair, SolverProcess, import_solver, in_thread, init_worker, solve_guarded, work
+from microverify.prover.process import (Pair, SolverProcess, Ticker, fork_is_safe, import_solver, in_thread, init_worker,
+                                        signals_blocked, solve_guarded, work)
 from microverify.prover.verdict import Options, Result, Status, look_up, needs_formula
 
 
@@ -84,13 +85,17 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
 
     This process solves, in order; given a `solver`, that process does (SolverProcess: Z3 ending
     it costs one obligation, not the run; prove_pairs closes it) and this one answers cache
-    hits. With several jobs, once it has solved for SPAWN_AFTER seconds and the work left would
-    take WORKER_START seconds more at the pace so far, `jobs - 1` worker processes join it: a
-    worker costs about a CPU second to start (it imports everything again), which a small run
-    would spend for nothing. When nothing is left to hand out, this
+    hits. With several jobs, `jobs - 1` worker processes join it, each given the next
+    obligation and one more, and the next as soon as it answers (Ticker). Where fork() is safe
+    (no other thread runs here, as in `prove` without a progress bar) they are forked at once:
+    a forked worker costs the solver's import, about 0.1 s. Else they are spawned once this
+    process has solved for SPAWN_AFTER seconds and the work left would take WORKER_START
+    seconds more at the pace so far: a spawned worker costs about a CPU second to start (it
+    imports everything again), which a small run would spend for nothing. When nothing is left to hand out, this
     process also solves what the workers still hold, the one handed last first (the likeliest to
     wait behind another), and takes whichever answer comes first (the same answer: the solving
-    is deterministic); workers left busy are then killed.
+    is deterministic); a worker's answer ends the solving process's work on it (the process is
+    killed, and made again for the next), and workers left busy are killed at the end.
 
     Ctrl-C (KeyboardInterrupt) or any other exception stops at once: the solving thread is
     abandoned (the caller exits) and the solving and worker processes are killed, not waited
@@ -102,37 +107,36 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
     z3.set_param("ctrl_c", False)
     cache = Cache(cache_dir) if cache_dir is not None else None
 
-    def here(i: int, tick: Callable[[], None]) -> Result:
+    def here(i: int) -> Result | None:
         module, ob = pairs[i]
         looked_up = look_up(module, ob, options, cache)  # a hit needs no solving thread
         if looked_up.cached is not None and not needs_formula(options):
             return looked_up.cached
         # the obligation's time starts after the solver is imported (and its process started),
         # if this is the first one solved; so does the pace the workers are started by
-        imported = solver.start(tick) if solver is not None else import_solver()
+        imported = solver.start(ticker) if solver is not None else import_solver()
         workers.began += imported
         looked_up = dataclasses.replace(looked_up, start=looked_up.start + imported)
-        if solver is not None:
-            return solver.solve(i, looked_up, tick)
-        return in_thread(lambda: solve_guarded(module, ob, options, cache, looked_up), tick)
+        if solver is not None:  # a worker's answer to it ends the wait (the thread below cannot be stopped)
+            return solver.solve(i, looked_up, ticker, lambda: i not in done or i in workers.lost)
+        return in_thread(lambda: solve_guarded(module, ob, options, cache, looked_up), ticker)
 
     done: dict[int, Result] = {}
     emitted = 0
     queue = list(range(len(pairs)))[::-1]  # the next one last
-    workers = _Workers(pairs, options, cache_dir, min(jobs, len(pairs)) - 1)
-
-    def tick() -> None:
-        workers.tick(queue, done)
+    ticker = Ticker()
+    workers = _Workers(pairs, options, cache_dir, min(jobs, len(pairs)) - 1, ticker)
+    ticker.tick = lambda: workers.tick(queue, done)
 
     try:
         while emitted < len(pairs):
-            tick()
+            ticker.tick()
             i = queue.pop() if queue else workers.held(done)  # this one, or one a worker still has
             if i >= 0:
-                solved = here(i, tick)
-                if i not in done or i in workers.lost:  # its worker died while this process solved it
+                solved = here(i)
+                if solved is not None and (i not in done or i in workers.lost):  # its worker died meanwhile
                     done[i] = solved
-            tick()
+            ticker.tick()
             while emitted in done:
                 on_result(done[emitted])
                 emitted += 1
@@ -141,6 +145,8 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
         if solver is not None:
             solver.kill()
         raise
+    finally:
+        ticker.close()
     workers.close()
     if solver is not None:
         solver.close()
@@ -148,11 +154,13 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
 
 
 class _Workers:
-    """The worker processes of prove_pairs: started once this process has solved for
-    SPAWN_AFTER seconds with work left, each given the next obligation and one more."""
+    """The worker processes of prove_pairs (see there for when they start), each given the
+    next obligation and one more."""
 
-    def __init__(self, pairs: list[Pair], options: Options, cache_dir: Path | None, count: int) -> None:
+    def __init__(self, pairs: list[Pair], options: Options, cache_dir: Path | None, count: int,
+                 ticker: Ticker) -> None:
         self.pairs = pairs
+        self.ticker = ticker  # woken as a worker answers
         self.initargs = (pairs, options, cache_dir, os.getpid())
         self.count = count
         self.began = time.perf_counter()
@@ -162,20 +170,8 @@ class _Workers:
         self.lost: set[int] = set()  # handed to a worker that died, and UNKNOWN for it
 
     def tick(self, queue: list[int], done: dict[int, Result]) -> None:
-        """Start the workers when it is time, keep them busy, take their answers."""
-        elapsed = time.perf_counter() - self.began
-        if self.pool is None and self.count > 0 and queue and elapsed >= SPAWN_AFTER and \
-                len(queue) * elapsed >= WORKER_START * max(len(done), 1):  # the rest, at this pace
-            self.pool = ProcessPoolExecutor(max_workers=self.count, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=init_worker, initargs=self.initargs)
-        while self.pool is not None and queue and len(self.handed) < 2 * self.count:
-            try:
-                future = self.pool.submit(work, queue[-1])
-            except BrokenProcessPool:  # a worker died while it had nothing to do
-                self.count = 0
-                break
-            self.handed[future] = queue.pop()
-            self.futures.append(future)
+        """Take the workers' answers, start the workers when it is time, keep them busy (the
+        answers first: a worker that answered has room for the next obligation now)."""
         for future in [f for f in self.handed if f.done() or self.handed[f] in done]:
             i = self.handed.pop(future)
             if not future.done():
@@ -184,6 +180,23 @@ class _Workers:
                 self.broken(i, done)
             else:
                 done.setdefault(i, future.result())
+        if self.pool is None and self.count > 0 and queue:
+            forked = fork_is_safe()
+            elapsed = time.perf_counter() - self.began
+            if forked or (elapsed >= SPAWN_AFTER and len(queue) * elapsed >= WORKER_START * max(len(done), 1)):
+                context = multiprocessing.get_context("fork" if forked else "spawn")
+                self.pool = ProcessPoolExecutor(max_workers=self.count, mp_context=context, initializer=init_worker,
+                                                initargs=self.initargs)
+        while self.pool is not None and queue and len(self.handed) < 2 * self.count:
+            try:
+                with signals_blocked():  # the first submit makes the processes
+                    future = self.pool.submit(work, queue[-1])
+            except BrokenProcessPool:  # a worker died while it had nothing to do
+                self.count = 0
+                break
+            future.add_done_callback(lambda _: self.ticker.wake())
+            self.handed[future] = queue.pop()
+            self.futures.append(future)
 
     def broken(self, i: int, done: dict[int, Result]) -> None:
         """A worker process ended without an answer (killed: by the system running out of
