@@ -95,7 +95,8 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
     process also solves what the workers still hold, the one handed last first (the likeliest to
     wait behind another), and takes whichever answer comes first (the same answer: the solving
     is deterministic); a worker's answer ends the solving process's work on it (the process is
-    killed, and made again for the next), and workers left busy are killed at the end.
+    killed, and what workers hold then is left to them: with their threads running, a new
+    process would be spawned, a second's start-up), and workers left busy are killed at the end.
 
     Ctrl-C (KeyboardInterrupt) or any other exception stops at once: the solving thread is
     abandoned (the caller exits) and the solving and worker processes are killed, not waited
@@ -128,14 +129,18 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
     workers = _Workers(pairs, options, cache_dir, min(jobs, len(pairs)) - 1, ticker)
     ticker.tick = lambda: workers.tick(queue, done)
 
+    abandoned = False  # the solving process was killed: a new one is not worth making for what workers hold
     try:
         while emitted < len(pairs):
             ticker.tick()
-            i = queue.pop() if queue else workers.held(done)  # this one, or one a worker still has
+            i = queue.pop() if queue else -1 if abandoned else workers.held(done)  # this one, or one a worker has
             if i >= 0:
                 solved = here(i)
+                abandoned = solved is None
                 if solved is not None and (i not in done or i in workers.lost):  # its worker died meanwhile
                     done[i] = solved
+            elif len(done) < len(pairs):
+                ticker.wait()  # nothing to solve here: until a worker answers
             ticker.tick()
             while emitted in done:
                 on_result(done[emitted])

@@ -1000,8 +1000,8 @@ def test_a_worker_that_answers_is_handed_the_next_obligation_at_once(monkeypatch
     assert answered and len(woken) >= len(answered)  # a wake-up for each answer (and one as each thread ends)
 
 
-# Run in a process of its own, with no other thread: the solving process and the worker are
-# forked, and inherit the slow obligation.
+# Run in a process of its own, with no other thread: the solving process and the workers are
+# forked, and inherit the slow obligations. argv: the jobs, then obligation:seconds in a worker.
 ANSWERED_ELSEWHERE = """
 import os, sys, time
 from microverify.dsl.loader import load_text
@@ -1010,21 +1010,25 @@ from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.process import SolverProcess
 from microverify.prover.verdict import Options
 pairs = obligations([load_text(sys.stdin.read(), "secure.mv")])
-guarded, solve, abandoned = process.solve_guarded, SolverProcess.solve, []
-def slow(module, ob, *args):
-    if ob.id == pairs[1][1].id:  # handed to the worker at once, with the first
-        time.sleep(600 if os.getpgid(0) == os.getpid() else 4)  # the solving process leads a group of its own
+slow = {pairs[int(i)][1].id: float(t) for i, t in (a.split(":") for a in sys.argv[2:])}
+guarded, solve, make, abandoned, made = process.solve_guarded, SolverProcess.solve, SolverProcess._make, [], []
+def slowly(module, ob, *args):
+    if ob.id in slow:  # the solving process leads a process group of its own
+        time.sleep(600 if os.getpgid(0) == os.getpid() else slow[ob.id])
     return guarded(module, ob, *args)
 def kept(self, index, *args):
     answer = solve(self, index, *args)
     if answer is None:
         abandoned.append(index)
     return answer
-process.solve_guarded, SolverProcess.solve = slow, kept
+def counted(self, context):
+    made.append(context.get_start_method())
+    make(self, context)
+process.solve_guarded, SolverProcess.solve, SolverProcess._make = slowly, kept, counted
 solver = SolverProcess(pairs, Options(), None)
 solver.fork()
-results = prove_pairs(pairs, Options(), jobs=2, solver=solver)
-print(abandoned, sorted({r.status.value for r in results}))
+results = prove_pairs(pairs, Options(), jobs=int(sys.argv[1]), solver=solver)
+print(abandoned, made, sorted({r.status.value for r in results}))
 """
 
 
@@ -1032,10 +1036,21 @@ def test_a_workers_answer_ends_the_solving_processs_work_on_it() -> None:
     """Found measuring the ARINC 653 model at -j2: with nothing left to hand out, the solving
     process also solves what a worker holds (test above), and when the worker answered first it
     went on to the end of it: the run ended 0.5 s after the worker's answer. Now that answer
-    ends the wait, and the process is killed (here it would sleep for ten minutes)."""
-    done = subprocess.run([sys.executable, "-c", ANSWERED_ELSEWHERE], input=SECURE, capture_output=True, text=True,
-                          timeout=120)
-    assert done.stdout.strip() == "[1] ['PROVED']", done.stderr
+    ends the wait, and the process is killed (here it would sleep for ten minutes). Obligation 1
+    is handed to the worker at once, with obligation 0."""
+    done = subprocess.run([sys.executable, "-c", ANSWERED_ELSEWHERE, "2", "1:3"], input=SECURE, capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.strip() == "[1] ['fork'] ['PROVED']", done.stderr
+
+
+def test_once_the_solving_process_is_killed_what_workers_hold_is_left_to_them() -> None:
+    """With two workers, one holds obligation 1 for 6 s, the other obligation 3 for 3 s: the
+    solving process solves 3 again, is killed when the worker answers it, and does not take 1
+    too, which would take a new process, spawned (the pool's threads run by then: a second of
+    start-up) only to be killed in turn."""
+    done = subprocess.run([sys.executable, "-c", ANSWERED_ELSEWHERE, "3", "1:6", "3:3"], input=SECURE,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "[3] ['fork'] ['PROVED']", done.stderr
 
 
 # The `prove` command solves in a process of its own (prover/process.py, SolverProcess).
