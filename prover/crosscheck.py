@@ -136,6 +136,18 @@ def _serve(connection: Connection, parent: int) -> None:
 _CHILD = _Child()
 
 
+def _own_child() -> None:
+    """In a forked process (a worker, prover/process.py), a _Child of its own: the one inherited
+    is this process's, whose process it cannot test or use ("can only test a child process":
+    every cross-check of a worker forked after its parent had cross-checked failed so)."""
+    global _CHILD
+    _CHILD = _Child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_own_child)
+
+
 def _sat(text: str, solver_name: str, seconds: float) -> bool | None:
     """Whether the script is satisfiable, by the second solver in its process (`_Child`)."""
     answer = _CHILD.call(_sat_here, (text, solver_name, seconds), 2 * seconds + 5)

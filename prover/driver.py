@@ -85,7 +85,8 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
 
     This process solves, in order; given a `solver`, that process does (SolverProcess: Z3 ending
     it costs one obligation, not the run; prove_pairs closes it) and this one answers cache
-    hits. With several jobs, `jobs - 1` worker processes join it, each given the next
+    hits. With several jobs, once an obligation is not in the cache, `jobs - 1` worker
+    processes join it (a run the cache answers in full has none), each given the next
     obligation and one more, and the next as soon as it answers (Ticker). Where fork() is safe
     (no other thread runs here, as in `prove` without a progress bar) they are forked at once:
     a forked worker costs the solver's import, about 0.1 s. Else they are spawned once this
@@ -113,6 +114,9 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
         looked_up = look_up(module, ob, options, cache)  # a hit needs no solving thread
         if looked_up.cached is not None and not needs_formula(options):
             return looked_up.cached
+        if not workers.needed:  # the first obligation to solve: workers may start (before the solving thread)
+            workers.needed = True
+            ticker.tick()
         # the obligation's time starts after the solver is imported (and its process started),
         # if this is the first one solved; so does the pace the workers are started by
         imported = solver.start(ticker) if solver is not None else import_solver()
@@ -133,9 +137,12 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
     try:
         while emitted < len(pairs):
             ticker.tick()
+            copy = not queue
             i = queue.pop() if queue else -1 if abandoned else workers.held(done)  # this one, or one a worker has
             if i >= 0:
                 solved = here(i)
+                if copy and solved is not None and solved.status is Status.UNKNOWN and i not in done:
+                    solved = None  # the worker's answer is the same, unless this one's process was killed: wait for it
                 abandoned = solved is None
                 if solved is not None and (i not in done or i in workers.lost):  # its worker died meanwhile
                     done[i] = solved
@@ -173,6 +180,7 @@ class _Workers:
         self.handed: dict[Future[Result], int] = {}  # submitted, and not yet in `done`
         self.futures: list[Future[Result]] = []
         self.lost: set[int] = set()  # handed to a worker that died, and UNKNOWN for it
+        self.needed = False  # this process has found an obligation the cache does not answer
 
     def tick(self, queue: list[int], done: dict[int, Result]) -> None:
         """Take the workers' answers, start the workers when it is time, keep them busy (the
@@ -185,7 +193,7 @@ class _Workers:
                 self.broken(i, done)
             else:
                 done.setdefault(i, future.result())
-        if self.pool is None and self.count > 0 and queue:
+        if self.pool is None and self.count > 0 and queue and self.needed:
             forked = fork_is_safe()
             elapsed = time.perf_counter() - self.began
             if forked or (elapsed >= SPAWN_AFTER and len(queue) * elapsed >= WORKER_START * max(len(done), 1)):

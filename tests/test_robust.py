@@ -909,6 +909,21 @@ def test_an_obligation_this_process_solves_keeps_its_answer_when_its_worker_dies
     assert all(r.status is Status.PROVED or r.detail == driver.WORKER_DIED for r in results.values())
 
 
+def test_a_run_the_cache_answers_in_full_starts_no_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         workers: list[Any]) -> None:
+    """Found in review: forked at once, workers started in a fully cached run too, and each
+    imported the solver for nothing (0.71 s against 0.62 s for `prove -j3 proofs`, cached)."""
+    from microverify.prover import driver
+    monkeypatch.setattr(driver, "fork_is_safe", lambda: False)
+    monkeypatch.setattr(driver, "SPAWN_AFTER", 0.0)
+    monkeypatch.setattr(driver, "WORKER_START", 0.0)
+    pairs = obligations([load_text(SECURE, "secure.mv")])
+    first = prove_pairs(pairs, Options(), jobs=2, cache_dir=tmp_path)
+    again = prove_pairs(pairs, Options(), jobs=2, cache_dir=tmp_path)
+    assert [r.status for r in again] == [r.status for r in first] and all(r.cached for r in again)
+    assert workers[0].pool is not None and workers[1].pool is None
+
+
 def test_the_pace_that_starts_workers_leaves_out_importing_the_solver(
         monkeypatch: pytest.MonkeyPatch, workers: list[Any]) -> None:
     """Workers join once this process has solved for SPAWN_AFTER seconds and the work left, at
@@ -1000,8 +1015,32 @@ def test_a_worker_that_answers_is_handed_the_next_obligation_at_once(monkeypatch
     assert answered and len(woken) >= len(answered)  # a wake-up for each answer (and one as each thread ends)
 
 
+# Run in a process of its own, with no other thread: the second call's worker is forked.
+CROSS_CHECKED_TWICE = """
+import sys
+from microverify.dsl.loader import load_text
+from microverify.prover.driver import obligations, prove_pairs
+from microverify.prover.verdict import Options
+pairs = obligations([load_text(sys.stdin.read(), "secure.mv")])
+for jobs in (1, 2):  # the first starts this process's cross-check process
+    results = prove_pairs(pairs, Options(cross_check="cvc5"), jobs=jobs)
+    print(sorted({r.status.value for r in results}), sorted({r.disagreement for r in results}))
+"""
+
+
+def test_a_forked_worker_cross_checks_in_a_process_of_its_own() -> None:
+    """Found in review: a worker forked after its parent had cross-checked inherited the
+    parent's cross-check process, which it cannot use: every cross-check it made said `cvc5
+    could not check it: AssertionError: can only test a child process`."""
+    pytest.importorskip("cvc5")
+    done = subprocess.run([sys.executable, "-c", CROSS_CHECKED_TWICE], input=SECURE, capture_output=True, text=True,
+                          timeout=300)
+    assert done.stdout.splitlines() == ["['PROVED'] ['']"] * 2, done.stdout + done.stderr
+
+
 # Run in a process of its own, with no other thread: the solving process and the workers are
-# forked, and inherit the slow obligations. argv: the jobs, then obligation:seconds in a worker.
+# forked, and inherit the slow obligations. argv: the jobs, what the solving process does with a
+# slow obligation (sleeps for ten minutes, or dies), then obligation:seconds in a worker.
 ANSWERED_ELSEWHERE = """
 import os, sys, time
 from microverify.dsl.loader import load_text
@@ -1010,11 +1049,13 @@ from microverify.prover.driver import obligations, prove_pairs
 from microverify.prover.process import SolverProcess
 from microverify.prover.verdict import Options
 pairs = obligations([load_text(sys.stdin.read(), "secure.mv")])
-slow = {pairs[int(i)][1].id: float(t) for i, t in (a.split(":") for a in sys.argv[2:])}
+slow = {pairs[int(i)][1].id: float(t) for i, t in (a.split(":") for a in sys.argv[3:])}
 guarded, solve, make, abandoned, made = process.solve_guarded, SolverProcess.solve, SolverProcess._make, [], []
 def slowly(module, ob, *args):
-    if ob.id in slow:  # the solving process leads a process group of its own
-        time.sleep(600 if os.getpgid(0) == os.getpid() else slow[ob.id])
+    if ob.id in slow and os.getpgid(0) == os.getpid():  # the solving process leads a process group of its own
+        time.sleep(600) if sys.argv[2] == "sleeps" else os.kill(os.getpid(), 9)
+    elif ob.id in slow:
+        time.sleep(slow[ob.id])
     return guarded(module, ob, *args)
 def kept(self, index, *args):
     answer = solve(self, index, *args)
@@ -1038,9 +1079,18 @@ def test_a_workers_answer_ends_the_solving_processs_work_on_it() -> None:
     went on to the end of it: the run ended 0.5 s after the worker's answer. Now that answer
     ends the wait, and the process is killed (here it would sleep for ten minutes). Obligation 1
     is handed to the worker at once, with obligation 0."""
-    done = subprocess.run([sys.executable, "-c", ANSWERED_ELSEWHERE, "2", "1:3"], input=SECURE, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", ANSWERED_ELSEWHERE, "2", "sleeps", "1:3"], input=SECURE,
+                          capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "[1] ['fork'] ['PROVED']", done.stderr
+
+
+def test_when_the_solving_process_dies_on_what_a_worker_holds_the_worker_answers() -> None:
+    """Found in review: the solving process killed (by the system, when memory ran out) while it
+    solved again what a worker held made that obligation UNKNOWN, `it was killed`, though the
+    worker was still solving it, and its answer came too late. The worker's answer stands."""
+    done = subprocess.run([sys.executable, "-c", ANSWERED_ELSEWHERE, "2", "dies", "1:3"], input=SECURE,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "[] ['fork'] ['PROVED']", done.stderr
 
 
 def test_once_the_solving_process_is_killed_what_workers_hold_is_left_to_them() -> None:
@@ -1048,7 +1098,7 @@ def test_once_the_solving_process_is_killed_what_workers_hold_is_left_to_them() 
     solving process solves 3 again, is killed when the worker answers it, and does not take 1
     too, which would take a new process, spawned (the pool's threads run by then: a second of
     start-up) only to be killed in turn."""
-    done = subprocess.run([sys.executable, "-c", ANSWERED_ELSEWHERE, "3", "1:6", "3:3"], input=SECURE,
+    done = subprocess.run([sys.executable, "-c", ANSWERED_ELSEWHERE, "3", "sleeps", "1:6", "3:3"], input=SECURE,
                           capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "[3] ['fork'] ['PROVED']", done.stderr
 
