@@ -30,8 +30,8 @@ from microverify.prover import fingerprint
 from microverify.prover.cache import Cache
 from microverify.prover.memory import keep_freed_memory
 from microverify.prover.obligations import Obligation, generate
-from microverify.prover.process import (Pair, SolverProcess, Ticker, fork_is_safe, import_solver, in_thread, init_worker,
-                                        signals_blocked, solve_guarded, work)
+from microverify.prover.process import (Pair, SolverProcess, Ticker, fork_is_safe, import_solver, in_thread,
+                                        init_worker, signals_blocked, solve_guarded, work)
 from microverify.prover.verdict import Options, Result, Status, look_up, needs_formula
 
 
@@ -92,12 +92,15 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
     a forked worker costs the solver's import, about 0.1 s. Else they are spawned once this
     process has solved for SPAWN_AFTER seconds and the work left would take WORKER_START
     seconds more at the pace so far: a spawned worker costs about a CPU second to start (it
-    imports everything again), which a small run would spend for nothing. When nothing is left to hand out, this
-    process also solves what the workers still hold, the one handed last first (the likeliest to
-    wait behind another), and takes whichever answer comes first (the same answer: the solving
-    is deterministic); a worker's answer ends the solving process's work on it (the process is
-    killed, and what workers hold then is left to them: with their threads running, a new
-    process would be spawned, a second's start-up), and workers left busy are killed at the end.
+    imports everything again), which a small run would spend for nothing.
+
+    When nothing is left to hand out, this process also solves what the workers still hold,
+    the one handed last first (the likeliest to wait behind another), and takes whichever
+    answer comes first (the same answer: the solving is deterministic). A worker's answer ends
+    the solving process's work on it (the process is killed), and an UNKNOWN of this copy
+    waits for the worker's (the same, unless the process solving the copy was killed); after
+    either, what workers hold is left to them (with their threads running, a new process would
+    be spawned: a second's start-up). Workers left busy are killed at the end.
 
     Ctrl-C (KeyboardInterrupt) or any other exception stops at once: the solving thread is
     abandoned (the caller exits) and the solving and worker processes are killed, not waited
