@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -247,11 +248,15 @@ def kill_workers(pool: ProcessPoolExecutor) -> None:
     """Stop a pool now: its workers may be deep in a Z3 check, which no Python signal reaches."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
     manager = getattr(pool, "_executor_manager_thread", None)  # shutdown() forgets it
-    for proc in processes:
+    for proc in processes:  # each leads a process group, with its --cross-check process (init_worker)
         try:
-            proc.kill()
-        except (OSError, ValueError, AttributeError):
-            pass
+            if proc.pid is not None and proc.exitcode is None:  # alive: its pid is its own
+                os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:  # not yet a group of its own
+            try:
+                proc.kill()
+            except (OSError, ValueError, AttributeError):
+                pass
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in processes:
         try:

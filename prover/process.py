@@ -167,9 +167,24 @@ def import_solver() -> float:
 _WORKER: dict[str, object] = {}
 
 
-def init_worker(pairs: list[Pair], options: Options, cache_dir: Path | None, parent: int, group: bool = False) -> None:
-    """Set up a process that solves: a worker, or a SolverProcess (`group`: it leads a process
-    group of its own)."""
+def init_worker(pairs: list[Pair], options: Options, cache_dir: Path | None, parent: int,
+                name: str = "prove-worker") -> None:
+    """Set up a process that solves: a worker, or a SolverProcess (`name` "prove-solver").
+
+    It leads a process group of its own, which is killed with it (SolverProcess.kill,
+    driver.kill_workers) or by it when its parent is gone: a `--cross-check` process, its
+    child, goes too. That process may be deep in cvc5, which holds Python's lock, so that it
+    cannot see its parent end: a worker's went on for `--timeout` after a Ctrl-C (60 s at the
+    default) before workers led groups of their own. Its name (`ps`, /proc) says which it is."""
+    if hasattr(os, "setpgid"):
+        os.setpgid(0, 0)
+        # in a group of its own, the process is not in the terminal's foreground: a write to the
+        # terminal (Z3's line as it ends the process) would stop it, were `stty tostop` set
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        Path("/proc/self/comm").write_text(name)
+    except OSError:  # not Linux
+        pass
     # Z3 prints a line on standard output as it ends the process at its memory limit; the
     # report may be there (--format json)
     os.dup2(2, 1)
@@ -183,7 +198,7 @@ def init_worker(pairs: list[Pair], options: Options, cache_dir: Path | None, par
     z3.set_param("ctrl_c", False)
     ensure_recursion_limit()
     keep_freed_memory()
-    exit_with_parent(parent, group)
+    exit_with_parent(parent, group=hasattr(os, "setpgid"))
     import_solver()  # a worker is there to solve: it imports the solver as it starts
     _WORKER["pairs"] = pairs
     _WORKER["options"] = options
@@ -395,11 +410,7 @@ def _serve(conn: Connection, theirs: Connection | None, pairs: list[Pair], optio
     try:
         if theirs is not None:
             theirs.close()
-        os.setpgid(0, 0)  # see SolverProcess.kill
-        # in a group of its own, the process is not in the terminal's foreground: a write to the
-        # terminal (Z3's line as it ends the process) would stop it, were `stty tostop` set
-        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-        init_worker(pairs, options, cache_dir, parent, group=True)
+        init_worker(pairs, options, cache_dir, parent, "prove-solver")
         answer: tuple[str, object] = ("ready", None)
         while _sent(conn, answer):
             try:
