@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -32,7 +31,7 @@ from microverify.prover.cache import Cache
 from microverify.prover.memory import keep_freed_memory
 from microverify.prover.obligations import Obligation, generate
 from microverify.prover.process import (Pair, SolverProcess, Ticker, fork_is_safe, import_solver, in_thread,
-                                        init_worker, signals_blocked, solve_guarded, work)
+                                        init_worker, kill_group, signals_blocked, solve_guarded, work)
 from microverify.prover.verdict import Options, Result, Status, look_up, needs_formula
 
 
@@ -127,8 +126,12 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
         workers.began += imported
         looked_up = dataclasses.replace(looked_up, start=looked_up.start + imported)
         if solver is not None:  # a worker's answer to it ends the wait (the thread below cannot be stopped)
-            return solver.solve(i, looked_up, ticker, lambda: i not in done or i in workers.lost)
+            return solver.solve(i, looked_up, ticker, lambda: wanted(i))
         return in_thread(lambda: solve_guarded(module, ob, options, cache, looked_up), ticker)
+
+    def wanted(i: int) -> bool:
+        """Whether this process's answer to `i` is kept: no worker gave one, or its worker died."""
+        return i not in done or i in workers.lost
 
     done: dict[int, Result] = {}
     emitted = 0
@@ -148,7 +151,7 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
                 if copy and solved is not None and solved.status is Status.UNKNOWN and i not in done:
                     solved = None  # the worker's answer is the same, unless this one's process was killed: wait for it
                 abandoned = solved is None
-                if solved is not None and (i not in done or i in workers.lost):  # its worker died meanwhile
+                if solved is not None and wanted(i):
                     done[i] = solved
             elif len(done) < len(pairs):
                 ticker.wait()  # nothing to solve here: until a worker answers
@@ -248,15 +251,8 @@ def kill_workers(pool: ProcessPoolExecutor) -> None:
     """Stop a pool now: its workers may be deep in a Z3 check, which no Python signal reaches."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
     manager = getattr(pool, "_executor_manager_thread", None)  # shutdown() forgets it
-    for proc in processes:  # each leads a process group, with its --cross-check process (init_worker)
-        try:
-            if proc.pid is not None and proc.exitcode is None:  # alive: its pid is its own
-                os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:  # not yet a group of its own
-            try:
-                proc.kill()
-            except (OSError, ValueError, AttributeError):
-                pass
+    for proc in processes:
+        kill_group(proc)
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in processes:
         try:

@@ -357,16 +357,26 @@ class SolverProcess:
         (prover/parent.py) until its alarm (--timeout); before, the tracebacks it printed then
         came after `prove` had ended."""
         if self.process is not None:
-            if self.process.is_alive() and self.process.pid is not None:
-                try:
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                except OSError:  # not yet a group of its own
-                    self.process.kill()
+            kill_group(self.process)
             self.process.join(5)
         if self.conn is not None:
             self.conn.close()
         self.process = self.conn = None
         self.ready = False
+
+
+def kill_group(process: BaseProcess) -> None:
+    """Kill a solving process (a SolverProcess's, or a worker) with the process group it leads
+    (init_worker): its --cross-check process goes too. Before it leads one, the process alone;
+    a process that has ended is left alone (its pid may be another's by now)."""
+    try:
+        if process.pid is not None and process.exitcode is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    except OSError:  # not yet a group of its own
+        try:
+            process.kill()
+        except (OSError, ValueError, AttributeError):
+            pass
 
 
 class _Unwanted(Exception):
