@@ -97,10 +97,11 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
     When nothing is left to hand out, this process also solves what the workers still hold,
     the one handed last first (the likeliest to wait behind another), and takes whichever
     answer comes first (the same answer: the solving is deterministic). A worker's answer ends
-    the solving process's work on it (the process is killed), and an UNKNOWN of this copy
-    waits for the worker's (the same, unless the process solving the copy was killed); after
-    either, what workers hold is left to them (with their threads running, a new process would
-    be spawned: a second's start-up). Workers left busy are killed at the end.
+    the solving process's work on it (the process is killed), and an UNKNOWN or a cache hit of
+    this copy waits for the worker's (the same, unless the process solving the copy was killed
+    or the hit is the entry the worker wrote, whose answer then carries its lookup's warnings);
+    after either, what workers hold is left to them (with their threads running, a new process
+    would be spawned: a second's start-up). Workers left busy are killed at the end.
 
     Ctrl-C (KeyboardInterrupt) or any other exception stops at once: the solving thread is
     abandoned (the caller exits) and the solving and worker processes are killed, not waited
@@ -140,7 +141,7 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
     workers = _Workers(pairs, options, cache_dir, min(jobs, len(pairs)) - 1, ticker)
     ticker.tick = lambda: workers.tick(queue, done)
 
-    abandoned = False  # the solving process was killed: a new one is not worth making for what workers hold
+    abandoned = False  # a copy was given up (its process killed, or its answer left to the worker): no more copies
     try:
         while emitted < len(pairs):
             ticker.tick()
@@ -148,8 +149,11 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
             i = queue.pop() if queue else -1 if abandoned else workers.held(done)  # this one, or one a worker has
             if i >= 0:
                 solved = here(i)
-                if copy and solved is not None and solved.status is Status.UNKNOWN and i not in done:
-                    solved = None  # the worker's answer is the same, unless this one's process was killed: wait for it
+                if copy and solved is not None and i not in done and (solved.cached or solved.status is Status.UNKNOWN):
+                    # wait for the worker's answer: the same, and it says more. This copy's UNKNOWN may be its
+                    # process killed; its cache hit may be the entry the worker has just written, while the
+                    # worker's answer carries what its own lookup warned of (an invalid entry it replaced)
+                    solved = None
                 abandoned = solved is None
                 if solved is not None and wanted(i):
                     done[i] = solved

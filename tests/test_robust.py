@@ -1095,6 +1095,51 @@ def test_when_the_solving_process_dies_on_what_a_worker_holds_the_worker_answers
     assert done.stdout.strip() == "[] ['fork'] ['PROVED']", done.stderr
 
 
+# Run in a process of its own, with no other thread (the solving process and the worker are
+# forked): every cache entry spoiled, the worker's answer to L/INIT late after it wrote its entry.
+CACHED_COPY = """
+import os, sys, time
+from pathlib import Path
+from microverify.dsl.loader import load_text
+from microverify.prover import process
+from microverify.prover.cache import Cache
+from microverify.prover.driver import obligations, prove_pairs
+from microverify.prover.process import SolverProcess
+from microverify.prover.verdict import Options, look_up
+cache = Path(sys.argv[1])
+pairs = obligations([load_text(sys.stdin.read(), "secure.mv")])
+prove_pairs(pairs, Options(), cache_dir=cache)
+keys = [look_up(m, ob, Options(), Cache(cache)).key for m, ob in pairs]
+assert keys.count(keys[1]) == 1, "L/INIT shares its entry"
+for entry in {Cache(cache)._path(k) for k in keys}:
+    entry.unlink()
+    os.mkfifo(entry)
+guarded = process.solve_guarded
+def late(module, ob, *args):
+    answer = guarded(module, ob, *args)
+    if ob.id == pairs[1][1].id and open("/proc/self/comm").read().strip() == "prove-worker":
+        time.sleep(3)
+    return answer
+process.solve_guarded = late
+solver = SolverProcess(pairs, Options(), cache)
+solver.fork()
+results = prove_pairs(pairs, Options(), jobs=2, cache_dir=cache, solver=solver)
+print([(r.obligation.id, r.cached, sum("invalid cache entry" in w for w in r.warnings)) for r in results][1])
+"""
+
+
+@needs_proc
+def test_a_copy_answered_by_the_entry_its_worker_wrote_keeps_the_workers_warning(tmp_path: Path) -> None:
+    """Found in review (test_a_bad_cache_entry_is_ignored_with_a_warning[fifo-2] failed one run
+    in five): the worker replaced an invalid entry, warned of it, and its answer was not in yet
+    when this process, solving a copy of the same obligation, found that new entry. The copy's
+    cache hit, without the warning, was kept. Now a copy answered from the cache waits for the
+    worker's answer."""
+    done = subprocess.run([sys.executable, "-c", CACHED_COPY, str(tmp_path / "cache")], input=SECURE,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "('L/INIT', False, 1)", done.stdout + done.stderr
+
+
 @needs_proc
 def test_once_the_solving_process_is_killed_what_workers_hold_is_left_to_them() -> None:
     """With two workers, one holds obligation 1 for 6 s, the other obligation 3 for 3 s: the
