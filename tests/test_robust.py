@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import z3
 
-from conftest import SECURE, nested_pointers, prove_text
+from conftest import SECURE, SPLIT_ORDERS, nested_pointers, prove_text
 from microverify import entry
 from microverify.dsl.diagnostics import CODES, DiagnosticError, render
 from microverify.dsl.limits import MAX_DEPTH, MAX_FILE_BYTES
@@ -1093,6 +1093,53 @@ def test_when_the_solving_process_dies_on_what_a_worker_holds_the_worker_answers
     done = subprocess.run([sys.executable, "-c", ANSWERED_ELSEWHERE, "2", "dies", "1:3"], input=SECURE,
                           capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "[] ['fork'] ['PROVED']", done.stderr
+
+
+# KServ lends VM(1)'s page to VM(0) in the last operation, so its obligations come last, where
+# copies of what workers hold are solved and given up: two runs that differ in mem[1] give VM(0)
+# different views after `lend` (and the invariant `one` breaks at p = 1).
+LEAKS_LAST = """\
+principal KServ
+principal VM(v: bv[1])
+layer L {
+  state { owner : map[bv[8]] -> principal; mem : map[bv[8]] -> bv[8] }
+  init { forall p: bv[8]. owner[p] == (if p == 0 then VM(0) else if p == 1 then VM(1) else KServ) }
+  invariant zero { forall p: bv[8]. p != 0 || owner[p] == VM(0) }
+  invariant one { forall p: bv[8]. p != 1 || owner[p] == VM(1) }
+  invariant rest { forall p: bv[8]. p == 0 || p == 1 || owner[p] == KServ }
+  observe VM(v) { mem[p] for p: bv[8] where owner[p] == VM(v) }
+  op touch() by KServ { mem[2] := mem[2] + 1 }
+  op bump() by KServ { mem[3] := mem[3] + mem[2] }
+  op lend() by KServ { owner[1] := VM(0) }
+}
+"""
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_a_leak_fails_the_same_with_workers_forked_and_copies_given_up(tmp_path: Path, encoding: str,
+                                                                        order: str) -> None:
+    """An attack on this session's scheduling (forked workers, answers handed on at once, copies
+    of what workers hold solved and given up at the end): the leak's three obligations, last in
+    the run, FAIL at -j3 exactly as at -j1, blaming the write, with counterexamples the
+    interpreter confirms; everything else is PROVED; over two files in either order, both
+    encodings."""
+    (tmp_path / "model.mv").write_text(LEAKS_LAST)
+    (tmp_path / "other.mv").write_text('import "model.mv"\nlayer M {\n  state { y : bv[4] }\n  observe KServ { y }\n}\n')
+    files = ["model.mv", "other.mv"] if order == SPLIT_ORDERS[0] else ["other.mv", "model.mv"]
+    reports = {}
+    for jobs in ("-j1", "-j3"):
+        r = cli("--no-cache", jobs, "--encoding", encoding, "--format", "json", *files, cwd=tmp_path)
+        assert_clean(r, 1)
+        reports[jobs] = [(o["id"], o["status"], o["counterexample"] and o["counterexample"]["responsible"],
+                          o["counterexample"] and o["counterexample"]["failing"], o["replay"] and o["replay"]["outcome"])
+                         for o in json.loads(r.stdout)["obligations"]]
+    assert reports["-j3"] == reports["-j1"]
+    failed = [(i, blamed, outcome) for i, status, blamed, _, outcome in reports["-j1"] if status != "PROVED"]
+    at = [{"file": "model.mv", "line": 12, "column": 24, "end_line": 12, "end_column": 41}]
+    assert failed == [("L/INV/lend", at, "confirmed"), ("L/WSC/lend/VM", at, "confirmed"),
+                      ("L/LR/lend/VM", at, "confirmed")], reports["-j1"]
+    assert {status for _, status, *_ in reports["-j1"]} == {"PROVED", "FAILED"}
 
 
 # Run in a process of its own, with no other thread (the solving process and the worker are
