@@ -251,9 +251,10 @@ def _solver(ctx: z3.Context, options: Options) -> z3.Solver:
     return solver
 
 
-def _vacuity_check(formula: Formula, options: Options) -> tuple[z3.Solver, dict[int, str]] | None:
-    """A solver holding the non-reflexive hypotheses without quantifiers, each tracked by its
-    label, if qf.eliminate can remove them all; else None. In a context of its own, like every
+def _vacuity_check(kept: list[Labeled], options: Options) -> tuple[z3.Solver, dict[int, str]] | None:
+    """A solver holding the hypotheses `kept` (a formula's non-reflexive ones) without
+    quantifiers, each tracked by its label, if qf.eliminate can remove them all; else None. In a
+    context of its own, like every
     check of the exact-first path after the first (`_whole_goal`): what it finds does not
     depend on what else was built in the formula's context (a witness shape, or not,
     prover/witness.py).
@@ -261,7 +262,6 @@ def _vacuity_check(formula: Formula, options: Options) -> tuple[z3.Solver, dict[
     Exact both ways: the instances are implied by the quantified hypotheses (so `unsat` carries
     over), and a model of them extends to one of the quantifiers by the fragment argument of
     prover/qf.py (so `sat` does), the argument the qf encoding's own vacuity check rests on."""
-    kept = [h for h in formula.hypotheses if not h.reflexive]
     if not kept:
         return None
     own = new_context()
@@ -333,24 +333,29 @@ def _solved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
             if model is None:
                 return None, spent, ""
         return Result(ob, Status.PROVED, time.perf_counter() - start, spent, lowered), spent, ""
-    whole = _whole_goal(formula, options)
-    if whole[0] == z3.sat:  # not implied: its counterexample comes from the quantifier-free encoding (see there)
-        return None, whole[1], ""
     terms = _to_show(formula)
-    # the shape depends on `init` too (prover/witness.py), so it is part of what is compared
-    init = (formula.layer.layer.init, tuple(run.upper for run in formula.runs))
+    # the shapes depend on `init` and on the maps of the runs' pre-states (prover/witness.py), so
+    # they are part of what is compared; shapes built from the formula's own terms are not shared
+    built_from = witness.built_from(formula)
+    init = (formula.layer.layer.init, tuple(run.upper for run in formula.runs), built_from)
     key = (options.rlimit, options.seed, options.timeout, hash(init), tuple(t.hash() for t in terms))
-    with shared.LOCK:  # the terms kept are in _SHOWN_CONTEXT
-        here = [t.translate(_SHOWN_CONTEXT) for t in terms]
-        shown = next((units for kept, kept_init, units in _SHOWN.get(key, []) if kept_init == init
-                      and len(kept) == len(here) and all(k.eq(t) for k, t in zip(kept, here))), None)
-    if shown is None:
+    shown = None
+    if built_from is not None:
+        with shared.LOCK:  # the terms kept are in _SHOWN_CONTEXT
+            here = [t.translate(_SHOWN_CONTEXT) for t in terms]
+            shown = next((units for kept, kept_init, units in _SHOWN.get(key, []) if kept_init == init
+                          and len(kept) == len(here) and all(k.eq(t) for k, t in zip(kept, here))), None)
+    if shown is None:  # before the whole goal is checked in the formula's context: see _shown_satisfiable
         satisfiable, shown = _shown_satisfiable(formula, options)
         if not satisfiable:
             return None, shown, ""
-        with shared.LOCK:
-            _remember_shown(key, terms, init, shown)
+        if built_from is not None:
+            with shared.LOCK:
+                _remember_shown(key, terms, init, shown)
     formula.shown_satisfiable = True
+    whole = _whole_goal(formula, options)
+    if whole[0] == z3.sat:  # not implied: its counterexample comes from the quantifier-free encoding (see there)
+        return None, shown + whole[1], ""
     proved, spent, unproved, found = _goals_unsat(formula, options, whole)
     used = shown + spent
     if proved:
@@ -371,8 +376,8 @@ EXACT_STAGE = "checking the goal with its quantifiers (the exact check first)"
 def _whole_goal(formula: Formula, options: Options) -> tuple[z3.CheckSatResult, int]:
     """Z3's answer for the whole negated goal under every hypothesis, quantifiers and all,
     within rlimit / WHOLE_SHARE, and the resource units it spent. In the formula's own context,
-    first: nothing has been made there since the formula was built (the checks that follow
-    translate terms into it, the witness shapes, or not, as _SHOWN's cache has it), so what Z3
+    first: nothing has been made there since the formula was built (`_shown_satisfiable`
+    translates terms out of it, and the checks that follow may make terms in it), so what Z3
     does here does not depend on what ran before. A context of its own would cost one more
     context per obligation (Z3 allocates about 17 MB for each) and a translation of every term:
     with this, the shipped proofs took 0.92 of the time at -j1 and ARINC 653 0.95 (farm-bench,
@@ -499,15 +504,38 @@ def _to_show(formula: Formula) -> list[z3.BoolRef]:
 
 
 def _shown_satisfiable(formula: Formula, options: Options) -> tuple[bool, int]:
-    """Whether the non-reflexive hypotheses were shown satisfiable, exactly, and the resource
-    units spent: by a model of the witness shape (prover/witness.py, under rlimit / SHAPE_SHARE)
-    or, failing that, in their quantifier-free form (`_vacuity_check`). The shape comes
-    first: it answers in milliseconds where it fits (every operation of the shipped proofs but
-    one boot state), while the quantifier-free form is built in Python."""
-    spent, shaped = _shaped(witness.shaped(formula), _to_show(formula), options, options.rlimit // SHAPE_SHARE)
+    """Whether the formula's non-reflexive hypotheses were shown satisfiable, exactly, and the
+    resource units spent: by a model of the witness shape (prover/witness.py, under rlimit /
+    SHAPE_SHARE) or, failing that, in their quantifier-free form (`_vacuity_check`). The shape
+    comes first: it answers in milliseconds where it fits (every operation of the shipped
+    proofs but one boot state), while the quantifier-free form is built in Python.
+
+    In a context of its own, made before anything is checked in the formula's context (its
+    whole goal), from the hypotheses and the shapes: then the check, and the units a result
+    reports for it, are a function of _SHOWN's key (the hypotheses, `init`, what the shapes are
+    built from, the limits), whichever obligation of an operation is solved first in the
+    process. Z3 names the symbols it makes while solving from a count kept per context, and a
+    translation raises the target's count to the source's; the whole goal's check raises the
+    formula's context's count by what that goal needs. Made after it, as until 2026-12-03, the
+    same hypotheses took other units in each obligation of an operation (KCoreSpec's OC/vm_trap
+    55213, its DC 51323), a hit reported the first one's, and the figures of 18 of the 709
+    obligations of `prove proofs` differed between -j1 and -j3. Before any check the count is 0:
+    building a formula in the quantified encoding makes no fresh name (tests/test_qf.py). The
+    key names what the shapes are built from (witness.built_from): the obligations of one
+    operation with a second run have that run's maps too. Shown first, the hypotheses of a
+    leak are shown satisfiable before its whole goal is found `sat`, once per operation and
+    process, and the quantifier-free encoding that follows needs not show them again.
+
+    (Asserting only the shapes of the maps the hypotheses mention, tried the same day, is exact
+    too, but Z3 then gave up on the shaped model of KCoreMachine's R-BIND/vm_s2_fault at SeKVM's
+    hardware sizes, "incomplete quantifiers", and it ended UNKNOWN.)"""
+    own = new_context()
+    hypotheses = [replace(h, term=h.term.translate(own)) for h in formula.hypotheses if not h.reflexive]
+    spent, shaped = _shaped(witness.shaped(formula, own), [h.term for h in hypotheses], options,
+                            options.rlimit // SHAPE_SHARE, own=own)
     if shaped is not None:
         return True, spent
-    vacuity = _vacuity_check(formula, options)
+    vacuity = _vacuity_check(hypotheses, options)
     if vacuity is None:
         return False, spent
     answer = _checked(vacuity[0], "checking the hypotheses in their quantifier-free form")
@@ -515,15 +543,15 @@ def _shown_satisfiable(formula: Formula, options: Options) -> tuple[bool, int]:
 
 
 def _shaped(pairs: list[tuple[z3.ExprRef, z3.ExprRef]], assertions: list[z3.ExprRef], options: Options,
-            rlimit: int) -> tuple[int, z3.Solver | None]:
+            rlimit: int, own: z3.Context | None = None) -> tuple[int, z3.Solver | None]:
     """The resource units spent looking for a model of the assertions in which every map of the
     pre-states is its term in `pairs` (the shape of prover/witness.py), under `rlimit` in a
-    context of its own, with the shapes built on a lambda put in (`_in_shape`), and the solver
-    holding the model if one was found."""
+    context of its own (`own`, if the caller made one for it), with the shapes built on a lambda
+    put in (`_in_shape`), and the solver holding the model if one was found."""
     if not pairs:
         return 0, None
     one, answer = _fresh(assertions + [m == term for m, term in pairs], options, rlimit,
-                         "looking for a model of the witness shape", lambda terms: _in_shape(terms, len(pairs)))
+                         "looking for a model of the witness shape", lambda terms: _in_shape(terms, len(pairs)), own)
     return _rlimit_count(one), one if answer == z3.sat else None
 
 
@@ -566,15 +594,23 @@ def _on_a_lambda(shape: z3.ExprRef) -> bool:
 
 
 def _fresh(assertions: list[z3.ExprRef], options: Options, rlimit: int, stage: str,
-           rewrite: Callable[[list[z3.ExprRef]], list[z3.ExprRef]] | None = None) -> tuple[z3.Solver, z3.CheckSatResult]:
-    """Check the assertions in a solver and a context of their own, under `rlimit` (at least 1),
-    rewritten there by `rewrite` if given (in that context: terms made in the formula's would
-    change what Z3 does in it later); _OutOfMemory, naming the stage, if Z3 runs out of
-    --max-memory."""
-    own = new_context()
+           rewrite: Callable[[list[z3.ExprRef]], list[z3.ExprRef]] | None = None,
+           own: z3.Context | None = None) -> tuple[z3.Solver, z3.CheckSatResult]:
+    """Check the assertions in a solver and a context of their own (`own`, if the caller made
+    one for them), under `rlimit` (at least 1), rewritten there by `rewrite` if given (in that
+    context: terms made in the formula's would change what Z3 does in it later); _OutOfMemory,
+    naming the stage, if Z3 runs out of --max-memory."""
+    own = own or new_context()
     one = _solver(own, replace(options, rlimit=max(1, rlimit)))
-    here = [t.translate(own) for t in assertions]
-    one.add(rewrite(here) if rewrite else here)
+    try:
+        here = [t if t.ctx is own else t.translate(own) for t in assertions]
+        one.add(rewrite(here) if rewrite else here)
+    except z3.Z3Exception as exc:
+        # Z3 may run out of --max-memory as it takes the assertions in, before the check: the same
+        if not any(reason in str(exc) for reason in MEMORY_REASONS):
+            raise
+        lift_memory_limit()
+        raise _OutOfMemory(stage, _rlimit_count(one)) from None
     return one, _checked(one, stage)
 
 
@@ -701,7 +737,8 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         tag = z3.Bool(f"hyp!{i}", ctx)
         tracked[tag.get_id()] = h.label
         solver.assert_and_track(h.term, tag)
-    vacuity = _vacuity_check(formula, options) if formula.quantified and not formula.shown_satisfiable else None
+    vacuity = _vacuity_check([h for h in formula.hypotheses if not h.reflexive], options) \
+        if formula.quantified and not formula.shown_satisfiable else None
     if formula.shown_satisfiable:  # by the exact-first check, on these very hypotheses
         answer = z3.sat
     elif vacuity is None and shaped_model(_to_show(formula), share=1) is not None:

@@ -89,7 +89,7 @@ def _outside(m: z3.ExprRef) -> z3.ExprRef:
 
 
 # Shapes built in this process, in its own context (shared.CONTEXT), by what they are built
-# from (`_key`). The obligations of a layer share them: every run of every operation starts from
+# from (`built_from`). The obligations of a layer share them: every run of every operation starts from
 # the same pre-state constants, and `init` is the layer's. A shape is always built there and
 # translated into the formula's context, found or not, so the terms an obligation gets do not
 # depend on what ran before it.
@@ -97,18 +97,21 @@ _BUILT: dict[tuple[object, ...], list[tuple[z3.ExprRef, z3.ExprRef]]] = {}
 _BUILT_LIMIT = 10_000  # shapes remembered, at most (then forgotten: only a speed-up)
 
 
-def shaped(formula: Formula) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
-    """A term of the shape above for each map constant of each run's pre-state."""
-    key = _key(formula)
-    if key is None:
-        return _shaped(formula.layer, formula.runs)
+def shaped(formula: Formula, ctx: z3.Context | None = None) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
+    """A term of the shape above for each map constant of each run's pre-state, in `ctx`
+    (default: the formula's context, where shapes that are not shared are built either way)."""
+    ctx = ctx or formula.ctx
+    key = built_from(formula)
+    if key is None:  # built from the formula's own terms, in its context
+        pairs = _shaped(formula.layer, formula.runs)
+        return pairs if ctx is formula.ctx else [(m.translate(ctx), term.translate(ctx)) for m, term in pairs]
     with shared.LOCK:  # every term of shared.CONTEXT this touches is released before the lock is
-        return _remembered(formula, key)
+        return _remembered(formula, key, ctx)
 
 
-def _remembered(formula: Formula, key: tuple[object, ...]) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
-    """The shapes under `key` (built now if they are not yet), translated into the formula's
-    context. Called under shared.LOCK."""
+def _remembered(formula: Formula, key: tuple[object, ...], ctx: z3.Context) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
+    """The shapes under `key` (built now if they are not yet), translated into `ctx`. Called
+    under shared.LOCK."""
     built = _BUILT.get(key)
     if built is None:
         layer = SymLayer(formula.layer.module, formula.layer.layer, shared.CONTEXT)
@@ -116,18 +119,18 @@ def _remembered(formula: Formula, key: tuple[object, ...]) -> list[tuple[z3.Expr
         if len(_BUILT) >= _BUILT_LIMIT:
             _BUILT.clear()
         built = _BUILT[key] = _shaped(layer, runs)
-    return [(m.translate(formula.ctx), term.translate(formula.ctx)) for m, term in built]
+    return [(m.translate(ctx), term.translate(ctx)) for m, term in built]
 
 
 def _in_shared(run: Run) -> State:
     """The run's pre-state made anew in shared.CONTEXT (its constants, by name and sort: nothing
     is translated into that context, see shared.CONTEXT). Of a refined layer's run, the fields
-    whose leaves are all constants: the others hold terms, which get no shape (`_key`)."""
+    whose leaves are all constants: the others hold terms, which get no shape (`built_from`)."""
     return {f: each_leaf(v, shared.constant_in_shared) for f, v in run.pre.items()
             if not run.upper or all(_constant(leaf) is not None for leaf in leaves(v))}
 
 
-def _key(formula: Formula) -> tuple[object, ...] | None:
+def built_from(formula: Formula) -> tuple[object, ...] | None:
     """What a formula's shapes are built from: the module with its operations left out (`init`,
     types, sizes, principals), the layer, and the constants of each run's pre-state, names and
     sorts (a refined layer's run may have terms there, which get no shape: None). Two formulas

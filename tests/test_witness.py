@@ -96,7 +96,7 @@ def test_the_shaped_check_is_what_proves_the_satisfiability_checks(monkeypatch: 
     """Under one small rlimit: PROVED with the shaped check, UNKNOWN without it."""
     shaped = _results(WIDE, SATISFIABILITY, rlimit=2_000_000)
     assert {i: r.status for i, r in shaped.items()} == dict.fromkeys(SATISFIABILITY, Status.PROVED)  # type: ignore[attr-defined]
-    monkeypatch.setattr(witness, "shaped", lambda formula: [])
+    monkeypatch.setattr(witness, "shaped", lambda formula, ctx=None: [])
     monkeypatch.setattr(solve, "_SHOWN", {})  # what the shape showed above is not taken
     exact = _results(WIDE, SATISFIABILITY, rlimit=2_000_000)
     assert {i: r.status for i, r in exact.items()} == dict.fromkeys(SATISFIABILITY, Status.UNKNOWN)  # type: ignore[attr-defined]
