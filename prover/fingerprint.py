@@ -54,7 +54,7 @@ _T = TypeVar("_T")
 _LEAVES: frozenset[type] = frozenset({ir.Lit, ir.Ref, ir.EnumVal, ir.PrincipalVal})
 
 
-def _per_module(memo: dict[tuple[object, ...], tuple[ir.Module, _T]], module: ir.Module, key: tuple[object, ...],
+def per_module(memo: dict[tuple[object, ...], tuple[ir.Module, _T]], module: ir.Module, key: tuple[object, ...],
                 make: Callable[[], _T]) -> _T:
     """make(), remembered in `memo` under the module's id and `key`, with the module kept alive
     beside it (so that no other module gets its id while the entry stands); at most
@@ -75,7 +75,7 @@ def slice_module(module: ir.Module, ob: Obligation) -> ir.Module:
     parts (INV, OC, WSC, ... of one operation), so that its digest is computed once (the memo
     of `digest` is by object)."""
     reads_upper = module.layer(ob.layer).refines is not None and ob.kind in _READS_UPPER
-    return _per_module(_slices, module, (ob.layer, ob.op, reads_upper), lambda: _slice(module, ob))
+    return per_module(_slices, module, (ob.layer, ob.op, reads_upper), lambda: _slice(module, ob))
 
 
 def _slice(module: ir.Module, ob: Obligation) -> ir.Module:
@@ -93,7 +93,7 @@ def digest_without_ops(module: ir.Module) -> bytes:
     """The digest of the module with every layer's operations left out: what a layer's states,
     `init`, invariants and observations are lowered from (types, sizes, configuration,
     principals, policy), and nothing an operation adds."""
-    return _per_module(_without_ops, module, (), lambda: digest(dataclasses.replace(
+    return per_module(_without_ops, module, (), lambda: digest(dataclasses.replace(
         module, layers=tuple(dataclasses.replace(x, ops=()) for x in module.layers))))
 
 

@@ -252,7 +252,7 @@ def _solver(ctx: z3.Context, options: Options) -> z3.Solver:
 
 
 def _vacuity_check(kept: list[Labeled], options: Options) -> tuple[z3.Solver, dict[int, str]] | None:
-    """A solver holding the hypotheses `kept` (a formula's non-reflexive ones) without
+    """A solver holding the hypotheses `kept` (a formula's `_shown` ones) without
     quantifiers, each tracked by its label, if qf.eliminate can remove them all; else None. In a
     context of its own, like every
     check of the exact-first path after the first (`_whole_goal`): what it finds does not
@@ -498,9 +498,14 @@ def _remember_shown(key: tuple[object, ...], terms: list[z3.BoolRef], init: obje
     _SHOWN.setdefault(key, []).append((here, init, units))
 
 
-def _to_show(formula: Formula) -> list[z3.BoolRef]:
+def _shown(formula: Formula) -> list[Labeled]:
     """The hypotheses whose satisfiability is checked: all but those that hold when t = s."""
-    return [h.term for h in formula.hypotheses if not h.reflexive]
+    return [h for h in formula.hypotheses if not h.reflexive]
+
+
+def _to_show(formula: Formula) -> list[z3.BoolRef]:
+    """The terms of `_shown`."""
+    return [h.term for h in _shown(formula)]
 
 
 def _shown_satisfiable(formula: Formula, options: Options) -> tuple[bool, int]:
@@ -530,7 +535,7 @@ def _shown_satisfiable(formula: Formula, options: Options) -> tuple[bool, int]:
     too, but Z3 then gave up on the shaped model of KCoreMachine's R-BIND/vm_s2_fault at SeKVM's
     hardware sizes, "incomplete quantifiers", and it ended UNKNOWN.)"""
     own = new_context()
-    hypotheses = [replace(h, term=h.term.translate(own)) for h in formula.hypotheses if not h.reflexive]
+    hypotheses = [replace(h, term=h.term.translate(own)) for h in _shown(formula)]
     spent, shaped = _shaped(witness.shaped(formula, own), [h.term for h in hypotheses], options,
                             options.rlimit // SHAPE_SHARE, own=own)
     if shaped is not None:
@@ -737,8 +742,7 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         tag = z3.Bool(f"hyp!{i}", ctx)
         tracked[tag.get_id()] = h.label
         solver.assert_and_track(h.term, tag)
-    vacuity = _vacuity_check([h for h in formula.hypotheses if not h.reflexive], options) \
-        if formula.quantified and not formula.shown_satisfiable else None
+    vacuity = _vacuity_check(_shown(formula), options) if formula.quantified and not formula.shown_satisfiable else None
     if formula.shown_satisfiable:  # by the exact-first check, on these very hypotheses
         answer = z3.sat
     elif vacuity is None and shaped_model(_to_show(formula), share=1) is not None:

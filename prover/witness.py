@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import z3
 
+from microverify.dsl import ir
 from microverify.layers.encoding import each_leaf, leaves
 from microverify.layers.terms import free_constants
 from microverify.layers.model import State, SymLayer
@@ -130,26 +131,19 @@ def _in_shared(run: Run) -> State:
             if not run.upper or all(_constant(leaf) is not None for leaf in leaves(v))}
 
 
-# built_from's answers, by the module object (kept, so that its id is not another's) and each run's
-# name, whether it is of the upper layer, and its fields: the pre-states are made from these
-# (SymLayer.fresh_state, and the abstraction of a refined layer's), so the same ones give the same
-# constants. Reading every leaf's name and sort through Z3 took 1.1 ms per obligation on ARINC
-# 653 (3% of `prove -j1`); its 187 obligations have 29 such keys.
-_FROM: dict[tuple[object, ...], tuple[object, tuple[object, ...] | None]] = {}
+# built_from's answers, by the module and each run's name, whether it is of the upper layer, and
+# its fields: the pre-states are made from these (SymLayer.fresh_state, and the abstraction of a
+# refined layer's), so the same ones give the same constants. Reading every leaf's name and sort
+# through Z3 took 1.1 ms per obligation on ARINC 653 (3% of `prove -j1`); its 187 obligations
+# have 29 such keys.
+_FROM: dict[tuple[object, ...], tuple[ir.Module, tuple[object, ...] | None]] = {}
 
 
 def built_from(formula: Formula) -> tuple[object, ...] | None:
     """What the formula's shapes are built from (`_built_from`), remembered (_FROM)."""
-    module = formula.layer.module
-    key = (id(module), formula.layer.layer.name, tuple((run.name, run.upper, tuple(run.pre)) for run in formula.runs))
-    found = _FROM.get(key)
-    if found is not None and found[0] is module:
-        return found[1]
-    if len(_FROM) >= _BUILT_LIMIT:
-        _FROM.clear()
-    answer = _built_from(formula)
-    _FROM[key] = module, answer
-    return answer
+    runs = tuple((run.name, run.upper, tuple(run.pre)) for run in formula.runs)
+    return fingerprint.per_module(_FROM, formula.layer.module, (formula.layer.layer.name, runs),
+                                  lambda: _built_from(formula))
 
 
 def _built_from(formula: Formula) -> tuple[object, ...] | None:

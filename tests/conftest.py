@@ -33,6 +33,25 @@ layer L {
 }
 """
 
+# Three invariant clauses that keep each VM's page its own; `lend` gives VM(1)'s page to VM(0)
+# (breaking the second clause), which then sees what VM(1) wrote there. Two runs that differ
+# only in mem[1] (VM(1)'s, invisible to VM(0)): after `lend`, VM(0) sees mem[1] in each, and
+# the two values differ.
+LENDS = """\
+principal KServ
+principal VM(v: bv[1])
+layer L {
+  state { owner : map[bv[8]] -> principal; mem : map[bv[8]] -> bv[8] }
+  init { forall p: bv[8]. owner[p] == (if p == 0 then VM(0) else if p == 1 then VM(1) else KServ) }
+  invariant zero { forall p: bv[8]. p != 0 || owner[p] == VM(0) }
+  invariant one { forall p: bv[8]. p != 1 || owner[p] == VM(1) }
+  invariant rest { forall p: bv[8]. p == 0 || p == 1 || owner[p] == KServ }
+  observe VM(v) { mem[p] for p: bv[8] where owner[p] == VM(v) }
+  op lend() by KServ { owner[1] := VM(0) }
+}
+"""
+
+
 # A pointer map from pages to pages: `∀p. owner[nxt[p]] == owner[p]` is in the fragment with a
 # nested read, so its instance at λ reads nxt[λ] (and the next round nxt[nxt[λ]]): the case the
 # side constraints on λ must not be built from (test_a_model_of_the_input_extends_to_the_lambdas).

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import z3
 
-from conftest import SPLIT_ORDERS, assert_replayed, prove_text, record_fresh_checks, split_over_two_files
+from conftest import LENDS, SPLIT_ORDERS, assert_replayed, prove_text, record_fresh_checks, split_over_two_files
 from microverify.dsl.limits import ensure_recursion_limit
 from microverify.layers.model import Labeled
 from microverify.prover import goalform, solve
@@ -292,25 +292,6 @@ def test_the_conjuncts_asked_one_by_one_share_one_context(monkeypatch: pytest.Mo
     assert [c.answer for c in asked] == [z3.unsat] * 3
     assert made.count("in _goals_unsat") == 1, made
     assert result.rlimit_used >= sum(c.units for c in asked) > 0
-
-
-# Three invariant clauses that keep each VM's page its own; `lend` gives VM(1)'s page to VM(0)
-# (breaking the second clause), which then sees what VM(1) wrote there. Two runs that differ
-# only in mem[1] (VM(1)'s, invisible to VM(0)): after `lend`, VM(0) sees mem[1] in each, and
-# the two values differ.
-LENDS = """\
-principal KServ
-principal VM(v: bv[1])
-layer L {
-  state { owner : map[bv[8]] -> principal; mem : map[bv[8]] -> bv[8] }
-  init { forall p: bv[8]. owner[p] == (if p == 0 then VM(0) else if p == 1 then VM(1) else KServ) }
-  invariant zero { forall p: bv[8]. p != 0 || owner[p] == VM(0) }
-  invariant one { forall p: bv[8]. p != 1 || owner[p] == VM(1) }
-  invariant rest { forall p: bv[8]. p == 0 || p == 1 || owner[p] == KServ }
-  observe VM(v) { mem[p] for p: bv[8] where owner[p] == VM(v) }
-  op lend() by KServ { owner[1] := VM(0) }
-}
-"""
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
