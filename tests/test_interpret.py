@@ -751,14 +751,20 @@ def own_layers(model: Path | str) -> tuple[ir.Module, list[ir.Layer]]:
 
 
 DIFFERENTIAL: list[Path | str] = [*MODELS, "kitchen"]
+
+
 def _named(model: Path | str) -> str:
-    """A model's name, the same wherever the repository is checked out: the random samples are
-    seeded with it, in the form `KIND:tests/cases/NAME.mv` (seeded with the absolute path,
-    `stacks/cached` drew no pair of states that differ for an observer in a clone at
-    /tmp/ci29e/main, and failed there). Any fixed seed is a choice: seeded `KIND:NAME`,
-    `tutorial/pages` drew a state whose observation Ground cannot decide (a weakness of the
-    check, not of the interpreter, noted on issue 14)."""
+    """A model's name, the same wherever the repository is checked out (its test id)."""
     return model if isinstance(model, str) else f"{model.parent.name}/{model.stem}"
+
+
+def _seeded(kind: str, model: Path | str) -> random.Random:
+    """The random samples of one test of one model, seeded `KIND:tests/cases/NAME.mv` by its
+    name (seeded with the absolute path, `stacks/cached` drew no pair of states that differ for
+    an observer in a clone at /tmp/ci29e/main, and failed there). Any fixed seed is a choice:
+    seeded `KIND:NAME`, `tutorial/pages` drew a state whose observation Ground cannot decide (a
+    weakness of the check, not of the interpreter, noted on issue 14)."""
+    return random.Random(f"{kind}:tests/cases/{_named(model)}.mv")
 
 
 DIFF_IDS = [_named(m) for m in DIFFERENTIAL]
@@ -838,7 +844,7 @@ class StepCheck:
 def test_steps_agree_with_the_symbolic_executor(model: Path | str) -> None:
     module, layers = own_layers(model)
     interp = Interpreter(module)
-    rng = random.Random(f"steps:tests/cases/{_named(model)}.mv")
+    rng = _seeded("steps", model)
     outcomes: set[str] = set()
     started, checked = time.perf_counter(), 0
     for layer in layers:
@@ -870,7 +876,7 @@ def _observers(interp: Interpreter, p: ir.Principal) -> list[Principal]:
 def test_observation_equivalence_agrees_with_equiv_family(model: Path | str) -> None:
     module, layers = own_layers(model)
     interp = Interpreter(module)
-    rng = random.Random(f"equiv:tests/cases/{_named(model)}.mv")
+    rng = _seeded("equiv", model)
     outcomes: set[bool] = set()
     for layer in layers:
         L = SymLayer(module, layer, z3.Context())
@@ -917,7 +923,7 @@ STACKS: list[Path | str] = [*sorted((ROOT / "tests" / "cases" / "stacks").glob("
 def test_abstraction_agrees_with_the_lowering(model: Path | str) -> None:
     module, layers = own_layers(model)
     interp = Interpreter(module)
-    rng = random.Random(f"alpha:tests/cases/{_named(model)}.mv")
+    rng = _seeded("alpha", model)
     refining = [layer for layer in layers if layer.refines is not None]
     if not refining:
         pytest.skip("no refining layer defined in this file")

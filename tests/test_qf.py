@@ -558,14 +558,14 @@ SEKVM_TOP = Path(__file__).resolve().parent.parent / "proofs" / "sekvm" / "top.m
 
 def test_a_result_is_the_same_whichever_obligation_of_its_operation_showed_the_hypotheses(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """solve._SHOWN, solve._shown_satisfiable: the obligations of KCoreSpec's vm_trap and host_access share
-    their hypotheses, and the one solved first shows them satisfiable for the others. Each result,
-    its resource units included, is the one the obligation gets solved alone (nothing shown in
-    the process before it). Before, DC/vm_trap reported 59380 units after OC/vm_trap
-    (what the check took there) and 55489 alone, and 18 of the 709 obligations of
-    `prove proofs` differed between -j1 and -j3: the check was made after the whole goal, in a
-    context whose count of fresh names the whole goal had raised, with the shapes of maps it did
-    not mention (a second run's)."""
+    """solve._SHOWN, solve._shown_satisfiable: the obligations of KCoreSpec's vm_trap and
+    host_access share their hypotheses, and the one solved first shows them satisfiable for the
+    others. Each result, its resource units included, is the one the obligation gets solved
+    alone (nothing shown in the process before it). Before, DC/vm_trap reported 59380 units
+    after OC/vm_trap (what the check took there) and 55489 alone, and 18 of the 709 obligations
+    of `prove proofs` differed between -j1 and -j3: the check was made after the whole goal, in
+    a context whose count of fresh names the whole goal had raised, and the key did not name
+    what its shapes were built from (a second run's maps too, or not)."""
     from microverify.prover import solve as solving
     pairs = [(m, ob) for m, ob in obligations([load_file(SEKVM_TOP, {})])
              if ob.id.startswith("KCoreSpec/") and ob.op in ("vm_trap", "host_access")]
@@ -582,9 +582,10 @@ def test_a_result_is_the_same_whichever_obligation_of_its_operation_showed_the_h
 
 
 def test_building_a_formula_in_the_quantified_encoding_makes_no_fresh_name() -> None:
-    """What solve._shown_satisfiable rests on: before anything is checked in a formula's context, Z3's count
-    of fresh names there is 0 (the next fresh constant is `probe!0`), whatever the obligation, so
-    the hypotheses translated out of it start every check from the same count."""
+    """What solve._shown_satisfiable rests on: before anything is checked in a formula's
+    context, Z3's count of fresh names there is 0 (the next fresh constant is `probe!0`),
+    whatever the obligation, so the hypotheses translated out of it start every check from the
+    same count."""
     for module, ob in obligations([load_file(SEKVM_TOP, {})]):
         formula = build(module, ob, z3.Context(), "quantified")
         assert z3.FreshConst(z3.BoolSort(formula.ctx), "probe").decl().name() == "probe!0", ob.id
