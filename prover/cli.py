@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import signal
 import stat
@@ -461,6 +463,31 @@ def _disarm() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+def _on_sigtstp(signum: int, frame: object) -> None:
+    """Ctrl-Z (SIGTSTP): stop the solving and worker processes, then this one; resumed (`fg`,
+    SIGCONT), resume them. Each of them leads a process group of its own (prover/process.py),
+    so the terminal's SIGTSTP reaches this process alone. This one stops as by default: by the
+    same signal, which the system drops where no shell could resume it (an orphaned group),
+    and the children are resumed at once then."""
+    held = [child.pid for child in multiprocessing.active_children() if child.pid is not None]
+    _signal_groups(held, signal.SIGSTOP)
+    signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTSTP)  # stopped here until SIGCONT
+    signal.signal(signal.SIGTSTP, _on_sigtstp)
+    _signal_groups(held, signal.SIGCONT)
+
+
+def _signal_groups(leaders: list[int], signum: int) -> None:
+    """Send a signal to the process groups these processes lead, or to the process alone where
+    it does not lead one yet (it is starting); one that has ended is passed over."""
+    for pid in leaders:
+        try:
+            os.killpg(pid, signum)
+        except ProcessLookupError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+
 def _stop(what: str, code: int) -> None:
     """One line, then exit: the workers are already killed (prover/driver.py)."""
     _disarm()  # a second Ctrl-C does not interrupt the exit
@@ -496,6 +523,8 @@ def main() -> None:
             reconfigure(errors="backslashreplace")
     signal.signal(signal.SIGINT, _on_sigint)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if hasattr(signal, "SIGTSTP"):
+        signal.signal(signal.SIGTSTP, _on_sigtstp)
     try:
         prove.main(standalone_mode=False)
     except (Interrupted, KeyboardInterrupt, click.exceptions.Abort):

@@ -6,6 +6,7 @@ One case per test; each is seconds at most (the signal tests wait a few seconds 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import ctypes
 import json
 import os
@@ -707,20 +708,24 @@ def gone(pid: int) -> bool:
     return state == "Z"  # a zombie waiting for init to reap it
 
 
-# Run a command (same process, by exec) as a shell starts one in the foreground: SIGINT and
-# SIGTERM at their defaults and no signal blocked, whatever this test process has inherited or
-# set (a child inherits ignored and blocked signals across exec).
+# Run a command (same process, by exec) as a shell starts one in the foreground: SIGINT, SIGTERM
+# and SIGTSTP at their defaults and no signal blocked, whatever this test process has inherited
+# or set (a child inherits ignored and blocked signals across exec).
 AS_FROM_A_SHELL = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-                   "signal.signal(signal.SIGTERM, signal.SIG_DFL); signal.pthread_sigmask(signal.SIG_SETMASK, set()); "
-                   "os.execv(sys.argv[1], sys.argv[1:])")
+                   "signal.signal(signal.SIGTERM, signal.SIG_DFL); signal.signal(signal.SIGTSTP, signal.SIG_DFL); "
+                   "signal.pthread_sigmask(signal.SIG_SETMASK, set()); os.execv(sys.argv[1], sys.argv[1:])")
 
 
-def start_slow(tmp_path: Path, jobs: str) -> subprocess.Popen[str]:
+def start_slow(tmp_path: Path, jobs: str, job: bool = False) -> subprocess.Popen[str]:
+    """`prove` on SLOW, once it is solving: in a session of its own, or with `job` as a shell
+    starts a job, in a process group of its own in this session (a group whose members' parents
+    are all outside its session is orphaned, and the system drops a SIGTSTP sent to it)."""
     model = tmp_path / "slow.mv"
     model.write_text(SLOW)
+    apart: dict[str, Any] = {"process_group": 0} if job else {"start_new_session": True}
     p = subprocess.Popen([sys.executable, "-c", AS_FROM_A_SHELL, sys.executable, "-m", "microverify", "--no-cache",
                           "--timeout", "120", f"-j{jobs}", str(model)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+                         stderr=subprocess.PIPE, text=True, **apart)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # until the run is in the solver (jobs - 1 workers started)
         time.sleep(0.5)
@@ -874,6 +879,52 @@ def test_sigterm_stops_the_workers_with_exit_143(tmp_path: Path) -> None:
     assert p.returncode == 143, err
     time.sleep(1)
     assert all(gone(w) for w in workers)
+
+
+def state(pid: int) -> str:
+    """A process's state letter from /proc (R running, S sleeping, T stopped, ...)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def cpu_ticks(pid: int) -> int:
+    """The CPU time a process has used, user and system, in clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+@needs_proc
+def test_ctrl_z_stops_the_workers_and_fg_resumes_them(tmp_path: Path) -> None:
+    """Found in review (carried over since session 29): the workers and the solving process lead
+    process groups of their own, so Ctrl-Z at a terminal (SIGTSTP to the foreground group)
+    stopped `prove` and not them: they went on solving what they held. `prove` now stops them
+    as it stops, and resumes them as it is resumed (`fg`: SIGCONT to its group)."""
+    p = start_slow(tmp_path, "2", job=True)
+    try:
+        held = children(p.pid)
+        assert sorted(map(named, held)) == ["prove-solver", "prove-worker"], held
+        os.killpg(p.pid, signal.SIGTSTP)  # what Ctrl-Z in a terminal does
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and [state(c) for c in [p.pid, *held]] != ["T"] * 3:
+            time.sleep(0.1)
+        assert [state(c) for c in [p.pid, *held]] == ["T"] * 3
+        before = [cpu_ticks(c) for c in held]
+        time.sleep(1)
+        assert [cpu_ticks(c) for c in held] == before  # stopped, not solving
+        os.killpg(p.pid, signal.SIGCONT)  # what `fg` does
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(cpu_ticks(c) == t for c, t in zip(held, before)):
+            time.sleep(0.1)
+        assert "T" not in [state(c) for c in [p.pid, *held]]
+        assert all(cpu_ticks(c) > t for c, t in zip(held, before))  # solving again
+        os.kill(p.pid, signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+        assert p.returncode == 130, err
+        assert err.splitlines() == ["prove: interrupted; stopped before every obligation was solved (exit 130)"], err
+    finally:
+        for c in [p.pid, *children(p.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(c, signal.SIGKILL)
+        p.communicate()
 
 
 @needs_proc
