@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` (UTF-8) to `path`, whole or not at all: into a file of its own beside it,
-    renamed into place, so that a process stopped half-way, or another writing the same path
-    at once, never leaves part of a file there. The temporary file is removed when writing
-    fails, and the failure goes on."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+def write_atomically(path: Path, text: str, tag: str = "") -> None:
+    """Write `text` (UTF-8) to `path`, whole or not at all: into a file of its own beside it
+    (`.tmp-<tag><random>` and the path's suffix), renamed into place, so that a process stopped
+    half-way, or another writing the same path at once, never leaves part of a file there. The
+    temporary file is removed when writing fails, and the failure goes on; one a killed process
+    leaves is removed by remove_left_behind, when its tag says whose it was."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{tag}", suffix=path.suffix)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -23,6 +25,20 @@ def write_atomically(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def remove_left_behind(directory: Path, tag: str) -> None:
+    """Remove write_atomically's temporary files tagged `tag` from `directory`: those of writers
+    killed between making one and renaming it. Only for a tag that no writer still uses."""
+    left = re.compile(re.escape(f".tmp-{tag}") + r"[A-Za-z0-9_]+(\.[A-Za-z0-9]+)?")
+    try:
+        entries = list(directory.iterdir())
+    except OSError:  # not there: nothing was written
+        return
+    for entry in entries:
+        if left.fullmatch(entry.name):
+            with contextlib.suppress(OSError):
+                entry.unlink()
 
 
 def touch(path: Path) -> None:

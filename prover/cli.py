@@ -30,10 +30,11 @@ from microverify.dsl.loader import discover, load_file
 from microverify.dsl.spans import Span
 from microverify.prover import formats
 from microverify.prover.formats import USAGE, Problem, cross_check_message
-from microverify.files import unwritable
+from microverify.files import remove_left_behind, unwritable
 from microverify.prover.cache import AST_SUBDIR, DEFAULT_DIR, MAX_ENTRIES, prune
 from microverify.prover.crosscheck import RECHECKED, SOLVERS, available
 from microverify.prover.driver import Pair, obligations, prove_pairs
+from microverify.prover.parent import run_tag
 from microverify.prover.process import SolverProcess
 from microverify.prover.progress import Progress
 from microverify.prover.report import quantified, render_counterexample, result_line, slowest, summary, theorems
@@ -294,6 +295,9 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
         if solver is not None:
             solver.kill()  # it is not daemonic: at exit, multiprocessing would wait for it
         raise
+    finally:
+        if options.dump_smt is not None:  # the processes that solved are gone: none is writing
+            remove_left_behind(options.dump_smt, run_tag())
     if cache_dir is not None and cache_max_entries and not all(r.cached for r in results):
         prune(cache_dir, cache_max_entries, started)  # a fully cached run added nothing
     for r in results:

@@ -21,6 +21,7 @@ import z3
 
 from microverify.files import write_atomically
 from microverify.prover.formula import Formula
+from microverify.prover.parent import run_tag
 from microverify.prover.qf import binders, define_lambdas
 from microverify.prover.obligations import KIND_NAMES, Obligation
 
@@ -152,10 +153,11 @@ def file_name(ob: Obligation) -> str:
 
 def dump(ob: Obligation, formula: Formula, directory: Path) -> Path:
     """Write the obligation's script into `directory`, whole or not at all: it is written to a
-    file of its own there and renamed into place. With several jobs the main process may solve
-    (and dump) an obligation a worker holds, then kill that worker, which was perhaps writing
-    the same script: written in place, the script could be left empty (seen in review)."""
+    file of its own there, named by the run, and renamed into place. With several jobs the main
+    process may solve (and dump) an obligation a worker holds, then kill that worker, which was
+    perhaps writing the same script: written in place, the script could be left empty (seen in
+    review); the file of its own is left then, and the run removes it as it ends (prover/cli.py)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / file_name(ob)
-    write_atomically(path, script(ob, formula))
+    write_atomically(path, script(ob, formula), tag=run_tag())
     return path

@@ -1,4 +1,4 @@
-"""A child process that ends when its parent does."""
+"""A child process that ends when its parent does, and the run it works for."""
 
 from __future__ import annotations
 
@@ -6,6 +6,23 @@ import os
 import signal
 import threading
 import time
+
+
+# The `prove` run this process works for: its own process id, or, in a process that solves for
+# a run (prover/process.py, init_worker), the run's; a forked process has it from the fork.
+_run = os.getpid()
+
+
+def working_for(run: int) -> None:
+    global _run
+    _run = run
+
+
+def run_tag() -> str:
+    """What names the files this run writes to before renaming them into place (files.py,
+    write_atomically), which the run removes as it ends if a process was killed before the
+    rename (--dump-smt: prover/cli.py)."""
+    return f"{_run}-"
 
 
 def exit_with_parent(parent: int, group: bool = False) -> None:

@@ -30,7 +30,7 @@ from microverify.dsl.limits import ensure_recursion_limit, too_deep
 from microverify.prover import fingerprint
 from microverify.prover.cache import Cache
 from microverify.prover.memory import MEMORY_REASONS, keep_freed_memory, lift_memory_limit
-from microverify.prover.parent import exit_with_parent
+from microverify.prover.parent import exit_with_parent, working_for
 from microverify.prover.obligations import Obligation
 from microverify.prover.verdict import Lookup, Options, Result, Status
 
@@ -201,6 +201,7 @@ def init_worker(pairs: list[Pair], options: Options, cache_dir: Path | None, par
     ensure_recursion_limit()
     keep_freed_memory()
     exit_with_parent(parent, group=hasattr(os, "setpgid"))
+    working_for(parent)
     import_solver()  # a worker is there to solve: it imports the solver as it starts
     _WORKER["pairs"] = pairs
     _WORKER["options"] = options

@@ -164,6 +164,47 @@ def test_a_script_is_written_whole_or_not_at_all(tmp_path: Path, monkeypatch: py
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
+# `prove` with its solving process killed (SIGKILL) as it renames one script into place, after
+# writing it to a file of its own: the obligation whose script ends with argv[1].
+KILLED_AS_IT_DUMPS = """
+import os, signal, sys
+from microverify.prover import cli
+main, target = os.getpid(), sys.argv.pop(1)
+real = os.replace
+def replace(src, dst, *args, **kwargs):
+    if os.getpid() != main and str(dst).endswith(target):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst, *args, **kwargs)
+os.replace = replace
+sys.argv = ["prove"] + sys.argv[1:]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_process_killed_as_it_dumps_leaves_no_file_behind(tmp_path: Path, jobs: str) -> None:
+    """Found in review (carried over since session 28): a process killed while it wrote a
+    script (a worker, or the copy of its obligation this process solved, killed once the other
+    answered; a solving process Z3 ended) left its file of its own in the --dump-smt folder.
+    Such files are named by the run, and the run removes its own once its processes are gone,
+    and no other run's."""
+    dumps = tmp_path / "smt"
+    dumps.mkdir()
+    (dumps / ".tmp-1-abcdefgh.smt2").write_text("")  # another run's (process 1 is no `prove`)
+    done = subprocess.run([sys.executable, "-c", KILLED_AS_IT_DUMPS, "__L_OC_peek.smt2", "--no-cache", f"-j{jobs}",
+                           "--dump-smt", str(dumps), str(CASES / "kinds" / "oc_only.mv")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    # at -j2 the worker killed may hold a second obligation, which ends UNKNOWN too
+    assert re.search(r"^UNKNOWN  L/OC/peek .*\n .*: it was killed \(SIGKILL|^UNKNOWN  L/OC/peek .*\n .*handed to a worker "
+                     r"process that ended abruptly", done.stdout, re.M), done.stdout
+    proved = re.findall(r"^PROVED +(\S+)", done.stdout, re.M)
+    written = sorted(p.name for p in dumps.iterdir())
+    assert [name for name in written if not re.fullmatch(r"oc_only-[0-9a-f]{8}__L_\w+\.smt2", name)] == [
+        ".tmp-1-abcdefgh.smt2"]
+    assert len(proved) >= 11 and len(written) > len(proved), (written, proved)
+
+
 def test_the_second_solver_runs_in_a_child_that_cannot_outlast_its_time_limit() -> None:
     """cvc5 holds the interpreter lock and may run past its own limit: it runs in a process of
     its own, reused from call to call, which answers, hands back the exception, or ends (by
