@@ -7,6 +7,7 @@ import os
 import re
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -27,17 +28,25 @@ def write_atomically(path: Path, text: str, tag: str = "") -> None:
         raise
 
 
-def remove_left_behind(directory: Path, tag: str) -> None:
-    """Remove write_atomically's temporary files tagged `tag` from `directory`: those of writers
-    killed between making one and renaming it. Only for a tag that no writer still uses."""
-    left = re.compile(re.escape(f".tmp-{tag}") + r"[A-Za-z0-9_]+(\.[A-Za-z0-9]+)?")
+STALE_TEMPORARY_SECONDS = 3600.0  # a temporary file older than this was left by a writer killed
+
+
+def remove_left_behind(directory: Path, tag: str, any_tag: str, suffix: str) -> None:
+    """Remove from `directory` write_atomically's temporary files with the suffix `suffix` that
+    writers killed between making one and renaming it left there: those tagged `tag`, of writers
+    that are gone, and those tagged by any tag the regular expression `any_tag` matches that are
+    older than STALE_TEMPORARY_SECONDS (writing one takes seconds at most): of writers whose
+    own cleanup was killed too. Others are left, and errors ignored."""
+    ours = re.compile(re.escape(f".tmp-{tag}") + r"[a-z0-9_]+" + re.escape(suffix))
+    anyone = re.compile(r"\.tmp-" + any_tag + r"[a-z0-9_]+" + re.escape(suffix))
     try:
         entries = list(directory.iterdir())
     except OSError:  # not there: nothing was written
         return
     for entry in entries:
-        if left.fullmatch(entry.name):
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):
+            if ours.fullmatch(entry.name) or (anyone.fullmatch(entry.name) and
+                                              entry.lstat().st_mtime < time.time() - STALE_TEMPORARY_SECONDS):
                 entry.unlink()
 
 

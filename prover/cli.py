@@ -28,13 +28,13 @@ from microverify.dsl.limits import ensure_recursion_limit
 from microverify.dsl.defines import Define, Uses, parse_defines, unused
 from microverify.dsl.loader import discover, load_file
 from microverify.dsl.spans import Span
-from microverify.prover import formats
+from microverify.prover import formats, progress
 from microverify.prover.formats import USAGE, Problem, cross_check_message
 from microverify.files import remove_left_behind, unwritable
 from microverify.prover.cache import AST_SUBDIR, DEFAULT_DIR, MAX_ENTRIES, prune
 from microverify.prover.crosscheck import RECHECKED, SOLVERS, available
 from microverify.prover.driver import Pair, obligations, prove_pairs
-from microverify.prover.parent import run_tag
+from microverify.prover.parent import ANY_RUN_TAG, run_tag
 from microverify.prover.process import SolverProcess
 from microverify.prover.progress import Progress
 from microverify.prover.report import quantified, render_counterexample, result_line, slowest, summary, theorems
@@ -297,7 +297,7 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
         raise
     finally:
         if options.dump_smt is not None:  # the processes that solved are gone: none is writing
-            remove_left_behind(options.dump_smt, run_tag())
+            remove_left_behind(options.dump_smt, run_tag(), ANY_RUN_TAG, ".smt2")
     if cache_dir is not None and cache_max_entries and not all(r.cached for r in results):
         prune(cache_dir, cache_max_entries, started)  # a fully cached run added nothing
     for r in results:
@@ -467,17 +467,21 @@ def _disarm() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def _on_sigtstp(signum: int, frame: object) -> None:
-    """Ctrl-Z (SIGTSTP): stop the solving and worker processes, then this one; resumed (`fg`,
-    SIGCONT), resume them. Each of them leads a process group of its own (prover/process.py),
-    so the terminal's SIGTSTP reaches this process alone. This one stops as by default: by the
-    same signal, which the system drops where no shell could resume it (an orphaned group),
-    and the children are resumed at once then."""
+def _on_stop(signum: int, frame: object) -> None:
+    """A job-control stop: Ctrl-Z (SIGTSTP), or reading the terminal, or writing it under `stty
+    tostop`, from the background (SIGTTIN, SIGTTOU; the progress bar writes). Stop the solving
+    and worker processes, then this one; resumed (`fg`, `bg`: SIGCONT), resume them. Each of
+    them leads a process group of its own (prover/process.py), so the terminal's signal does
+    not reach them once they run. This one stops as by default, by the same signal, which the
+    system drops where no shell could resume it (an orphaned group): the children are resumed
+    at once then."""
     held = [child.pid for child in multiprocessing.active_children() if child.pid is not None]
     _signal_groups(held, signal.SIGSTOP)
-    signal.signal(signal.SIGTSTP, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTSTP)  # stopped here until SIGCONT
-    signal.signal(signal.SIGTSTP, _on_sigtstp)
+    progress.stopping()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)  # stopped here until SIGCONT
+    signal.signal(signum, _on_stop)
+    progress.resumed()
     _signal_groups(held, signal.SIGCONT)
 
 
@@ -527,8 +531,9 @@ def main() -> None:
             reconfigure(errors="backslashreplace")
     signal.signal(signal.SIGINT, _on_sigint)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    if hasattr(signal, "SIGTSTP"):
-        signal.signal(signal.SIGTSTP, _on_sigtstp)
+    for name in ("SIGTSTP", "SIGTTIN", "SIGTTOU"):  # job control, where there is one
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _on_stop)
     try:
         prove.main(standalone_mode=False)
     except (Interrupted, KeyboardInterrupt, click.exceptions.Abort):

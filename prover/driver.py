@@ -30,6 +30,7 @@ from microverify.prover import fingerprint
 from microverify.prover.cache import Cache
 from microverify.prover.memory import keep_freed_memory
 from microverify.prover.obligations import Obligation, generate
+from microverify.prover.parent import run_tag
 from microverify.prover.process import (Pair, SolverProcess, Ticker, fork_is_safe, import_solver, in_thread,
                                         init_worker, kill_group, signals_blocked, solve_guarded, work)
 from microverify.prover.verdict import Options, Result, Status, look_up, needs_formula
@@ -184,7 +185,7 @@ class _Workers:
                  ticker: Ticker) -> None:
         self.pairs = pairs
         self.ticker = ticker  # woken as a worker answers
-        self.initargs = (pairs, options, cache_dir, os.getpid())
+        self.initargs = (pairs, options, cache_dir, os.getpid(), run_tag())
         self.count = count
         self.began = time.perf_counter()
         self.pool: ProcessPoolExecutor | None = None

@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import threading
 import time
 
 
-# The `prove` run this process works for: its own process id, or, in a process that solves for
-# a run (prover/process.py, init_worker), the run's; a forked process has it from the fork.
-_run = os.getpid()
-
-
-def working_for(run: int) -> None:
-    global _run
-    _run = run
+# What names the files the `prove` run this process works for writes to before renaming them
+# into place (files.py, write_atomically), which the run removes as it ends if a process was
+# killed before the rename (--dump-smt: prover/cli.py). Random, made as this module is imported
+# in the `prove` process (a forked process has it from the fork; a spawned one that solves for
+# a run is given the run's, prover/process.py init_worker). Not the process id: runs in two
+# containers that share a --dump-smt folder may well have the same one (found in review).
+_run_tag = secrets.token_hex(8) + "-"
+ANY_RUN_TAG = "[0-9a-f]{16}-"  # a regular expression for every run's
 
 
 def run_tag() -> str:
-    """What names the files this run writes to before renaming them into place (files.py,
-    write_atomically), which the run removes as it ends if a process was killed before the
-    rename (--dump-smt: prover/cli.py)."""
-    return f"{_run}-"
+    return _run_tag
+
+
+def working_for(tag: str) -> None:
+    """Write as the run whose tag is `tag`."""
+    global _run_tag
+    _run_tag = tag
 
 
 def exit_with_parent(parent: int, group: bool = False) -> None:

@@ -30,7 +30,7 @@ from microverify.dsl.limits import ensure_recursion_limit, too_deep
 from microverify.prover import fingerprint
 from microverify.prover.cache import Cache
 from microverify.prover.memory import MEMORY_REASONS, keep_freed_memory, lift_memory_limit
-from microverify.prover.parent import exit_with_parent, working_for
+from microverify.prover.parent import exit_with_parent, run_tag, working_for
 from microverify.prover.obligations import Obligation
 from microverify.prover.verdict import Lookup, Options, Result, Status
 
@@ -167,7 +167,7 @@ def import_solver() -> float:
 _WORKER: dict[str, object] = {}
 
 
-def init_worker(pairs: list[Pair], options: Options, cache_dir: Path | None, parent: int,
+def init_worker(pairs: list[Pair], options: Options, cache_dir: Path | None, parent: int, run: str,
                 name: str = "prove-worker") -> None:
     """Set up a process that solves: a worker, or a SolverProcess (`name` "prove-solver").
 
@@ -201,7 +201,7 @@ def init_worker(pairs: list[Pair], options: Options, cache_dir: Path | None, par
     ensure_recursion_limit()
     keep_freed_memory()
     exit_with_parent(parent, group=hasattr(os, "setpgid"))
-    working_for(parent)
+    working_for(run)  # the parent's run: a spawned process made a tag of its own as it imported
     import_solver()  # a worker is there to solve: it imports the solver as it starts
     _WORKER["pairs"] = pairs
     _WORKER["options"] = options
@@ -290,7 +290,7 @@ class SolverProcess:
         conn, theirs = context.Pipe()
         forked = isinstance(context, ForkContext)
         process = context.Process(target=_serve, args=(theirs, conn if forked else None, self.pairs, self.options,
-                                                       self.cache_dir, os.getpid()),
+                                                       self.cache_dir, os.getpid(), run_tag()),
                                   name="microverify-solver")  # not daemonic: --cross-check starts processes
         try:
             with signals_blocked():
@@ -416,14 +416,14 @@ def ended(exitcode: int | None, max_memory: int) -> str:
 
 
 def _serve(conn: Connection, theirs: Connection | None, pairs: list[Pair], options: Options, cache_dir: Path | None,
-           parent: int) -> None:
+           parent: int, run: str) -> None:
     """The SolverProcess: solve what `conn` hands in, one at a time, until it hands in None or
     the parent is gone. `theirs`: the parent's end of the pipe, which a forked process holds
     too and closes, so that its end reads EOF when the parent ends."""
     try:
         if theirs is not None:
             theirs.close()
-        init_worker(pairs, options, cache_dir, parent, "prove-solver")
+        init_worker(pairs, options, cache_dir, parent, run, "prove-solver")
         answer: tuple[str, object] = ("ready", None)
         while _sent(conn, answer):
             try:

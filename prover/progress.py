@@ -5,6 +5,7 @@ run (no terminal) and a fully cached run pay for nothing otherwise."""
 
 from __future__ import annotations
 
+import os
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,31 @@ from microverify.prover.verdict import Result, Status
 
 if TYPE_CHECKING:
     from rich.progress import Progress as RichProgress
+
+
+# Whether a bar is on the terminal (standard error): rich hides the cursor while it is
+_shown = False
+_SHOW_CURSOR, _HIDE_CURSOR = b"\x1b[?25h", b"\x1b[?25l"
+
+
+def stopping() -> None:
+    """As `prove` stops (Ctrl-Z, prover/cli.py): the cursor shown, not left hidden in the shell."""
+    if _shown and _in_foreground():
+        os.write(2, _SHOW_CURSOR)
+
+
+def resumed() -> None:
+    """As `prove` resumes: the cursor hidden again while the bar is shown. Not from the background,
+    where the write would stop it again (`stty tostop`)."""
+    if _shown and _in_foreground():
+        os.write(2, _HIDE_CURSOR)
+
+
+def _in_foreground() -> bool:
+    try:
+        return os.tcgetpgrp(2) == os.getpgrp()
+    except OSError:
+        return False
 
 
 class Progress:
@@ -31,13 +57,17 @@ class Progress:
         self.failed = 0
 
     def __enter__(self) -> Progress:
+        global _shown
         if self.bar is not None:
+            _shown = True  # first: starting, the bar hides the cursor and draws itself, a while
             self.bar.start()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        global _shown
         if self.bar is not None:
+            _shown = False
             self.bar.stop()
 
     def advance(self, r: Result) -> None:

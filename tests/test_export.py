@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import multiprocessing
 import os
 import re
 import signal
@@ -164,6 +165,35 @@ def test_a_script_is_written_whole_or_not_at_all(tmp_path: Path, monkeypatch: py
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
+def _tag_in_a_spawned_worker(run: str, tags: "multiprocessing.Queue[str]") -> None:
+    """The tag a spawned process made as it imported, then the one it has once set up for `run`."""
+    from microverify.prover.parent import run_tag
+    from microverify.prover.process import init_worker
+    from microverify.prover.verdict import Options
+    made = run_tag()
+    init_worker([], Options(), None, os.getppid(), run)
+    tags.put(made)
+    tags.put(run_tag())
+
+
+def test_a_spawned_worker_writes_as_the_run_it_solves_for() -> None:
+    """A spawned process makes a tag of its own as it imports; init_worker gives it the run's, so
+    that the run removes what it leaves (the spawned workers of a run with a progress bar, and
+    the solving process made again after one was killed, are spawned)."""
+    from microverify.prover.parent import run_tag
+    context = multiprocessing.get_context("spawn")
+    tags: multiprocessing.Queue[str] = context.Queue()
+    worker = context.Process(target=_tag_in_a_spawned_worker, args=(run_tag(), tags))
+    worker.start()
+    try:
+        made, used = tags.get(timeout=60), tags.get(timeout=60)
+    finally:
+        worker.join(10)
+        worker.kill()
+    assert re.fullmatch(r"[0-9a-f]{16}-", made) and made != run_tag()
+    assert used == run_tag()
+
+
 # `prove` with its solving process killed (SIGKILL) as it renames one script into place, after
 # writing it to a file of its own: the obligation whose script ends with argv[1].
 KILLED_AS_IT_DUMPS = """
@@ -186,11 +216,17 @@ def test_a_process_killed_as_it_dumps_leaves_no_file_behind(tmp_path: Path, jobs
     """Found in review (carried over since session 28): a process killed while it wrote a
     script (a worker, or the copy of its obligation this process solved, killed once the other
     answered; a solving process Z3 ended) left its file of its own in the --dump-smt folder.
-    Such files are named by the run, and the run removes its own once its processes are gone,
-    and no other run's."""
+    Such files are named by the run, and the run removes its own once its processes are gone;
+    of other runs', only those older than an hour (writing a script takes seconds: the run was
+    killed before it could remove them). Found in review: named by the run's process id, a run
+    removed the file another was writing, in another container with the same process id, and
+    that run crashed; the name is a random one now."""
     dumps = tmp_path / "smt"
     dumps.mkdir()
-    (dumps / ".tmp-1-abcdefgh.smt2").write_text("")  # another run's (process 1 is no `prove`)
+    another, stale = dumps / ".tmp-0123456789abcdef-abcdefgh.smt2", dumps / ".tmp-fedcba9876543210-abcdefgh.smt2"
+    another.write_text("")
+    stale.write_text("")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
     done = subprocess.run([sys.executable, "-c", KILLED_AS_IT_DUMPS, "__L_OC_peek.smt2", "--no-cache", f"-j{jobs}",
                            "--dump-smt", str(dumps), str(CASES / "kinds" / "oc_only.mv")],
                           capture_output=True, text=True, timeout=120)
@@ -200,8 +236,7 @@ def test_a_process_killed_as_it_dumps_leaves_no_file_behind(tmp_path: Path, jobs
                      r"process that ended abruptly", done.stdout, re.M), done.stdout
     proved = re.findall(r"^PROVED +(\S+)", done.stdout, re.M)
     written = sorted(p.name for p in dumps.iterdir())
-    assert [name for name in written if not re.fullmatch(r"oc_only-[0-9a-f]{8}__L_\w+\.smt2", name)] == [
-        ".tmp-1-abcdefgh.smt2"]
+    assert [name for name in written if not re.fullmatch(r"oc_only-[0-9a-f]{8}__L_\w+\.smt2", name)] == [another.name]
     assert len(proved) >= 11 and len(written) > len(proved), (written, proved)
 
 

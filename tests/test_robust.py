@@ -11,6 +11,8 @@ import ctypes
 import json
 import os
 import platform
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -893,16 +895,19 @@ def cpu_ticks(pid: int) -> int:
 
 
 @needs_proc
-def test_ctrl_z_stops_the_workers_and_fg_resumes_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", ["SIGTSTP", "SIGTTOU", "SIGTTIN"])
+def test_ctrl_z_stops_the_workers_and_fg_resumes_them(tmp_path: Path, stop: str) -> None:
     """Found in review (carried over since session 29): the workers and the solving process lead
     process groups of their own, so Ctrl-Z at a terminal (SIGTSTP to the foreground group)
     stopped `prove` and not them: they went on solving what they held. `prove` now stops them
-    as it stops, and resumes them as it is resumed (`fg`: SIGCONT to its group)."""
+    as it stops, and resumes them as it is resumed (`fg`: SIGCONT to its group). Found in
+    review again: the same for the other job-control stops, SIGTTOU (the progress bar written
+    from the background under `stty tostop`) and SIGTTIN."""
     p = start_slow(tmp_path, "2", job=True)
     try:
         held = children(p.pid)
         assert sorted(map(named, held)) == ["prove-solver", "prove-worker"], held
-        os.killpg(p.pid, signal.SIGTSTP)  # what Ctrl-Z in a terminal does
+        os.killpg(p.pid, getattr(signal, stop))  # SIGTSTP: what Ctrl-Z in a terminal does
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and [state(c) for c in [p.pid, *held]] != ["T"] * 3:
             time.sleep(0.1)
@@ -920,6 +925,78 @@ def test_ctrl_z_stops_the_workers_and_fg_resumes_them(tmp_path: Path) -> None:
         _, err = p.communicate(timeout=30)
         assert p.returncode == 130, err
         assert err.splitlines() == ["prove: interrupted; stopped before every obligation was solved (exit 130)"], err
+    finally:
+        for c in [p.pid, *children(p.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(c, signal.SIGKILL)
+        p.communicate()
+
+
+def _read_until(fd: int, wanted: bytes, seconds: float) -> bytes:
+    """What a terminal's master end `fd` gives until `wanted` has come (or `seconds` pass)."""
+    out, deadline = b"", time.monotonic() + seconds
+    while wanted not in out and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                out += os.read(fd, 65536)
+            except OSError:
+                break
+    return out
+
+
+@needs_proc
+def test_ctrl_z_at_a_terminal_shows_the_cursor_and_fg_hides_it_again(tmp_path: Path) -> None:
+    """Found in review: the progress bar hides the terminal's cursor, and Ctrl-Z left it hidden
+    in the shell. `prove` shows it as it stops, and hides it again as `fg` resumes it. Run as a
+    user would: an interactive shell on a terminal (a pseudo-terminal here)."""
+    model = tmp_path / "slow.mv"
+    model.write_text(SLOW)
+    pid, fd = pty.fork()
+    if pid == 0:  # the shell, on the terminal
+        os.execvp("bash", ["bash", "--norc", "--noprofile", "-i"])
+    try:
+        _read_until(fd, b"$ ", 10)
+        os.write(fd, f"{sys.executable} -m microverify --no-cache --timeout 120 -j2 {model}\n".encode())
+        assert HIDE in _read_until(fd, HIDE, 60)  # the bar is shown
+        _read_until(fd, b"proving", 5)
+        os.write(fd, b"\x1a")  # Ctrl-Z
+        stopped = _read_until(fd, b"Stopped", 20)
+        assert b"Stopped" in stopped, stopped[-300:]
+        assert stopped.rfind(SHOW) > stopped.rfind(HIDE), stopped[-300:]
+        os.write(fd, b"fg\n")
+        assert HIDE in _read_until(fd, HIDE, 20)
+        os.write(fd, b"\x03")  # Ctrl-C
+        assert b"exit 130" in _read_until(fd, b"exit 130", 30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(fd)
+
+
+HIDE, SHOW = b"\x1b[?25l", b"\x1b[?25h"  # a terminal's cursor, hidden and shown
+
+
+@needs_proc
+def test_ctrl_z_where_no_shell_could_resume_the_run_stops_nothing(tmp_path: Path) -> None:
+    """In an orphaned process group (no parent in its session: no shell to resume it) the
+    system drops a SIGTSTP that would stop a process by default. `prove` stops as by default,
+    so it goes on, and so do its workers (stopped, then resumed at once)."""
+    p = start_slow(tmp_path, "2")  # a session of its own: an orphaned group
+    try:
+        held = children(p.pid)
+        os.kill(p.pid, signal.SIGTSTP)
+        time.sleep(1)
+        before = [cpu_ticks(c) for c in held]
+        time.sleep(1)
+        assert "T" not in [state(c) for c in [p.pid, *held]]
+        assert all(cpu_ticks(c) > t for c, t in zip(held, before))  # solving
+        os.kill(p.pid, signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+        assert p.returncode == 130, err
     finally:
         for c in [p.pid, *children(p.pid)]:
             with contextlib.suppress(ProcessLookupError):
