@@ -467,22 +467,44 @@ def _disarm() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+_stopping = False  # in _on_stop: a stop signal that comes meanwhile is the same stop
+
+
 def _on_stop(signum: int, frame: object) -> None:
     """A job-control stop: Ctrl-Z (SIGTSTP), or reading the terminal, or writing it under `stty
     tostop`, from the background (SIGTTIN, SIGTTOU; the progress bar writes). Stop the solving
     and worker processes, then this one; resumed (`fg`, `bg`: SIGCONT), resume them. Each of
     them leads a process group of its own (prover/process.py), so the terminal's signal does
-    not reach them once they run. This one stops as by default, by the same signal, which the
-    system drops where no shell could resume it (an orphaned group): the children are resumed
-    at once then."""
-    held = [child.pid for child in multiprocessing.active_children() if child.pid is not None]
-    _signal_groups(held, signal.SIGSTOP)
-    progress.stopping()
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)  # stopped here until SIGCONT
-    signal.signal(signum, _on_stop)
-    progress.resumed()
-    _signal_groups(held, signal.SIGCONT)
+    not reach them once they run.
+
+    This one stops by SIGTSTP at its default action, whichever signal came: the system drops it
+    where no shell could resume the process (an orphaned group), and the children are resumed
+    at once then. Found in review: the progress bar's thread, blocked in the background, raises
+    SIGTTOU again and again; each came back into this handler as it ran, and one handled after
+    `fg` stopped the run again (so it took several `fg`s), while one arriving with the default
+    action set for it made Python print a traceback ("Signal 22 ignored due to race
+    condition"). So a stop signal that comes while this runs is the same stop, SIGTTOU's
+    handler stays in place, and a SIGTTIN or SIGTTOU handled once this process is in the
+    terminal's foreground again stops nothing (the read or write it came from goes on)."""
+    global _stopping
+    if _stopping or (signum != signal.SIGTSTP and progress.in_foreground()):
+        return
+    _stopping = True
+    try:
+        held = [child.pid for child in multiprocessing.active_children() if child.pid is not None]
+        _signal_groups(held, signal.SIGSTOP)
+        progress.stopping()
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        try:
+            os.kill(os.getpid(), signal.SIGTSTP)  # stopped here until SIGCONT
+        except OSError:  # "ignored due to race condition": a second Ctrl-Z just then, the same stop
+            pass
+        finally:
+            signal.signal(signal.SIGTSTP, _on_stop)
+        progress.resumed()
+        _signal_groups(held, signal.SIGCONT)
+    finally:
+        _stopping = False
 
 
 def _signal_groups(leaders: list[int], signum: int) -> None:

@@ -24,18 +24,19 @@ _SHOW_CURSOR, _HIDE_CURSOR = b"\x1b[?25h", b"\x1b[?25l"
 
 def stopping() -> None:
     """As `prove` stops (Ctrl-Z, prover/cli.py): the cursor shown, not left hidden in the shell."""
-    if _shown and _in_foreground():
+    if _shown and in_foreground():
         os.write(2, _SHOW_CURSOR)
 
 
 def resumed() -> None:
     """As `prove` resumes: the cursor hidden again while the bar is shown. Not from the background,
     where the write would stop it again (`stty tostop`)."""
-    if _shown and _in_foreground():
+    if _shown and in_foreground():
         os.write(2, _HIDE_CURSOR)
 
 
-def _in_foreground() -> bool:
+def in_foreground() -> bool:
+    """Whether this process is in the foreground of the terminal on standard error."""
     try:
         return os.tcgetpgrp(2) == os.getpgrp()
     except OSError:

@@ -948,26 +948,39 @@ def _read_until(fd: int, wanted: bytes, seconds: float) -> bytes:
 @needs_proc
 def test_ctrl_z_at_a_terminal_shows_the_cursor_and_fg_hides_it_again(tmp_path: Path) -> None:
     """Found in review: the progress bar hides the terminal's cursor, and Ctrl-Z left it hidden
-    in the shell. `prove` shows it as it stops, and hides it again as `fg` resumes it. Run as a
-    user would: an interactive shell on a terminal (a pseudo-terminal here)."""
+    in the shell. `prove` shows it as it stops, and hides it again as `fg` resumes it. Found in
+    review too: under `stty tostop`, after `bg` the bar's writes stop the run again (SIGTTOU),
+    and the SIGTTOUs it kept raising then stopped it after `fg` as well, or printed a traceback
+    from the handler. Run as a user would: an interactive shell on a terminal (a
+    pseudo-terminal here)."""
     model = tmp_path / "slow.mv"
     model.write_text(SLOW)
     pid, fd = pty.fork()
     if pid == 0:  # the shell, on the terminal
         os.execvp("bash", ["bash", "--norc", "--noprofile", "-i"])
+    log = b""
     try:
-        _read_until(fd, b"$ ", 10)
+        os.write(fd, b"PS1='ready> '; stty tostop\n")
+        log += _read_until(fd, b"ready> ", 10)
         os.write(fd, f"{sys.executable} -m microverify --no-cache --timeout 120 -j2 {model}\n".encode())
-        assert HIDE in _read_until(fd, HIDE, 60)  # the bar is shown
-        _read_until(fd, b"proving", 5)
-        os.write(fd, b"\x1a")  # Ctrl-Z
-        stopped = _read_until(fd, b"Stopped", 20)
-        assert b"Stopped" in stopped, stopped[-300:]
-        assert stopped.rfind(SHOW) > stopped.rfind(HIDE), stopped[-300:]
-        os.write(fd, b"fg\n")
-        assert HIDE in _read_until(fd, HIDE, 20)
+        log += _read_until(fd, HIDE, 60)
+        assert HIDE in log  # the bar is shown
+        log += _read_until(fd, b"proving", 5)
+        for _ in range(3):
+            os.write(fd, b"\x1a")  # Ctrl-Z
+            stopped = _read_until(fd, b"Stopped", 20)
+            log += stopped
+            assert b"Stopped" in stopped, stopped[-300:]
+            assert stopped.rfind(SHOW) > stopped.rfind(HIDE), stopped[-300:]
+            os.write(fd, b"bg\n")  # stopped again as the bar writes (bash says so at its next prompt)
+            log += _read_until(fd, b"\0", 1)
+            os.write(fd, b"fg\n")
+            resumed = _read_until(fd, b"Stopped", 2)
+            log += resumed
+            assert HIDE in resumed and b"Stopped" not in resumed, resumed[-300:]
         os.write(fd, b"\x03")  # Ctrl-C
-        assert b"exit 130" in _read_until(fd, b"exit 130", 30)
+        log += _read_until(fd, b"exit 130", 30)
+        assert b"exit 130" in log and b"Traceback" not in log, log[-500:]
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(os.getpgid(pid), signal.SIGKILL)
