@@ -192,8 +192,9 @@ def init_worker(pairs: list[Pair], options: Options, cache_dir: Path | None, par
     # catch it either (it would end the check as `unknown` and go on with the next one).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler, inherited by fork()
-    if hasattr(signal, "SIGTSTP"):  # nor its Ctrl-Z handler: the parent stops this process's group
-        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+    for name in ("SIGTSTP", "SIGTTIN"):  # nor its job-control one: the parent stops this process's group
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
     # both were blocked as the process was made (signals_blocked): from here on they do as set
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
