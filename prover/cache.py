@@ -38,7 +38,7 @@ from pathlib import Path
 import z3
 
 from microverify import __version__
-from microverify.files import touch, write_atomically
+from microverify.files import STALE_TEMPORARY_SECONDS, touch, write_atomically
 
 DEFAULT_DIR = Path(".microverify-cache")
 AST_SUBDIR = "ast"  # parsed files (dsl/astcache.py), beside the result entries
@@ -48,7 +48,6 @@ MAX_ENTRIES = 20_000  # kept of each kind by default (--cache-max-entries): abou
 _SHARD = re.compile(r"[0-9a-f]{2}")  # <dir>/<key[:2]>/
 _ENTRY = re.compile(r"[0-9a-f]{64}\.json")
 _LEFT_BEHIND = re.compile(r"\.tmp-[A-Za-z0-9_]+\.json")  # files.write_atomically's, of a stopped writer
-_STALE_TEMPORARY_SECONDS = 3600.0
 _TIME_MARGIN_SECONDS = 2.0
 
 
@@ -140,7 +139,7 @@ def prune(directory: Path, keep: int, started: float) -> int:
                 continue
             if _ENTRY.fullmatch(path.name):
                 dated.append((info.st_mtime, path))
-            elif _LEFT_BEHIND.fullmatch(path.name) and info.st_mtime < time.time() - _STALE_TEMPORARY_SECONDS:
+            elif _LEFT_BEHIND.fullmatch(path.name) and info.st_mtime < time.time() - STALE_TEMPORARY_SECONDS:
                 removed += _remove(path)
         dated.sort()
         # a margin for file systems that keep times coarsely: nothing this run used goes

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fnmatch
 import hashlib
@@ -35,7 +34,7 @@ from microverify.prover.cache import AST_SUBDIR, DEFAULT_DIR, MAX_ENTRIES, prune
 from microverify.prover.crosscheck import RECHECKED, SOLVERS, available
 from microverify.prover.driver import Pair, obligations, prove_pairs
 from microverify.prover.parent import ANY_RUN_TAG, run_tag
-from microverify.prover.process import SolverProcess
+from microverify.prover.process import SolverProcess, signal_group
 from microverify.prover.progress import Progress
 from microverify.prover.report import quantified, render_counterexample, result_line, slowest, summary, theorems
 from microverify.prover.verdict import ENCODINGS, Options, Result, Status
@@ -491,8 +490,9 @@ def _on_stop(signum: int, frame: object) -> None:
         return
     _stopping = True
     try:
-        held = [child.pid for child in multiprocessing.active_children() if child.pid is not None]
-        _signal_groups(held, signal.SIGSTOP)
+        held = multiprocessing.active_children()
+        for child in held:
+            signal_group(child, signal.SIGSTOP)
         progress.stopping()
         signal.signal(signal.SIGTSTP, signal.SIG_DFL)
         try:
@@ -502,20 +502,10 @@ def _on_stop(signum: int, frame: object) -> None:
         finally:
             signal.signal(signal.SIGTSTP, _on_stop)
         progress.resumed()
-        _signal_groups(held, signal.SIGCONT)
+        for child in held:
+            signal_group(child, signal.SIGCONT)
     finally:
         _stopping = False
-
-
-def _signal_groups(leaders: list[int], signum: int) -> None:
-    """Send a signal to the process groups these processes lead, or to the process alone where
-    it does not lead one yet (it is starting); one that has ended is passed over."""
-    for pid in leaders:
-        try:
-            os.killpg(pid, signum)
-        except ProcessLookupError:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
 
 
 def _stop(what: str, code: int) -> None:

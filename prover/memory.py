@@ -11,6 +11,12 @@ import z3
 MEMORY_REASONS = ("out of memory", "max. memory exceeded")
 
 
+def out_of_memory(exc: z3.Z3Exception) -> bool:
+    """Whether Z3 raised `exc` because it reached its memory limit (outside a check: taking
+    assertions in, building terms), rather than for another error."""
+    return any(reason in str(exc) for reason in MEMORY_REASONS)
+
+
 def limit_memory(max_memory: int) -> None:
     """Let Z3 allocate at most `max_memory` MiB more than it holds now (0: no limit).
 

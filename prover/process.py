@@ -29,7 +29,7 @@ from microverify.dsl import ir
 from microverify.dsl.limits import ensure_recursion_limit, too_deep
 from microverify.prover import fingerprint
 from microverify.prover.cache import Cache
-from microverify.prover.memory import MEMORY_REASONS, keep_freed_memory, lift_memory_limit
+from microverify.prover.memory import keep_freed_memory, lift_memory_limit, out_of_memory
 from microverify.prover.parent import exit_with_parent, run_tag, working_for
 from microverify.prover.obligations import Obligation
 from microverify.prover.verdict import Lookup, Options, Result, Status
@@ -148,7 +148,7 @@ def solve_guarded(module: ir.Module, ob: Obligation, options: Options, cache: Ca
         lift_memory_limit()
         why = "out of memory"
     except z3.Z3Exception as exc:
-        if not any(reason in str(exc) for reason in MEMORY_REASONS):
+        if not out_of_memory(exc):
             raise
         lift_memory_limit()  # first: the obligation's terms are freed when this block ends
         why = f"memory limit of {options.max_memory} MiB reached (--max-memory)"
@@ -371,16 +371,22 @@ class SolverProcess:
 
 def kill_group(process: BaseProcess) -> None:
     """Kill a solving process (a SolverProcess's, or a worker) with the process group it leads
-    (init_worker): its --cross-check process goes too. Before it leads one, the process alone;
-    a process that has ended is left alone (its pid may be another's by now)."""
+    (init_worker): its --cross-check process goes too."""
+    signal_group(process, signal.SIGKILL)
+
+
+def signal_group(process: BaseProcess, signum: int) -> None:
+    """Send a signal to a solving process and the process group it leads (init_worker). Before
+    it leads one, to the process alone; a process that has ended is left alone (its pid may be
+    another's by now)."""
+    pid = process.pid
+    if pid is None or process.exitcode is not None:
+        return
     try:
-        if process.pid is not None and process.exitcode is None:
-            os.killpg(process.pid, signal.SIGKILL)
+        os.killpg(pid, signum)
     except OSError:  # not yet a group of its own
-        try:
-            process.kill()
-        except (OSError, ValueError, AttributeError):
-            pass
+        with contextlib.suppress(OSError):
+            os.kill(pid, signum)
 
 
 class _Unwanted(Exception):

@@ -21,7 +21,7 @@ from microverify.prover.counterexample import Counterexample, explain
 from microverify.prover.crosscheck import cross_check
 from microverify.prover.formula import Formula
 from microverify.prover.goalform import rewritten
-from microverify.prover.memory import MEMORY_REASONS, lift_memory_limit, limit_memory, new_context
+from microverify.prover.memory import MEMORY_REASONS, lift_memory_limit, limit_memory, new_context, out_of_memory
 from microverify.prover.obligations import Kind, Obligation
 from microverify.prover.replay import Outcome, Replay, replay
 from microverify.prover.verdict import Lookup, Options, Result, Status, look_up, needs_formula
@@ -612,7 +612,7 @@ def _fresh(assertions: list[z3.ExprRef], options: Options, rlimit: int, stage: s
         one.add(rewrite(here) if rewrite else here)
     except z3.Z3Exception as exc:
         # Z3 may run out of --max-memory as it takes the assertions in, before the check: the same
-        if not any(reason in str(exc) for reason in MEMORY_REASONS):
+        if not out_of_memory(exc):
             raise
         lift_memory_limit()
         raise _OutOfMemory(stage, _rlimit_count(one)) from None
