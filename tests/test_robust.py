@@ -702,12 +702,35 @@ def signal_masks(pid: int) -> str:
     return ", ".join(line for line in lines if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
 
 
+def _stat(pid: int) -> list[str]:
+    """A process's fields in /proc/<pid>/stat after its name: its state first."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def state(pid: int) -> str:
+    """A process's state letter from /proc (R running, S sleeping, T stopped, Z ended, ...)."""
+    return _stat(pid)[0]
+
+
+def cpu_ticks(pid: int) -> int:
+    """The CPU time a process has used, user and system, in clock ticks."""
+    fields = _stat(pid)
+    return int(fields[11]) + int(fields[12])
+
+
 def gone(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state(pid) == "Z"  # a zombie waiting for init to reap it
     except (FileNotFoundError, ProcessLookupError):
         return True
-    return state == "Z"  # a zombie waiting for init to reap it
+
+
+def kill_run(p: subprocess.Popen[str]) -> None:
+    """Kill a `prove` run and its children, whatever state they are in (stopped too), and reap it."""
+    for pid in [p.pid, *children(p.pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    p.communicate()
 
 
 # Run a command (same process, by exec) as a shell starts one in the foreground: SIGINT, SIGTERM
@@ -883,17 +906,6 @@ def test_sigterm_stops_the_workers_with_exit_143(tmp_path: Path) -> None:
     assert all(gone(w) for w in workers)
 
 
-def state(pid: int) -> str:
-    """A process's state letter from /proc (R running, S sleeping, T stopped, ...)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-
-
-def cpu_ticks(pid: int) -> int:
-    """The CPU time a process has used, user and system, in clock ticks."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
 @needs_proc
 @pytest.mark.parametrize("stop", ["SIGTSTP", "SIGTTOU", "SIGTTIN"])
 def test_ctrl_z_stops_the_workers_and_fg_resumes_them(tmp_path: Path, stop: str) -> None:
@@ -926,10 +938,7 @@ def test_ctrl_z_stops_the_workers_and_fg_resumes_them(tmp_path: Path, stop: str)
         assert p.returncode == 130, err
         assert err.splitlines() == ["prove: interrupted; stopped before every obligation was solved (exit 130)"], err
     finally:
-        for c in [p.pid, *children(p.pid)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(c, signal.SIGKILL)
-        p.communicate()
+        kill_run(p)
 
 
 def _read_until(fd: int, wanted: bytes, seconds: float) -> bytes:
@@ -1011,10 +1020,7 @@ def test_ctrl_z_where_no_shell_could_resume_the_run_stops_nothing(tmp_path: Path
         _, err = p.communicate(timeout=30)
         assert p.returncode == 130, err
     finally:
-        for c in [p.pid, *children(p.pid)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(c, signal.SIGKILL)
-        p.communicate()
+        kill_run(p)
 
 
 @needs_proc
