@@ -36,13 +36,27 @@ def test_every_console_block_of_the_docs_is_checked() -> None:
 REPORT_LINE = re.compile(r"^(FAILED|PROVED|VACUOUS|UNKNOWN)\s|: error: |^\s+(why|replay|operation|results|oracle):")
 
 
+def stale_quotes(text: str) -> list[str]:
+    """The report lines that the plain ``` blocks of a doc's `text` quote and that are not, whole,
+    a line of one of its console blocks (which the run checks)."""
+    shown = {line.strip() for info, body in FENCE.findall(text) if info == "console" for line in norm(body).splitlines()}
+    return [line.strip() for info, body in FENCE.findall(text) if info == ""
+            for line in norm(body).splitlines() if REPORT_LINE.search(line) and line.strip() not in shown]
+
+
 @pytest.mark.parametrize("doc", DOCS)
 def test_report_lines_quoted_in_the_text_are_those_of_its_console_blocks(doc: str) -> None:
     """A plain ``` block that quotes a line of a report (to explain it) quotes the output the
     doc shows, which the run checks: the tutorial explained `rlimit 1350` where the run above
     it now printed `rlimit 3669` (found by a new user)."""
-    text = (ROOT / doc).read_text()
-    shown = "\n".join(norm(body) for info, body in FENCE.findall(text) if info == "console")
-    stale = [line for info, body in FENCE.findall(text) if info == ""
-             for line in norm(body).splitlines() if REPORT_LINE.search(line) and line.strip() not in shown]
+    stale = stale_quotes((ROOT / doc).read_text())
     assert not stale, f"{doc}: quoted report lines not in its console blocks: {stale}"
+
+
+def test_a_quote_that_is_only_part_of_a_shown_line_is_stale() -> None:
+    """A quote must be a whole line of the output: `rlimit 3775` is not the `rlimit 37750` that
+    the run shows, though it is a part of that line (the check once compared substrings)."""
+    shown = "<!-- console -->\n```console\n$ prove pages.mv\nFAILED   Pages/LR/vm_write/KServ  0.01s  rlimit 37750\n```\n"
+    part, whole = (f"FAILED   Pages/LR/vm_write/KServ  0.00s  rlimit {n}" for n in (3775, 37750))
+    assert stale_quotes(f"{shown}\nThe line\n\n```\n{part}\n```\n") == [part]
+    assert stale_quotes(f"{shown}\nThe line\n\n```\n{whole}\n```\n") == []
