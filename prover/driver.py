@@ -151,7 +151,8 @@ def prove_pairs(pairs: list[Pair], options: Options, on_result: Callable[[Result
             if i >= 0:
                 solved = here(i)
                 if copy and solved is not None and i not in done and (solved.cached or solved.status is Status.UNKNOWN):
-                    # wait for the worker's answer: the same, and it says more. This copy's UNKNOWN may be its
+                    # wait for the worker's answer (`i not in done`: it has neither answered nor died holding i,
+                    # which puts i in done as lost): the same, and it says more. This copy's UNKNOWN may be its
                     # process killed; its cache hit may be the entry the worker has just written, while the
                     # worker's answer carries what its own lookup warned of (an invalid entry it replaced)
                     solved = None
