@@ -92,3 +92,31 @@ class Formula:
         obligation. `goals`: others than the formula's own (the weakened ones of pass 3w)."""
         conjunction = z3.And([g.term for g in (self.goals if goals is None else goals)] + [z3.BoolVal(True, self.ctx)])
         return conjunction if self.mode == "sat" else z3.Not(conjunction)
+
+    def asserted_goal_one_witness(self) -> z3.BoolRef:
+        """The negated goal of a `valid` obligation (`asserted_goal`), with the witnesses of its
+        observation components shared: the k-th witness of a sort in each component's goal is
+        one constant, that of the first component to have one. Equisatisfiable with
+        `asserted_goal()` under the hypotheses: a component's witnesses are fresh constants of
+        its goal alone (SymLayer.component_equal), and the negated conjunction asks for one
+        goal that fails, at witnesses of its own. A model of it gives one of this by setting
+        the witnesses of the goal that fails to theirs; a model of this gives one of it by
+        setting every witness to the shared constant it stands for. So its `unsat` proves the
+        obligation, and nothing else is taken from it (prover/solve.py, `_whole_goal`). With one
+        witness per key type instead of one per component, Z3 instantiates the quantified
+        hypotheses at fewer terms (docs/theory.md §9 has the figures)."""
+        assert self.mode == "valid"
+        shared: dict[tuple[int, int], z3.ExprRef] = {}
+        pairs: list[tuple[z3.ExprRef, z3.ExprRef]] = []
+        for g in self.goals:
+            if g.component is None:
+                continue
+            count: dict[int, int] = {}
+            for _, c in g.witnesses.values():
+                sort = c.sort().get_id()
+                k = count[sort] = count.get(sort, -1) + 1
+                one = shared.setdefault((sort, k), c)
+                if not one.eq(c):
+                    pairs.append((c, one))
+        goal = self.asserted_goal()
+        return z3.substitute(goal, *pairs) if pairs else goal

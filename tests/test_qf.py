@@ -18,6 +18,7 @@ from microverify.prover import qf
 from microverify.prover.qf import eliminate, expand_reads, has_quantifier
 from microverify.prover import fingerprint
 from microverify.prover.replay import Outcome
+from microverify.prover.formula import Formula
 from microverify.prover.solve import build
 from microverify.prover.verdict import Options, Status
 
@@ -949,6 +950,113 @@ def test_a_goal_the_whole_check_gives_up_on_is_proved_conjunct_by_conjunct_and_a
     if encoding == "qf":  # tried: the conjunct before the broken one proved, the broken one not
         assert any(note.startswith("with its quantifiers, 1 of the goal's 2 conjuncts were proved one by one, "
                                    "then not invariant scrubbed (") for note in stopped), stopped
+
+
+def test_the_whole_goal_shares_one_witness_per_key_type_across_the_observation_components() -> None:
+    """Formula.asserted_goal_one_witness: KServ observes Scrub through two components over pfn
+    (`owner[p] == KServ`, `mem[p]`), each compared at a witness of its own in the goal; the
+    whole goal of the exact check compares both at one, and nothing else changes."""
+    from microverify.layers.terms import free_constants
+    [(module, ob)] = [(m, ob) for m, ob in obligations([load_text(SCRUB, "<scrub>")]) if ob.id == "Scrub/WSC/reclaim/KServ"]
+    formula = build(module, ob, z3.Context(), "quantified")
+    witnesses = [c for g in formula.goals if g.component is not None for _, c in g.witnesses.values()]
+    assert len(witnesses) == 2 and witnesses[0].sort().eq(witnesses[1].sort())
+
+    def mentioned(term: z3.ExprRef) -> list[bool]:
+        names = {str(c) for c in free_constants(term)}
+        return [str(w) in names for w in witnesses]
+
+    assert mentioned(formula.asserted_goal()) == [True, True]
+    one = formula.asserted_goal_one_witness()
+    assert mentioned(one) == [True, False]
+    assert one.eq(z3.substitute(formula.asserted_goal(), (witnesses[1], witnesses[0])))
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_a_whole_goal_at_one_witness_per_key_type_proves_the_secure_model_and_not_the_leaky_one(
+        tmp_path: Path, order: str, encoding: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole goal of the exact check, at one witness per key type, given all of --rlimit
+    (so that it decides): the secure Scrub proves, its observation goals by that check alone;
+    the attack, reclaim giving a VM's page back unscrubbed, breaks KServ's view in the second
+    component (`mem[p]`, whose witness is now the first component's), and WSC still FAILS with
+    a counterexample the interpreter confirms, over two files in either order, both encodings."""
+    from microverify.prover import solve as solving
+    monkeypatch.setattr(solving, "_SHOWN", {})
+    monkeypatch.setattr(solving, "WHOLE_SHARE", 1)
+    answers: dict[str, z3.CheckSatResult] = {}
+    real = solving._whole_goal
+
+    def spy(formula, options):  # type: ignore[no-untyped-def]
+        answer, units = real(formula, options)
+        if sum(g.component is not None for g in formula.goals) > 1 and formula.op is not None:
+            answers[f"{formula.op.name}/{len(answers)}"] = answer
+        return answer, units
+
+    monkeypatch.setattr(solving, "_whole_goal", spy)
+    asked: list[int] = []  # goals of the whole goals asked, at one witness per key type
+    one_witness = Formula.asserted_goal_one_witness
+
+    def spy_goal(formula: Formula) -> z3.BoolRef:
+        asked.append(len(formula.goals))
+        return one_witness(formula)
+
+    monkeypatch.setattr(Formula, "asserted_goal_one_witness", spy_goal)
+    secure = prove_pairs(obligations(split_over_two_files(tmp_path, SCRUB, "KServ", order)), Options(encoding=encoding))
+    assert all(r.status is Status.PROVED for r in secure), {r.obligation.id: r.status for r in secure}
+    if encoding == "qf":
+        assert answers and all(a == z3.unsat for a in answers.values()), answers
+        assert max(asked) > 1  # the whole goals were asked so
+    else:
+        assert not answers and not asked  # the quantified encoding has no exact-first check
+    leaky = {r.obligation.id: r for r in prove_pairs(obligations(split_over_two_files(
+        tmp_path, LEAKY_SCRUB, "KServ", order)), Options(encoding=encoding))}
+    wsc = leaky["Scrub/WSC/reclaim/KServ"]
+    assert wsc.status is Status.FAILED and wsc.counterexample is not None, wsc.detail
+    assert "mem" in wsc.detail, wsc.detail
+    assert_replayed(list(leaky.values()), too_large_ok=True)
+
+
+GRID = """\
+principal KServ
+principal VM(v: vmid)
+type vmid = bv[16]
+type pfn = bv[36]
+layer Grid {
+  state { owner : map[pfn] -> principal
+          m : map[pfn] -> map[pfn] -> bv[8] }
+  init { forall p: pfn. owner[p] == KServ }
+  observe KServ { owner[p] == KServ for p: pfn; m[p][q] for p: pfn, q: pfn where owner[p] == KServ }
+  op give(v: vmid, p: pfn) by KServ {
+    check owner[p] == KServ else halt
+    owner[p] := VM(v)
+  }
+  op put(v: vmid, p: pfn, q: pfn, x: bv[8]) by VM(v) {
+    check owner[p] == VM(v) else halt
+    m[p][q] := x
+  }
+}
+"""
+# put writes the transposed entry: a row that may be KServ's, at a column that is not that row
+LEAKY_GRID = GRID.replace("    m[p][q] := x\n", "    m[q][p] := x\n")
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_the_witnesses_of_one_observation_component_stay_apart_in_the_whole_goal(
+        tmp_path: Path, order: str, encoding: str) -> None:
+    """Formula.asserted_goal_one_witness shares witnesses across components, never within one:
+    `m[p][q]` has two witnesses of one sort, and the attack (put writes `m[q][p]`, a row KServ
+    may own, at a column other than that row) changes KServ's view off the diagonal only. With
+    p and q one constant the goal would compare the diagonal, and the leak proved (it did, with
+    the witnesses keyed by sort alone). LR FAILS, over two files in either order, both encodings."""
+    secure = prove_pairs(obligations(split_over_two_files(tmp_path, GRID, "KServ", order)), Options(encoding=encoding))
+    assert all(r.status is Status.PROVED for r in secure), {r.obligation.id: r.status for r in secure}
+    leaky = {r.obligation.id: r for r in prove_pairs(obligations(split_over_two_files(
+        tmp_path, LEAKY_GRID, "KServ", order)), Options(encoding=encoding))}
+    put = leaky["Grid/LR/put/KServ"]
+    assert put.status is Status.FAILED and put.counterexample is not None, put.detail
+    assert_replayed(list(leaky.values()), too_large_ok=True)
 
 
 @pytest.mark.parametrize("order", SPLIT_ORDERS)
