@@ -108,11 +108,15 @@ class Formula:
         assert self.mode == "valid"
         shared: dict[tuple[int, int], z3.ExprRef] = {}
         pairs: list[tuple[z3.ExprRef, z3.ExprRef]] = []
+        seen: set[int] = set()
         for g in self.goals:
             if g.component is None:
                 continue
             count: dict[int, int] = {}
             for _, c in g.witnesses.values():
+                # the argument needs each witness in one goal, once: an internal error if not
+                assert c.get_id() not in seen, f"witness {c} of {g.label} is another goal's too"
+                seen.add(c.get_id())
                 sort = c.sort().get_id()
                 k = count[sort] = count.get(sort, -1) + 1
                 one = shared.setdefault((sort, k), c)
