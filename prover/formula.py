@@ -93,9 +93,9 @@ class Formula:
         conjunction = z3.And([g.term for g in (self.goals if goals is None else goals)] + [z3.BoolVal(True, self.ctx)])
         return conjunction if self.mode == "sat" else z3.Not(conjunction)
 
-    def asserted_goal_one_witness(self) -> z3.BoolRef:
-        """The negated goal of a `valid` obligation (`asserted_goal`), with the witnesses of its
-        observation components shared: the k-th witness of a sort in each component's goal is
+    def asserted_goal_one_witness(self, goals: list[Labeled] | None = None) -> z3.BoolRef:
+        """The negated goal of a `valid` obligation (`asserted_goal`; `goals`: some of its own,
+        as for `asserted_goal`), with the witnesses of its observation components shared: the k-th witness of a sort in each component's goal is
         one constant, that of the first component to have one. Equisatisfiable with
         `asserted_goal()` under the hypotheses: a component's witnesses are fresh constants of
         its goal alone (SymLayer.component_equal), and the negated conjunction asks for one
@@ -109,7 +109,7 @@ class Formula:
         shared: dict[tuple[int, int], z3.ExprRef] = {}
         pairs: list[tuple[z3.ExprRef, z3.ExprRef]] = []
         seen: set[int] = set()
-        for g in self.goals:
+        for g in self.goals if goals is None else goals:
             if g.component is None:
                 continue
             count: dict[int, int] = {}
@@ -122,5 +122,5 @@ class Formula:
                 one = shared.setdefault((sort, k), c)
                 if not one.eq(c):
                     pairs.append((c, one))
-        goal = self.asserted_goal()
+        goal = self.asserted_goal(goals)
         return z3.substitute(goal, *pairs) if pairs else goal

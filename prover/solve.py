@@ -407,7 +407,8 @@ def _goals_unsat(formula: Formula, options: Options,
     prover/frame.py), each conjunct on its own, in turn (all in one context, _Run), in the equivalent form of
     prover/goalform.py (`_asked`), under rlimit / CONJUNCT_SHARE each and
     the whole rlimit together (a goal of one conjunct is its whole goal), and the shaped model
-    under rlimit / EXACT_SHARE.
+    under rlimit / EXACT_SHARE; the conjuncts of a large observation in two halves first
+    (`_parts`), each under rlimit / WHOLE_SHARE, out of the same whole rlimit.
 
     Each conjunct proved under every hypothesis proves the conjunction, so only all `unsat`
     proves anything; the first conjunct that is not ends the search. Z3 often proves each
@@ -434,24 +435,58 @@ def _goals_unsat(formula: Formula, options: Options,
         return False, spent, "", found
     left = options.rlimit
     run: _Run | None = None
-    for i, goal in enumerate(_asked(formula.goals)):
-        budget, answer = min(left, options.rlimit // CONJUNCT_SHARE), z3.unknown
-        if budget > 0:
-            run = run or _Run(hypotheses)
-            part, answer, used = run.check(formula.asserted_goal([goal]), options, budget, EXACT_STAGE)
-            spent += used
-            left -= used
-        if answer != z3.unsat:
-            if budget <= 0:
-                why = "no resource units were left for it"
-            elif answer == z3.sat:
-                why = "Z3 found a model of its negation"
-            else:
-                why = f"Z3 gave up on it under {budget} resource units: {part.reason_unknown()}"
-            found = part if answer == z3.sat else shaped([goal])  # before `spent` is read: it adds to it
-            return False, spent, (f"with its quantifiers, {i} of the goal's {len(formula.goals)} conjuncts were proved "
-                                  f"one by one, then not {goal.label} ({why}; the rest were not tried)"), found
+    proved = 0
+    for part in _parts(_asked(formula.goals)):
+        if len(part) > 1:  # a half: at one witness per key type, and one by one if Z3 does not prove it so
+            budget = min(left, options.rlimit // WHOLE_SHARE)
+            if budget > 0:
+                run = run or _Run(hypotheses)
+                _, answer, used = run.check(formula.asserted_goal_one_witness(part), options, budget, EXACT_STAGE)
+                spent += used
+                left -= used
+                if answer == z3.unsat:
+                    proved += len(part)
+                    continue
+        for goal in part:
+            budget, answer = min(left, options.rlimit // CONJUNCT_SHARE), z3.unknown
+            if budget > 0:
+                run = run or _Run(hypotheses)
+                solver, answer, used = run.check(formula.asserted_goal([goal]), options, budget, EXACT_STAGE)
+                spent += used
+                left -= used
+            if answer != z3.unsat:
+                if budget <= 0:
+                    why = "no resource units were left for it"
+                elif answer == z3.sat:
+                    why = "Z3 found a model of its negation"
+                else:
+                    why = f"Z3 gave up on it under {budget} resource units: {solver.reason_unknown()}"
+                found = solver if answer == z3.sat else shaped([goal])  # before `spent` is read: it adds to it
+                return False, spent, (f"with its quantifiers, {proved} of the goal's {len(formula.goals)} conjuncts "
+                                      f"were proved, then not {goal.label} ({why}; the rest were not tried)"), found
+            proved += 1
     return True, spent, "", None
+
+
+# `_goals_unsat` asks a conjunction of at least HALVES_FROM observation components that Z3
+# gave up on as a whole in two halves first (`_parts`)
+HALVES_FROM = 4
+
+
+def _parts(goals: list[Labeled]) -> list[list[Labeled]]:
+    """How `_goals_unsat` asks the conjuncts of a goal Z3 gave up on as a whole: in two halves,
+    each at one witness per key type (Formula.asserted_goal_one_witness) and, if Z3 does not
+    prove a half so, conjunct by conjunct, when there are at least HALVES_FROM and each is a
+    component of an observation (the goal of WSC, LR, DR, R-OBS); else conjunct by conjunct
+    (a part of one). A half is a conjunction of the same kind as the whole, so its `unsat`
+    proves its conjuncts as the whole's would; only `unsat` is taken from it (its model would
+    be at the shared witnesses, not the conjunct's own). Where an observation's components
+    change together, a half costs Z3 about what one of them does (docs/theory.md §9 has the
+    figures)."""
+    if len(goals) < HALVES_FROM or any(g.component is None for g in goals):
+        return [[g] for g in goals]
+    half = len(goals) // 2
+    return [goals[:half], goals[half:]]
 
 
 def _asked(goals: list[Labeled]) -> list[Labeled]:

@@ -948,7 +948,7 @@ def test_a_goal_the_whole_check_gives_up_on_is_proved_conjunct_by_conjunct_and_a
     assert results["Scrub/INV/store"].status is Status.PROVED
     assert_replayed(list(results.values()), too_large_ok=True)  # 36-bit pages: too many to enumerate
     if encoding == "qf":  # tried: the conjunct before the broken one proved, the broken one not
-        assert any(note.startswith("with its quantifiers, 1 of the goal's 2 conjuncts were proved one by one, "
+        assert any(note.startswith("with its quantifiers, 1 of the goal's 2 conjuncts were proved, "
                                    "then not invariant scrubbed (") for note in stopped), stopped
 
 
@@ -1057,6 +1057,69 @@ def test_the_witnesses_of_one_observation_component_stay_apart_in_the_whole_goal
     put = leaky["Grid/LR/put/KServ"]
     assert put.status is Status.FAILED and put.counterexample is not None, put.detail
     assert_replayed(list(leaky.values()), too_large_ok=True)
+
+
+QUAD = SCRUB.replace("layer Scrub {", "layer Quad {").replace("          clean : map[pfn] -> bool }", "          clean : map[pfn] -> bool\n"
+                     "          tag : map[pfn] -> bv[8]\n          note : map[pfn] -> bv[8] }").replace(
+    "  observe KServ { owner[p] == KServ for p: pfn; mem[p] for p: pfn where owner[p] == KServ }",
+    "  observe KServ { owner[p] == KServ for p: pfn; mem[p] for p: pfn where owner[p] == KServ;\n"
+    "                  tag[p] for p: pfn where owner[p] == KServ; note[p] for p: pfn where owner[p] == KServ }").replace(
+    "  init { forall p: pfn. owner[p] == KServ; forall p: pfn. clean[p]; forall p: pfn. mem[p] == 0 }",
+    "  init { forall p: pfn. owner[p] == KServ; forall p: pfn. clean[p]; forall p: pfn. mem[p] == 0;\n"
+    "         forall p: pfn. tag[p] == 0; forall p: pfn. note[p] == 0 }").replace(
+    "  invariant scrubbed { forall p: pfn. clean[p] ==> mem[p] == 0 }",
+    "  invariant scrubbed { forall p: pfn. clean[p] ==> mem[p] == 0 && tag[p] == 0 && note[p] == 0 }").replace(
+    "    mem[p] := 0\n    clean[p] := true\n", "    mem[p] := 0\n    tag[p] := 0\n    note[p] := 0\n    clean[p] := true\n").replace(
+    "    mem[p] := x\n    clean[p] := x == 0\n", "    mem[p] := x\n    tag[p] := x\n    note[p] := x\n    clean[p] := x == 0\n")
+# reclaim gives a VM's page back to KServ with its note: the last component, in the second half
+LEAKY_QUAD = QUAD.replace("    note[p] := 0\n    clean[p] := true\n", "    clean[p] := true\n")
+
+
+@pytest.mark.parametrize("encoding", ["qf", "quantified"])
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_an_observation_the_whole_check_gives_up_on_is_asked_in_halves_and_a_broken_half_conjunct_by_conjunct(
+        tmp_path: Path, order: str, encoding: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """solve._parts: when Z3 gives up on a whole goal of at least four observation components
+    (here: made to), it is asked in two halves at one witness per key type, and a half Z3 does
+    not prove so, conjunct by conjunct. The secure Quad (KServ observes four components) proves
+    by halves; the attack, reclaim giving a VM's page back with its note, breaks the last
+    component: that half is not proved, its conjuncts are asked one by one, and WSC FAILS on
+    `note[p]` with a counterexample the interpreter confirms, over two files in either order,
+    both encodings (the quantified one has no exact check)."""
+    from microverify.prover import solve as solving
+    monkeypatch.setattr(solving, "_SHOWN", {})
+    monkeypatch.setattr(solving, "_whole_goal", lambda formula, options: (z3.unknown, 0))  # gives up
+    halves: list[tuple[int, z3.CheckSatResult]] = []  # each half asked: its conjuncts, Z3's answer
+    singles: list[str] = []  # each conjunct asked on its own
+    real_check = solving._Run.check
+
+    def spy(run, goal, options, rlimit, stage):  # type: ignore[no-untyped-def]
+        solver, answer, used = real_check(run, goal, options, rlimit, stage)
+        conjuncts = goal.arg(0).num_args() - 1 if z3.is_not(goal) and z3.is_and(goal.arg(0)) else 1
+        if conjuncts > 1:
+            halves.append((conjuncts, answer))
+        else:
+            singles.append(str(answer))
+        return solver, answer, used
+
+    monkeypatch.setattr(solving._Run, "check", spy)
+    secure = {r.obligation.id: r for r in prove_pairs(obligations(split_over_two_files(tmp_path, QUAD, "KServ", order)),
+                                                      Options(encoding=encoding))}
+    assert all(r.status is Status.PROVED for r in secure.values()), {i: r.status for i, r in secure.items()}
+    if encoding == "quantified":
+        assert not halves
+    else:  # the four components of a WSC in two halves of two, each proved so
+        assert (2, z3.unsat) in halves and all(answer == z3.unsat for _, answer in halves), halves
+    halves.clear()
+    singles.clear()
+    pairs = [(m, ob) for m, ob in obligations(split_over_two_files(tmp_path, LEAKY_QUAD, "KServ", order))
+             if ob.id == "Quad/WSC/reclaim/KServ"]
+    [wsc] = prove_pairs(pairs, Options(encoding=encoding))
+    assert wsc.status is Status.FAILED and wsc.counterexample is not None and "note" in wsc.detail, wsc.detail
+    assert_replayed([wsc], too_large_ok=True)
+    if encoding == "qf":  # the first half proved, the second not, then its conjuncts: tag holds, note not
+        assert [answer == z3.unsat for _, answer in halves] == [True, False], halves
+        assert singles[:2] == ["unsat", "sat"], singles
 
 
 @pytest.mark.parametrize("order", SPLIT_ORDERS)
