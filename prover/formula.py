@@ -94,17 +94,18 @@ class Formula:
         return conjunction if self.mode == "sat" else z3.Not(conjunction)
 
     def asserted_goal_one_witness(self, goals: list[Labeled] | None = None) -> z3.BoolRef:
-        """The negated goal of a `valid` obligation (`asserted_goal`; `goals`: some of its own,
-        as for `asserted_goal`), with the witnesses of its observation components shared: the k-th witness of a sort in each component's goal is
-        one constant, that of the first component to have one. Equisatisfiable with
-        `asserted_goal()` under the hypotheses: a component's witnesses are fresh constants of
-        its goal alone (SymLayer.component_equal), and the negated conjunction asks for one
-        goal that fails, at witnesses of its own. A model of it gives one of this by setting
-        the witnesses of the goal that fails to theirs; a model of this gives one of it by
-        setting every witness to the shared constant it stands for. So its `unsat` proves the
-        obligation, and nothing else is taken from it (prover/solve.py, `_whole_goal`). With one
-        witness per key type instead of one per component, Z3 instantiates the quantified
-        hypotheses at fewer terms (docs/theory.md §9 has the figures)."""
+        """The negated goal of a `valid` obligation (`asserted_goal`; `goals`: some of its
+        own, as for `asserted_goal`), with the witnesses of its observation components
+        shared: the k-th witness of a sort in each component's goal is one constant, that of
+        the first component to have one. Equisatisfiable with `asserted_goal()` under the
+        hypotheses: a component's witnesses are fresh constants of its goal alone
+        (SymLayer.component_equal), and the negated conjunction asks for one goal that
+        fails, at witnesses of its own. A model of it gives one of this by setting the
+        witnesses of the goal that fails to theirs; a model of this gives one of it by
+        setting every witness to the shared constant it stands for. So its `unsat` proves
+        the obligation, and nothing else is taken from it (prover/solve.py: `_whole_goal`,
+        and each half of `_parts`). With one witness per key type instead of one per component, Z3 instantiates the
+        quantified hypotheses at fewer terms (docs/theory.md §9 has the figures)."""
         assert self.mode == "valid"
         shared: dict[tuple[int, int], z3.ExprRef] = {}
         pairs: list[tuple[z3.ExprRef, z3.ExprRef]] = []
