@@ -104,8 +104,9 @@ class Formula:
         witnesses of the goal that fails to theirs; a model of this gives one of it by
         setting every witness to the shared constant it stands for. So its `unsat` proves
         the obligation, and nothing else is taken from it (prover/solve.py: `_whole_goal`,
-        and each half of `_parts`). With one witness per key type instead of one per component, Z3 instantiates the
-        quantified hypotheses at fewer terms (docs/theory.md §9 has the figures)."""
+        and each half of `_parts`). With one witness per key type instead of one per
+        component, Z3 instantiates the quantified hypotheses at fewer terms (docs/theory.md
+        §9 has the figures)."""
         assert self.mode == "valid"
         shared: dict[tuple[int, int], z3.ExprRef] = {}
         pairs: list[tuple[z3.ExprRef, z3.ExprRef]] = []
