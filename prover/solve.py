@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import ctypes
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
+from functools import partial
 
 import z3
 
@@ -323,12 +324,12 @@ def _solved_exactly(ob: Obligation, formula: Formula, options: Options, start: f
     goal, or no shaped model, says nothing: VACUOUS verdicts, the counterexamples Z3 did not
     find here and everything else come from the quantifier-free encoding."""
     if formula.mode == "sat":
-        shapes, spent = witness.shaped(formula), 0
+        spent = 0
         # separate questions (Formula.separate_goals): a model for each goal
         questions = [g.term for g in formula.goals] if formula.separate_goals else [formula.asserted_goal()]
         for question in questions:
-            used, model = _shaped(shapes, [h.term for h in formula.hypotheses] + [question], options,
-                                  options.rlimit // SHAPE_SHARE)
+            used, model = _shaped(witness.shapes(formula), [h.term for h in formula.hypotheses] + [question],
+                                  options, options.rlimit // SHAPE_SHARE)
             spent += used
             if model is None:
                 return None, spent, ""
@@ -424,7 +425,7 @@ def _goals_unsat(formula: Formula, options: Options,
     def shaped(goals: list[Labeled] | None = None) -> z3.Solver | None:
         """A model of the witness shape of the hypotheses and the negated goal (or conjunct)."""
         nonlocal spent
-        used, one = _shaped(witness.shaped(formula), hypotheses + [formula.asserted_goal(goals)], options,
+        used, one = _shaped(witness.shapes(formula), hypotheses + [formula.asserted_goal(goals)], options,
                             options.rlimit // EXACT_SHARE)
         spent += used
         return one
@@ -573,7 +574,7 @@ def _shown_satisfiable(formula: Formula, options: Options) -> tuple[bool, int]:
     hardware sizes, "incomplete quantifiers", and it ended UNKNOWN.)"""
     own = new_context()
     hypotheses = [replace(h, term=h.term.translate(own)) for h in _shown(formula)]
-    spent, shaped = _shaped(witness.shaped(formula, own), [h.term for h in hypotheses], options,
+    spent, shaped = _shaped(witness.shapes(formula, own), [h.term for h in hypotheses], options,
                             options.rlimit // SHAPE_SHARE, own=own)
     if shaped is not None:
         return True, spent
@@ -584,17 +585,25 @@ def _shown_satisfiable(formula: Formula, options: Options) -> tuple[bool, int]:
     return answer == z3.sat, spent + _rlimit_count(vacuity[0])
 
 
-def _shaped(pairs: list[tuple[z3.ExprRef, z3.ExprRef]], assertions: list[z3.ExprRef], options: Options,
+def _shaped(shapes: Iterable[witness.Shape], assertions: list[z3.ExprRef], options: Options,
             rlimit: int, own: z3.Context | None = None) -> tuple[int, z3.Solver | None]:
     """The resource units spent looking for a model of the assertions in which every map of the
-    pre-states is its term in `pairs` (the shape of prover/witness.py), under `rlimit` in a
-    context of its own (`own`, if the caller made one for it), with the shapes built on a lambda
-    put in (`_in_shape`), and the solver holding the model if one was found."""
-    if not pairs:
-        return 0, None
-    one, answer = _fresh(assertions + [m == term for m, term in pairs], options, rlimit,
-                         "looking for a model of the witness shape", lambda terms: _in_shape(terms, len(pairs)), own)
-    return _rlimit_count(one), one if answer == z3.sat else None
+    pre-states is its term in one of `shapes` (prover/witness.py), tried in turn until one has
+    a model, all under `rlimit` together (a shape is tried under what those before it left);
+    each in a solver of its own, in a context of its own (`own`, if the caller made one for
+    them), with the shapes built on a lambda put in (`_in_shape`); and the solver holding the
+    model if one was found."""
+    spent = 0
+    for pairs in shapes:
+        if not pairs or spent >= rlimit:
+            break
+        equations = [m == term for m, term in pairs]
+        one, answer = _fresh(assertions + equations, options, rlimit - spent, "looking for a model of the witness shape",
+                             partial(_in_shape, shapes=len(equations)), own)
+        spent += _rlimit_count(one)
+        if answer == z3.sat:
+            return spent, one
+    return spent, None
 
 
 def _in_shape(terms: list[z3.ExprRef], shapes: int) -> list[z3.ExprRef]:
@@ -752,7 +761,7 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         elsewhere += _rlimit_count(one)
         return one, answer
 
-    shapes: list[tuple[z3.ExprRef, z3.ExprRef]] | None = None  # built once, when first needed
+    shapes: list[witness.Shape] | None = None  # built once, when first needed
 
     def shaped_model(assertions: list[z3.ExprRef], share: int) -> z3.Solver | None:
         """A solver holding a model of the assertions, if they have one in which every map of
@@ -761,7 +770,7 @@ def _check(ob: Obligation, formula: Formula, options: Options, start: float, low
         shapes, so the model gives them values (for a counterexample)."""
         nonlocal shapes, check_start, elsewhere
         if shapes is None:
-            shapes = witness.shaped(formula) if formula.quantified else []
+            shapes = list(witness.shapes(formula)) if formula.quantified else []
         check_start = time.perf_counter()
         spent, one = _shaped(shapes, assertions, options, options.rlimit // share)
         elsewhere += spent

@@ -5,8 +5,9 @@ ranges and by other maps); it finds one at once when the maps are given as terms
 a satisfiability check on a formula that keeps quantifiers, prover/solve.py equates every map
 of every run's pre-state to the term `shaped` gives it: the layer's `init` definition of that
 map when `init` has one (`forall p. owner[p] == e(p)`), else a constant map, updated at
-`POINTS` free indices with free values; or, as it is, the map an index-linking definition of
-`init` gives (`forall p, i. port[concat(p, i)] == p`).
+free indices with free values (one, and if no model of that shape is found, POINTS: `shapes`);
+or, as it is, the map an index-linking definition of `init` gives (`forall p, i.
+port[concat(p, i)] == p`).
 
 Only `sat` is used, and it is exact: the equations only add constraints, so a model of them
 and the formula is a model of the formula. (A map whose shape is built on a lambda is also put
@@ -16,6 +17,8 @@ that shape fits, and the exact check follows (docs/theory.md §2, "Shaped states
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import z3
 
@@ -27,7 +30,14 @@ from microverify.prover import fingerprint, linking, shared
 from microverify.prover.formula import Formula, Run
 from microverify.prover.linking import conjuncts
 
-POINTS = 2  # indices at which each map may differ from its base
+POINTS = 2  # indices at which each map may differ from its base, at most
+# The shapes `shapes` offers, in turn: each map updated at one free index, then at POINTS. Most
+# models need one (every shown-satisfiable and VAC search of the shipped proofs does), and each
+# free index costs Z3 its width in bits: at SeKVM's hardware sizes the shaped searches took 0.26
+# of their resource units with one (docs/theory.md §2, "Shaped states").
+LADDER = (1, POINTS)
+
+Shape = list[tuple[z3.ExprRef, z3.ExprRef]]  # each map constant, and the term it is equated to
 
 
 def _is_map_constant(t: z3.ExprRef) -> bool:
@@ -94,32 +104,46 @@ def _outside(m: z3.ExprRef) -> z3.ExprRef:
 # the same pre-state constants, and `init` is the layer's. A shape is always built there and
 # translated into the formula's context, found or not, so the terms an obligation gets do not
 # depend on what ran before it.
-_BUILT: dict[tuple[object, ...], list[tuple[z3.ExprRef, z3.ExprRef]]] = {}
+_BUILT: dict[tuple[tuple[object, ...], int], Shape] = {}
 _BUILT_LIMIT = 10_000  # shapes remembered, at most (then forgotten: only a speed-up)
 
 
-def shaped(formula: Formula, ctx: z3.Context | None = None) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
-    """A term of the shape above for each map constant of each run's pre-state, in `ctx`
-    (default: the formula's context, where shapes that are not shared are built either way)."""
+def shapes(formula: Formula, ctx: z3.Context | None = None) -> Iterator[Shape]:
+    """The shapes to try in turn (LADDER), each built when asked for; one that would be the
+    same as the one before (every map's shape is index-linking, or there is none) is not
+    offered again."""
+    before: Shape | None = None
+    for points in LADDER:
+        shape = shaped(formula, ctx, points)
+        if before is None or len(shape) != len(before) or \
+                not all(a.eq(b) for (_, a), (_, b) in zip(shape, before)):
+            yield shape
+        before = shape
+
+
+def shaped(formula: Formula, ctx: z3.Context | None = None, points: int = POINTS) -> Shape:
+    """A term of the shape above for each map constant of each run's pre-state, updated at
+    `points` free indices, in `ctx` (default: the formula's context, where shapes that are not
+    shared are built either way)."""
     ctx = ctx or formula.ctx
     key = built_from(formula)
     if key is None:  # built from the formula's own terms, in its context
-        pairs = _shaped(formula.layer, formula.runs)
+        pairs = _shaped(formula.layer, formula.runs, points)
         return pairs if ctx is formula.ctx else [(m.translate(ctx), term.translate(ctx)) for m, term in pairs]
     with shared.LOCK:  # every term of shared.CONTEXT this touches is released before the lock is
-        return _remembered(formula, key, ctx)
+        return _remembered(formula, key, points, ctx)
 
 
-def _remembered(formula: Formula, key: tuple[object, ...], ctx: z3.Context) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
-    """The shapes under `key` (built now if they are not yet), translated into `ctx`. Called
-    under shared.LOCK."""
-    built = _BUILT.get(key)
+def _remembered(formula: Formula, key: tuple[object, ...], points: int, ctx: z3.Context) -> Shape:
+    """The shapes under `key` (what they are built from) with `points` free indices (built now
+    if they are not yet), translated into `ctx`. Called under shared.LOCK."""
+    built = _BUILT.get((key, points))
     if built is None:
         layer = SymLayer(formula.layer.module, formula.layer.layer, shared.CONTEXT)
         runs = [Run(run.name, _in_shared(run), upper=run.upper) for run in formula.runs]
         if len(_BUILT) >= _BUILT_LIMIT:
             _BUILT.clear()
-        built = _BUILT[key] = _shaped(layer, runs)
+        built = _BUILT[key, points] = _shaped(layer, runs, points)
     return [(m.translate(ctx), term.translate(ctx)) for m, term in built]
 
 
@@ -174,9 +198,9 @@ def _constant(t: z3.ExprRef) -> tuple[str, str] | None:
             z3.Z3_sort_to_string(ctx, z3.Z3_get_sort(ctx, ast)))
 
 
-def _shaped(layer: SymLayer, runs: list[Run]) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
-    """The shape of each map constant of the runs' pre-states, built in `layer`'s context from
-    its `init`."""
+def _shaped(layer: SymLayer, runs: list[Run], points: int) -> Shape:
+    """The shape of each map constant of the runs' pre-states, updated at `points` free indices,
+    built in `layer`'s context from its `init`."""
     maps = {leaf.get_id(): leaf for run in runs for v in run.pre.values() for leaf in leaves(v)
             if _is_map_constant(leaf)}
     if not maps:
@@ -194,22 +218,22 @@ def _shaped(layer: SymLayer, runs: list[Run]) -> list[tuple[z3.ExprRef, z3.ExprR
         definition, updated = definitions.get(key, (None, True))
         if definition is None:
             base = z3.K(sort.domain(), z3.Const(f"shape!{n}!base", sort.range()))
-            pairs.append((m, _updated(base, sort, f"shape!{n}", nested=False)))
+            pairs.append((m, _updated(base, sort, f"shape!{n}", False, points)))
         else:
-            pairs.append((m, _updated(definition, sort, f"shape!{n}", nested=True) if updated else definition))
+            pairs.append((m, _updated(definition, sort, f"shape!{n}", True, points) if updated else definition))
     return pairs
 
 
-def _updated(base: z3.ExprRef, sort: z3.ArraySortRef, name: str, nested: bool) -> z3.ExprRef:
-    """`base` updated at POINTS free indices with free values; if `nested` and it holds maps,
+def _updated(base: z3.ExprRef, sort: z3.ArraySortRef, name: str, nested: bool, points: int) -> z3.ExprRef:
+    """`base` updated at `points` free indices with free values; if `nested` and it holds maps,
     the value at each index is the map `base` has there, updated alike (a page table that
     `init` empties gets a few entries)."""
     term = base
     inner = sort.range()
-    for i in range(POINTS):
+    for i in range(points):
         at = z3.Const(f"{name}!at{i}", sort.domain())
         if nested and isinstance(inner, z3.ArraySortRef):
-            value = _updated(z3.Select(base, at), inner, f"{name}!{i}", nested)
+            value = _updated(z3.Select(base, at), inner, f"{name}!{i}", nested, points)
         else:
             value = z3.Const(f"{name}!val{i}", inner)
         term = z3.Store(term, at, value)

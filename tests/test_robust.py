@@ -1421,12 +1421,14 @@ def test_once_the_solving_process_is_killed_what_workers_hold_is_left_to_them() 
 
 # The `prove` command solves in a process of its own (prover/process.py, SolverProcess).
 
-# A secure map read through itself at 36-bit pages (conftest.py). At --max-memory 34, Z3 (z3-solver 4.15.4.0)
-# reaches its limit in L/DC/pull while it infers the patterns of a quantifier, prints
-# `(error "line 303 column 67: out of memory")` on standard output and ends the process with
-# exit status 101. At bed33cb, with --max-memory 300, Z3 aborted instead ("UNEXPECTED CODE WAS
-# REACHED", exit 134).
-ENDS_AT_34_MIB = nested_pointers(36)
+# A secure map read through itself at 16-bit pages (conftest.py), three reads deep. At
+# --max-memory 34, Z3 (z3-solver 4.15.4.0) reaches its limit in L/DR/pull/KServ while it infers
+# the patterns of a quantifier, prints `(error "line 303 column 67: out of memory")` on standard
+# output and ends the process with exit status 101. At bed33cb, with --max-memory 300, Z3
+# aborted instead ("UNEXPECTED CODE WAS REACHED", exit 134). Two reads deep at 36-bit pages
+# did it in L/DC/pull until the shaped searches tried one free index first (2026-12-04).
+ENDS_AT_34_MIB = nested_pointers(16).replace("owner[nxt[nxt[p]]] == owner[p] }",
+                                             "owner[nxt[nxt[p]]] == owner[p] && owner[nxt[nxt[nxt[p]]]] == owner[p] }")
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
@@ -1459,8 +1461,10 @@ def test_z3_ending_the_process_at_its_memory_limit_costs_one_obligation(tmp_path
 
 def test_z3_ending_a_worker_leaves_the_json_report_alone_on_standard_output(tmp_path: Path) -> None:
     """Found in review: at -j2 a worker that Z3 ended printed its line on standard output, in
-    front of the JSON report. Three copies of the model (about 7 s): whichever process solves
-    each L/DC/pull, Z3 ends it."""
+    front of the JSON report. Three copies of the model (about 7 s), each L/DC/pull UNKNOWN.
+    Whether Z3 ends a worker here, or only says `unknown` at its limit, depends on what that
+    worker solved before (with z3-solver 4.15.4.0 it ended two in some runs, none in others,
+    since 2026-12-04): the report must be JSON alone either way."""
     paths = []
     for k in range(3):
         paths.append(tmp_path / f"pointers{k}.mv")

@@ -1,7 +1,7 @@
 """The shaped satisfiability check (prover/witness.py, docs/theory.md §4): before checking
 that quantified hypotheses (or a VAC goal) are satisfiable, Z3 is given the pre-state's maps as
-terms, `init`'s pointwise definition of each map (or a constant map) updated at two free
-indices. Its `sat` is a model of the formula; its `unsat` or `unknown` proves nothing, and the
+terms, `init`'s pointwise definition of each map (or a constant map) updated at one free
+index, then, if that shape has no model, at two. Its `sat` is a model of the formula; its `unsat` or `unknown` proves nothing, and the
 exact check follows.
 
 The model: SeKVM's page ownership at hardware widths (36-bit page numbers, 16-bit VMIDs), with
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import z3
 
-from conftest import ROOT, SPLIT_ORDERS, load_text, record_fresh_checks, split_over_two_files
+from conftest import ROOT, SPLIT_ORDERS, assert_replayed, load_text, record_fresh_checks, split_over_two_files
 from microverify.dsl.loader import discover, load_file
 from microverify.prover import fingerprint, qf, shared, solve, witness
 from microverify.prover.driver import obligations, prove_pairs
@@ -96,7 +96,7 @@ def test_the_shaped_check_is_what_proves_the_satisfiability_checks(monkeypatch: 
     """Under one small rlimit: PROVED with the shaped check, UNKNOWN without it."""
     shaped = _results(WIDE, SATISFIABILITY, rlimit=2_000_000)
     assert {i: r.status for i, r in shaped.items()} == dict.fromkeys(SATISFIABILITY, Status.PROVED)  # type: ignore[attr-defined]
-    monkeypatch.setattr(witness, "shaped", lambda formula, ctx=None: [])
+    monkeypatch.setattr(witness, "shapes", lambda formula, ctx=None: iter(()))
     monkeypatch.setattr(solve, "_SHOWN", {})  # what the shape showed above is not taken
     exact = _results(WIDE, SATISFIABILITY, rlimit=2_000_000)
     assert {i: r.status for i, r in exact.items()} == dict.fromkeys(SATISFIABILITY, Status.UNKNOWN)  # type: ignore[attr-defined]
@@ -162,7 +162,7 @@ def test_the_shape_takes_inits_index_linking_definitions() -> None:
     assert "shape!slot_of_s!base" in str(bases["slot_of_s"].body().arg(2))  # its own free value outside
     assert "rest" not in str(bases["slot_of_s"])  # no array left free
     # the shape satisfies init, so the hypotheses of every obligation have a shaped model
-    used, model = solve._shaped(witness.shaped(formula), [h.term for h in formula.hypotheses], Options(),
+    used, model = solve._shaped([witness.shaped(formula)], [h.term for h in formula.hypotheses], Options(),
                                 Options.rlimit)
     assert model is not None, used
 
@@ -273,9 +273,9 @@ def test_a_layers_shape_is_built_once_and_is_the_shape_built_for_the_formula(mon
     direct = witness._shaped
     built: list[object] = []
 
-    def spy(layer, runs):  # type: ignore[no-untyped-def]
+    def spy(layer, runs, points):  # type: ignore[no-untyped-def]
         built.append(layer.ctx)
-        return direct(layer, runs)
+        return direct(layer, runs, points)
 
     monkeypatch.setattr(witness, "_shaped", spy)
     other = WIDE.replace("else if p >= MMIO_BASE && p < MMIO_END then Mmio else Host", "else Host")
@@ -284,7 +284,7 @@ def test_a_layers_shape_is_built_once_and_is_the_shape_built_for_the_formula(mon
     for text in (WIDE, other, WIDE):
         for m, ob in _pairs(text):
             formula = build(fingerprint.slice_module(m, ob), ob, z3.Context(), "quantified")
-            got, expected = witness.shaped(formula), direct(formula.layer, formula.runs)
+            got, expected = witness.shaped(formula), direct(formula.layer, formula.runs, witness.POINTS)
             assert len(got) == len(expected) > 0, ob.id
             assert all(a.eq(b) and s.eq(t) for (a, s), (b, t) in zip(got, expected)), ob.id
             formulas += 1
@@ -550,3 +550,72 @@ def test_a_failure_found_by_the_exact_check_counts_every_check_it_made(
             assert result.rlimit_used == sum(whole) + sum(c.units for c in checks), result.obligation.id
             failed += result.status is Status.FAILED
     assert failed > 0
+
+
+# An operation whose hypotheses need two pages of VM(v) (`owner` updated at two indices over the
+# base init gives it): no state of the one-index shape fits them, one of the two-index shape does.
+# Writing `ovm[a] := v` changes nothing; LEAKY_TWO_PAGES gives page a back to KServ, which KServ
+# observes (its `owner[p] for p: pfn`) and VM(v) may not tell it (the policy is KServ -> VM).
+TWO_PAGES = WIDE.replace("  op start(", """  op settle(v: vmid, a: pfn, b: pfn) by VM(v) {
+    check a != b && owner[a] == Guest && ovm[a] == v && owner[b] == Guest && ovm[b] == v else halt
+    ovm[a] := v
+  }
+  op start(""")
+LEAKY_TWO_PAGES = TWO_PAGES.replace("    ovm[a] := v\n", "    owner[a] := Host\n")
+
+
+def test_the_shapes_are_tried_at_one_free_index_then_at_two() -> None:
+    """witness.shapes: the shape at one free index, then at POINTS; a formula whose maps all
+    have an index-linking shape (updated nowhere) gets the one shape once."""
+    [(m, ob)] = [(m, ob) for m, ob in _pairs(WIDE) if ob.id == "L/VAC"]
+    formula = build(fingerprint.slice_module(m, ob), ob, z3.Context())
+    ladder = list(witness.shapes(formula))
+    assert witness.LADDER == (1, witness.POINTS) and len(ladder) == 2
+    for points, shape in zip(witness.LADDER, ladder):
+        for _, term in shape:
+            depth = 0
+            while z3.is_store(term):
+                depth, term = depth + 1, term.arg(0)
+            assert depth == points
+    linked_only = LINKED.replace("    port_id   : map[bv[64]] -> bv[64]\n", "").replace(
+        ";\n    forall n: bv[64]. port_id[n] == 0", "").replace("observe KServ { port_id }", "observe KServ { port_part }")
+    [(m, ob)] = [(m, ob) for m, ob in _pairs(linked_only) if ob.id == "Ports/VAC"]
+    formula = build(fingerprint.slice_module(m, ob), ob, z3.Context())
+    assert len(list(witness.shapes(formula))) == 1
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_hypotheses_no_one_index_shape_fits_are_shown_by_the_two_index_one(
+        monkeypatch: pytest.MonkeyPatch, encoding: str) -> None:
+    """`settle` needs two pages of one VM: its VAC and INV prove, the shaped search at one free
+    index finds nothing and the one at two finds the model, within one budget (what the first
+    spent is taken from the second's limit)."""
+    checks = record_fresh_checks(monkeypatch, lambda: "")
+    monkeypatch.setattr(solve, "_SHOWN", {})
+    ids = ("L/VAC/settle", "L/INV/settle")
+    results = _results(TWO_PAGES, ids, encoding=encoding)
+    assert {i: r.status for i, r in results.items()} == dict.fromkeys(ids, Status.PROVED)  # type: ignore[attr-defined]
+    shaped = [c for c in checks if c.stage == "looking for a model of the witness shape"]
+    firsts = [i for i, c in enumerate(shaped) if c.answer != z3.sat]
+    assert firsts and all("!at1" not in str(shaped[i].assertions) for i in firsts)
+    for i in firsts:
+        first, then = shaped[i], shaped[i + 1]
+        assert then.answer == z3.sat and "!at1" in str(then.assertions) and then.rlimit == first.rlimit - first.units
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+def test_a_leak_through_an_operation_that_needs_two_indices_is_never_proved(
+        tmp_path: Path, order: str, encoding: str) -> None:
+    """LEAKY_TWO_PAGES: KServ sees VM(v) give back page a (`owner[a]` goes from Guest to Host, a
+    state that needs two pages of VM(v)). Its LR for KServ FAILS with a counterexample, replayed
+    where the interpreter can run it, in either encoding and either file order; its VAC and INV
+    still prove."""
+    modules = split_over_two_files(tmp_path, LEAKY_TWO_PAGES, "KServ", order)
+    pairs = [(m, ob) for m, ob in obligations(modules) if ob.id in ("L/LR/settle/KServ", "L/VAC/settle", "L/INV/settle")]
+    assert len(pairs) == 3
+    results = {r.obligation.id: r for r in prove_pairs(pairs, Options(encoding=encoding))}
+    assert results["L/VAC/settle"].status is results["L/INV/settle"].status is Status.PROVED
+    leak = results["L/LR/settle/KServ"]
+    assert leak.status is Status.FAILED and leak.counterexample is not None, leak.detail
+    assert_replayed([leak], too_large_ok=True)
