@@ -33,8 +33,8 @@ from microverify.prover.linking import conjuncts
 POINTS = 2  # indices at which each map may differ from its base, at most
 # The shapes `shapes` offers, in turn: each map updated at one free index, then at POINTS. Most
 # models need one (every shown-satisfiable and VAC search of the shipped proofs does), and each
-# free index costs Z3 its width in bits: at SeKVM's hardware sizes the shaped searches took 0.26
-# of their resource units with one (docs/theory.md §2, "Shaped states").
+# free index costs Z3 its width in bits: at SeKVM's hardware sizes the shaped searches took 0.15
+# of their resource units with one, and 0.26 of their time (docs/theory.md §2, "Shaped states").
 LADDER = (1, POINTS)
 
 Shape = list[tuple[z3.ExprRef, z3.ExprRef]]  # each map constant, and the term it is equated to
