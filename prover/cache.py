@@ -18,10 +18,10 @@ do not stop someone who can write the cache *and* recompute checksums (they coul
 edit the proofs).
 
 Size: an entry found is touched (its modification time is its last use), and after a run that
-solved something, `prune` removes the least recently used entries beyond a number (results and
-parsed files counted apart), none of them used by that run, and temporary files left by writers
-that were stopped. It removes only files named as entries are, so a cache directory pointed at
-a folder with other files in it loses none of them.
+solved something, `prune` removes the least recently used entries beyond a number (results,
+parsed files and runs' front ends counted apart), none of them used by that run, and temporary
+files left by writers that were stopped. It removes only files named as entries are, so a cache
+directory pointed at a folder with other files in it loses none of them.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from microverify.files import STALE_TEMPORARY_SECONDS, touch, write_atomically
 
 DEFAULT_DIR = Path(".microverify-cache")
 AST_SUBDIR = "ast"  # parsed files (dsl/astcache.py), beside the result entries
+RUNS_SUBDIR = "runs"  # what runs' front ends gave (prover/runindex.py)
 FORMAT = 2
 MAX_ENTRY_BYTES = 64 * 1024  # an entry is about 400 bytes
 MAX_ENTRIES = 20_000  # kept of each kind by default (--cache-max-entries): about 80 MiB on disk
@@ -70,6 +71,10 @@ class Cache:
 
     def _path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.json"
+
+    def holds(self, key: str) -> bool:
+        """Whether there is an entry under `key` (valid or not: `get` says)."""
+        return self._path(key).is_file()
 
     def get(self, key: str, obligation_id: str) -> Hit | None:
         path = self._path(key)
@@ -122,13 +127,14 @@ class Cache:
 
 def prune(directory: Path, keep: int, started: float) -> int:
     """Remove the least recently used result entries beyond `keep`, and the parsed files
-    (AST_SUBDIR) beyond `keep`, but none used or written since `started` (time.time()); and
-    temporary files left for an hour. Returns how many files were removed. Best effort: a file
-    that cannot be looked at or removed (another run's, a read-only cache) is left."""
+    (AST_SUBDIR) and runs' front ends (RUNS_SUBDIR) beyond `keep` each, but none used or
+    written since `started` (time.time()); and temporary files left for an hour. Returns how
+    many files were removed. Best effort: a file that cannot be looked at or removed (another
+    run's, a read-only cache) is left."""
     results = [entry for folder in _listed(directory, follow=True) if _SHARD.fullmatch(folder.name)
                for entry in _listed(folder)]
     removed = 0
-    for entries in (results, _listed(directory / AST_SUBDIR)):
+    for entries in (results, _listed(directory / AST_SUBDIR), _listed(directory / RUNS_SUBDIR)):
         dated: list[tuple[float, Path]] = []
         for path in entries:
             try:

@@ -16,6 +16,7 @@ import threading
 import time
 import tomllib
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -30,14 +31,16 @@ from microverify.dsl.spans import Span
 from microverify.prover import formats, progress
 from microverify.prover.formats import USAGE, Problem, cross_check_message
 from microverify.files import remove_left_behind, unwritable
-from microverify.prover.cache import AST_SUBDIR, DEFAULT_DIR, MAX_ENTRIES, prune
+from microverify.prover.cache import AST_SUBDIR, DEFAULT_DIR, MAX_ENTRIES, Cache, prune
 from microverify.prover.crosscheck import RECHECKED, SOLVERS, available
 from microverify.prover.driver import Pair, obligations, prove_pairs
 from microverify.prover.parent import ANY_RUN_TAG, run_tag
 from microverify.prover.process import SolverProcess, signal_group
 from microverify.prover.progress import Progress
 from microverify.prover.report import quantified, render_counterexample, result_line, slowest, summary, theorems
-from microverify.prover.verdict import ENCODINGS, Options, Result, Status
+from microverify.prover import fingerprint, runindex
+from microverify.prover.verdict import (ENCODINGS, Options, Result, Status, answered_by, cache_key, cached,
+                                        needs_formula, option_text)
 
 EXIT_PROVED, EXIT_NOT_PROVED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
@@ -228,6 +231,47 @@ def check_output(output: Path) -> None:
         raise BadInput(f"error: --output {shown(output)}: the directory {shown(folder)} is not writable")
 
 
+def _proved(pairs: list[Pair], options: Options, on_result: Callable[[Result], None], jobs: int,
+            cache_dir: Path | None, progress: Progress) -> list[Result]:
+    """prove_pairs, in a process of its own where that is safe (prover/process.py)."""
+    solver = SolverProcess(pairs, options, cache_dir) if _apart else None
+    try:
+        if solver is not None and not answered_by(cache_dir, pairs, options):
+            solver.fork()  # before the progress bar's thread starts: fork() copies only the thread that calls it
+        with progress:
+            return prove_pairs(pairs, options, on_result, jobs, cache_dir, solver)
+    except BaseException:
+        if solver is not None:
+            solver.kill()  # it is not daemonic: at exit, multiprocessing would wait for it
+        raise
+    finally:
+        if options.dump_smt is not None:  # the processes that solved are gone: none is writing
+            remove_left_behind(options.dump_smt, run_tag(), ANY_RUN_TAG, ".smt2")
+
+
+def from_index(paths: list[Path], defines: tuple[Define, ...], options: Options,
+               cache_dir: Path) -> tuple[runindex.Front, list[Result]] | None:
+    """The run's results and front end, if the run index and the result cache answer every
+    obligation (prover/runindex.py); else None, and the run loads its files."""
+    if any(_unusable(p) is not None for p in paths):
+        return None  # load_all says why
+    warnings: list[str] = []
+    roots = discover(paths)
+    front = runindex.find(cache_dir, runindex.run_key(roots, defines, option_text(options)), roots, warnings)
+    for w in warnings:
+        click.echo(w, err=True)
+    if front is None:
+        return None
+    cache = Cache(cache_dir)
+    results = []
+    for ob, key in front.obligations:
+        r = cached(ob, key, cache)
+        if r is None:
+            return None  # solved as usual (which warns of an invalid entry)
+        results.append(r)
+    return front, results
+
+
 def check_dump_dir(folder: Path) -> None:
     """Before any work: scripts can be written below `folder`. Nothing is created yet (the
     first script does that), so a run that stops at bad input leaves nothing behind."""
@@ -253,25 +297,35 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
             click.echo(f"warning: not using the cache: {why}", err=True)
             cache_dir = None
     parsed = cache_dir / AST_SUBDIR if cache_dir is not None and not check_only and not list_only else None
-    modules = load_all(paths, sources, defines, parsed)  # --check and --list create nothing
-    if check_only:
-        checked = f"checked {len(sources) - len(defines)} file(s): no errors"  # the defines' texts are no files
-        if fmt == "text":
-            click.echo(checked)
-            if output is not None:
-                emit(checked, output)
-        else:
-            emit(report(fmt, [], [], options, jobs), output)
-            click.echo(checked, err=True)
-        return EXIT_PROVED
-    every = obligations(modules)
-    pairs = select(every, only, shard)
-    if list_only:
-        emit(list_obligations(pairs, fmt), output)
-        return EXIT_PROVED
+    indexed = None  # a run the cache answers in full, front end included (prover/runindex.py)
+    if parsed is not None and not only and shard is None and not needs_formula(options):
+        indexed = from_index(paths, defines, options, parsed.parent)
+    if indexed is not None:
+        front, results = indexed
+        sources.update(front.sources)
+        sources.update({d.file: d.text for d in defines})
+        count = len(results)
+    else:
+        modules = load_all(paths, sources, defines, parsed)  # --check and --list create nothing
+        if check_only:
+            checked = f"checked {len(sources) - len(defines)} file(s): no errors"  # the defines' texts are no files
+            if fmt == "text":
+                click.echo(checked)
+                if output is not None:
+                    emit(checked, output)
+            else:
+                emit(report(fmt, [], [], options, jobs), output)
+                click.echo(checked, err=True)
+            return EXIT_PROVED
+        every = obligations(modules)
+        pairs = select(every, only, shard)
+        if list_only:
+            emit(list_obligations(pairs, fmt), output)
+            return EXIT_PROVED
+        count = len(pairs)
     text = fmt == "text" or output is not None  # the human report goes to stdout
     written: list[str] = []  # the text report, for --output with the text format
-    progress = Progress(len(pairs), enabled=sys.stderr.isatty() and not quiet)
+    progress = Progress(count, enabled=sys.stderr.isatty() and not quiet)
 
     def say(line: str) -> None:
         progress.echo(line)
@@ -284,19 +338,12 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
         if text and r.counterexample is not None:
             say(render_counterexample(r, sources))
 
-    solver = SolverProcess(pairs, options, cache_dir) if _apart else None
-    try:
-        if solver is not None:
-            solver.fork()  # before the progress bar's thread starts: fork() copies only the thread that calls it
+    if indexed is not None:
         with progress:
-            results = prove_pairs(pairs, options, on_result, jobs, cache_dir, solver)
-    except BaseException:
-        if solver is not None:
-            solver.kill()  # it is not daemonic: at exit, multiprocessing would wait for it
-        raise
-    finally:
-        if options.dump_smt is not None:  # the processes that solved are gone: none is writing
-            remove_left_behind(options.dump_smt, run_tag(), ANY_RUN_TAG, ".smt2")
+            for r in results:
+                on_result(r)
+    else:
+        results = _proved(pairs, options, on_result, jobs, cache_dir, progress)
     if cache_dir is not None and cache_max_entries and not all(r.cached for r in results):
         prune(cache_dir, cache_max_entries, started)  # a fully cached run added nothing
     for r in results:
@@ -314,7 +361,15 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
         click.echo(line, err=True)
         if text:
             written.append(line)
-    lines = theorems(modules, results, [ob for _, ob in every])
+    if indexed is not None:
+        lines = list(indexed[0].theorems)
+    else:
+        lines = theorems(modules, results, [ob for _, ob in every])
+        if parsed is not None and not only and shard is None and all(r.status is Status.PROVED for r in results):
+            roots = discover(paths)
+            runindex.store(parsed.parent, runindex.run_key(roots, defines, option_text(options)), roots, defines,
+                           sources, [(ob, cache_key(fingerprint.slice_module(m, ob), ob, options)) for m, ob in every],
+                           lines, parsed)
     if text:
         for line in [*lines, summary(results), quantified(results, options)]:
             if line:

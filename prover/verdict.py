@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from microverify.dsl import ir
 from microverify.prover import fingerprint
-from microverify.prover.cache import Cache
+from microverify.prover.cache import Cache, Hit
 from microverify.prover.obligations import Obligation
 
 if TYPE_CHECKING:  # only as the types of fields: imported by prover/solve.py, which makes them
@@ -66,8 +66,12 @@ class Result:
 def cache_key(sliced: ir.Module, ob: Obligation, options: Options) -> str:
     """The key of `ob`, built from `sliced` (fingerprint.slice_module): the options that can
     change a PROVED into something else are in it; --max-memory is not (docs/ci.md)."""
-    return fingerprint.obligation_key(sliced, ob, f"rlimit={options.rlimit};timeout={options.timeout};"
-                                                  f"seed={options.seed};encoding={options.encoding}")
+    return fingerprint.obligation_key(sliced, ob, option_text(options))
+
+
+def option_text(options: Options) -> str:
+    """The options in every cache key: those that can change a PROVED into something else."""
+    return f"rlimit={options.rlimit};timeout={options.timeout};seed={options.seed};encoding={options.encoding}"
 
 
 @dataclass(frozen=True)
@@ -94,9 +98,29 @@ def look_up(module: ir.Module, ob: Obligation, options: Options, cache: Cache | 
     cache.warnings.clear()
     if hit is None:
         return Lookup(sliced, key, None, start, warnings)
+    return Lookup(sliced, key, _answered(ob, hit, start, warnings), start, warnings)
+
+
+def cached(ob: Obligation, key: str, cache: Cache) -> Result | None:
+    """The result the cache holds for `ob` under `key` (prover/runindex.py), if a valid one."""
+    start = time.perf_counter()
+    hit = cache.get(key, ob.id)
+    return None if hit is None else _answered(ob, hit, start, ())
+
+
+def _answered(ob: Obligation, hit: Hit, start: float, warnings: tuple[str, ...]) -> Result:
     elapsed = time.perf_counter() - start
-    return Lookup(sliced, key, Result(ob, Status.PROVED, elapsed, hit.rlimit_used, elapsed, cached=True,
-                                      warnings=warnings, quantified=hit.quantified), start, warnings)
+    return Result(ob, Status.PROVED, elapsed, hit.rlimit_used, elapsed, cached=True, warnings=warnings,
+                  quantified=hit.quantified)
+
+
+def answered_by(cache_dir: Path | None, pairs: list[tuple[ir.Module, Obligation]], options: Options) -> bool:
+    """Whether the cache in `cache_dir` likely answers every pair: each has an entry (not checked
+    for validity; an invalid one is solved all the same, only later). Reads no entry."""
+    if cache_dir is None or needs_formula(options):
+        return False
+    cache = Cache(cache_dir)
+    return all(cache.holds(cache_key(fingerprint.slice_module(m, ob), ob, options)) for m, ob in pairs)
 
 
 def needs_formula(options: Options) -> bool:

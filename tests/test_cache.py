@@ -389,11 +389,14 @@ def test_prune_keeps_what_the_run_used_and_removes_left_behind_temporary_files(t
     old = [shard / f"0a{i:062x}.json" for i in range(4)]
     new = [shard / f"0a{i + 10:062x}.json" for i in range(3)]
     trees = [ast_dir / f"{i:064x}.json" for i in range(3)]
-    for p in [*old, *new, *trees]:
+    (tmp_path / "runs").mkdir()
+    fronts = [tmp_path / "runs" / f"{i:064x}.json" for i in range(3)]
+    for p in [*old, *new, *trees, *fronts]:
         p.write_text("{}")
     for i, p in enumerate(old):
         _age([p], 5000 - i)  # old[0] is the least recently used
     _age(trees[:2], 5000)
+    _age(fronts[:2], 5000)
     stale_tmp, fresh_tmp = shard / ".tmp-abc123.json", shard / ".tmp-def456.json"
     stale_tmp.write_text("half")
     fresh_tmp.write_text("being written")
@@ -405,9 +408,10 @@ def test_prune_keeps_what_the_run_used_and_removes_left_behind_temporary_files(t
     assert all(p.exists() for p in trees), "parsed files are counted apart from results"
     assert not stale_tmp.exists() and fresh_tmp.exists()
     assert removed == 3
-    assert prune(tmp_path, 1, started) == 4  # never what this run used, even beyond the limit
+    assert prune(tmp_path, 1, started) == 6  # never what this run used, even beyond the limit
     assert [p.exists() for p in old] == [False] * 4 and all(p.exists() for p in new)
     assert [p.exists() for p in trees] == [False, False, True]
+    assert [p.exists() for p in fronts] == [False, False, True], "and runs' front ends apart from both"
     assert prune(tmp_path, 1, started) == 0
     assert prune(tmp_path / "missing", 1, started) == 0
 
