@@ -32,6 +32,7 @@ import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import z3
 
@@ -124,7 +125,7 @@ def find(cache_dir: Path, key: str, roots: list[Path], warnings: list[str]) -> F
         if not isinstance(entry, dict) or entry.get("checksum") != _checksum(entry) or entry.get("key") != key \
                 or entry.get("format") != FORMAT:
             raise ValueError("checksum")
-        front = _front(entry)
+        obligations, theorems = _front(entry)
     except (OSError, ValueError, TypeError, KeyError, IndexError, RecursionError):
         warnings.append(f"warning: ignoring an invalid cache entry {path}; loading the files")
         return None
@@ -132,31 +133,36 @@ def find(cache_dir: Path, key: str, roots: list[Path], warnings: list[str]) -> F
     if sources is None:
         return None
     touch(path)
-    return Front(front.obligations, front.theorems, sources)
+    return Front(obligations, theorems, sources)
 
 
-def _front(entry: dict[str, object]) -> Front:
-    """The entry's obligations and theorems; ValueError/TypeError/... if it holds anything else."""
+def _front(entry: dict[str, object]) -> tuple[tuple[tuple[Obligation, str], ...], tuple[str, ...]]:
+    """The entry's obligations and theorems, having checked that what `_unchanged` reads is of
+    the shapes `store` writes; ValueError, TypeError, ... if anything is not."""
     obligations = []
     for kind, file, layer, op, observer, span, context, by_file, k in entry["obligations"]:  # type: ignore[attr-defined]
-        if not (all(isinstance(x, str) for x in (file, layer, k, *context)) and isinstance(by_file, bool)
+        if not (isinstance(context, list) and all(isinstance(x, str) for x in (file, layer, k, *context))
+                and isinstance(by_file, bool)
                 and all(x is None or isinstance(x, str) for x in (op, observer))
                 and isinstance(span[0], str) and all(type(x) is int for x in span[1:]) and len(span) == 5):
             raise ValueError("not an obligation")
         obligations.append((Obligation(Kind(kind), file, layer, op, observer, Span(*span), tuple(context), by_file), k))
-    theorems = entry["theorems"]
-    if not isinstance(theorems, list) or not all(isinstance(t, str) for t in theorems):
-        raise ValueError("not theorems")
-    return Front(tuple(obligations), tuple(theorems), {})
+    files, imports, roots, theorems = entry["files"], entry["imports"], entry["roots"], entry["theorems"]
+    if not (isinstance(files, dict) and all(isinstance(x, str) for x in (*files, *files.values()))
+            and isinstance(imports, list) and all(isinstance(i, list) and len(i) == 3
+                                                  and all(isinstance(x, str) for x in i) for i in imports)
+            and isinstance(roots, list) and all(isinstance(r, str) for r in roots)
+            and isinstance(theorems, list) and all(isinstance(t, str) for t in theorems)):
+        raise ValueError("not an entry")
+    return tuple(obligations), tuple(theorems)
 
 
 def _unchanged(entry: dict[str, object], roots: list[Path]) -> dict[str, str] | None:
     """The texts of the entry's files, read as the loader reads them (each root as given, each
     import resolved against the file that names it), if every one resolves to the file of the
     name kept and has the text it had; else None."""
-    files, imports, names = entry["files"], entry["imports"], entry["roots"]
-    if not isinstance(files, dict) or not isinstance(imports, list) or not isinstance(names, list):
-        return None
+    files, imports, names = cast(dict[str, str], entry["files"]), cast(list[list[str]], entry["imports"]), \
+        cast(list[str], entry["roots"])  # their shapes checked (_front)
     named: dict[str, list[tuple[str, str]]] = {}  # file -> (import as written, the file it names)
     for name, imported, target in imports:
         named.setdefault(name, []).append((imported, target))

@@ -246,9 +246,20 @@ def _checked(solver: z3.Solver, stage: str) -> z3.CheckSatResult:
     return answer
 
 
-def _solver(ctx: z3.Context, options: Options) -> z3.Solver:
+def _solver(ctx: z3.Context, options: Options, blast: bool = False) -> z3.Solver:
+    """Every check's solver; with `blast`, Z3's simplifier rewrites a read of a map just
+    written, `select(store(a, i, v), j)`, as `ite(i == j, v, select(a, j))` before the search
+    (`blast_select_store`), an equivalent formula. The exact checks of a validity goal (the
+    whole goal and its conjuncts, `_goals_unsat`) ask for it: what an operation writes is such
+    a store, and at SeKVM's hardware sizes, where the invariants that read a map an operation
+    wrote (KCoreMachine's `donations`, `tlb_coherent`) cost most, the stack took 112.6M
+    resource units instead of 124.6M and 0.80 of the time at -j1, and 0.95 of the units at its
+    small configuration (one run each; docs/ci.md, Speed). Other checks do not: Z3's models
+    under it can give a map over a wide sort a default value the reference interpreter does not
+    replay (tests/test_counterexample.py)."""
     solver = z3.Solver(ctx=ctx)
-    solver.set("rlimit", options.rlimit, "timeout", int(options.timeout * 1000), "random_seed", options.seed)
+    solver.set("rlimit", options.rlimit, "timeout", int(options.timeout * 1000), "random_seed", options.seed,
+               "blast_select_store", blast)
     return solver
 
 
@@ -386,7 +397,7 @@ def _whole_goal(formula: Formula, options: Options) -> tuple[z3.CheckSatResult, 
     with this, the shipped proofs took 0.92 of the time at -j1 and ARINC 653 0.95 (farm-bench,
     medians of 3 and 5 pairs, 2026-12-03)."""
     _, answer, units = _counted(formula.ctx, [h.term for h in formula.hypotheses] + [formula.asserted_goal_one_witness()],
-                                options, options.rlimit // WHOLE_SHARE, EXACT_STAGE)
+                                options, options.rlimit // WHOLE_SHARE, EXACT_STAGE, blast=True)
     return answer, units
 
 
@@ -441,7 +452,7 @@ def _goals_unsat(formula: Formula, options: Options,
         if len(part) > 1:  # a half: at one witness per key type, and one by one if Z3 does not prove it so
             budget = min(left, options.rlimit // WHOLE_SHARE)
             if budget > 0:
-                run = run or _Run(hypotheses)
+                run = run or _Run(hypotheses, blast=True)
                 _, answer, used = run.check(formula.asserted_goal_one_witness(part), options, budget, EXACT_STAGE)
                 spent += used
                 left -= used
@@ -451,7 +462,7 @@ def _goals_unsat(formula: Formula, options: Options,
         for goal in part:
             budget, answer = min(left, options.rlimit // CONJUNCT_SHARE), z3.unknown
             if budget > 0:
-                run = run or _Run(hypotheses)
+                run = run or _Run(hypotheses, blast=True)
                 solver, answer, used = run.check(formula.asserted_goal([goal]), options, budget, EXACT_STAGE)
                 spent += used
                 left -= used
@@ -675,7 +686,8 @@ class _Run:
     conjunct, about 400 of the 1345 contexts of `prove proofs`; Z3 takes about 2.5 ms to make
     one and free it."""
 
-    def __init__(self, hypotheses: list[z3.ExprRef]) -> None:
+    def __init__(self, hypotheses: list[z3.ExprRef], blast: bool = False) -> None:
+        self.blast = blast  # _solver's
         self.ctx = new_context()
         self.hypotheses = [h.translate(self.ctx) for h in hypotheses]
 
@@ -683,16 +695,16 @@ class _Run:
               stage: str) -> tuple[z3.Solver, z3.CheckSatResult, int]:
         """The goal's check under the hypotheses, within `rlimit` (at least 1), and the resource
         units it spent; _OutOfMemory, naming the stage, if Z3 runs out of --max-memory."""
-        return _counted(self.ctx, self.hypotheses + [goal.translate(self.ctx)], options, rlimit, stage)
+        return _counted(self.ctx, self.hypotheses + [goal.translate(self.ctx)], options, rlimit, stage, self.blast)
 
 
 def _counted(ctx: z3.Context, assertions: list[z3.ExprRef], options: Options, rlimit: int,
-             stage: str) -> tuple[z3.Solver, z3.CheckSatResult, int]:
+             stage: str, blast: bool = False) -> tuple[z3.Solver, z3.CheckSatResult, int]:
     """Check the assertions in a new solver of a context that may have checked before, within
     `rlimit` (at least 1), and the resource units it spent (Z3 counts per context, from where
     the count is when a check starts); _OutOfMemory, naming the stage, with the units of this
     check, if Z3 runs out of --max-memory."""
-    solver = _solver(ctx, replace(options, rlimit=max(1, rlimit)))
+    solver = _solver(ctx, replace(options, rlimit=max(1, rlimit)), blast)
     before = _rlimit_count(solver)
     solver.add(assertions)
     try:

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import SECURE
 from microverify.dsl.defines import parse_defines
-from microverify.prover import cli
+from microverify.prover import cli, runindex
 from microverify.prover.cache import RUNS_SUBDIR
 from microverify.prover.verdict import Options
 
@@ -32,7 +32,7 @@ def prove(capsys: pytest.CaptureFixture[str], cache: Path, *paths: Path, fmt: st
     code = cli.run(list(paths), Options(), quiet=False, jobs=1, cache_dir=cache, only=(), shard_text=None, fmt=fmt,
                    output=None, list_only=False, check_only=False, defines=parse_defines(defines))
     out = capsys.readouterr()
-    return code, re.sub(r" *\d+\.\d+s  rlimit| *\"time\": [0-9.e-]+,?", "", out.out) + out.err
+    return code, re.sub(r" *\d+\.\d+s  rlimit| *\"time\": [0-9.e-]+,?| time=\"[0-9.]+\"", "", out.out) + out.err
 
 
 def loads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -79,15 +79,24 @@ def test_a_run_with_one_result_missing_loads_its_files_and_solves_that_one(
     assert [line.endswith("(cached)") for line in out.splitlines() if line.startswith("PROVED")].count(False) == 1
 
 
-def test_a_corrupt_entry_is_ignored_with_a_warning(stack: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("corrupt", ["checksum", "shape"])
+def test_a_corrupt_entry_is_ignored_with_a_warning(stack: Path, capsys: pytest.CaptureFixture[str],
+                                                   corrupt: str) -> None:
+    """An edited entry (its checksum no longer matches), or one of another shape with its checksum
+    made to match: a warning, and the files are loaded."""
     cache = stack / "c"
     prove(capsys, cache, Path("main.mv"))
     (path,) = (cache / RUNS_SUBDIR).iterdir()
     entry = json.loads(path.read_text())
-    entry["obligations"][0][2] = "Other"  # the checksum no longer matches
+    if corrupt == "checksum":
+        entry["obligations"][0][2] = "Other"
+    else:
+        entry["files"] = [entry["files"]]
+        entry["checksum"] = runindex._checksum(entry)
     path.write_text(json.dumps(entry))
     code, out = prove(capsys, cache, Path("main.mv"))
     assert code == 0 and f"warning: ignoring an invalid cache entry {path}; loading the files" in out
+    assert "Traceback" not in out
 
 
 # -- attacks: the files change after a run that proved them; the leak must be found
