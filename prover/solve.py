@@ -254,9 +254,9 @@ def _solver(ctx: z3.Context, options: Options, blast: bool = False) -> z3.Solver
     a store, and at SeKVM's hardware sizes, where the invariants that read a map an operation
     wrote (KCoreMachine's `donations`, `tlb_coherent`) cost most, the stack took 112.6M
     resource units instead of 124.6M and 0.80 of the time at -j1, and 0.95 of the units at its
-    small configuration (one run each; docs/ci.md, Speed). Other checks do not: Z3's models
-    under it can give a map over a wide sort a default value the reference interpreter does not
-    replay (tests/test_counterexample.py)."""
+    small configuration (one run each; docs/ci.md, Speed). The other checks do not: under it
+    Z3's model of a leak in the quantified encoding gave a map over a wide sort a default value
+    the reference interpreter does not replay (tests/test_counterexample.py)."""
     solver = z3.Solver(ctx=ctx)
     solver.set("rlimit", options.rlimit, "timeout", int(options.timeout * 1000), "random_seed", options.seed,
                "blast_select_store", blast)
