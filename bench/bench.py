@@ -3,13 +3,13 @@
     python bench/bench.py [-j N] [PATH ...]        (default: proofs/, N = all cores)
 
 From one run it reports: wall time at -j1 and at -jN (and their ratio, also for `prove` on a
-small file); the front end's share
-(parse + check + lowering) against solving; the tool's time against Z3 alone on the exported
-scripts; the cached re-run against the cold run, in-process and as `prove PATH` (the command,
-with its start-up); the per-obligation median and maximum; and, per folder, the quantifier-free encoding against the
-quantified one (solve time and wall time; bench/handwritten.py compares with a hand-written
-z3py encoding of the tutorial Pages model). Absolute seconds are printed for reference only: these
-machines are shared and noisy, so compare the ratios.
+small file); the front end's share (parse + check + lowering) against solving; the tool's time
+against Z3 alone on the exported scripts; the cached re-run against the cold run, in-process and
+as `prove PATH` (the command, with its start-up); the per-obligation median and maximum; per
+folder, the quantifier-free encoding against the quantified one (solve time and wall time;
+bench/handwritten.py compares with a hand-written z3py encoding of the tutorial Pages model);
+and last the width sweep of bench/widths.py. Absolute seconds are printed for reference only:
+these machines are shared and noisy, so compare the ratios.
 """
 
 from __future__ import annotations
@@ -88,6 +88,8 @@ def main(argv: list[str]) -> int:
     slow = sorted(zip(per, (ob.id for _, ob in pairs)), reverse=True)[:5]
     print("slowest: " + ", ".join(f"{i} ({t / med:.1f} x)" for t, i in slow))
     encodings(pairs, args.jobs)
+    sys.stdout.flush()
+    subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "widths.py")], check=True)
     return 0
 
 
