@@ -456,7 +456,11 @@ def prove(paths: tuple[Path, ...], jobs: int | None, cache_dir: Path, no_cache: 
                       encoding=encoding, max_memory=max_memory)
     jobs = jobs or _cores()
     try:
-        targets = list(paths) or configured_roots(Path.cwd())
+        try:
+            here = Path.cwd()  # file names are shown relative to it
+        except FileNotFoundError:
+            raise BadInput("error: the working directory no longer exists [io]", code="io") from None
+        targets = list(paths) or configured_roots(here)
         try:
             parsed = parse_defines(defines)
         except ValueError as exc:

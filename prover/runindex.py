@@ -166,12 +166,23 @@ def _unchanged(entry: dict[str, object], roots: list[Path]) -> dict[str, str] | 
     named: dict[str, list[tuple[str, str]]] = {}  # file -> (import as written, the file it names)
     for name, imported, target in imports:
         named.setdefault(name, []).append((imported, target))
+    where: dict[str, Path] = {}  # file -> the path it is read from
+    left: list[str] = []
+
+    def one_file(name: str, path: Path) -> bool:
+        """Whether `name` names this file only: a name that is not UTF-8 is shown with `\\xNN`
+        escapes, so two files can show as one name, and then the texts kept under it are
+        not both known."""
+        if name in where:
+            return resolve(where[name]) == resolve(path)
+        where[name] = path
+        left.append(name)
+        return True
+
     try:
-        if [display_name(p) for p in roots] != names:
+        if [display_name(p) for p in roots] != names or not all(map(one_file, names, roots)):
             return None
-        where = dict(zip(names, roots))  # file -> the path it is read from
         sources: dict[str, str] = {}
-        left = list(where)
         while left:
             name = left.pop()
             text = read_source(where[name])
@@ -180,11 +191,8 @@ def _unchanged(entry: dict[str, object], roots: list[Path]) -> dict[str, str] | 
             sources[name] = text
             for imported, target in named.get(name, ()):
                 path = resolve(resolve(where[name]).parent / imported)
-                if display_name(path) != target:
+                if display_name(path) != target or not one_file(target, path):
                     return None
-                if target not in where:
-                    where[target] = path
-                    left.append(target)
     except (OSError, ValueError, TypeError):
         return None
     return sources if sources.keys() == files.keys() else None

@@ -263,3 +263,21 @@ def test_the_default_jobs_are_the_cores_this_process_may_run_on(tmp_mv) -> None:
     assert pinned.returncode == free.returncode == 0, pinned.stderr + free.stderr
     assert json.loads(pinned.stdout)["options"]["jobs"] == 1
     assert json.loads(free.stdout)["options"]["jobs"] == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_working_directory_removed_is_bad_input_not_a_crash(tmp_path: Path, fmt: str) -> None:
+    """Found in review: from a working directory that had been removed, `prove` crashed (exit 3)
+    where it shows file names relative to it."""
+    model = tmp_path / "m.mv"
+    model.write_text(SECURE)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    start = ("import os, sys\nos.chdir(sys.argv[1]); os.rmdir(sys.argv[1])\n"
+             "sys.argv = ['prove', *sys.argv[2:]]\nfrom microverify.prover.cli import main\nmain()")
+    r = subprocess.run([sys.executable, "-c", start, str(gone), "--format", fmt, "--cache-dir", str(tmp_path / "c"),
+                        str(model)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "error: the working directory no longer exists [io]" in r.stderr and "Traceback" not in r.stderr
+    if fmt == "json":
+        assert json.loads(r.stdout)["diagnostics"][0]["code"] == "io"

@@ -157,6 +157,40 @@ def test_a_root_given_through_a_link_is_named_as_the_file_it_now_leads_to(
     assert code == 0 and '"b.mv"' in out and '"a.mv"' not in out
 
 
+def shown_alike(folder: Path) -> tuple[Path, Path]:
+    """Two files whose names show alike: `\\xff.mv` (a backslash and three letters) and the byte
+    0xFF then `.mv`, which is not UTF-8 and so is shown with the same escape."""
+    return folder / "\\xff.mv", Path(os.fsdecode(os.fsencode(folder) + b"/\xff.mv"))
+
+
+@pytest.mark.parametrize("edited", [0, 1], ids=["backslash", "byte"])
+def test_two_roots_shown_under_one_name_are_each_read(stack: Path, capsys: pytest.CaptureFixture[str],
+                                                       edited: int) -> None:
+    """Found in review: the entry keeps one text per name shown, so of two files of one shown
+    name only one was read again, and an edit to the other went unnoticed."""
+    (stack / "d").mkdir()
+    both = shown_alike(stack / "d")
+    for path in both:
+        path.write_text(SECURE)
+    assert prove(capsys, stack / "c", Path("d"))[0] == 0
+    both[edited].write_text(LEAKY)
+    assert prove(capsys, stack / "c", Path("d"))[0] == 1
+
+
+def test_two_imports_of_files_shown_under_one_name_are_each_read(
+        stack: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same through imports: main.mv imports `\\xff.mv` and b.mv, a link to the 0xFF file,
+    which is then given a leaky layer."""
+    literal, byte = shown_alike(stack)
+    literal.write_text("// helpers\n")
+    byte.write_text("// helpers\n")
+    os.symlink(byte.name, stack / "b.mv")
+    (stack / "main.mv").write_text('import "\\xff.mv"\nimport "b.mv"\n' + SECURE)
+    assert prove(capsys, stack / "c", Path("main.mv"))[0] == 0
+    byte.write_text("// helpers\n" + LEAKY[LEAKY.index("layer"):].replace("layer L", "layer M"))
+    assert_leak_found(capsys, stack / "c", Path("main.mv"), layer="M")
+
+
 def test_a_folder_link_pointed_at_a_leaky_copy_of_the_same_names_is_followed(
         stack: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The root is given through a link to a folder; both folders hold main.mv and lib.mv of the
