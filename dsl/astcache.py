@@ -25,7 +25,7 @@ from pathlib import Path
 
 from microverify.dsl import ast
 from microverify.dsl.spans import Span, span_fields
-from microverify.files import touch, write_atomically
+from microverify.files import read_small, touch, write_atomically
 
 FORMAT = 2
 MAX_ENTRY_BYTES = 64 * 1024 * 1024
@@ -119,7 +119,7 @@ def _load(entry: Path, file: str) -> ast.Module | None:
     try:
         if not entry.is_file() or entry.stat().st_size > MAX_ENTRY_BYTES:
             return None
-        stored = json.loads(entry.read_text(encoding="utf-8"))
+        stored = json.loads(read_small(entry, MAX_ENTRY_BYTES))
         payload = stored["tree"]
         if not isinstance(payload, str) or stored["sha256"] != hashlib.sha256(payload.encode("utf-8")).hexdigest():
             return None

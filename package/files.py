@@ -50,6 +50,20 @@ def remove_left_behind(directory: Path, tag: str, any_tag: str, suffix: str) -> 
                 entry.unlink()
 
 
+def read_small(path: Path, limit: int) -> str:
+    """The text (UTF-8) of a cache file of at most `limit` bytes, opened without blocking and
+    read only if it is a regular file, should it have become a FIFO or a device since it was
+    looked at; ValueError if it is not one, or is larger."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError("too large")
+    return data.decode("utf-8")
+
+
 def touch(path: Path) -> None:
     """Set a file's modification time to now: a cache entry's last use (prover/cache.py prunes
     the least recently used). A file that cannot be written (a read-only cache) is left as it is."""

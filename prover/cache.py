@@ -38,7 +38,7 @@ from pathlib import Path
 import z3
 
 from microverify import __version__
-from microverify.files import STALE_TEMPORARY_SECONDS, touch, write_atomically
+from microverify.files import STALE_TEMPORARY_SECONDS, read_small, touch, write_atomically
 
 DEFAULT_DIR = Path(".microverify-cache")
 AST_SUBDIR = "ast"  # parsed files (dsl/astcache.py), beside the result entries
@@ -58,7 +58,8 @@ class Hit:
     quantified: bool  # solved in an encoding that kept quantifiers (as the report says of every result)
 
 
-def _checksum(entry: dict[str, object]) -> str:
+def checksum(entry: dict[str, object]) -> str:
+    """The SHA-256 an entry (of results, or prover/runindex.py's) carries of all it holds but it."""
     body = json.dumps({k: v for k, v in entry.items() if k != "checksum"}, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
 
@@ -87,8 +88,8 @@ class Cache:
         try:
             if info is None or not stat.S_ISREG(info.st_mode) or info.st_size > MAX_ENTRY_BYTES:
                 raise ValueError("not a small regular file")
-            entry = json.loads(_read_small(path))
-            valid = (isinstance(entry, dict) and entry.get("checksum") == _checksum(entry)
+            entry = json.loads(read_small(path, MAX_ENTRY_BYTES))
+            valid = (isinstance(entry, dict) and entry.get("checksum") == checksum(entry)
                      and entry.get("key") == key and entry.get("status") == "PROVED"
                      and entry.get("tool") == __version__ and entry.get("z3") == z3.get_version_string()
                      and entry.get("format") == FORMAT and isinstance(entry.get("rlimit_used"), int)
@@ -108,7 +109,7 @@ class Cache:
         entry: dict[str, object] = {"format": FORMAT, "key": key, "status": "PROVED", "obligation": obligation_id,
                                     "tool": __version__, "z3": z3.get_version_string(),
                                     "rlimit_used": rlimit_used, "quantified": quantified}
-        entry["checksum"] = _checksum(entry)
+        entry["checksum"] = checksum(entry)
         if not self.writable:
             return
         path = self._path(key)
@@ -171,13 +172,3 @@ def _remove(path: Path) -> int:
     except OSError:
         return 0
     return 1
-
-
-def _read_small(path: Path) -> str:
-    """At most MAX_ENTRY_BYTES of a file, opened without blocking (should it have become a FIFO
-    since it was looked at)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError("not a regular file")
-        return f.read(MAX_ENTRY_BYTES + 1).decode("utf-8")

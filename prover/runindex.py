@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +40,8 @@ from microverify.dsl import ast
 from microverify.dsl.defines import Define
 from microverify.dsl.loader import display_name, read_source, resolve
 from microverify.dsl.spans import Span
-from microverify.files import touch, write_atomically
-from microverify.prover.cache import RUNS_SUBDIR
+from microverify.files import read_small, touch, write_atomically
+from microverify.prover.cache import RUNS_SUBDIR, checksum
 from microverify.prover.fingerprint import tool_digest
 from microverify.prover.obligations import Kind, Obligation
 
@@ -72,11 +71,6 @@ def _path(cache_dir: Path, key: str) -> Path:
     return cache_dir / RUNS_SUBDIR / f"{key}.json"
 
 
-def _checksum(entry: dict[str, object]) -> str:
-    return hashlib.sha256(json.dumps({k: v for k, v in entry.items() if k != "checksum"},
-                                     sort_keys=True).encode()).hexdigest()
-
-
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
@@ -101,7 +95,7 @@ def store(cache_dir: Path, key: str, roots: list[Path], defines: tuple[Define, .
         "obligations": [[ob.kind.value, ob.file, ob.layer, ob.op, ob.observer,
                          [ob.span.file, ob.span.line, ob.span.column, ob.span.end_line, ob.span.end_column],
                          list(ob.context), ob.by_file, k] for ob, k in obligations]}
-    entry["checksum"] = _checksum(entry)
+    entry["checksum"] = checksum(entry)
     path = _path(cache_dir, key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,14 +109,12 @@ def find(cache_dir: Path, key: str, roots: list[Path], warnings: list[str]) -> F
     None (with a warning in `warnings` if the entry is corrupt)."""
     path = _path(cache_dir, key)
     try:
-        info = os.stat(path)
+        os.stat(path)
     except (OSError, ValueError):
-        return None
+        return None  # none kept (or the cache is in the way of one): no warning
     try:
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_ENTRY_BYTES:
-            raise ValueError("not a small regular file")
-        entry = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(entry, dict) or entry.get("checksum") != _checksum(entry) or entry.get("key") != key \
+        entry = json.loads(read_small(path, MAX_ENTRY_BYTES))
+        if not isinstance(entry, dict) or entry.get("checksum") != checksum(entry) or entry.get("key") != key \
                 or entry.get("format") != FORMAT:
             raise ValueError("checksum")
         obligations, theorems = _front(entry)

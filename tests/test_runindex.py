@@ -16,8 +16,8 @@ import pytest
 
 from conftest import SECURE
 from microverify.dsl.defines import parse_defines
-from microverify.prover import cli, runindex
-from microverify.prover.cache import RUNS_SUBDIR
+from microverify.prover import cli
+from microverify.prover.cache import RUNS_SUBDIR, checksum
 from microverify.prover.verdict import Options
 
 LEAKY = SECURE.replace("secret[v] := x", "secret[v + 1] := x")  # VM(v) writes its neighbour's secret
@@ -92,7 +92,7 @@ def test_a_corrupt_entry_is_ignored_with_a_warning(stack: Path, capsys: pytest.C
         entry["obligations"][0][2] = "Other"
     else:
         entry["files"] = [entry["files"]]
-        entry["checksum"] = runindex._checksum(entry)
+        entry["checksum"] = checksum(entry)
     path.write_text(json.dumps(entry))
     code, out = prove(capsys, cache, Path("main.mv"))
     assert code == 0 and f"warning: ignoring an invalid cache entry {path}; loading the files" in out
