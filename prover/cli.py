@@ -257,7 +257,7 @@ def from_index(paths: list[Path], defines: tuple[Define, ...], options: Options,
         return None  # load_all says why
     warnings: list[str] = []
     roots = discover(paths)
-    front = runindex.find(cache_dir, runindex.run_key(roots, defines, option_text(options)), roots, warnings)
+    front = runindex.find(cache_dir, roots, defines, option_text(options), warnings)
     for w in warnings:
         click.echo(w, err=True)
     if front is None:
@@ -297,9 +297,11 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
             click.echo(f"warning: not using the cache: {why}", err=True)
             cache_dir = None
     parsed = cache_dir / AST_SUBDIR if cache_dir is not None and not check_only and not list_only else None
-    indexed = None  # a run the cache answers in full, front end included (prover/runindex.py)
-    if parsed is not None and not only and shard is None and not needs_formula(options):
-        indexed = from_index(paths, defines, options, parsed.parent)
+    # where a run of every obligation keeps its front end, and finds it (prover/runindex.py)
+    index_dir = cache_dir if parsed is not None and not only and shard is None else None
+    indexed = None  # a run the cache answers in full, front end included
+    if index_dir is not None and not needs_formula(options):
+        indexed = from_index(paths, defines, options, index_dir)
     if indexed is not None:
         front, results = indexed
         sources.update(front.sources)
@@ -365,10 +367,9 @@ def run(paths: list[Path], options: Options, quiet: bool, jobs: int, cache_dir: 
         lines = list(indexed[0].theorems)
     else:
         lines = theorems(modules, results, [ob for _, ob in every])
-        if parsed is not None and not only and shard is None and all(r.status is Status.PROVED for r in results):
-            roots = discover(paths)
-            runindex.store(parsed.parent, runindex.run_key(roots, defines, option_text(options)), roots, defines,
-                           sources, [(ob, cache_key(fingerprint.slice_module(m, ob), ob, options)) for m, ob in every],
+        if index_dir is not None and all(r.status is Status.PROVED for r in results):
+            runindex.store(index_dir, discover(paths), defines, option_text(options), sources,
+                           [(ob, cache_key(fingerprint.slice_module(m, ob), ob, options)) for m, ob in every],
                            lines, parsed)
     if text:
         for line in [*lines, summary(results), quantified(results, options)]:

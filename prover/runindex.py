@@ -59,7 +59,7 @@ class Front:
     sources: dict[str, str]
 
 
-def run_key(roots: list[Path], defines: tuple[Define, ...], options: str) -> str:
+def _run_key(roots: list[Path], defines: tuple[Define, ...], options: str) -> str:
     h = hashlib.sha256()
     for part in (f"run index format {FORMAT}", tool_digest(), z3.get_version_string(), sys.version, options,
                  str(resolve(Path.cwd())), *(d.text for d in defines), "\0roots", *map(str, roots)):
@@ -75,10 +75,12 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def store(cache_dir: Path, key: str, roots: list[Path], defines: tuple[Define, ...], sources: dict[str, str],
+def store(cache_dir: Path, roots: list[Path], defines: tuple[Define, ...], options: str, sources: dict[str, str],
           obligations: list[tuple[Obligation, str]], theorems: list[str], parsed: Path | None) -> None:
-    """Keep what the front end gave (`sources`: every text it read, the defines' too). Best
-    effort: the index only saves time."""
+    """Keep what the front end of a run of `roots` gave (`sources`: every text it read, the
+    defines' too; `options`: those in every obligation's key). Best effort: the index only
+    saves time."""
+    key = _run_key(roots, defines, options)
     pseudo = {d.file for d in defines}
     files = {name: _digest(text) for name, text in sources.items() if name not in pseudo}
     imports = []
@@ -104,9 +106,11 @@ def store(cache_dir: Path, key: str, roots: list[Path], defines: tuple[Define, .
         pass
 
 
-def find(cache_dir: Path, key: str, roots: list[Path], warnings: list[str]) -> Front | None:
-    """The front end's product kept under `key`, if every file it read is as it was then; else
-    None (with a warning in `warnings` if the entry is corrupt)."""
+def find(cache_dir: Path, roots: list[Path], defines: tuple[Define, ...], options: str,
+         warnings: list[str]) -> Front | None:
+    """The front end's product kept for a run of `roots` (as `store` has it), if every file it
+    read is as it was then; else None (with a warning in `warnings` if the entry is corrupt)."""
+    key = _run_key(roots, defines, options)
     path = _path(cache_dir, key)
     try:
         os.stat(path)
