@@ -14,22 +14,22 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SECURE
+from conftest import SECURE, SPLIT_ORDERS, split_over_two_files
 from microverify.dsl.defines import parse_defines
 from microverify.prover import cli
 from microverify.prover.cache import RUNS_SUBDIR, checksum
-from microverify.prover.verdict import Options
+from microverify.prover.verdict import ENCODINGS, Options
 
 LEAKY = SECURE.replace("secret[v] := x", "secret[v + 1] := x")  # VM(v) writes its neighbour's secret
 MAIN = 'import "lib.mv"\n'
 
 
 def prove(capsys: pytest.CaptureFixture[str], cache: Path, *paths: Path, fmt: str = "text",
-          defines: tuple[str, ...] = ()) -> tuple[int, str]:
+          defines: tuple[str, ...] = (), encoding: str = "qf") -> tuple[int, str]:
     """`prove` in this process (the index needs no solving process): exit status and what it
     printed, times left out."""
     capsys.readouterr()
-    code = cli.run(list(paths), Options(), quiet=False, jobs=1, cache_dir=cache, only=(), shard_text=None, fmt=fmt,
+    code = cli.run(list(paths), Options(encoding=encoding), quiet=False, jobs=1, cache_dir=cache, only=(), shard_text=None, fmt=fmt,
                    output=None, list_only=False, check_only=False, defines=parse_defines(defines))
     out = capsys.readouterr()
     return code, re.sub(r" *\d+\.\d+s  rlimit| *\"time\": [0-9.e-]+,?| time=\"[0-9.]+\"", "", out.out) + out.err
@@ -103,8 +103,8 @@ def test_a_corrupt_entry_is_ignored_with_a_warning(stack: Path, capsys: pytest.C
 
 
 def assert_leak_found(capsys: pytest.CaptureFixture[str], cache: Path, *paths: Path,
-                      defines: tuple[str, ...] = (), layer: str = "L") -> None:
-    code, out = prove(capsys, cache, *paths, defines=defines)
+                      defines: tuple[str, ...] = (), layer: str = "L", encoding: str = "qf") -> None:
+    code, out = prove(capsys, cache, *paths, defines=defines, encoding=encoding)
     assert code == 1, out
     assert re.search(rf"^FAILED +{layer}/LR/write/VM", out, re.M), out
 
@@ -113,6 +113,21 @@ def test_an_imported_file_edited_is_read_again(stack: Path, capsys: pytest.Captu
     prove(capsys, stack / "c", Path("main.mv"))
     (stack / "lib.mv").write_text(LEAKY)
     assert_leak_found(capsys, stack / "c", Path("main.mv"))
+
+
+@pytest.mark.parametrize("order", SPLIT_ORDERS)
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_an_imported_model_edited_is_read_again_in_either_encoding_and_order(
+        stack: Path, capsys: pytest.CaptureFixture[str], encoding: str, order: str) -> None:
+    """The model in one file and an importer of it given as roots in either order, proved in
+    either encoding; then the model is made leaky: two runs where VM(0) writes different
+    values, and VM(1) sees its own secret differ."""
+    split_over_two_files(stack, SECURE, "VM(v)", order)
+    roots = [Path("model.mv"), Path("other.mv")]
+    roots = roots if order == SPLIT_ORDERS[0] else roots[::-1]
+    assert prove(capsys, stack / "c", *roots, encoding=encoding)[0] == 0
+    (stack / "model.mv").write_text(LEAKY)
+    assert_leak_found(capsys, stack / "c", *roots, encoding=encoding)
 
 
 def test_a_link_an_import_goes_through_pointed_elsewhere_is_followed(

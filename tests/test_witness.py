@@ -1,8 +1,8 @@
 """The shaped satisfiability check (prover/witness.py, docs/theory.md §4): before checking
 that quantified hypotheses (or a VAC goal) are satisfiable, Z3 is given the pre-state's maps as
 terms, `init`'s pointwise definition of each map (or a constant map) updated at one free
-index, then, if that shape has no model, at two. Its `sat` is a model of the formula; its `unsat` or `unknown` proves nothing, and the
-exact check follows.
+index, then, if that shape has no model, at two. Its `sat` is a model of the formula; its
+`unsat` or `unknown` proves nothing, and the exact check follows.
 
 The model: SeKVM's page ownership at hardware widths (36-bit page numbers, 16-bit VMIDs), with
 KCore's and the MMIO pages fixed by ranges and boot images in pages KCore took. Z3 alone cannot
